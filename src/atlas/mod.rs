@@ -1,0 +1,1 @@
+//! The Atlas Admin API client: the only code that speaks HTTP to Atlas.

@@ -1,0 +1,1 @@
+//! The config file: raw serde types, defaults, and the validated `Config`.

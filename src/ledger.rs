@@ -1,0 +1,1 @@
+//! The ledger: what atlas-linkd has done, in SQLite, one row per link.

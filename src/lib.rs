@@ -1,0 +1,21 @@
+//! atlas-linkd: keeps MongoDB Atlas stream-processing private link connections in line with YAML manifests.
+//!
+//! Data flows one way: `manifest` loads YAML into a `model::DesiredState`; `plan` compares it, purely,
+//! with the `ledger` and with what `atlas` lists; `reconcile` carries the plan out against Atlas and
+//! records every outcome in the `ledger` and in `metrics`; `report` tells the user. `daemon` decides
+//! when a pass runs; `cli` is the command line. `fake` is the bundled fake Atlas.
+//! See ARCHITECTURE.md for the map and the invariants.
+
+pub mod atlas;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod endpoint;
+pub mod fake;
+pub mod ledger;
+pub mod manifest;
+pub mod metrics;
+pub mod model;
+pub mod plan;
+pub mod reconcile;
+pub mod report;

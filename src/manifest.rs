@@ -1,0 +1,1 @@
+//! Manifests: finding, parsing and validating the YAML files into a `model::DesiredState`.

@@ -1,0 +1,1 @@
+//! The plan: a pure comparison of desired state, ledger and remote listings.

@@ -1,0 +1,1 @@
+//! Pass reports: the summary a user reads, as text or JSON.
