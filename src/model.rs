@@ -74,6 +74,17 @@ impl fmt::Display for LinkKey {
     }
 }
 
+/// Which Atlas credentials to use (`atlas.auth` in the config). Shared by `config` and `atlas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// OAuth 2.0 client credentials (`MONGODB_ATLAS_CLIENT_ID` / `MONGODB_ATLAS_CLIENT_SECRET`).
+    #[default]
+    ServiceAccount,
+    /// Programmatic API key over HTTP Digest (`MONGODB_ATLAS_PUBLIC_API_KEY` / `MONGODB_ATLAS_PRIVATE_API_KEY`).
+    ApiKey,
+}
+
 /// Where the cloud resource lives. Atlas stores these upper-cased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
