@@ -1,1 +1,804 @@
-//! The plan: a pure comparison of desired state, ledger and remote listings.
+//! The plan: a pure comparison of desired state, ledger and remote listings, deciding what a pass does.
+//!
+//! No I/O and no clock: `now_unix` is a parameter, so every decision is reproducible from its inputs.
+//!
+//! # JSON shape (stable; `plan --output json` prints it)
+//! ```json
+//! {
+//!   "counts": {"create": 1, "adopt": 0, "unchanged": 0, "changed": 0, "orphaned": 0, "waiting": 0},
+//!   "actions": [
+//!     {"action": "create", "groupId": "…", "name": "…", "reason": "new|resume|retry|recreate",
+//!      "fingerprint": "…", "spec": {…create body…}, "source": "file:line"},
+//!     {"action": "adopt", "groupId": "…", "name": "…", "atlasId": "…", "remoteState": "DONE"|null,
+//!      "fingerprint": "…", "source": "file:line"},
+//!     {"action": "unchanged", "groupId": "…", "name": "…", "atlasId": "…", "remoteState": "DONE"|null},
+//!     {"action": "changed", "groupId": "…", "name": "…", "atlasId": "…"|null,
+//!      "recordedFingerprint": "…", "desiredFingerprint": "…"},
+//!     {"action": "orphaned", "groupId": "…", "name": "…", "atlasId": "…"|null, "phase": "created"},
+//!     {"action": "waiting", "groupId": "…", "name": "…", "untilUnix": 1700000000, "attempts": 2,
+//!      "lastError": "…"|null}
+//!   ]
+//! }
+//! ```
+//! Actions are sorted by `(groupId, name)`; each declared or recorded link appears exactly once.
+
+use crate::ledger::{Phase, Record};
+use crate::model::{
+    DesiredLink, DesiredState, Fingerprint, GroupId, LinkKey, LinkSpec, RemoteConnection,
+    RemoteState,
+};
+use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// A COMPLETE listing of one project's connections (every page). A partial listing must not be
+/// passed: absence from a listing is read as "gone from Atlas".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemoteListing {
+    pub connections: Vec<RemoteConnection>,
+}
+
+/// Complete listings of the projects that were listed. A project without an entry was not listed,
+/// which proves nothing about what exists there.
+pub type Listings = BTreeMap<GroupId, RemoteListing>;
+
+/// Why a create is planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CreateReason {
+    /// Declared and never recorded.
+    New,
+    /// An intent left by a crash or an unknown outcome.
+    Resume,
+    /// After a failure: the delay is over, or the spec changed.
+    Retry,
+    /// Recorded as created or adopted, but gone from a complete listing.
+    Recreate,
+}
+
+impl CreateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreateReason::New => "new",
+            CreateReason::Resume => "resume",
+            CreateReason::Retry => "retry",
+            CreateReason::Recreate => "recreate",
+        }
+    }
+}
+
+/// What a pass does about one link.
+// The variants stay unboxed: this shape is what `reconcile` and `report` match on, and a plan is
+// built once per pass.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send a create (after listing the project, if it has no listing yet).
+    Create {
+        link: DesiredLink,
+        reason: CreateReason,
+    },
+    /// Record this existing remote connection as the link; no create.
+    Adopt {
+        link: DesiredLink,
+        remote: RemoteConnection,
+    },
+    /// Created or adopted with the declared spec, and not known to be gone.
+    Unchanged {
+        key: LinkKey,
+        atlas_id: String,
+        remote_state: Option<RemoteState>,
+    },
+    /// Created or adopted with another spec. Reported, never deleted or recreated.
+    Changed {
+        key: LinkKey,
+        atlas_id: Option<String>,
+        recorded: Fingerprint,
+        desired: Fingerprint,
+    },
+    /// Recorded but no longer declared. Reported, never deleted.
+    Orphaned {
+        key: LinkKey,
+        atlas_id: Option<String>,
+        phase: Phase,
+    },
+    /// Failed recently; the next attempt is not due yet.
+    Waiting {
+        key: LinkKey,
+        until_unix: i64,
+        attempts: u32,
+        last_error: Option<String>,
+    },
+}
+
+impl Action {
+    pub fn key(&self) -> &LinkKey {
+        match self {
+            Action::Create { link, .. } | Action::Adopt { link, .. } => &link.key,
+            Action::Unchanged { key, .. }
+            | Action::Changed { key, .. }
+            | Action::Orphaned { key, .. }
+            | Action::Waiting { key, .. } => key,
+        }
+    }
+
+    /// The category name used in JSON and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "create",
+            Action::Adopt { .. } => "adopt",
+            Action::Unchanged { .. } => "unchanged",
+            Action::Changed { .. } => "changed",
+            Action::Orphaned { .. } => "orphaned",
+            Action::Waiting { .. } => "waiting",
+        }
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let key = self.key();
+        let fields = match self {
+            Action::Create { .. } => 6,
+            Action::Adopt { .. } => 6,
+            Action::Unchanged { .. } => 4,
+            Action::Changed { .. } => 5,
+            Action::Orphaned { .. } => 5,
+            Action::Waiting { .. } => 6,
+        };
+        let mut st = s.serialize_struct("Action", fields + 1)?;
+        st.serialize_field("action", self.kind())?;
+        st.serialize_field("groupId", &key.group_id)?;
+        st.serialize_field("name", &key.name)?;
+        match self {
+            Action::Create { link, reason } => {
+                st.serialize_field("reason", reason)?;
+                st.serialize_field("fingerprint", &link.fingerprint)?;
+                st.serialize_field("spec", &link.spec)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
+            Action::Adopt { link, remote } => {
+                st.serialize_field("atlasId", &remote.id)?;
+                st.serialize_field("remoteState", &remote.state)?;
+                st.serialize_field("fingerprint", &link.fingerprint)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
+            Action::Unchanged {
+                atlas_id,
+                remote_state,
+                ..
+            } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("remoteState", remote_state)?;
+            }
+            Action::Changed {
+                atlas_id,
+                recorded,
+                desired,
+                ..
+            } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("recordedFingerprint", recorded)?;
+                st.serialize_field("desiredFingerprint", desired)?;
+            }
+            Action::Orphaned {
+                atlas_id, phase, ..
+            } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("phase", phase)?;
+            }
+            Action::Waiting {
+                until_unix,
+                attempts,
+                last_error,
+                ..
+            } => {
+                st.serialize_field("untilUnix", until_unix)?;
+                st.serialize_field("attempts", attempts)?;
+                st.serialize_field("lastError", last_error)?;
+            }
+        }
+        st.end()
+    }
+}
+
+/// How many actions of each category a plan holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PlanCounts {
+    pub create: usize,
+    pub adopt: usize,
+    pub unchanged: usize,
+    pub changed: usize,
+    pub orphaned: usize,
+    pub waiting: usize,
+}
+
+impl PlanCounts {
+    pub fn total(&self) -> usize {
+        self.create + self.adopt + self.unchanged + self.changed + self.orphaned + self.waiting
+    }
+}
+
+/// Every action of a pass, sorted by key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}
+
+impl Serialize for Plan {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Plan", 2)?;
+        st.serialize_field("counts", &self.counts())?;
+        st.serialize_field("actions", &self.actions)?;
+        st.end()
+    }
+}
+
+impl Plan {
+    /// Projects with any create: the executor lists each of them (completely) and plans again
+    /// before creating anything, so a create never happens without a look at what exists.
+    pub fn projects_to_list(&self) -> BTreeSet<GroupId> {
+        self.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Create { .. }))
+            .map(|a| a.key().group_id.clone())
+            .collect()
+    }
+
+    /// Of `projects_to_list`, those that `listings` does not cover yet.
+    pub fn projects_unlisted(&self, listings: &Listings) -> BTreeSet<GroupId> {
+        let mut out = self.projects_to_list();
+        out.retain(|g| !listings.contains_key(g));
+        out
+    }
+
+    pub fn counts(&self) -> PlanCounts {
+        let mut c = PlanCounts::default();
+        for a in &self.actions {
+            match a {
+                Action::Create { .. } => c.create += 1,
+                Action::Adopt { .. } => c.adopt += 1,
+                Action::Unchanged { .. } => c.unchanged += 1,
+                Action::Changed { .. } => c.changed += 1,
+                Action::Orphaned { .. } => c.orphaned += 1,
+                Action::Waiting { .. } => c.waiting += 1,
+            }
+        }
+        c
+    }
+}
+
+/// One project's listing, indexed for adoption.
+struct ProjectIndex<'a> {
+    ids: HashSet<&'a str>,
+    /// The listing's connections, lowest id first, so the oldest (likeliest the original) wins.
+    sorted: Vec<&'a RemoteConnection>,
+    by_arn: HashMap<&'a str, Vec<usize>>,
+    by_endpoint: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> ProjectIndex<'a> {
+    fn new(listing: &'a RemoteListing) -> Self {
+        let mut sorted: Vec<&RemoteConnection> = listing.connections.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        sorted.dedup_by(|a, b| a.id == b.id);
+        let mut by_arn: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_endpoint: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, c) in sorted.iter().enumerate() {
+            if let Some(arn) = c.arn.as_deref() {
+                by_arn.entry(arn).or_default().push(i);
+            }
+            if let Some(ep) = c.service_endpoint_id.as_deref() {
+                by_endpoint.entry(ep).or_default().push(i);
+            }
+        }
+        ProjectIndex {
+            ids: sorted.iter().map(|c| c.id.as_str()).collect(),
+            sorted,
+            by_arn,
+            by_endpoint,
+        }
+    }
+
+    /// The first unclaimed connection that `spec` matches. `matches` compares `arn` and
+    /// `serviceEndpointId` exactly, so when the spec sets one, only connections with the same
+    /// value can match and the index narrows the scan.
+    fn find(&self, spec: &LinkSpec, claimed: &HashSet<&str>) -> Option<&'a RemoteConnection> {
+        let narrowed = if let Some(arn) = spec.arn.as_deref() {
+            Some(self.by_arn.get(arn).map(Vec::as_slice).unwrap_or(&[]))
+        } else if let Some(ep) = spec.service_endpoint_id.as_deref() {
+            Some(self.by_endpoint.get(ep).map(Vec::as_slice).unwrap_or(&[]))
+        } else {
+            None
+        };
+        let ok = |c: &&RemoteConnection| !claimed.contains(c.id.as_str()) && spec.matches(c);
+        match narrowed {
+            Some(indices) => indices.iter().map(|&i| self.sorted[i]).find(ok),
+            None => self.sorted.iter().copied().find(ok),
+        }
+    }
+}
+
+/// Decides what a pass does. Pure: the same inputs give the same plan.
+pub fn plan(
+    desired: &DesiredState,
+    records: &[Record],
+    listings: &Listings,
+    now_unix: i64,
+) -> Plan {
+    let by_key: HashMap<&LinkKey, &Record> = records.iter().map(|r| (&r.key, r)).collect();
+    // Adoption is one-to-one: an id any record holds is taken, whatever that record's state.
+    let mut claimed: HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r.atlas_id.as_deref())
+        .collect();
+    let indexes: HashMap<&GroupId, ProjectIndex> = listings
+        .iter()
+        .map(|(g, l)| (g, ProjectIndex::new(l)))
+        .collect();
+
+    let mut actions = Vec::with_capacity(desired.link_count() + records.len());
+    // Desired links in key order, so which link adopts a contested connection is deterministic.
+    for link in desired.links() {
+        let index = indexes.get(&link.key.group_id);
+        let record = by_key.get(&link.key).copied();
+        let reason = match record {
+            None => CreateReason::New,
+            Some(r) => match r.phase {
+                Phase::Created | Phase::Adopted => {
+                    if r.fingerprint != link.fingerprint {
+                        actions.push(Action::Changed {
+                            key: link.key.clone(),
+                            atlas_id: r.atlas_id.clone(),
+                            recorded: r.fingerprint.clone(),
+                            desired: link.fingerprint.clone(),
+                        });
+                        continue;
+                    }
+                    match (&r.atlas_id, index) {
+                        (Some(id), Some(ix)) if !ix.ids.contains(id.as_str()) => {
+                            CreateReason::Recreate
+                        }
+                        (Some(id), ix) => {
+                            let fresh = ix.and_then(|ix| {
+                                ix.sorted
+                                    .binary_search_by(|c| c.id.as_str().cmp(id))
+                                    .ok()
+                                    .map(|i| ix.sorted[i].state.clone())
+                            });
+                            actions.push(Action::Unchanged {
+                                key: link.key.clone(),
+                                atlas_id: id.clone(),
+                                remote_state: fresh.unwrap_or_else(|| r.remote_state.clone()),
+                            });
+                            continue;
+                        }
+                        // Recorded as done but without an id: the record cannot vouch for
+                        // anything, so treat it like an unknown outcome.
+                        (None, _) => CreateReason::Resume,
+                    }
+                }
+                Phase::Intent => CreateReason::Resume,
+                Phase::Failed => {
+                    let due = r.next_attempt_unix.is_none_or(|t| t <= now_unix);
+                    if !due && r.fingerprint == link.fingerprint {
+                        actions.push(Action::Waiting {
+                            key: link.key.clone(),
+                            until_unix: r.next_attempt_unix.unwrap_or(now_unix),
+                            attempts: r.attempts,
+                            last_error: r.last_error.clone(),
+                        });
+                        continue;
+                    }
+                    CreateReason::Retry
+                }
+            },
+        };
+        // Before any create, a match in a complete listing is adopted instead: never a duplicate.
+        if let Some(remote) = index.and_then(|ix| ix.find(&link.spec, &claimed)) {
+            claimed.insert(remote.id.as_str());
+            actions.push(Action::Adopt {
+                link: link.clone(),
+                remote: remote.clone(),
+            });
+        } else {
+            actions.push(Action::Create {
+                link: link.clone(),
+                reason,
+            });
+        }
+    }
+    for r in records {
+        if desired.get(&r.key).is_none() {
+            actions.push(Action::Orphaned {
+                key: r.key.clone(),
+                atlas_id: r.atlas_id.clone(),
+                phase: r.phase,
+            });
+        }
+    }
+    actions.sort_by(|a, b| a.key().cmp(b.key()));
+    Plan { actions }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AuthScheme, DesiredProject, Provider, Source, Vendor};
+    use std::path::PathBuf;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn g(n: u8) -> GroupId {
+        GroupId::parse(&format!("{:024x}", n)).unwrap()
+    }
+
+    fn msk(cluster: &str) -> LinkSpec {
+        LinkSpec {
+            provider: Provider::Aws,
+            vendor: Vendor::Msk,
+            region: None,
+            arn: Some(format!(
+                "arn:aws:kafka:us-east-1:123456789012:cluster/{cluster}/1"
+            )),
+            service_endpoint_id: None,
+            dns_domain: None,
+            dns_sub_domain: None,
+            azure_resource_ids: None,
+            gcp_connection_ids: None,
+            gcp_service_attachment_uris: None,
+            authentication_scheme: Some(AuthScheme::Iam),
+        }
+    }
+
+    fn pubsub(region: &str) -> LinkSpec {
+        LinkSpec {
+            provider: Provider::Gcp,
+            vendor: Vendor::Pubsub,
+            region: Some(region.into()),
+            arn: None,
+            authentication_scheme: None,
+            ..msk("x")
+        }
+    }
+
+    fn link(group: u8, name: &str, spec: LinkSpec) -> DesiredLink {
+        DesiredLink::new(
+            LinkKey::new(g(group), name),
+            spec,
+            Source {
+                file: PathBuf::from("m.yaml"),
+                line: Some(3),
+            },
+        )
+    }
+
+    fn desired(links: &[DesiredLink]) -> DesiredState {
+        let mut d = DesiredState::default();
+        for l in links {
+            d.projects
+                .entry(l.key.group_id.clone())
+                .or_insert_with(DesiredProject::default)
+                .links
+                .insert(l.key.name.clone(), l.clone());
+        }
+        d
+    }
+
+    fn remote(id: &str, spec: &LinkSpec) -> RemoteConnection {
+        RemoteConnection {
+            id: id.into(),
+            provider: Some(spec.provider.as_str().into()),
+            vendor: Some(spec.vendor.as_str().into()),
+            region: spec.region.clone().or(Some("us-east-1".into())),
+            arn: spec.arn.clone(),
+            state: Some(RemoteState::Done),
+            ..Default::default()
+        }
+    }
+
+    fn record(l: &DesiredLink, phase: Phase, atlas_id: Option<&str>) -> Record {
+        Record {
+            key: l.key.clone(),
+            spec_json: l.spec.to_json(),
+            fingerprint: l.fingerprint.clone(),
+            atlas_id: atlas_id.map(str::to_owned),
+            phase,
+            remote_state: Some(RemoteState::Working),
+            remote_error: None,
+            attempts: 0,
+            last_error: None,
+            next_attempt_unix: None,
+            created_unix: 1,
+            updated_unix: 1,
+        }
+    }
+
+    fn failed(l: &DesiredLink, next: i64) -> Record {
+        Record {
+            attempts: 2,
+            last_error: Some("503".into()),
+            next_attempt_unix: Some(next),
+            ..record(l, Phase::Failed, None)
+        }
+    }
+
+    fn listing(group: u8, conns: Vec<RemoteConnection>) -> Listings {
+        Listings::from([(g(group), RemoteListing { connections: conns })])
+    }
+
+    fn only(p: &Plan) -> &Action {
+        assert_eq!(p.actions.len(), 1, "{:?}", p.actions);
+        &p.actions[0]
+    }
+
+    fn reason(a: &Action) -> CreateReason {
+        match a {
+            Action::Create { reason, .. } => *reason,
+            other => panic!("expected a create, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_link_without_listing_is_a_new_create_and_asks_for_a_listing() {
+        let a = link(1, "a", msk("a"));
+        let p = plan(&desired(&[a]), &[], &Listings::new(), NOW);
+        assert_eq!(reason(only(&p)), CreateReason::New);
+        assert_eq!(p.projects_to_list(), BTreeSet::from([g(1)]));
+        assert_eq!(
+            p.projects_unlisted(&Listings::new()),
+            BTreeSet::from([g(1)])
+        );
+        assert!(p.projects_unlisted(&listing(1, vec![])).is_empty());
+    }
+
+    #[test]
+    fn new_link_with_a_match_in_the_listing_is_adopted() {
+        let a = link(1, "a", msk("a"));
+        let l = listing(
+            1,
+            vec![remote("r1", &msk("other")), remote("r2", &msk("a"))],
+        );
+        let p = plan(&desired(&[a]), &[], &l, NOW);
+        match only(&p) {
+            Action::Adopt { remote, .. } => assert_eq!(remote.id, "r2"),
+            other => panic!("{other:?}"),
+        }
+        assert!(p.projects_to_list().is_empty());
+    }
+
+    #[test]
+    fn new_link_with_listing_but_no_match_is_created() {
+        let a = link(1, "a", msk("a"));
+        let l = listing(1, vec![remote("r1", &msk("other"))]);
+        let p = plan(&desired(&[a]), &[], &l, NOW);
+        assert_eq!(reason(only(&p)), CreateReason::New);
+    }
+
+    #[test]
+    fn intent_resumes_or_adopts() {
+        let a = link(1, "a", msk("a"));
+        let recs = [record(&a, Phase::Intent, None)];
+        let d = desired(std::slice::from_ref(&a));
+        let p = plan(&d, &recs, &Listings::new(), NOW);
+        assert_eq!(reason(only(&p)), CreateReason::Resume);
+        let p = plan(&d, &recs, &listing(1, vec![remote("r9", &msk("a"))]), NOW);
+        assert!(matches!(only(&p), Action::Adopt { remote, .. } if remote.id == "r9"));
+    }
+
+    #[test]
+    fn failed_waits_until_due_then_retries() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        let p = plan(&d, &[failed(&a, NOW + 30)], &Listings::new(), NOW);
+        match only(&p) {
+            Action::Waiting {
+                until_unix,
+                attempts,
+                last_error,
+                ..
+            } => {
+                assert_eq!((*until_unix, *attempts), (NOW + 30, 2));
+                assert_eq!(last_error.as_deref(), Some("503"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p.projects_to_list().is_empty());
+        let p = plan(&d, &[failed(&a, NOW)], &Listings::new(), NOW);
+        assert_eq!(reason(only(&p)), CreateReason::Retry);
+    }
+
+    #[test]
+    fn failed_with_a_fixed_manifest_retries_now() {
+        let old = link(1, "a", msk("typo"));
+        let fixed = link(1, "a", msk("a"));
+        let p = plan(
+            &desired(&[fixed]),
+            &[failed(&old, NOW + 3600)],
+            &Listings::new(),
+            NOW,
+        );
+        assert_eq!(reason(only(&p)), CreateReason::Retry);
+    }
+
+    #[test]
+    fn created_same_spec_is_unchanged_with_the_freshest_state() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        let recs = [record(&a, Phase::Created, Some("r1"))];
+        let p = plan(&d, &recs, &Listings::new(), NOW);
+        assert_eq!(
+            only(&p),
+            &Action::Unchanged {
+                key: a.key.clone(),
+                atlas_id: "r1".into(),
+                remote_state: Some(RemoteState::Working)
+            }
+        );
+        let p = plan(&d, &recs, &listing(1, vec![remote("r1", &msk("a"))]), NOW);
+        assert!(matches!(
+            only(&p),
+            Action::Unchanged {
+                remote_state: Some(RemoteState::Done),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn gone_from_a_complete_listing_is_recreated_but_absence_of_a_listing_proves_nothing() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        let recs = [record(&a, Phase::Adopted, Some("r1"))];
+        let p = plan(&d, &recs, &listing(1, vec![]), NOW);
+        assert_eq!(reason(only(&p)), CreateReason::Recreate);
+        // Another project's listing says nothing about this one.
+        let p = plan(&d, &recs, &listing(2, vec![]), NOW);
+        assert!(matches!(only(&p), Action::Unchanged { .. }));
+    }
+
+    #[test]
+    fn partial_view_never_yields_recreate() {
+        // Many created links across projects, listings for none of them.
+        let links: Vec<_> = (0..20u8)
+            .map(|i| link(i % 4, &format!("l{i}"), msk(&format!("c{i}"))))
+            .collect();
+        let recs: Vec<_> = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| record(l, Phase::Created, Some(&format!("id{i}"))))
+            .collect();
+        let p = plan(&desired(&links), &recs, &Listings::new(), NOW);
+        assert_eq!(p.counts().unchanged, 20);
+        assert!(p.actions.iter().all(|a| !matches!(
+            a,
+            Action::Create {
+                reason: CreateReason::Recreate,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn changed_spec_is_reported_never_recreated() {
+        let old = link(1, "a", msk("old"));
+        let new = link(1, "a", msk("new"));
+        let recs = [record(&old, Phase::Created, Some("r1"))];
+        // Even with the old connection gone from a complete listing.
+        let p = plan(
+            &desired(std::slice::from_ref(&new)),
+            &recs,
+            &listing(1, vec![]),
+            NOW,
+        );
+        assert_eq!(
+            only(&p),
+            &Action::Changed {
+                key: new.key.clone(),
+                atlas_id: Some("r1".into()),
+                recorded: old.fingerprint.clone(),
+                desired: new.fingerprint.clone(),
+            }
+        );
+    }
+
+    #[test]
+    fn undeclared_records_are_orphaned() {
+        let a = link(1, "a", msk("a"));
+        let recs = [record(&a, Phase::Created, Some("r1"))];
+        let p = plan(&DesiredState::default(), &recs, &listing(1, vec![]), NOW);
+        assert_eq!(
+            only(&p),
+            &Action::Orphaned {
+                key: a.key.clone(),
+                atlas_id: Some("r1".into()),
+                phase: Phase::Created
+            }
+        );
+    }
+
+    #[test]
+    fn adoption_is_one_to_one_in_key_order() {
+        // Two links with the same spec, one matching remote: the first key adopts, the second creates.
+        let a = link(1, "a", pubsub("europe-west1"));
+        let b = link(1, "b", pubsub("europe-west1"));
+        let l = listing(1, vec![remote("r1", &pubsub("europe-west1"))]);
+        let p = plan(&desired(&[b.clone(), a.clone()]), &[], &l, NOW);
+        assert!(
+            matches!(&p.actions[0], Action::Adopt { link, remote } if link.key == a.key && remote.id == "r1")
+        );
+        assert!(matches!(&p.actions[1], Action::Create { link, .. } if link.key == b.key));
+        // With two remotes, each link gets its own, lowest id first.
+        let l = listing(
+            1,
+            vec![
+                remote("r2", &pubsub("europe-west1")),
+                remote("r1", &pubsub("europe-west1")),
+            ],
+        );
+        let p = plan(&desired(&[a, b]), &[], &l, NOW);
+        let ids: Vec<_> = p
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Adopt { remote, .. } => remote.id.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, ["r1", "r2"]);
+    }
+
+    #[test]
+    fn a_connection_held_by_any_record_is_not_adoptable() {
+        let held = link(1, "held", msk("a"));
+        let a = link(1, "a", msk("a"));
+        // `held` is orphaned (no longer declared) but still holds r1.
+        let recs = [record(&held, Phase::Adopted, Some("r1"))];
+        let p = plan(
+            &desired(std::slice::from_ref(&a)),
+            &recs,
+            &listing(1, vec![remote("r1", &msk("a"))]),
+            NOW,
+        );
+        assert_eq!(reason(&p.actions[0]), CreateReason::New);
+        assert!(matches!(&p.actions[1], Action::Orphaned { .. }));
+    }
+
+    #[test]
+    fn deleting_remote_is_not_adopted() {
+        let a = link(1, "a", msk("a"));
+        let mut r = remote("r1", &msk("a"));
+        r.state = Some(RemoteState::Deleting);
+        let p = plan(&desired(&[a]), &[], &listing(1, vec![r]), NOW);
+        assert_eq!(reason(only(&p)), CreateReason::New);
+    }
+
+    #[test]
+    fn actions_are_sorted_and_counted_and_serialise_stably() {
+        let a = link(2, "a", msk("a"));
+        let b = link(1, "z", msk("z"));
+        let orphan = link(1, "m", msk("m"));
+        let recs = [record(&orphan, Phase::Failed, None)];
+        let p = plan(&desired(&[a, b]), &recs, &Listings::new(), NOW);
+        let keys: Vec<_> = p.actions.iter().map(|a| a.key().to_string()).collect();
+        assert_eq!(
+            keys,
+            [
+                format!("{}/m", g(1)),
+                format!("{}/z", g(1)),
+                format!("{}/a", g(2))
+            ]
+        );
+        let c = p.counts();
+        assert_eq!((c.create, c.orphaned, c.total()), (2, 1, 3));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["counts"]["create"], 2);
+        assert_eq!(json["actions"][0]["action"], "orphaned");
+        assert_eq!(json["actions"][0]["phase"], "failed");
+        assert_eq!(json["actions"][1]["action"], "create");
+        assert_eq!(json["actions"][1]["reason"], "new");
+        assert_eq!(json["actions"][1]["groupId"], g(1).to_string());
+        assert_eq!(json["actions"][1]["spec"]["vendor"], "MSK");
+        assert_eq!(json["actions"][1]["source"], "m.yaml:3");
+    }
+}
