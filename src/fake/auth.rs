@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub const REALM: &str = "MMS Public API";
+/// Beyond this many remembered nonces (or tokens), dead ones are forgotten; clients of a forgotten nonce get `stale=true`.
+const MAX_REMEMBERED: usize = 10_000;
 
 /// Why an API call was refused.
 pub(crate) struct Refusal {
@@ -60,6 +62,9 @@ pub(crate) fn client_ok(auth: &FakeAuth, header: Option<&str>) -> bool {
 pub(crate) fn issue_token(inner: &mut Inner, now: Instant) -> (String, u64) {
     let ttl = inner.config.token_ttl_secs;
     let token = format!("fake.{}", inner.random_hex(32));
+    if inner.tokens.len() >= MAX_REMEMBERED {
+        inner.tokens.retain(|_, t| !t.revoked && now < t.expires);
+    }
     inner.tokens.insert(
         token.clone(),
         TokenInfo {
@@ -83,6 +88,17 @@ pub(crate) fn revoke_token(inner: &mut Inner, token: &str) {
 /// A fresh Digest challenge header value; the nonce is remembered.
 pub(crate) fn challenge(inner: &mut Inner, stale: bool, now: Instant) -> String {
     let nonce = inner.random_hex(16);
+    // Unanswered challenges would otherwise pile up in a long-running fake.
+    if inner.nonces.len() >= MAX_REMEMBERED {
+        let ttl = Duration::from_secs(inner.config.digest_nonce_ttl_secs);
+        let max_uses = inner.config.digest_nonce_max_uses;
+        inner
+            .nonces
+            .retain(|_, n| n.uses < max_uses && now.saturating_duration_since(n.issued) < ttl);
+        if inner.nonces.len() >= MAX_REMEMBERED {
+            inner.nonces.clear();
+        }
+    }
     inner.nonces.insert(
         nonce.clone(),
         NonceInfo {
