@@ -473,3 +473,49 @@ async fn counters_count_requests_by_operation_and_status() {
     let text = serde_json::to_string(&c).unwrap();
     assert!(text.contains("creates_committed"));
 }
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let api = Api::start(FakeConfig::default()).await;
+    let url = api.url(GROUP, "");
+    assert_eq!(
+        api.req(Method::GET, url.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let Api { fake, http, token } = api;
+    fake.shutdown().await;
+    let after = http
+        .get(url)
+        .bearer_auth(token)
+        .header("Accept", ACCEPT)
+        .send()
+        .await;
+    assert!(after.is_err(), "{after:?}");
+}
+
+#[tokio::test]
+async fn inserted_connections_are_listed_like_created_ones() {
+    let api = Api::start(FakeConfig::default()).await;
+    let id = api.fake.insert(GROUP, msk(9));
+    let page: Value = api
+        .req(Method::GET, api.url(GROUP, ""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["totalCount"], 1);
+    assert_eq!(page["results"][0]["_id"], id.as_str());
+    assert_eq!(page["results"][0]["provider"], "AWS");
+    assert_eq!(
+        api.fake.counters().creates_committed,
+        0,
+        "inserts are not creates"
+    );
+    assert_eq!(api.create(GROUP, &msk(9)).await.0, StatusCode::CONFLICT);
+}
