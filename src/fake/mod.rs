@@ -1,1 +1,169 @@
 //! The bundled fake Atlas: the private link API on loopback, with rate limits and fault injection.
+//!
+//! It behaves like the real API as `reference/atlas-api.md` describes it (status codes, bodies,
+//! content types, paging, states, per-project token buckets, both auth schemes, error shape with
+//! `X-Error-Code`), so that a test passing against it means something. Tests, benchmarks, the
+//! `demo` command and users (`atlas-linkd fake-atlas`) run it; it only ever binds loopback.
+
+mod auth;
+mod cli;
+mod config;
+mod http;
+mod state;
+mod validate;
+
+pub use cli::{FakeArgs, serve};
+pub use config::{
+    BucketConfig, DuplicateMode, FakeAuth, FakeConfig, FakeOp, Fault, Faults, ScriptedFault,
+};
+pub use state::Counters;
+
+use http::Shared;
+use serde_json::Value;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What can go wrong starting or running the fake.
+#[derive(Debug, thiserror::Error)]
+pub enum FakeError {
+    #[error("the fake Atlas only listens on loopback, not {addr}: use 127.0.0.1 or [::1]")]
+    NotLoopback { addr: SocketAddr },
+    #[error(
+        "the fake Atlas cannot listen on {addr}: {source}; pick another port (0 lets the system choose)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the fake Atlas cannot wait for SIGINT/SIGTERM: {source}")]
+    Signal {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid fake Atlas option {option}: {problem}")]
+    InvalidArgument {
+        option: &'static str,
+        problem: String,
+    },
+}
+
+/// A running fake Atlas. Dropping it shuts it down.
+pub struct FakeAtlas {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FakeAtlas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeAtlas")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl FakeAtlas {
+    /// Starts on 127.0.0.1 with a port the system chooses.
+    pub async fn start(config: FakeConfig) -> Result<FakeAtlas, FakeError> {
+        FakeAtlas::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+    }
+
+    /// Starts on `addr`, which must be a loopback address.
+    pub async fn start_on(addr: SocketAddr, config: FakeConfig) -> Result<FakeAtlas, FakeError> {
+        if !addr.ip().is_loopback() {
+            return Err(FakeError::NotLoopback { addr });
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| FakeError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| FakeError::Bind { addr, source })?;
+        let shared = Arc::new(Shared::new(state::Inner::new(config), local));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let accept = tokio::spawn(http::accept_loop(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        Ok(FakeAtlas {
+            shared,
+            addr: local,
+            shutdown,
+            tracker,
+            accept: Some(accept),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, to use as the Atlas base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.shared.lock().snapshot()
+    }
+
+    /// The project's connections as a get would show them (those being deleted included), in creation order.
+    pub fn connections(&self, group_id: &str) -> Vec<Value> {
+        let now = tokio::time::Instant::now();
+        let mut inner = self.shared.lock();
+        inner.purge(group_id, now);
+        inner
+            .projects
+            .get(group_id)
+            .map(|p| p.conns.iter().map(|c| inner.view(c, now)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a connection that existed before the test, without validation or counters; returns its `_id`.
+    /// A body that is not a JSON object is stored as an empty one.
+    pub fn insert(&self, group_id: &str, body: Value) -> String {
+        let map = match body {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        self.shared
+            .lock()
+            .commit(group_id, map, tokio::time::Instant::now())
+    }
+
+    /// Adds a scripted fault; its `nth` counts calls from the start of the server, not from now.
+    pub fn script(&self, fault: ScriptedFault) {
+        self.shared.lock().config.faults.script.push(fault);
+    }
+
+    /// Replaces the random faults (and the script) and restarts the generator from `faults.seed`.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().set_faults(faults);
+    }
+
+    /// Stops accepting, closes every connection and waits for the server's tasks to end.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for FakeAtlas {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

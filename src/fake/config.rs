@@ -1,0 +1,214 @@
+//! The fake Atlas's configuration: authentication, rate limit, duplicate handling, timings and faults.
+
+use serde::Serialize;
+use std::fmt;
+
+/// Which credentials the fake accepts.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum FakeAuth {
+    /// Any well-formed credentials of either scheme: tokens from any Basic client id and secret, and
+    /// Digest answers to a nonce the fake issued (the hash is not checked: there is no password to check).
+    #[default]
+    Any,
+    /// Only this service account (OAuth 2.0 client credentials, then Bearer tokens).
+    ServiceAccount {
+        client_id: String,
+        client_secret: String,
+    },
+    /// Only this programmatic API key (HTTP Digest, MD5, qop=auth), with the hash verified.
+    ApiKey {
+        public_key: String,
+        private_key: String,
+    },
+}
+
+// Secrets never reach Debug output, so a test failure or a log line cannot leak them.
+impl fmt::Debug for FakeAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FakeAuth::Any => f.write_str("Any"),
+            FakeAuth::ServiceAccount { client_id, .. } => f
+                .debug_struct("ServiceAccount")
+                .field("client_id", client_id)
+                .field("client_secret", &"<redacted>")
+                .finish(),
+            FakeAuth::ApiKey { public_key, .. } => f
+                .debug_struct("ApiKey")
+                .field("public_key", public_key)
+                .field("private_key", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// A per-project token bucket: `capacity` tokens, `refill` tokens added evenly over `period_secs`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketConfig {
+    pub capacity: u32,
+    pub refill: u32,
+    pub period_secs: f64,
+}
+
+impl Default for BucketConfig {
+    /// Atlas's "Streams" set: 1200 requests, refilled at 500 per 60 s.
+    fn default() -> Self {
+        BucketConfig {
+            capacity: 1200,
+            refill: 500,
+            period_secs: 60.0,
+        }
+    }
+}
+
+/// What the fake does with a create whose normalised body equals a live connection's in the same project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum DuplicateMode {
+    /// 409 `STREAM_PRIVATE_LINK_ALREADY_EXISTS`.
+    #[default]
+    Conflict,
+    /// Creates a second connection, silently (Atlas's real behaviour is unknown).
+    Create,
+}
+
+/// The operations the fake serves, for scripts and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum FakeOp {
+    List,
+    Get,
+    Create,
+    Delete,
+    Update,
+    Token,
+    Revoke,
+}
+
+impl FakeOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FakeOp::List => "list",
+            FakeOp::Get => "get",
+            FakeOp::Create => "create",
+            FakeOp::Delete => "delete",
+            FakeOp::Update => "update",
+            FakeOp::Token => "token",
+            FakeOp::Revoke => "revoke",
+        }
+    }
+
+    /// Whether the call is in Atlas's per-project "Streams" rate-limit set.
+    pub fn is_api(self) -> bool {
+        !matches!(self, FakeOp::Token | FakeOp::Revoke)
+    }
+}
+
+impl fmt::Display for FakeOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Fault {
+    /// 429 `RATE_LIMITED_TOKEN_BUCKET` with `Retry-After`.
+    RateLimited { retry_after_secs: u64 },
+    /// 500 `UNEXPECTED_ERROR`.
+    ServerError,
+    /// 503 `SERVICE_UNAVAILABLE` with `Retry-After: 1`.
+    Unavailable,
+    /// The call is served normally after this extra delay.
+    Slow { ms: u64 },
+    /// The TCP connection is closed without an answer, before the call changes anything.
+    DropBeforeCommit,
+    /// The call takes effect (a create is committed), then the TCP connection is closed without an answer.
+    DropAfterCommit,
+}
+
+/// "The `nth` call of `operation` (in `group_id`, or overall when `None`) gets `fault`". Fires once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScriptedFault {
+    pub operation: FakeOp,
+    pub group_id: Option<String>,
+    /// 1-based, counting the calls of that operation that passed authentication, version and
+    /// project-id checks and the rate limit (the calls that reach fault injection).
+    pub nth: u64,
+    pub fault: Fault,
+}
+
+/// Random and scripted faults. Probabilities are per API call (token calls only get scripted faults);
+/// at most one random fault hits a call, drawn in the order the fields are listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    pub seed: u64,
+    pub p_429: f64,
+    pub p_500: f64,
+    pub p_503: f64,
+    pub p_drop_before: f64,
+    pub p_drop_after: f64,
+    pub p_slow: f64,
+    pub slow_ms: u64,
+    /// `Retry-After` on random 429s.
+    pub retry_after_secs: u64,
+    pub script: Vec<ScriptedFault>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            seed: 0,
+            p_429: 0.0,
+            p_500: 0.0,
+            p_503: 0.0,
+            p_drop_before: 0.0,
+            p_drop_after: 0.0,
+            p_slow: 0.0,
+            slow_ms: 200,
+            retry_after_secs: 1,
+            script: Vec::new(),
+        }
+    }
+}
+
+/// Everything about a fake Atlas. `Default` is Atlas-like: Atlas's bucket, 409 on duplicates, no
+/// faults, any credentials, and connections that reach `DONE` at once.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    pub auth: FakeAuth,
+    pub token_ttl_secs: u64,
+    /// A Digest nonce answers `stale=true` after this many accepted uses...
+    pub digest_nonce_max_uses: u64,
+    /// ...or once it is this old.
+    pub digest_nonce_ttl_secs: u64,
+    /// `None`: no rate limit (and no `RateLimit-*` headers).
+    pub bucket: Option<BucketConfig>,
+    pub duplicates: DuplicateMode,
+    /// Added to every API answer.
+    pub latency_ms: u64,
+    /// How long a new connection stays `IDLE`, then `WORKING`, before `DONE` (or `FAILED`).
+    pub idle_ms: u64,
+    pub working_ms: u64,
+    /// How long a deleted connection stays visible (`DELETE_REQUESTED`, then `DELETING`) before get answers 404.
+    pub delete_ms: u64,
+    /// A connection whose create body contains this string ends `FAILED` with an `errorMessage`.
+    pub fail_when_contains: Option<String>,
+    pub faults: Faults,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            auth: FakeAuth::Any,
+            token_ttl_secs: 3600,
+            digest_nonce_max_uses: 100,
+            digest_nonce_ttl_secs: 300,
+            bucket: Some(BucketConfig::default()),
+            duplicates: DuplicateMode::Conflict,
+            latency_ms: 0,
+            idle_ms: 0,
+            working_ms: 0,
+            delete_ms: 0,
+            fail_when_contains: None,
+            faults: Faults::default(),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Checks a create body the way Atlas does (reasonably, not exhaustively) and computes the key that
+//! makes two bodies "the same connection" for duplicate detection.
+
+use crate::model::{AuthScheme, Provider, Vendor};
+use serde_json::{Map, Value};
+
+/// One `badRequestDetail.fields` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub description: String,
+}
+
+fn err(field: &str, description: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        description: description.into(),
+    }
+}
+
+const STRING_FIELDS: [&str; 7] = [
+    "provider",
+    "vendor",
+    "region",
+    "arn",
+    "serviceEndpointId",
+    "dnsDomain",
+    "authenticationScheme",
+];
+const LIST_FIELDS: [&str; 4] = [
+    "dnsSubDomain",
+    "azureResourceIds",
+    "gcpConnectionIds",
+    "gcpServiceAttachmentUris",
+];
+const READ_ONLY: [&str; 7] = [
+    "_id",
+    "state",
+    "errorMessage",
+    "interfaceEndpointId",
+    "interfaceEndpointName",
+    "providerAccountId",
+    "links",
+];
+
+/// Every problem with a create body; empty when Atlas would accept it.
+pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (key, value) in body {
+        if READ_ONLY.contains(&key.as_str()) {
+            errors.push(err(key, "is read-only and cannot be set"));
+        } else if STRING_FIELDS.contains(&key.as_str()) {
+            if !value.is_string() {
+                errors.push(err(key, "must be a string"));
+            }
+        } else if LIST_FIELDS.contains(&key.as_str()) {
+            let ok = value
+                .as_array()
+                .is_some_and(|items| items.iter().all(Value::is_string));
+            if !ok {
+                errors.push(err(key, "must be an array of strings"));
+            }
+        } else {
+            errors.push(err(key, "is not a known attribute"));
+        }
+    }
+    let text = |k: &str| body.get(k).and_then(Value::as_str);
+    let has = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
+
+    let provider = match text("provider") {
+        None if !has("provider") => {
+            errors.push(err("provider", "is required"));
+            None
+        }
+        None => None,
+        Some(p) => {
+            let parsed = Provider::parse(p);
+            if parsed.is_none() {
+                errors.push(err(
+                    "provider",
+                    format!("`{p}` is not one of AWS, AZURE, GCP"),
+                ));
+            }
+            parsed
+        }
+    };
+    let vendor = match text("vendor") {
+        None => Some(Vendor::Generic),
+        Some(v) => {
+            let parsed = Vendor::parse(v);
+            if parsed.is_none() {
+                errors.push(err("vendor", format!("`{v}` is not a known vendor")));
+            }
+            parsed
+        }
+    };
+    if let Some(scheme) = text("authenticationScheme")
+        && AuthScheme::parse(scheme).is_none()
+    {
+        errors.push(err(
+            "authenticationScheme",
+            format!("`{scheme}` is not one of TLS, SASL_SCRAM, IAM"),
+        ));
+    }
+    if let Some(arn) = text("arn")
+        && !arn.starts_with("arn:aws:kafka")
+    {
+        errors.push(err("arn", "must match the pattern ^arn:aws:kafka"));
+    }
+    for list in ["gcpConnectionIds", "gcpServiceAttachmentUris"] {
+        if let Some(items) = body.get(list).and_then(Value::as_array) {
+            if items.len() > 3 {
+                errors.push(err(list, "must not hold more than 3 elements"));
+            }
+            let mut seen: Vec<&Value> = Vec::new();
+            for item in items {
+                if seen.contains(&item) {
+                    errors.push(err(list, "must not hold repeated elements"));
+                    break;
+                }
+                seen.push(item);
+            }
+        }
+    }
+    if let (Some(provider), Some(vendor)) = (provider, vendor) {
+        if !provider.vendors().contains(&vendor) {
+            errors.push(err(
+                "vendor",
+                format!("{vendor} is not a vendor of provider {provider}"),
+            ));
+        } else {
+            let (required, forbidden) = rules(provider, vendor);
+            for field in required {
+                if !has(field) {
+                    errors.push(err(
+                        field,
+                        format!("is required for provider {provider} with vendor {vendor}"),
+                    ));
+                }
+            }
+            for field in forbidden {
+                if has(field) {
+                    errors.push(err(
+                        field,
+                        format!("must not be set for provider {provider} with vendor {vendor}"),
+                    ));
+                }
+            }
+            if (provider, vendor) == (Provider::Gcp, Vendor::Confluent)
+                && let Some(uris) = body
+                    .get("gcpServiceAttachmentUris")
+                    .and_then(Value::as_array)
+                && uris.len() != 1
+                && uris.len() != 3
+            {
+                errors.push(err(
+                    "gcpServiceAttachmentUris",
+                    "must hold 1 or 3 service attachment URIs for GCP CONFLUENT",
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// Required and forbidden fields per provider and vendor, from the reference's table.
+fn rules(provider: Provider, vendor: Vendor) -> (&'static [&'static str], &'static [&'static str]) {
+    match (provider, vendor) {
+        (Provider::Aws, Vendor::Msk) => (&["arn"], &["region"]),
+        (Provider::Aws, Vendor::Confluent) => (
+            &["region", "serviceEndpointId", "dnsDomain", "dnsSubDomain"],
+            &[],
+        ),
+        (Provider::Aws, Vendor::S3 | Vendor::Kinesis | Vendor::Lambda) => {
+            (&["region", "serviceEndpointId"], &[])
+        }
+        (Provider::Azure, Vendor::Eventhub) => (&["region", "dnsDomain", "serviceEndpointId"], &[]),
+        (Provider::Azure, Vendor::Confluent) => (
+            &["region", "dnsDomain", "azureResourceIds"],
+            &["serviceEndpointId"],
+        ),
+        (Provider::Azure, Vendor::AzureBlobStorage) => {
+            (&["region", "serviceEndpointId", "dnsDomain"], &[])
+        }
+        (Provider::Gcp, Vendor::Confluent) => {
+            (&["region", "dnsDomain", "gcpServiceAttachmentUris"], &[])
+        }
+        (Provider::Gcp, Vendor::Pubsub) => (&["region"], &[]),
+        _ => (&[], &[]),
+    }
+}
+
+/// The body as a later get shows it: provider, vendor and scheme upper-cased, `GENERIC` for an
+/// omitted vendor, and (for MSK) the region Atlas derives from the ARN.
+pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
+    let mut view = body.clone();
+    for key in ["provider", "vendor", "authenticationScheme"] {
+        if let Some(Value::String(s)) = view.get_mut(key) {
+            *s = s.to_ascii_uppercase();
+        }
+    }
+    if !view.contains_key("vendor") {
+        view.insert("vendor".into(), Value::String("GENERIC".into()));
+    }
+    let is_msk = view.get("vendor").and_then(Value::as_str) == Some("MSK");
+    if is_msk
+        && !view.contains_key("region")
+        && let Some(region) = view
+            .get("arn")
+            .and_then(Value::as_str)
+            .and_then(|arn| arn.split(':').nth(3))
+            .filter(|r| !r.is_empty())
+    {
+        view.insert("region".into(), Value::String(region.to_owned()));
+    }
+    view
+}
+
+/// The canonical form of a body for duplicate detection: case of enums and DNS names settled,
+/// set-like lists sorted and without repeats, keys in a fixed (sorted) order.
+pub fn duplicate_key(body: &Map<String, Value>) -> String {
+    let mut canon = stored_view(body);
+    // The derived MSK region is not part of what was asked for.
+    if !body.contains_key("region") {
+        canon.remove("region");
+    }
+    if let Some(Value::String(d)) = canon.get_mut("dnsDomain") {
+        *d = d.to_ascii_lowercase();
+    }
+    for list in LIST_FIELDS {
+        if let Some(Value::Array(items)) = canon.get_mut(list) {
+            let mut strings: Vec<String> = items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|s| {
+                    if list == "dnsSubDomain" {
+                        s.to_ascii_lowercase()
+                    } else {
+                        s.to_owned()
+                    }
+                })
+                .collect();
+            strings.sort();
+            strings.dedup();
+            *items = strings.into_iter().map(Value::String).collect();
+        }
+    }
+    // serde_json's Map is a BTreeMap here (no `preserve_order`), so the text is canonical.
+    Value::Object(canon).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn msk_with_arn_is_valid_and_with_region_is_not() {
+        let ok = obj(
+            json!({"provider": "aws", "vendor": "msk", "arn": "arn:aws:kafka:us-east-1:1:cluster/a/b"}),
+        );
+        assert!(validate_create(&ok).is_empty());
+        let mut bad = ok.clone();
+        bad.insert("region".into(), json!("us-east-1"));
+        let errors = validate_create(&bad);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "region");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let bad = obj(json!({"vendor": "NOPE", "state": "DONE", "gcpConnectionIds": [1], "x": 1}));
+        let fields: Vec<String> = validate_create(&bad).into_iter().map(|e| e.field).collect();
+        for f in ["provider", "vendor", "state", "gcpConnectionIds", "x"] {
+            assert!(
+                fields.contains(&f.to_owned()),
+                "{f} missing from {fields:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_key_ignores_case_and_order() {
+        let a = obj(
+            json!({"provider": "aws", "vendor": "Confluent", "region": "us-east-1",
+            "serviceEndpointId": "svc", "dnsDomain": "Example.COM", "dnsSubDomain": ["b", "A"]}),
+        );
+        let b = obj(
+            json!({"provider": "AWS", "vendor": "CONFLUENT", "region": "us-east-1",
+            "serviceEndpointId": "svc", "dnsDomain": "example.com", "dnsSubDomain": ["a", "b", "a"]}),
+        );
+        assert_eq!(duplicate_key(&a), duplicate_key(&b));
+        let mut c = b.clone();
+        c.insert("serviceEndpointId".into(), json!("other"));
+        assert_ne!(duplicate_key(&a), duplicate_key(&c));
+    }
+
+    #[test]
+    fn view_fills_generic_and_msk_region() {
+        let v = stored_view(&obj(json!({"provider": "gcp", "region": "us-east1"})));
+        assert_eq!(v["vendor"], "GENERIC");
+        assert_eq!(v["provider"], "GCP");
+        let m = stored_view(&obj(
+            json!({"provider": "aws", "vendor": "msk", "arn": "arn:aws:kafka:eu-west-1:1:cluster/a/b"}),
+        ));
+        assert_eq!(m["region"], "eu-west-1");
+    }
+}

@@ -1,0 +1,475 @@
+//! The fake Atlas's private link API against the reference: create, get, list, delete, update,
+//! versions, validation, duplicates and states. Plain reqwest, not the project's client.
+
+use atlas_linkd::fake::{DuplicateMode, FakeAtlas, FakeConfig};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const GROUP: &str = "32b6e34b3d91647abb20e7b8";
+const ACCEPT: &str = "application/vnd.atlas.2023-02-01+json";
+
+struct Api {
+    fake: FakeAtlas,
+    http: Client,
+    token: String,
+}
+
+impl Api {
+    async fn start(config: FakeConfig) -> Api {
+        let fake = FakeAtlas::start(config).await.unwrap();
+        let http = Client::new();
+        let resp = http
+            .post(format!("{}/api/oauth/token", fake.base_url()))
+            .basic_auth("mdb_sa_id_0123456789abcdef01234567", Some("secret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.unwrap();
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        Api { fake, http, token }
+    }
+
+    fn url(&self, group: &str, rest: &str) -> String {
+        format!(
+            "{}/api/atlas/v2/groups/{group}/streams/privateLinkConnections{rest}",
+            self.fake.base_url()
+        )
+    }
+
+    fn req(&self, method: Method, url: String) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .bearer_auth(&self.token)
+            .header("Accept", ACCEPT)
+    }
+
+    async fn create(&self, group: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .req(Method::POST, self.url(group, ""))
+            .header("Content-Type", ACCEPT)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, group: &str, id: &str) -> (StatusCode, Value) {
+        let resp = self
+            .req(Method::GET, self.url(group, &format!("/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn msk(n: u32) -> Value {
+    json!({"provider": "aws", "vendor": "msk",
+        "arn": format!("arn:aws:kafka:us-east-1:123456789012:cluster/c{n}/5a6b"),
+        "authenticationScheme": "iam"})
+}
+
+fn is_hex24(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Polls `f` until it returns Some, or fails after a deadline.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn create_echoes_the_body_as_sent_with_an_id() {
+    let api = Api::start(FakeConfig::default()).await;
+    let body = msk(1);
+    let resp = api
+        .req(Method::POST, api.url(GROUP, ""))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.atlas.2023-02-01+json;charset=utf-8"
+    );
+    assert_eq!(resp.headers()["ratelimit-limit"], "1200");
+    assert!(resp.headers().contains_key("ratelimit-remaining"));
+    let echo: Value = resp.json().await.unwrap();
+    let id = echo["_id"].as_str().unwrap();
+    assert!(is_hex24(id), "{id}");
+    let mut expected = body.clone();
+    expected["_id"] = json!(id);
+    assert_eq!(
+        echo, expected,
+        "echo is the body as sent, no state, no added vendor"
+    );
+    assert_eq!(api.fake.counters().creates_committed, 1);
+    assert_eq!(api.fake.counters().creates_committed_by_project[GROUP], 1);
+}
+
+#[tokio::test]
+async fn get_shows_upper_case_generic_vendor_and_done() {
+    let api = Api::start(FakeConfig::default()).await;
+    let (_, echo) = api
+        .create(GROUP, &json!({"provider": "gcp", "region": "us-east1"}))
+        .await;
+    assert!(echo.get("vendor").is_none());
+    let id = echo["_id"].as_str().unwrap();
+    let (status, got) = api.get(GROUP, id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["provider"], "GCP");
+    assert_eq!(got["vendor"], "GENERIC");
+    assert_eq!(got["state"], "DONE");
+    let (_, echo) = api.create(GROUP, &msk(2)).await;
+    let (_, got) = api.get(GROUP, echo["_id"].as_str().unwrap()).await;
+    assert_eq!(got["vendor"], "MSK");
+    assert_eq!(got["authenticationScheme"], "IAM");
+    assert_eq!(
+        got["region"], "us-east-1",
+        "Atlas derives an MSK region from the ARN"
+    );
+}
+
+#[tokio::test]
+async fn state_moves_idle_working_done_and_failed_gets_a_message() {
+    let api = Api::start(FakeConfig {
+        idle_ms: 150,
+        working_ms: 150,
+        fail_when_contains: Some("doomed".into()),
+        ..FakeConfig::default()
+    })
+    .await;
+    let (_, echo) = api.create(GROUP, &msk(1)).await;
+    let id = echo["_id"].as_str().unwrap().to_owned();
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while seen.last().map(String::as_str) != Some("DONE") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never DONE: {seen:?}"
+        );
+        let (_, got) = api.get(GROUP, &id).await;
+        let state = got["state"].as_str().unwrap_or("").to_owned();
+        if seen.last() != Some(&state) {
+            seen.push(state);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen.first().map(String::as_str), Some("IDLE"));
+    assert!(seen.contains(&"WORKING".to_owned()), "{seen:?}");
+    let mut doomed = msk(2);
+    doomed["arn"] = json!("arn:aws:kafka:us-east-1:1:cluster/doomed/1");
+    let (_, echo) = api.create(GROUP, &doomed).await;
+    let id = echo["_id"].as_str().unwrap().to_owned();
+    let got = eventually("FAILED", || async {
+        let (_, got) = api.get(GROUP, &id).await;
+        (got["state"] == "FAILED").then_some(got)
+    })
+    .await;
+    assert!(got["errorMessage"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn delete_answers_202_then_get_404_after_delete_ms() {
+    let api = Api::start(FakeConfig {
+        delete_ms: 200,
+        ..FakeConfig::default()
+    })
+    .await;
+    let (_, echo) = api.create(GROUP, &msk(1)).await;
+    let id = echo["_id"].as_str().unwrap().to_owned();
+    let resp = api
+        .req(Method::DELETE, api.url(GROUP, &format!("/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({}));
+    let (status, got) = api.get(GROUP, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        got["state"] == "DELETE_REQUESTED" || got["state"] == "DELETING",
+        "{got}"
+    );
+    let body = eventually("404", || async {
+        let (status, body) = api.get(GROUP, &id).await;
+        (status == StatusCode::NOT_FOUND).then_some(body)
+    })
+    .await;
+    assert_eq!(body["errorCode"], "RESOURCE_NOT_FOUND");
+    assert_eq!(body["error"], 404);
+    let (status, _) = api.get(GROUP, "65a1b2c3d4e5f60718293a4b").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn list_pages_with_next_links_and_total_count() {
+    let api = Api::start(FakeConfig::default()).await;
+    for n in 0..7 {
+        assert_eq!(api.create(GROUP, &msk(n)).await.0, StatusCode::OK);
+    }
+    let mut url = api.url(GROUP, "?itemsPerPage=3");
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page: Value = api
+            .req(Method::GET, url.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+        assert_eq!(page["totalCount"], 7);
+        for r in page["results"].as_array().unwrap() {
+            assert_eq!(r["state"], "DONE");
+            ids.push(r["_id"].as_str().unwrap().to_owned());
+        }
+        let links = page["links"].as_array().unwrap();
+        assert!(links.iter().any(|l| l["rel"] == "self"));
+        match links.iter().find(|l| l["rel"] == "next") {
+            Some(next) => url = next["href"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 7);
+    let resp = api
+        .req(Method::GET, api.url(GROUP, "?itemsPerPage=501"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn accept_header_missing_or_unknown_is_406_and_retired_is_410() {
+    let api = Api::start(FakeConfig::default()).await;
+    let url = api.url(GROUP, "");
+    for (accept, status, code) in [
+        (None, StatusCode::NOT_ACCEPTABLE, "INVALID_VERSION"),
+        (
+            Some("application/json"),
+            StatusCode::NOT_ACCEPTABLE,
+            "INVALID_VERSION",
+        ),
+        (
+            Some("application/vnd.atlas.2099-01-01+json"),
+            StatusCode::NOT_ACCEPTABLE,
+            "INVALID_VERSION",
+        ),
+        (
+            Some("application/vnd.atlas.2022-06-01+json"),
+            StatusCode::GONE,
+            "VERSION_GONE",
+        ),
+    ] {
+        let mut req = api.http.get(&url).bearer_auth(&api.token);
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), status, "{accept:?}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.headers()["x-error-code"], code);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["errorCode"], code);
+        assert_eq!(body["error"], status.as_u16());
+    }
+}
+
+#[tokio::test]
+async fn bad_group_id_is_400() {
+    let api = Api::start(FakeConfig::default()).await;
+    let (status, body) = api.create("32B6E34B3D91647ABB20E7B8", &msk(1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["errorCode"], "INVALID_GROUP_ID");
+    assert_eq!(api.fake.counters().creates_committed, 0);
+}
+
+#[tokio::test]
+async fn invalid_bodies_are_400_with_bad_request_detail() {
+    let api = Api::start(FakeConfig::default()).await;
+    let cases = [
+        (json!({"vendor": "MSK"}), "provider"),
+        (json!({"provider": "ORACLE"}), "provider"),
+        (json!({"provider": "AWS", "vendor": "PUBSUB"}), "vendor"),
+        (
+            json!({"provider": "AWS", "vendor": "MSK", "arn": "arn:aws:s3:::b"}),
+            "arn",
+        ),
+        (
+            json!({"provider": "AWS", "vendor": "MSK", "region": "us-east-1",
+                "arn": "arn:aws:kafka:us-east-1:1:cluster/a/b"}),
+            "region",
+        ),
+        (
+            json!({"provider": "GCP", "gcpConnectionIds": ["a", "b", "c", "d"]}),
+            "gcpConnectionIds",
+        ),
+        (json!({"provider": "GCP", "state": "DONE"}), "state"),
+        (json!({"provider": "GCP", "region": 5}), "region"),
+        (
+            json!({"provider": "AWS", "vendor": "CONFLUENT", "region": "us-east-1"}),
+            "serviceEndpointId",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = api.create(GROUP, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer["errorCode"], "VALIDATION_ERROR", "{body}");
+        let fields = answer["badRequestDetail"]["fields"].as_array().unwrap();
+        assert!(
+            fields
+                .iter()
+                .any(|f| f["field"] == field && f["description"].is_string()),
+            "{body} -> {answer}"
+        );
+    }
+    let resp = api
+        .req(Method::POST, api.url(GROUP, ""))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(api.fake.counters().creates_committed, 0);
+    assert!(api.fake.connections(GROUP).is_empty());
+}
+
+#[tokio::test]
+async fn duplicates_conflict_by_default_and_create_in_create_mode() {
+    let api = Api::start(FakeConfig::default()).await;
+    assert_eq!(api.create(GROUP, &msk(1)).await.0, StatusCode::OK);
+    let mut same = msk(1);
+    same["provider"] = json!("AWS");
+    same["vendor"] = json!("Msk");
+    let (status, body) = api.create(GROUP, &same).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["errorCode"], "STREAM_PRIVATE_LINK_ALREADY_EXISTS");
+    let other = "aaaaaaaaaaaaaaaaaaaaaaaa";
+    assert_eq!(
+        api.create(other, &msk(1)).await.0,
+        StatusCode::OK,
+        "other project"
+    );
+    assert_eq!(api.fake.counters().duplicates, 0);
+
+    let api = Api::start(FakeConfig {
+        duplicates: DuplicateMode::Create,
+        ..FakeConfig::default()
+    })
+    .await;
+    assert_eq!(api.create(GROUP, &msk(1)).await.0, StatusCode::OK);
+    assert_eq!(api.create(GROUP, &same).await.0, StatusCode::OK);
+    assert_eq!(api.fake.connections(GROUP).len(), 2);
+    assert_eq!(api.fake.counters().duplicates, 1);
+    assert_eq!(api.fake.counters().creates_committed, 2);
+}
+
+#[tokio::test]
+async fn deleted_connection_does_not_block_a_new_create() {
+    let api = Api::start(FakeConfig {
+        delete_ms: 60_000,
+        ..FakeConfig::default()
+    })
+    .await;
+    let (_, echo) = api.create(GROUP, &msk(1)).await;
+    let id = echo["_id"].as_str().unwrap();
+    let resp = api
+        .req(Method::DELETE, api.url(GROUP, &format!("/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(api.create(GROUP, &msk(1)).await.0, StatusCode::OK);
+    assert_eq!(
+        api.fake.connections(GROUP).len(),
+        2,
+        "the deleting one is still listed"
+    );
+}
+
+#[tokio::test]
+async fn patch_needs_version_2025_03_12_and_only_dns_domain() {
+    let api = Api::start(FakeConfig::default()).await;
+    let id = api.fake.insert(
+        GROUP,
+        json!({"provider": "AWS", "vendor": "S3", "region": "us-east-1",
+            "serviceEndpointId": "com.amazonaws.us-east-1.s3"}),
+    );
+    let url = api.url(GROUP, &format!("/{id}"));
+    let old = api
+        .req(Method::PATCH, url.clone())
+        .json(&json!({"dnsDomain": "example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), StatusCode::NOT_ACCEPTABLE);
+    let patch = |body: Value| {
+        api.http
+            .patch(url.clone())
+            .bearer_auth(&api.token)
+            .header("Accept", "application/vnd.atlas.2025-03-12+json")
+            .json(&body)
+            .send()
+    };
+    let resp = patch(json!({"region": "eu-west-1"})).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = patch(json!({"dnsDomain": "example.com"})).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["dnsDomain"], "example.com");
+    // A domain is set now and the connection is DONE: no more changes.
+    let resp = patch(json!({"dnsDomain": "other.com"})).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn start_refuses_a_non_loopback_address() {
+    let err = FakeAtlas::start_on("0.0.0.0:0".parse().unwrap(), FakeConfig::default()).await;
+    assert!(err.is_err());
+}
+
+#[tokio::test]
+async fn counters_count_requests_by_operation_and_status() {
+    let api = Api::start(FakeConfig::default()).await;
+    api.create(GROUP, &msk(1)).await;
+    api.create(GROUP, &msk(1)).await;
+    api.get(GROUP, "65a1b2c3d4e5f60718293a4b").await;
+    let c = api.fake.counters();
+    assert_eq!(c.requests_with("create", 200), 1);
+    assert_eq!(c.requests_with("create", 409), 1);
+    assert_eq!(c.requests_with("get", 404), 1);
+    assert_eq!(c.requests_with("token", 200), 1);
+    assert_eq!(c.tokens_issued, 1);
+    assert!(c.peak_concurrent >= 1);
+    assert_eq!(c.peak_concurrent_by_project[GROUP], 1);
+    let text = serde_json::to_string(&c).unwrap();
+    assert!(text.contains("creates_committed"));
+}
