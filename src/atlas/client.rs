@@ -654,7 +654,7 @@ impl AtlasClient {
         state: &DigestState,
         method: &Method,
         url: &Url,
-        build: &dyn Fn(Option<HeaderValue>) -> RequestBuilder,
+        build: &(dyn Fn(Option<HeaderValue>) -> RequestBuilder + Sync),
     ) -> Result<Reply, ApiError> {
         let (session, fresh) = match state.current() {
             Some(s) => (s, false),
