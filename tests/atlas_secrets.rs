@@ -119,7 +119,7 @@ async fn no_secret_or_token_in_logs_errors_or_debug() {
             get(|_h: HeaderMap| async {
                 (
                     StatusCode::UNAUTHORIZED,
-                    format!(r#"{{"error":401,"detail":"bad"}}"#),
+                    r#"{"error":401,"detail":"bad"}"#.to_owned(),
                 )
             }),
         );
