@@ -617,3 +617,37 @@ async fn observer_sees_every_exchange() {
     assert_eq!(counters.total_requests() as usize, events.len());
     assert_eq!(counters.tokens_revoked, 1);
 }
+
+#[tokio::test]
+async fn timeouts_are_ambiguous_on_create_and_retryable_on_reads() {
+    let fake = FakeAtlas::start(sa_config()).await.unwrap();
+    fake.script(script(FakeOp::Create, 1, Fault::Slow { ms: 3_000 }));
+    fake.script(script(FakeOp::List, 1, Fault::Slow { ms: 3_000 }));
+    let rec = Arc::new(Recorder::default());
+    let settings = atlas_linkd::atlas::ClientSettings::new(
+        fake.base_url().parse().unwrap(),
+        Duration::from_millis(300),
+    );
+    let c = atlas_linkd::atlas::AtlasClient::new(settings, sa_credentials(), Some(rec.clone()))
+        .unwrap();
+    let g = group(1);
+    let err = c.create(&g, &msk(1)).await.unwrap_err();
+    assert_eq!(
+        (err.class.clone(), err.status),
+        (ErrorClass::Ambiguous, None)
+    );
+    assert!(
+        err.to_string().contains("no complete answer within 0.3 s"),
+        "{err}"
+    );
+    let err = c.list(&g).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Retryable);
+    let timeouts = rec
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.2 == "timeout")
+        .count();
+    assert_eq!(timeouts, 2);
+}
