@@ -255,12 +255,10 @@ pub(crate) fn class_of_transport(op: Operation, e: &reqwest::Error) -> (ErrorCla
     } else {
         "error"
     };
-    let class = if e.is_connect() || e.is_builder() {
-        if e.is_builder() {
-            ErrorClass::Permanent
-        } else {
-            ErrorClass::Retryable
-        }
+    let class = if e.is_builder() {
+        ErrorClass::Permanent
+    } else if e.is_connect() {
+        ErrorClass::Retryable
     } else {
         match op {
             Operation::Create | Operation::Delete => ErrorClass::Ambiguous,
