@@ -1,1 +1,107 @@
 //! The Atlas Admin API client: the only code that speaks HTTP to Atlas.
+//!
+//! Every call here is ONE attempt (plus the authentication handshakes: a digest challenge, one token
+//! refresh after a 401) and returns a classified result (`ErrorClass`). Retries, rate limiting and
+//! pausing belong to `reconcile`, which reads the class and `RateLimitInfo` and decides.
+
+mod auth;
+mod client;
+mod credentials;
+mod digest;
+mod error;
+mod wire;
+
+use std::time::Duration;
+
+use crate::model::GroupId;
+
+pub use client::{AtlasClient, ClientSettings, DEFAULT_ITEMS_PER_PAGE, MAX_PAGES, Page, Pager};
+pub use credentials::{Credentials, CredentialsError};
+pub use error::{
+    ApiError, AtlasErrorBody, BadRequestDetail, ClientBuildError, ErrorClass, FieldProblem,
+};
+
+/// The API version this client speaks, sent as `Accept` (and `Content-Type` on POST).
+pub const API_MEDIA_TYPE: &str = "application/vnd.atlas.2023-02-01+json";
+
+/// The default `User-Agent`: `atlas-linkd/<version>`.
+pub fn default_user_agent() -> String {
+    format!("atlas-linkd/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// What an HTTP exchange was for; `as_str` is the `operation` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    List,
+    Get,
+    Create,
+    Delete,
+    Token,
+    Revoke,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 6] = [
+        Operation::List,
+        Operation::Get,
+        Operation::Create,
+        Operation::Delete,
+        Operation::Token,
+        Operation::Revoke,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::List => "list",
+            Operation::Get => "get",
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Token => "token",
+            Operation::Revoke => "revoke",
+        }
+    }
+
+    /// Human wording for messages: "create a private link connection".
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Operation::List => "list private link connections",
+            Operation::Get => "get a private link connection",
+            Operation::Create => "create a private link connection",
+            Operation::Delete => "delete a private link connection",
+            Operation::Token => "obtain an OAuth access token",
+            Operation::Revoke => "revoke the OAuth access token",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Called after every HTTP exchange (API and auth), so metrics can count them without this module
+/// knowing Prometheus. `status` is the HTTP status as a string, or "timeout" / "connect" / "error".
+pub trait Observer: Send + Sync {
+    fn on_response(
+        &self,
+        op: Operation,
+        group_id: Option<&GroupId>,
+        status: &str,
+        elapsed: Duration,
+    );
+}
+
+/// Atlas's `RateLimit-Limit` / `RateLimit-Remaining` headers; either may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimitInfo {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+}
+
+/// A successful answer and the rate-limit headers that came with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer<T> {
+    pub value: T,
+    pub rate_limit: RateLimitInfo,
+}

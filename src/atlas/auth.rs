@@ -1,0 +1,195 @@
+//! Authentication state shared by every clone of a client: the cached OAuth token (refreshed by one
+//! task while the others wait) and the cached digest nonce.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::time::Instant;
+
+use super::ApiError;
+use super::digest::{Challenge, Session};
+
+/// How long before expiry a token is replaced: 10 minutes, or half the lifetime when that is short.
+pub(crate) fn refresh_margin(ttl: Duration) -> Duration {
+    const MARGIN: Duration = Duration::from_secs(600);
+    if ttl >= MARGIN * 2 { MARGIN } else { ttl / 2 }
+}
+
+struct CachedToken {
+    token: SecretString,
+    generation: u64,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+/// A token and the generation it belongs to (so a 401 refreshes only the token it rejected).
+pub(crate) struct Token {
+    pub secret: SecretString,
+    pub generation: u64,
+}
+
+/// The OAuth token cache. Holding the async mutex across the fetch makes the refresh single-flight:
+/// concurrent callers queue behind the one that fetches and then find the new token.
+pub(crate) struct TokenCache {
+    slot: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+impl TokenCache {
+    pub fn new() -> TokenCache {
+        TokenCache {
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn store(slot: &mut Option<CachedToken>, secret: SecretString, ttl: Duration) -> Token {
+        let now = Instant::now();
+        let generation = slot.as_ref().map_or(1, |t| t.generation + 1);
+        *slot = Some(CachedToken {
+            token: secret.clone(),
+            generation,
+            refresh_at: now + ttl.saturating_sub(refresh_margin(ttl)),
+            expires_at: now + ttl,
+        });
+        Token { secret, generation }
+    }
+
+    /// The current token, fetching one when there is none or it is due for refresh. A failed
+    /// refresh falls back on the old token while it is still valid.
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<Token, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretString, Duration), ApiError>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some(t) = slot.as_ref()
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(Token {
+                secret: t.token.clone(),
+                generation: t.generation,
+            });
+        }
+        match fetch().await {
+            Ok((secret, ttl)) => Ok(Self::store(&mut slot, secret, ttl)),
+            Err(e) => match slot.as_ref() {
+                Some(t) if Instant::now() < t.expires_at => {
+                    tracing::warn!(error = %e, "could not refresh the Atlas token; using the current one until it expires");
+                    Ok(Token {
+                        secret: t.token.clone(),
+                        generation: t.generation,
+                    })
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// After Atlas rejected the token of `rejected` generation: fetch a new one, unless another
+    /// caller already did.
+    pub async fn refresh_after_rejection<F, Fut>(
+        &self,
+        rejected: u64,
+        fetch: F,
+    ) -> Result<Token, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretString, Duration), ApiError>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some(t) = slot.as_ref()
+            && t.generation != rejected
+            && Instant::now() < t.expires_at
+        {
+            return Ok(Token {
+                secret: t.token.clone(),
+                generation: t.generation,
+            });
+        }
+        let (secret, ttl) = fetch().await?;
+        Ok(Self::store(&mut slot, secret, ttl))
+    }
+
+    /// Removes the token (for revocation at shutdown).
+    pub async fn take(&self) -> Option<SecretString> {
+        self.slot.lock().await.take().map(|t| t.token)
+    }
+}
+
+/// The cached digest nonce, and a lock so that only one call pays the bare challenge round trip.
+pub(crate) struct DigestState {
+    current: Mutex<Option<Arc<Session>>>,
+    pub prime: tokio::sync::Mutex<()>,
+}
+
+impl DigestState {
+    pub fn new() -> DigestState {
+        DigestState {
+            current: Mutex::new(None),
+            prime: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<Session>> {
+        self.current.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Takes a new challenge, unless the session `used` was already replaced by another caller, in
+    /// which case that newer session is returned.
+    pub fn replace(&self, used: Option<&Arc<Session>>, challenge: Challenge) -> Arc<Session> {
+        let fresh = Arc::new(Session::new(challenge));
+        let Ok(mut guard) = self.current.lock() else {
+            return fresh;
+        };
+        if let (Some(used), Some(now)) = (used, guard.as_ref())
+            && !Arc::ptr_eq(used, now)
+        {
+            return now.clone();
+        }
+        *guard = Some(fresh.clone());
+        fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margin_is_ten_minutes_or_half_a_short_ttl() {
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3600)),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_is_reused_then_refreshed_at_the_margin() {
+        let cache = TokenCache::new();
+        let fetches = std::sync::atomic::AtomicU32::new(0);
+        let fetch = || async {
+            let n = fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok((
+                SecretString::from(format!("t{n}")),
+                Duration::from_secs(3600),
+            ))
+        };
+        let a = cache.get(fetch).await.unwrap();
+        let b = cache.get(fetch).await.unwrap();
+        assert_eq!((a.generation, b.generation), (1, 1));
+        tokio::time::advance(Duration::from_secs(3000)).await;
+        let c = cache.get(fetch).await.unwrap();
+        assert_eq!(c.generation, 2);
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // A rejection of an old generation does not fetch again.
+        let d = cache.refresh_after_rejection(1, fetch).await.unwrap();
+        assert_eq!(d.generation, 2);
+        let e = cache.refresh_after_rejection(2, fetch).await.unwrap();
+        assert_eq!(e.generation, 3);
+    }
+}

@@ -1,0 +1,791 @@
+//! `AtlasClient`: one HTTP attempt per call against the private link connection endpoints, with
+//! authentication, rate-limit headers, error classification and paging.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, RequestBuilder, Url};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+
+use super::auth::{DigestState, TokenCache};
+use super::digest::{Challenge, Session, parse_challenge};
+use super::error::{
+    advice_for_status, class_of_status, class_of_transport, parse_retry_after, snippet,
+};
+use super::wire::{WireConnection, WireError, WirePage, WireToken};
+use super::{
+    API_MEDIA_TYPE, Answer, ApiError, ClientBuildError, Credentials, ErrorClass, Observer,
+    Operation, RateLimitInfo, default_user_agent,
+};
+use crate::model::{GroupId, LinkSpec, RemoteConnection};
+
+/// `itemsPerPage` of `pager` and `list`: Atlas's maximum.
+pub const DEFAULT_ITEMS_PER_PAGE: u32 = 500;
+/// A listing that has not ended after this many pages is refused rather than followed forever.
+pub const MAX_PAGES: u32 = 2_000;
+
+/// How to reach Atlas.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub base_url: Url,
+    /// Whole-request timeout, connection and body included.
+    pub timeout: Duration,
+    pub user_agent: String,
+}
+
+impl ClientSettings {
+    pub fn new(base_url: Url, timeout: Duration) -> ClientSettings {
+        ClientSettings {
+            base_url,
+            timeout,
+            user_agent: default_user_agent(),
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<RemoteConnection>,
+    pub total_count: Option<u64>,
+    pub has_next: bool,
+}
+
+enum AuthState {
+    OAuth(TokenCache),
+    Digest(DigestState),
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    timeout: Duration,
+    credentials: Credentials,
+    observer: Option<Arc<dyn Observer>>,
+    auth: AuthState,
+}
+
+/// The Atlas API client. Cheap to clone; clones share the connection pool and the auth state.
+#[derive(Clone)]
+pub struct AtlasClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for AtlasClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtlasClient")
+            .field("base_url", &self.inner.base.as_str())
+            .field("timeout", &self.inner.timeout)
+            .field("credentials", &self.inner.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A finished HTTP exchange.
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+fn rate_limit_of(headers: &HeaderMap) -> RateLimitInfo {
+    let num = |name: &str| {
+        let v = headers.get(name)?.to_str().ok()?;
+        let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    RateLimitInfo {
+        limit: num("ratelimit-limit"),
+        remaining: num("ratelimit-remaining"),
+    }
+}
+
+fn challenge_of(reply: &Reply) -> Option<Challenge> {
+    reply
+        .headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(parse_challenge)
+}
+
+/// The request target as the digest `uri` needs it: path and query.
+fn request_target(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+fn sensitive(value: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(value).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+impl AtlasClient {
+    pub fn new(
+        settings: ClientSettings,
+        credentials: Credentials,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<AtlasClient, ClientBuildError> {
+        if settings.base_url.cannot_be_a_base() {
+            return Err(ClientBuildError::BaseUrl(settings.base_url.to_string()));
+        }
+        let user_agent = HeaderValue::from_str(&settings.user_agent)
+            .map_err(|_| ClientBuildError::UserAgent(settings.user_agent.clone()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::USER_AGENT, user_agent);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            // A redirected POST would become a GET, and Atlas does not redirect API calls.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(ClientBuildError::Http)?;
+        let auth = match credentials {
+            Credentials::ServiceAccount { .. } => AuthState::OAuth(TokenCache::new()),
+            Credentials::ApiKey { .. } => AuthState::Digest(DigestState::new()),
+        };
+        Ok(AtlasClient {
+            inner: Arc::new(Inner {
+                http,
+                base: settings.base_url,
+                timeout: settings.timeout,
+                credentials,
+                observer,
+                auth,
+            }),
+        })
+    }
+
+    /// Creates one connection; the body is exactly `spec`'s serialisation.
+    pub async fn create(
+        &self,
+        group: &GroupId,
+        spec: &LinkSpec,
+    ) -> Result<Answer<RemoteConnection>, ApiError> {
+        let op = Operation::Create;
+        let url = self.connections_url(group, None);
+        let reply = self
+            .call(op, Some(group), Method::POST, url, Some(spec.to_json()))
+            .await?;
+        let rate_limit = rate_limit_of(&reply.headers);
+        let value = self.connection_of(op, group, &reply)?;
+        Ok(Answer { value, rate_limit })
+    }
+
+    pub async fn get(
+        &self,
+        group: &GroupId,
+        id: &str,
+    ) -> Result<Answer<RemoteConnection>, ApiError> {
+        let op = Operation::Get;
+        let url = self.connections_url(group, Some(id));
+        let reply = self.call(op, Some(group), Method::GET, url, None).await?;
+        let rate_limit = rate_limit_of(&reply.headers);
+        let value = self.connection_of(op, group, &reply)?;
+        Ok(Answer { value, rate_limit })
+    }
+
+    /// Requests deletion (Atlas answers 202; the connection goes away later).
+    pub async fn delete(&self, group: &GroupId, id: &str) -> Result<Answer<()>, ApiError> {
+        let url = self.connections_url(group, Some(id));
+        let reply = self
+            .call(Operation::Delete, Some(group), Method::DELETE, url, None)
+            .await?;
+        Ok(Answer {
+            value: (),
+            rate_limit: rate_limit_of(&reply.headers),
+        })
+    }
+
+    /// One page (`page_num` from 1).
+    pub async fn list_page(
+        &self,
+        group: &GroupId,
+        page_num: u32,
+        items_per_page: u32,
+    ) -> Result<Answer<Page>, ApiError> {
+        let op = Operation::List;
+        let mut url = self.connections_url(group, None);
+        url.query_pairs_mut()
+            .append_pair("itemsPerPage", &items_per_page.to_string())
+            .append_pair("pageNum", &page_num.to_string());
+        let reply = self.call(op, Some(group), Method::GET, url, None).await?;
+        let rate_limit = rate_limit_of(&reply.headers);
+        let page: WirePage = serde_json::from_slice(&reply.body).map_err(|e| {
+            self.unreadable(
+                op,
+                Some(group),
+                &reply,
+                "the listing is not the expected JSON",
+            )
+            .source(e)
+        })?;
+        let has_next = page.has_next();
+        let mut items = Vec::with_capacity(page.results.len());
+        for wire in page.results {
+            match wire.into_remote() {
+                Some(c) => items.push(c),
+                // Dropping it would make the listing silently partial.
+                None => {
+                    return Err(self.unreadable(
+                        op,
+                        Some(group),
+                        &reply,
+                        "the listing holds a connection without `_id`",
+                    ));
+                }
+            }
+        }
+        Ok(Answer {
+            value: Page {
+                items,
+                total_count: page.total_count,
+                has_next,
+            },
+            rate_limit,
+        })
+    }
+
+    /// Pages through a project's connections, `DEFAULT_ITEMS_PER_PAGE` at a time.
+    pub fn pager(&self, group: &GroupId) -> Pager {
+        self.pager_with_page_size(group, DEFAULT_ITEMS_PER_PAGE)
+    }
+
+    pub fn pager_with_page_size(&self, group: &GroupId, items_per_page: u32) -> Pager {
+        Pager {
+            client: self.clone(),
+            group: group.clone(),
+            items_per_page: items_per_page.clamp(1, 500),
+            next_page_num: 1,
+            items: Vec::new(),
+            seen: HashSet::new(),
+            done: false,
+            rate_limit: RateLimitInfo::default(),
+        }
+    }
+
+    /// Every connection of a project, all pages. Any failed page fails the whole listing.
+    pub async fn list(&self, group: &GroupId) -> Result<Vec<RemoteConnection>, ApiError> {
+        let mut pager = self.pager(group);
+        while pager.next_page().await?.is_some() {}
+        Ok(pager.into_items())
+    }
+
+    /// Revokes the OAuth token, if any. Errors are logged, not returned.
+    pub async fn shutdown(&self) {
+        let AuthState::OAuth(cache) = &self.inner.auth else {
+            return;
+        };
+        let Some(token) = cache.take().await else {
+            return;
+        };
+        let url = self.oauth_url("revoke");
+        let form = [
+            ("token", token.expose_secret()),
+            ("token_type_hint", "access_token"),
+        ];
+        let rb = self
+            .inner
+            .http
+            .post(url)
+            .basic_auth(
+                self.inner.credentials.identity(),
+                Some(self.inner.credentials.secret()),
+            )
+            .header(ACCEPT, "application/json")
+            .form(&form);
+        match self.exchange(Operation::Revoke, None, rb).await {
+            Ok(reply) if reply.is_success() => tracing::debug!("revoked the Atlas access token"),
+            Ok(reply) => {
+                let e = self.status_error(Operation::Revoke, None, &reply);
+                tracing::warn!(error = %e, "could not revoke the Atlas access token");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not revoke the Atlas access token"),
+        }
+    }
+
+    fn connections_url(&self, group: &GroupId, id: Option<&str>) -> Url {
+        let mut url = self.inner.base.clone();
+        url.set_query(None);
+        if let Ok(mut segs) = url.path_segments_mut() {
+            segs.pop_if_empty().extend([
+                "api",
+                "atlas",
+                "v2",
+                "groups",
+                group.as_str(),
+                "streams",
+                "privateLinkConnections",
+            ]);
+            if let Some(id) = id {
+                segs.push(id);
+            }
+        }
+        url
+    }
+
+    fn oauth_url(&self, leaf: &str) -> Url {
+        let mut url = self.inner.base.clone();
+        url.set_query(None);
+        if let Ok(mut segs) = url.path_segments_mut() {
+            segs.pop_if_empty().extend(["api", "oauth", leaf]);
+        }
+        url
+    }
+
+    fn observe(&self, op: Operation, group: Option<&GroupId>, status: &str, elapsed: Duration) {
+        tracing::debug!(
+            operation = op.as_str(),
+            group_id = group.map(GroupId::as_str),
+            status,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "atlas exchange"
+        );
+        if let Some(o) = &self.inner.observer {
+            o.on_response(op, group, status, elapsed);
+        }
+    }
+
+    /// Sends one request and reads the whole answer. Transport failures are classified here.
+    async fn exchange(
+        &self,
+        op: Operation,
+        group: Option<&GroupId>,
+        rb: RequestBuilder,
+    ) -> Result<Reply, ApiError> {
+        let start = Instant::now();
+        let result = async {
+            let resp = rb.send().await?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>(Reply {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        let elapsed = start.elapsed();
+        match result {
+            Ok(reply) => {
+                self.observe(op, group, &reply.status.to_string(), elapsed);
+                Ok(reply)
+            }
+            Err(e) => {
+                let (class, word) = class_of_transport(op, &e);
+                self.observe(op, group, word, elapsed);
+                let what = match word {
+                    "connect" => format!(
+                        "could not connect to {} (the request was not sent)",
+                        self.inner.base
+                    ),
+                    "timeout" => format!(
+                        "no complete answer within {} s",
+                        self.inner.timeout.as_secs_f64()
+                    ),
+                    _ => "the connection failed before a complete answer".to_owned(),
+                };
+                let project = group
+                    .map(|g| format!("project {g}"))
+                    .unwrap_or_else(|| "the project".to_owned());
+                let advice = match class {
+                    ErrorClass::Ambiguous => format!(
+                        "the request may have reached Atlas and taken effect: list {project} before creating again"
+                    ),
+                    _ => format!(
+                        "retry later; check that {} is reachable from this host",
+                        self.inner.base
+                    ),
+                };
+                Err(ApiError::new(op, group, class)
+                    .what(what)
+                    .advice(advice)
+                    .source(e))
+            }
+        }
+    }
+
+    fn auth_hint(&self) -> &'static str {
+        match self.inner.credentials {
+            Credentials::ServiceAccount { .. } => {
+                "check MONGODB_ATLAS_CLIENT_ID and MONGODB_ATLAS_CLIENT_SECRET (or the client-id / client-secret credential files): the service account's id or secret is wrong, or the account or its secret was deleted or expired"
+            }
+            Credentials::ApiKey { .. } => {
+                "check MONGODB_ATLAS_PUBLIC_API_KEY and MONGODB_ATLAS_PRIVATE_API_KEY (or the public-key / private-key credential files): the key pair is wrong or was deleted"
+            }
+        }
+    }
+
+    /// The error for a non-success answer.
+    fn status_error(&self, op: Operation, group: Option<&GroupId>, reply: &Reply) -> ApiError {
+        let retry_after = reply
+            .headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let class = class_of_status(op, reply.status, retry_after);
+        let mut err = ApiError::new(op, group, class);
+        err.status = Some(reply.status);
+        err.rate_limit = rate_limit_of(&reply.headers);
+        let header_code = reply
+            .headers
+            .get("x-error-code")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match serde_json::from_slice::<WireError>(&reply.body) {
+            Ok(wire) => {
+                let mut body = wire.into_body();
+                if body.error_code.is_none() {
+                    body.error_code = header_code;
+                }
+                err.atlas = Some(Box::new(body));
+            }
+            Err(_) => {
+                // The token endpoints' bodies are never echoed: they could carry a token.
+                if !matches!(op, Operation::Token | Operation::Revoke) {
+                    err.notes.body_snippet = snippet(&reply.body);
+                }
+                if let Some(code) = header_code {
+                    err.atlas = Some(Box::new(super::AtlasErrorBody {
+                        error_code: Some(code),
+                        ..Default::default()
+                    }));
+                }
+            }
+        }
+        let advice = if op == Operation::Token && reply.status == 401 {
+            Some(format!(
+                "the client id or client secret is wrong: {}",
+                self.auth_hint()
+            ))
+        } else {
+            advice_for_status(op, reply.status, group, self.auth_hint())
+        };
+        if let Some(advice) = advice {
+            err = err.advice(advice);
+        }
+        if (300..400).contains(&reply.status) {
+            err = err.what("unexpected redirect; check atlas.base_url");
+        }
+        err
+    }
+
+    /// An answer that arrived but cannot be used. On create the connection may exist.
+    fn unreadable(
+        &self,
+        op: Operation,
+        group: Option<&GroupId>,
+        reply: &Reply,
+        what: &str,
+    ) -> ApiError {
+        let class = if op == Operation::Create {
+            ErrorClass::Ambiguous
+        } else {
+            ErrorClass::Permanent
+        };
+        let mut err = ApiError::new(op, group, class).what(what);
+        err.status = Some(reply.status);
+        err.rate_limit = rate_limit_of(&reply.headers);
+        err.notes.body_snippet = snippet(&reply.body);
+        if op == Operation::Create {
+            let project = group
+                .map(|g| format!("project {g}"))
+                .unwrap_or_else(|| "the project".to_owned());
+            err = err.advice(format!(
+                "Atlas accepted the request, so the connection likely exists: list {project} before creating again"
+            ));
+        }
+        err
+    }
+
+    fn connection_of(
+        &self,
+        op: Operation,
+        group: &GroupId,
+        reply: &Reply,
+    ) -> Result<RemoteConnection, ApiError> {
+        let wire: WireConnection = serde_json::from_slice(&reply.body).map_err(|e| {
+            self.unreadable(
+                op,
+                Some(group),
+                reply,
+                "the answer is not the expected JSON",
+            )
+            .source(e)
+        })?;
+        wire.into_remote().ok_or_else(|| {
+            self.unreadable(op, Some(group), reply, "the answer has no connection `_id`")
+        })
+    }
+
+    /// One API call, authenticated; non-success answers become classified errors.
+    async fn call(
+        &self,
+        op: Operation,
+        group: Option<&GroupId>,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+    ) -> Result<Reply, ApiError> {
+        let build = |auth: Option<HeaderValue>| {
+            let mut rb = self
+                .inner
+                .http
+                .request(method.clone(), url.clone())
+                .header(ACCEPT, API_MEDIA_TYPE);
+            if let Some(body) = &body {
+                rb = rb.header(CONTENT_TYPE, API_MEDIA_TYPE).body(body.clone());
+            }
+            if let Some(auth) = auth {
+                rb = rb.header(AUTHORIZATION, auth);
+            }
+            rb
+        };
+        let reply = match &self.inner.auth {
+            AuthState::OAuth(cache) => {
+                let token = cache.get(|| self.fetch_token()).await?;
+                let reply = self
+                    .exchange(op, group, build(Some(self.bearer(&token.secret)?)))
+                    .await?;
+                if reply.status == 401 {
+                    // Revoked or expired early: one refresh, one retry.
+                    let token = cache
+                        .refresh_after_rejection(token.generation, || self.fetch_token())
+                        .await?;
+                    self.exchange(op, group, build(Some(self.bearer(&token.secret)?)))
+                        .await?
+                } else {
+                    reply
+                }
+            }
+            AuthState::Digest(state) => {
+                self.digest_call(op, group, state, &method, &url, &build)
+                    .await?
+            }
+        };
+        if reply.is_success() {
+            Ok(reply)
+        } else {
+            Err(self.status_error(op, group, &reply))
+        }
+    }
+
+    fn bearer(&self, token: &SecretString) -> Result<HeaderValue, ApiError> {
+        sensitive(&format!("Bearer {}", token.expose_secret())).ok_or_else(|| {
+            ApiError::new(Operation::Token, None, ErrorClass::Permanent)
+                .what("Atlas issued a token that is not a valid HTTP header value")
+        })
+    }
+
+    async fn fetch_token(&self) -> Result<(SecretString, Duration), ApiError> {
+        let op = Operation::Token;
+        let rb = self
+            .inner
+            .http
+            .post(self.oauth_url("token"))
+            .basic_auth(
+                self.inner.credentials.identity(),
+                Some(self.inner.credentials.secret()),
+            )
+            .header(ACCEPT, "application/json")
+            .form(&[("grant_type", "client_credentials")]);
+        let reply = self.exchange(op, None, rb).await?;
+        if !reply.is_success() {
+            return Err(self.status_error(op, None, &reply));
+        }
+        let token: WireToken = serde_json::from_slice(&reply.body).map_err(|_| {
+            // No snippet and no serde error text: both could quote the token.
+            let mut e = ApiError::new(op, None, ErrorClass::Permanent)
+                .what("the token answer is not the expected JSON");
+            e.status = Some(reply.status);
+            e
+        })?;
+        tracing::debug!(
+            expires_in_secs = token.expires_in,
+            "obtained an Atlas access token"
+        );
+        let ttl = Duration::from_secs(token.expires_in.unwrap_or(3600));
+        Ok((SecretString::from(token.access_token), ttl))
+    }
+
+    fn digest_header(
+        &self,
+        session: &Session,
+        method: &Method,
+        url: &Url,
+    ) -> Result<HeaderValue, ApiError> {
+        let value = session.authorize(
+            self.inner.credentials.identity(),
+            self.inner.credentials.secret(),
+            method.as_str(),
+            &request_target(url),
+        );
+        sensitive(&value).ok_or_else(|| {
+            ApiError::new(Operation::Token, None, ErrorClass::Auth).what(
+                "the API public key or Atlas's digest challenge holds characters that cannot go in a header",
+            )
+        })
+    }
+
+    /// A digest-authenticated call: reuse the cached nonce (one request); the first call pays a
+    /// bare request for the challenge; a 401 with a new or stale nonce is retried once.
+    async fn digest_call(
+        &self,
+        op: Operation,
+        group: Option<&GroupId>,
+        state: &DigestState,
+        method: &Method,
+        url: &Url,
+        build: &(dyn Fn(Option<HeaderValue>) -> RequestBuilder + Sync),
+    ) -> Result<Reply, ApiError> {
+        let (session, fresh) = match state.current() {
+            Some(s) => (s, false),
+            None => {
+                let guard = state.prime.lock().await;
+                match state.current() {
+                    Some(s) => (s, false),
+                    None => {
+                        let bare = self.exchange(op, group, build(None)).await?;
+                        if bare.status != 401 {
+                            return Ok(bare);
+                        }
+                        let Some(challenge) = challenge_of(&bare) else {
+                            return Ok(bare);
+                        };
+                        let s = state.replace(None, challenge);
+                        drop(guard);
+                        (s, true)
+                    }
+                }
+            }
+        };
+        let reply = self
+            .exchange(
+                op,
+                group,
+                build(Some(self.digest_header(&session, method, url)?)),
+            )
+            .await?;
+        if reply.status != 401 {
+            return Ok(reply);
+        }
+        match challenge_of(&reply) {
+            // A nonce we just received and no `stale`: the credentials themselves are wrong.
+            Some(challenge) if challenge.stale || !fresh => {
+                let s = state.replace(Some(&session), challenge);
+                self.exchange(op, group, build(Some(self.digest_header(&s, method, url)?)))
+                    .await
+            }
+            _ => Ok(reply),
+        }
+    }
+}
+
+/// Paging state for one project's listing. `next_page` is one API call; a failed call does not
+/// advance, so the executor can call it again under its own rate limiter and retry policy.
+///
+/// Stop rules: more pages while the page has a `next` link or fewer than `totalCount` items have
+/// been paged past; with neither signal, while pages come back full. An empty page always ends
+/// the listing. A short page that still carries a `next` link is followed: one extra call is cheap,
+/// a listing that is silently partial is not.
+pub struct Pager {
+    client: AtlasClient,
+    group: GroupId,
+    items_per_page: u32,
+    next_page_num: u32,
+    items: Vec<RemoteConnection>,
+    seen: HashSet<String>,
+    done: bool,
+    rate_limit: RateLimitInfo,
+}
+
+impl fmt::Debug for Pager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pager")
+            .field("group", &self.group)
+            .field("items_per_page", &self.items_per_page)
+            .field("next_page_num", &self.next_page_num)
+            .field("collected", &self.items.len())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Pager {
+    /// The next page's connections, or `None` once the listing is complete.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<RemoteConnection>>, ApiError> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.next_page_num > MAX_PAGES {
+            return Err(
+                ApiError::new(Operation::List, Some(&self.group), ErrorClass::Permanent)
+                    .what(format!(
+                        "the listing did not end after {MAX_PAGES} pages of {}",
+                        self.items_per_page
+                    ))
+                    .advice(
+                        "Atlas's paging looks broken; report it, the listing cannot be trusted",
+                    ),
+            );
+        }
+        let answer = self
+            .client
+            .list_page(&self.group, self.next_page_num, self.items_per_page)
+            .await?;
+        self.rate_limit = answer.rate_limit;
+        let page = answer.value;
+        let n = page.items.len() as u64;
+        let paged_past = u64::from(self.next_page_num - 1) * u64::from(self.items_per_page) + n;
+        let more = n > 0
+            && (page.has_next
+                || page.total_count.is_some_and(|t| paged_past < t)
+                || (page.total_count.is_none() && n >= u64::from(self.items_per_page)));
+        self.next_page_num += 1;
+        self.done = !more;
+        // Offset paging can show an item twice when the set shifts between pages.
+        for item in &page.items {
+            if self.seen.insert(item.id.clone()) {
+                self.items.push(item.clone());
+            }
+        }
+        Ok(Some(page.items))
+    }
+
+    /// Whether the listing is complete.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Rate-limit headers of the last page.
+    pub fn rate_limit(&self) -> RateLimitInfo {
+        self.rate_limit
+    }
+
+    pub fn group_id(&self) -> &GroupId {
+        &self.group
+    }
+
+    /// Everything collected so far (all of it once `next_page` returned `None`), without repeats.
+    pub fn into_items(self) -> Vec<RemoteConnection> {
+        self.items
+    }
+}

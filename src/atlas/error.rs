@@ -1,0 +1,368 @@
+//! Error classes of Atlas calls, decided once and here: what failed, whether it may have changed
+//! something in Atlas, and what the operator should do.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{Operation, RateLimitInfo};
+use crate::model::GroupId;
+
+/// What the caller may do about a failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 409: Atlas says something conflicts (likely an equivalent connection exists).
+    Conflict,
+    /// 429; `Retry-After` (seconds or HTTP date) when present.
+    RateLimited { retry_after: Option<Duration> },
+    /// Safe to repeat: 5xx on list/get/delete, timeouts of reads, and connect errors (request never sent).
+    Retryable,
+    /// The request may have reached Atlas and changed something: any 5xx on create, a timeout or a
+    /// dropped connection after a create or delete was (or may have been) sent, or a create answer
+    /// that cannot be read. List the project before creating again.
+    Ambiguous,
+    /// 401 (after the one token refresh / digest retry) or 403.
+    Auth,
+    /// Other 4xx (400, 404, 406, 410, ...) and answers this client cannot use.
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::RateLimited { .. } => "rate_limited",
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::Ambiguous => "ambiguous",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+/// One problem with one field of a request, as Atlas's `badRequestDetail.fields` lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BadRequestDetail {
+    pub fields: Vec<FieldProblem>,
+}
+
+/// Atlas's error body (validated form of the wire shape).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AtlasErrorBody {
+    /// The HTTP status Atlas repeats in the body.
+    pub error: Option<u16>,
+    pub error_code: Option<String>,
+    pub detail: Option<String>,
+    pub reason: Option<String>,
+    pub parameters: Vec<serde_json::Value>,
+    pub bad_request_detail: Option<BadRequestDetail>,
+}
+
+/// A failed Atlas call. `Display` says the operation, the project, the status, what Atlas said and
+/// what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ApiError {
+    pub operation: Operation,
+    pub group_id: Option<GroupId>,
+    pub status: Option<u16>,
+    pub class: ErrorClass,
+    /// Atlas's error body, when the answer carried one.
+    pub atlas: Option<Box<AtlasErrorBody>>,
+    pub rate_limit: RateLimitInfo,
+    pub(crate) notes: Box<Notes>,
+    #[source]
+    pub(crate) source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Wording kept for `Display` (boxed: errors travel in `Result`s and should stay small).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Notes {
+    /// What happened, when there is no status (timeout, connection, unreadable answer).
+    pub what: Option<String>,
+    /// The start of a body that was not Atlas's JSON error shape (a proxy page, say).
+    pub body_snippet: Option<String>,
+    pub advice: Option<String>,
+}
+
+const SNIPPET_CHARS: usize = 200;
+
+/// The first `SNIPPET_CHARS` characters of a body, whitespace collapsed.
+pub(crate) fn snippet(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.is_empty() {
+        return None;
+    }
+    let mut out: String = collapsed.chars().take(SNIPPET_CHARS).collect();
+    if collapsed.chars().count() > SNIPPET_CHARS {
+        out.push('…');
+    }
+    Some(out)
+}
+
+impl ApiError {
+    pub(crate) fn new(operation: Operation, group_id: Option<&GroupId>, class: ErrorClass) -> Self {
+        ApiError {
+            operation,
+            group_id: group_id.cloned(),
+            status: None,
+            class,
+            atlas: None,
+            rate_limit: RateLimitInfo::default(),
+            notes: Box::default(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn what(mut self, what: impl Into<String>) -> Self {
+        self.notes.what = Some(what.into());
+        self
+    }
+
+    pub(crate) fn advice(mut self, advice: impl Into<String>) -> Self {
+        self.notes.advice = Some(advice.into());
+        self
+    }
+
+    pub(crate) fn source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(e));
+        self
+    }
+
+    /// `Retry-After` of a 429, if Atlas gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.class {
+            ErrorClass::RateLimited { retry_after } => retry_after,
+            _ => None,
+        }
+    }
+
+    /// Atlas's `errorCode`, if the body carried one.
+    pub fn error_code(&self) -> Option<&str> {
+        self.atlas.as_ref()?.error_code.as_deref()
+    }
+
+    fn render(&self) -> String {
+        let mut s = format!("could not {}", self.operation.describe());
+        if let Some(g) = &self.group_id {
+            s.push_str(&format!(" in project {g}"));
+        }
+        s.push_str(": ");
+        match self.status {
+            Some(status) => s.push_str(&format!("HTTP {status}")),
+            None => s.push_str(self.notes.what.as_deref().unwrap_or("request failed")),
+        }
+        if self.status.is_some()
+            && let Some(what) = &self.notes.what
+        {
+            s.push_str(&format!(" ({what})"));
+        }
+        if let Some(body) = &self.atlas {
+            if let Some(code) = &body.error_code {
+                s.push_str(&format!(" {code}"));
+            }
+            if let Some(detail) = &body.detail {
+                s.push_str(&format!(": {detail}"));
+            }
+            if let Some(reason) = &body.reason {
+                s.push_str(&format!(" (reason: {reason})"));
+            }
+            if let Some(brd) = &body.bad_request_detail
+                && !brd.fields.is_empty()
+            {
+                let fields: Vec<String> = brd
+                    .fields
+                    .iter()
+                    .map(|f| format!("`{}`: {}", f.field, f.description))
+                    .collect();
+                s.push_str(&format!("; field problems: {}", fields.join("; ")));
+            }
+        } else if let Some(snippet) = &self.notes.body_snippet {
+            s.push_str(&format!(": unexpected answer: {snippet}"));
+        }
+        if let ErrorClass::RateLimited {
+            retry_after: Some(d),
+        } = self.class
+        {
+            s.push_str(&format!(" (retry after {} s)", d.as_secs()));
+        }
+        if let Some(advice) = &self.notes.advice {
+            s.push_str(". ");
+            s.push_str(advice);
+        }
+        s
+    }
+}
+
+/// The client could not be built (TLS backend, a header value, the base URL).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    #[error("cannot build the Atlas HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+    #[error("the user agent `{0}` is not a valid HTTP header value")]
+    UserAgent(String),
+    #[error(
+        "the Atlas base URL `{0}` cannot carry a path; give it as scheme://host[:port][/prefix]"
+    )]
+    BaseUrl(String),
+}
+
+/// Parses `Retry-After`: whole seconds, or an HTTP date (relative to `now`).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Class of a non-success HTTP status for `op`. 401s reaching here are final (the one refresh or
+/// digest retry already happened).
+pub(crate) fn class_of_status(
+    op: Operation,
+    status: u16,
+    retry_after: Option<Duration>,
+) -> ErrorClass {
+    match status {
+        401 | 403 => ErrorClass::Auth,
+        409 => ErrorClass::Conflict,
+        429 => ErrorClass::RateLimited { retry_after },
+        // A 5xx on create may come after the connection was committed; a repeated delete is
+        // harmless (202 again or 404), so it stays retryable.
+        500..=599 if op == Operation::Create => ErrorClass::Ambiguous,
+        500..=599 => ErrorClass::Retryable,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Class of a transport failure for `op`, and the observer's status word.
+///
+/// Only `is_connect` proves the request was never sent; any other failure of a create or delete
+/// may have happened after Atlas acted on it.
+pub(crate) fn class_of_transport(op: Operation, e: &reqwest::Error) -> (ErrorClass, &'static str) {
+    let word = if e.is_connect() {
+        "connect"
+    } else if e.is_timeout() {
+        "timeout"
+    } else {
+        "error"
+    };
+    let class = if e.is_builder() {
+        ErrorClass::Permanent
+    } else if e.is_connect() {
+        ErrorClass::Retryable
+    } else {
+        match op {
+            Operation::Create | Operation::Delete => ErrorClass::Ambiguous,
+            _ => ErrorClass::Retryable,
+        }
+    };
+    (class, word)
+}
+
+/// What to tell the operator, by status.
+pub(crate) fn advice_for_status(
+    op: Operation,
+    status: u16,
+    group_id: Option<&GroupId>,
+    auth_hint: &str,
+) -> Option<String> {
+    let project = group_id
+        .map(|g| format!("project {g}"))
+        .unwrap_or_else(|| "the project".to_owned());
+    let role = match op {
+        Operation::List | Operation::Get => "Project Read Only (or higher)",
+        _ => "Project Stream Processing Owner (or Project Owner)",
+    };
+    Some(match status {
+        401 => format!("Atlas did not accept the credentials: {auth_hint}"),
+        403 => format!(
+            "check that the service account or API key has {role} on {project}, and that its IP \
+             access list lets this host in"
+        ),
+        404 if op == Operation::List => format!("check that {project} exists"),
+        404 => "the connection does not exist (or its deletion has completed)".to_owned(),
+        406 | 410 => "Atlas no longer accepts the API version this build speaks; upgrade atlas-linkd".to_owned(),
+        409 => format!(
+            "Atlas reports a conflict, likely an equivalent connection already exists: list {project} and adopt the match"
+        ),
+        429 => "Atlas's per-project rate limit is exhausted; wait at least Retry-After before calling again".to_owned(),
+        400 if op == Operation::Create => {
+            "Atlas refused the request body: fix the link in its manifest (or the project's setup)".to_owned()
+        }
+        500..=599 if op == Operation::Create => format!(
+            "Atlas failed; the connection may or may not have been created: list {project} before creating again"
+        ),
+        500..=599 => "Atlas failed; retry later".to_owned(),
+        _ => return None,
+    })
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_retry_after("55", now), Some(Duration::from_secs(55)));
+        // 784111777 = Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(
+            class_of_status(Operation::Create, 500, None),
+            ErrorClass::Ambiguous
+        );
+        assert_eq!(
+            class_of_status(Operation::List, 503, None),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            class_of_status(Operation::Delete, 502, None),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            class_of_status(Operation::Create, 409, None),
+            ErrorClass::Conflict
+        );
+        assert_eq!(class_of_status(Operation::Get, 403, None), ErrorClass::Auth);
+        assert_eq!(
+            class_of_status(Operation::Get, 404, None),
+            ErrorClass::Permanent
+        );
+        assert_eq!(
+            class_of_status(Operation::Get, 406, None),
+            ErrorClass::Permanent
+        );
+    }
+
+    #[test]
+    fn snippet_is_bounded_and_collapsed() {
+        let body = format!("<html>\n  <b>{}</b></html>", "x".repeat(500));
+        let s = snippet(body.as_bytes()).unwrap();
+        assert!(s.starts_with("<html> <b>"));
+        assert!(s.chars().count() <= SNIPPET_CHARS + 1);
+        assert_eq!(snippet(b"  \n"), None);
+    }
+}

@@ -1,0 +1,172 @@
+//! No credential or token leaks: every operation, with both schemes and with failures, under a
+//! trace-level subscriber; the captured logs, every error's Display and Debug, and the Debug of
+//! credentials and clients must not contain a secret or a token.
+
+mod atlas_support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use atlas_linkd::atlas::Credentials;
+use atlas_linkd::fake::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
+use atlas_support::*;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Tokens the fake issues look like `fake.<32 hex>`.
+fn contains_fake_token(text: &str) -> bool {
+    text.match_indices("fake.").any(|(i, _)| {
+        let rest = &text[i + 5..];
+        rest.len() >= 16 && rest.bytes().take(16).all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+fn keep(seen: &mut Vec<String>, e: &atlas_linkd::atlas::ApiError) {
+    seen.push(e.to_string());
+    seen.push(format!("{e:?}"));
+}
+
+const STUB_TOKEN: &str = "stub-TOKEN-7f3a9c";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_in_logs_errors_or_debug() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let mut seen: Vec<String> = Vec::new();
+    let g = group(1);
+
+    // Service account, against the fake: every operation, a server error, then revocation.
+    let fake = FakeAtlas::start(sa_config()).await.unwrap();
+    fake.script(ScriptedFault {
+        operation: FakeOp::Get,
+        group_id: None,
+        nth: 1,
+        fault: Fault::ServerError,
+    });
+    let c = client(&fake, sa_credentials());
+    let id = c.create(&g, &msk(1)).await.unwrap().value.id;
+    keep(&mut seen, &c.get(&g, &id).await.unwrap_err());
+    c.get(&g, &id).await.unwrap();
+    c.list(&g).await.unwrap();
+    keep(&mut seen, &c.create(&g, &msk(1)).await.unwrap_err()); // 409
+    c.delete(&g, &id).await.unwrap();
+    seen.push(format!("{c:?}"));
+    c.shutdown().await;
+    let wrong = Credentials::ServiceAccount {
+        client_id: SA_ID.into(),
+        client_secret: "nope-wrong".to_owned().into(),
+    };
+    keep(&mut seen, &client(&fake, wrong).list(&g).await.unwrap_err());
+    assert!(fake.counters().tokens_issued >= 1);
+
+    // API key, against the fake: steady state, stale nonces, a wrong key.
+    let fake = FakeAtlas::start(FakeConfig {
+        digest_nonce_max_uses: 2,
+        ..key_config()
+    })
+    .await
+    .unwrap();
+    let c = client(&fake, key_credentials());
+    let id = c.create(&g, &msk(2)).await.unwrap().value.id;
+    for _ in 0..4 {
+        c.get(&g, &id).await.unwrap();
+    }
+    c.list(&g).await.unwrap();
+    c.delete(&g, &id).await.unwrap();
+    keep(&mut seen, &c.get(&g, &id).await.unwrap_err()); // 404 once deleted
+    seen.push(format!("{c:?}"));
+    c.shutdown().await;
+    let wrong = Credentials::ApiKey {
+        public_key: PUB_KEY.into(),
+        private_key: "wrong-private".to_owned().into(),
+    };
+    keep(&mut seen, &client(&fake, wrong).list(&g).await.unwrap_err());
+
+    // A stub with a token we know, rejected once, so the refresh path logs too.
+    let router = axum::Router::new()
+        .route(
+            "/api/oauth/token",
+            post(|| async {
+                axum::Json(serde_json::json!({"access_token": STUB_TOKEN, "expires_in": 3600}))
+            }),
+        )
+        .route(
+            "/api/oauth/revoke",
+            post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            CONN_PATH,
+            get(|_h: HeaderMap| async {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    r#"{"error":401,"detail":"bad"}"#.to_owned(),
+                )
+            }),
+        );
+    let base = stub(router).await;
+    let c = client_for(&base, sa_credentials(), None);
+    keep(&mut seen, &c.list(&g).await.unwrap_err());
+    c.shutdown().await; // revoke fails: logged
+
+    seen.push(format!("{:?}", sa_credentials()));
+    seen.push(format!("{:?}", key_credentials()));
+
+    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("atlas exchange"),
+        "the subscriber captured nothing"
+    );
+    assert!(
+        logs.contains("could not revoke"),
+        "the failed revocation was not logged"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("hyper") || l.contains("reqwest")),
+        "dependencies' trace events were not captured"
+    );
+    let everything = format!("{logs}\n{}", seen.join("\n"));
+    for secret in [
+        SA_SECRET,
+        PRIV_KEY,
+        "nope-wrong",
+        "wrong-private",
+        STUB_TOKEN,
+    ] {
+        assert!(!everything.contains(secret), "`{secret}` leaked");
+    }
+    assert!(
+        !contains_fake_token(&everything),
+        "a token issued by the fake leaked"
+    );
+    assert!(
+        !everything.contains("Bearer "),
+        "an Authorization header leaked"
+    );
+    assert!(
+        !everything.contains("Digest username"),
+        "an Authorization header leaked"
+    );
+    // The identities are not secret and help operators.
+    assert!(seen.iter().any(|s| s.contains(SA_ID)));
+}
