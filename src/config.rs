@@ -60,6 +60,10 @@ pub struct RetrySettings {
     pub max_attempts: u32,
     pub initial_backoff_ms: u64,
     pub max_backoff_secs: u64,
+    /// A link whose create failed waits this long before a later pass tries it again, doubling with
+    /// each further failure, so a bad link cannot eat the project's rate budget.
+    pub failure_delay_secs: u64,
+    pub max_failure_delay_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +178,8 @@ struct RawRetry {
     max_attempts: u32,
     initial_backoff_ms: u64,
     max_backoff_secs: u64,
+    failure_delay_secs: u64,
+    max_failure_delay_secs: u64,
 }
 
 impl Default for RawRetry {
@@ -182,6 +188,8 @@ impl Default for RawRetry {
             max_attempts: 6,
             initial_backoff_ms: 1000,
             max_backoff_secs: 60,
+            failure_delay_secs: 300,
+            max_failure_delay_secs: 21600,
         }
     }
 }
@@ -534,6 +542,8 @@ impl Config {
                 max_attempts: raw.retry.max_attempts,
                 initial_backoff_ms: raw.retry.initial_backoff_ms,
                 max_backoff_secs: raw.retry.max_backoff_secs,
+                failure_delay_secs: raw.retry.failure_delay_secs,
+                max_failure_delay_secs: raw.retry.max_failure_delay_secs,
             },
             metrics: MetricsSettings { listen },
             log: LogSettings {

@@ -701,3 +701,9 @@ mod tests {
         assert_eq!(n.watchdog_interval(), Some(Duration::from_secs(15)));
     }
 }
+
+/// Runs the daemon until SIGTERM/SIGINT. (The loop lands with the daemon work.)
+pub async fn run(_config_path: std::path::PathBuf) -> std::process::ExitCode {
+    eprintln!("atlas-linkd: the daemon mode is not built yet; use --once");
+    std::process::ExitCode::from(2)
+}

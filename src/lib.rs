@@ -10,6 +10,7 @@ pub mod atlas;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod endpoint;
 pub mod fake;
 pub mod ledger;

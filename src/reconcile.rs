@@ -1,1 +1,1002 @@
 //! The reconcile executor: one pass from plan to Atlas, parallel, rate-limited, retrying, exactly once.
+//!
+//! A pass is level-triggered: it never asks why it was woken. It reads the ledger, plans, lists every
+//! project that has something to create (a listing is the only proof that a connection does not exist
+//! yet), plans again with those listings, then carries the plan out:
+//!
+//! - every API call, lists included, takes a token from its project's `governor` limiter shaped like
+//!   Atlas's bucket, and holds a slot of the global and the per-project concurrency caps while in flight;
+//! - a 429 pauses the whole project until `Retry-After`, not just the call that got it;
+//! - an intent is durable in the ledger before a create is sent; an outcome that could have changed Atlas
+//!   without telling us (timeout, dropped connection, 5xx on create, 409) is resolved by listing the project
+//!   and adopting the match before anything is created again;
+//! - each outcome reaches the ledger before it reaches the report or the metrics.
+//!
+//! The error policy (what is retried, how long to wait) lives in `Policy`, apart from the actions.
+
+use crate::atlas::{
+    ApiError, AtlasClient, ClientBuildError, ClientSettings, Credentials, CredentialsError,
+    ErrorClass, Observer, Operation,
+};
+use crate::config::Config;
+use crate::ledger::{Change, Ledger, LedgerError, LedgerHandle, Phase, Record};
+use crate::metrics::{self, Metrics};
+use crate::model::{DesiredLink, DesiredState, GroupId, LinkKey, RemoteConnection};
+use crate::plan::{self, Action, CreateReason, Listings, RemoteListing};
+use crate::report::{FailedLink, PassReport};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How fast and how hard a pass pushes: derived from the config, kept apart from the actions.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub concurrency: usize,
+    pub per_project_concurrency: usize,
+    /// Atlas's per-project bucket as we mirror it: `capacity` burst, `refill` tokens per `period`.
+    pub bucket_capacity: u32,
+    pub bucket_refill: u32,
+    pub bucket_period: Duration,
+    /// Attempts per call for errors that may pass (5xx, timeouts, connection errors). 429s do not count:
+    /// Atlas said when to come back, so waiting is not failing.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How many 429s in a row one call accepts before it gives up for this pass.
+    pub max_rate_limited: u32,
+    /// A link that failed waits this long before the next pass tries it again, doubling per failure.
+    pub failure_delay: Duration,
+    pub max_failure_delay: Duration,
+}
+
+impl Policy {
+    pub fn from_config(config: &Config) -> Policy {
+        Policy {
+            concurrency: config.reconcile.concurrency.max(1),
+            per_project_concurrency: config.reconcile.per_project_concurrency.max(1),
+            bucket_capacity: config.rate_limit.capacity,
+            bucket_refill: config.rate_limit.refill,
+            bucket_period: Duration::from_secs(config.rate_limit.period_secs),
+            max_attempts: config.retry.max_attempts.max(1),
+            initial_backoff: Duration::from_millis(config.retry.initial_backoff_ms),
+            max_backoff: Duration::from_secs(config.retry.max_backoff_secs),
+            max_rate_limited: 50,
+            failure_delay: Duration::from_secs(config.retry.failure_delay_secs),
+            max_failure_delay: Duration::from_secs(config.retry.max_failure_delay_secs),
+        }
+    }
+
+    fn quota(&self) -> Quota {
+        let refill = self.bucket_refill.max(1);
+        let per_token = (self.bucket_period / refill).max(Duration::from_nanos(1));
+        let burst = NonZeroU32::new(self.bucket_capacity.max(1)).unwrap_or(NonZeroU32::MIN);
+        // `with_period` refuses only a zero period, which `max` above rules out.
+        Quota::with_period(per_token)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst)
+    }
+
+    /// Delays between attempts of one call: exponential with jitter, capped.
+    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff.max(self.initial_backoff))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// How long a link that has now failed `attempts` times waits before a pass retries it.
+    fn failure_wait(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        self.failure_delay
+            .saturating_mul(factor)
+            .min(self.max_failure_delay.max(self.failure_delay))
+    }
+}
+
+/// What a caller asks of one pass.
+#[derive(Clone, Default)]
+pub struct PassOptions {
+    /// List every managed project, not only those with something to create: the daemon's resync, which
+    /// refreshes each connection's Atlas state and notices connections that disappeared.
+    pub list_all: bool,
+    /// Stop starting calls; in-flight calls finish and are recorded.
+    pub cancel: CancellationToken,
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+/// Progress of the creates of a pass, for a progress bar or periodic log lines.
+pub trait Progress: Send + Sync {
+    fn start(&self, total: u64);
+    fn advance(&self, done: u64);
+    fn finish(&self);
+}
+
+/// Why the executor could not be set up. Nothing was attempted: exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+}
+
+/// The Atlas client the config describes, with credentials from the environment (or `$CREDENTIALS_DIRECTORY`).
+pub fn client_from_config(
+    config: &Config,
+    observer: Option<Arc<dyn Observer>>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AtlasClient, StartError> {
+    let credentials = Credentials::from_env(config.atlas.auth, env)?;
+    let settings = ClientSettings {
+        base_url: config.atlas.base_url.clone(),
+        timeout: Duration::from_secs(config.atlas.timeout_secs),
+        user_agent: format!("atlas-linkd/{}", env!("CARGO_PKG_VERSION")),
+    };
+    Ok(AtlasClient::new(settings, credentials, observer)?)
+}
+
+/// Everything a pass needs, from the config: credentials, client, the ledger (locked), the metrics hook.
+pub fn start(
+    config: &Config,
+    metrics: Metrics,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Reconciler, StartError> {
+    let (observer, counters) = MetricsObserver::new(metrics.clone());
+    let client = client_from_config(config, Some(observer), env)?;
+    let ledger = LedgerHandle::spawn(Ledger::open(&config.ledger)?);
+    Ok(Reconciler::new(
+        client,
+        ledger,
+        metrics,
+        Policy::from_config(config),
+        counters,
+    ))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("could not read the ledger")]
+    Ledger(#[from] LedgerError),
+}
+
+/// The executor. Long-lived in the daemon: its per-project limiters outlive a pass, as Atlas's buckets do.
+pub struct Reconciler {
+    client: AtlasClient,
+    ledger: LedgerHandle,
+    metrics: Metrics,
+    policy: Policy,
+    global: Arc<Semaphore>,
+    projects: Mutex<HashMap<GroupId, Arc<ProjectGate>>>,
+    counters: Arc<CallCounters>,
+}
+
+/// Counts of API calls, so a pass can report its own share. Fed by the client's observer hook.
+#[derive(Debug, Default)]
+pub struct CallCounters {
+    requests: AtomicU64,
+    rate_limited: AtomicU64,
+}
+
+/// The client's observer: every HTTP exchange becomes metrics and counts.
+pub struct MetricsObserver {
+    metrics: Metrics,
+    counters: Arc<CallCounters>,
+}
+
+impl MetricsObserver {
+    pub fn new(metrics: Metrics) -> (Arc<MetricsObserver>, Arc<CallCounters>) {
+        let counters = Arc::new(CallCounters::default());
+        let observer = Arc::new(MetricsObserver {
+            metrics,
+            counters: counters.clone(),
+        });
+        (observer, counters)
+    }
+}
+
+impl Observer for MetricsObserver {
+    fn on_response(
+        &self,
+        op: Operation,
+        _group_id: Option<&GroupId>,
+        status: &str,
+        elapsed: Duration,
+    ) {
+        self.metrics
+            .api_requests_total
+            .with_label_values(&[op.as_str(), status])
+            .inc();
+        self.metrics
+            .api_request_duration_seconds
+            .with_label_values(&[op.as_str()])
+            .observe(elapsed.as_secs_f64());
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if status == "429" {
+            self.metrics.rate_limited_total.inc();
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One project's share of Atlas: its token bucket, its concurrency cap, its 429 pause, and the
+/// last listing taken to resolve uncertain outcomes (shared so concurrent doubts cost one listing).
+struct ProjectGate {
+    limiter: DefaultDirectRateLimiter,
+    slots: Semaphore,
+    paused_until: Mutex<Option<tokio::time::Instant>>,
+    verify: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Vec<RemoteConnection>>)>>,
+}
+
+/// Held while one API call is in flight.
+struct CallPermit<'a> {
+    _project: tokio::sync::SemaphorePermit<'a>,
+    _global: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl ProjectGate {
+    fn pause(&self, until: tokio::time::Instant) {
+        if let Ok(mut paused) = self.paused_until.lock() {
+            if paused.is_none_or(|p| p < until) {
+                *paused = Some(until);
+            }
+        }
+    }
+
+    fn paused_until(&self) -> Option<tokio::time::Instant> {
+        self.paused_until.lock().ok().and_then(|p| *p)
+    }
+}
+
+/// Why a call was abandoned for this pass.
+enum Abandon {
+    Cancelled,
+    Failed(ApiError),
+}
+
+/// Seconds since the Unix epoch: the only clock the ledger and plan see.
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// One link to create, with what its create needs to know of the pass.
+struct CreateJob<'a> {
+    link: &'a DesiredLink,
+    reason: CreateReason,
+    /// Failures the ledger already counts for this link: the wait after a new failure grows with them.
+    prior_attempts: u32,
+    claimed: &'a Mutex<HashSet<String>>,
+    conflicts: &'a AtomicU64,
+}
+
+/// The result of one link's create, as the pass reports it.
+enum CreateOutcome {
+    Created,
+    /// The create's outcome was uncertain (or a 409); a listing found the connection, so it is recorded.
+    Verified {
+        after_conflict: bool,
+    },
+    Failed(String),
+    Interrupted,
+}
+
+impl Reconciler {
+    pub fn new(
+        client: AtlasClient,
+        ledger: LedgerHandle,
+        metrics: Metrics,
+        policy: Policy,
+        counters: Arc<CallCounters>,
+    ) -> Reconciler {
+        Reconciler {
+            client,
+            ledger,
+            metrics,
+            global: Arc::new(Semaphore::new(policy.concurrency)),
+            policy,
+            projects: Mutex::new(HashMap::new()),
+            counters,
+        }
+    }
+
+    /// Revokes the OAuth token (if any) and closes the ledger, flushing what is queued.
+    pub async fn shutdown(self) {
+        self.client.shutdown().await;
+        if let Err(e) = self.ledger.close().await {
+            tracing::error!(error = %e, "closing the ledger failed");
+        }
+    }
+
+    pub fn client(&self) -> &AtlasClient {
+        &self.client
+    }
+
+    pub fn ledger(&self) -> &LedgerHandle {
+        &self.ledger
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn gate(&self, group: &GroupId) -> Arc<ProjectGate> {
+        let mut projects = match self.projects.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        projects
+            .entry(group.clone())
+            .or_insert_with(|| {
+                Arc::new(ProjectGate {
+                    limiter: RateLimiter::direct(self.policy.quota()),
+                    slots: Semaphore::new(self.policy.per_project_concurrency),
+                    paused_until: Mutex::new(None),
+                    verify: tokio::sync::Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// Waits for everything one API call to `group` needs: the project's slot, its 429 pause, a token
+    /// from its bucket, then a global slot. The order matters: a project that is waiting for tokens
+    /// must not sit on global slots other projects could use.
+    async fn admit<'a>(
+        &'a self,
+        gate: &'a ProjectGate,
+        cancel: &CancellationToken,
+    ) -> Option<CallPermit<'a>> {
+        let project = tokio::select! {
+            p = gate.slots.acquire() => p.ok()?,
+            _ = cancel.cancelled() => return None,
+        };
+        while let Some(until) = gate.paused_until() {
+            if until <= tokio::time::Instant::now() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = cancel.cancelled() => return None,
+            }
+        }
+        tokio::select! {
+            _ = gate.limiter.until_ready() => {}
+            _ = cancel.cancelled() => return None,
+        }
+        let global = tokio::select! {
+            g = self.global.acquire() => g.ok()?,
+            _ = cancel.cancelled() => return None,
+        };
+        Some(CallPermit {
+            _project: project,
+            _global: global,
+        })
+    }
+
+    /// Sleeps unless cancelled; false when cancelled.
+    async fn wait(&self, delay: Duration, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = cancel.cancelled() => false,
+        }
+    }
+
+    fn count_retry(&self, reason: &str) {
+        self.metrics
+            .api_retries_total
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// After a 429: pause the project until Atlas's `Retry-After` (or a backoff step when it gave none).
+    fn on_rate_limited(&self, gate: &ProjectGate, retry_after: Option<Duration>, fallback: Duration) {
+        self.count_retry("rate_limited");
+        let wait = retry_after.unwrap_or(fallback).max(Duration::from_millis(1));
+        gate.pause(tokio::time::Instant::now() + wait);
+    }
+
+    /// Lists one project completely, each page under the project's gate and the retry policy.
+    /// Any page that cannot be had fails the whole listing: a partial listing proves nothing.
+    async fn list_project(
+        &self,
+        group: &GroupId,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<RemoteConnection>, Abandon> {
+        let gate = self.gate(group);
+        let mut pager = self.client.pager(group);
+        let mut backoff = self.policy.backoff();
+        let mut attempts = 0u32;
+        let mut rate_limited = 0u32;
+        loop {
+            let result = {
+                let Some(_permit) = self.admit(&gate, cancel).await else {
+                    return Err(Abandon::Cancelled);
+                };
+                pager.next_page().await
+            };
+            match result {
+                Ok(Some(_)) => {
+                    attempts = 0;
+                    rate_limited = 0;
+                    backoff = self.policy.backoff();
+                }
+                Ok(None) => return Ok(pager.into_items()),
+                Err(e) => {
+                    let delay = backoff.next().unwrap_or(self.policy.max_backoff);
+                    match e.class {
+                        ErrorClass::RateLimited { retry_after } => {
+                            rate_limited += 1;
+                            if rate_limited > self.policy.max_rate_limited {
+                                return Err(Abandon::Failed(e));
+                            }
+                            self.on_rate_limited(&gate, retry_after, delay);
+                            continue;
+                        }
+                        // A listing changes nothing, so an uncertain outcome is just a failure to retry.
+                        ErrorClass::Retryable | ErrorClass::Ambiguous | ErrorClass::Conflict => {
+                            attempts += 1;
+                            if attempts >= self.policy.max_attempts {
+                                return Err(Abandon::Failed(e));
+                            }
+                            self.count_retry(retry_reason(&e));
+                            tracing::debug!(project = %group, error = %e, ?delay, "listing failed; retrying");
+                            if !self.wait(delay, cancel).await {
+                                return Err(Abandon::Cancelled);
+                            }
+                        }
+                        ErrorClass::Auth | ErrorClass::Permanent => return Err(Abandon::Failed(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A listing of `group` taken after `since`: reuses one another task already took, else takes one.
+    /// Concurrent doubts in one project therefore cost one listing, not one each.
+    async fn verify_listing(
+        &self,
+        group: &GroupId,
+        since: tokio::time::Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Vec<RemoteConnection>>, Abandon> {
+        let gate = self.gate(group);
+        let mut cached = gate.verify.lock().await;
+        if let Some((taken, listing)) = cached.as_ref() {
+            if *taken >= since {
+                return Ok(listing.clone());
+            }
+        }
+        let started = tokio::time::Instant::now();
+        let listing = Arc::new(self.list_project(group, cancel).await?);
+        *cached = Some((started, listing.clone()));
+        Ok(listing)
+    }
+
+    /// One pass. Errors only when the ledger cannot be read; everything else is in the report.
+    pub async fn run_pass(
+        &self,
+        desired: &DesiredState,
+        options: &PassOptions,
+    ) -> Result<PassReport, PassError> {
+        let started = Instant::now();
+        let started_unix = now_unix();
+        let requests_before = self.counters.requests.load(Ordering::Relaxed);
+        let rate_limited_before = self.counters.rate_limited.load(Ordering::Relaxed);
+        let cancel = &options.cancel;
+        let mut report = PassReport::new(started_unix, desired.link_count());
+
+        let records = self.ledger.records().await?;
+        let first = plan::plan(desired, &records, &Listings::new(), started_unix);
+        let mut to_list: BTreeSet<GroupId> = first.projects_to_list();
+        if options.list_all {
+            to_list.extend(desired.projects.keys().cloned());
+            to_list.extend(records.iter().map(|r| r.key.group_id.clone()));
+        }
+
+        let (listings, list_failures) = self.list_projects(&to_list, cancel).await;
+        let now = now_unix();
+        let plan = plan::plan(desired, &records, &listings, now);
+        self.record_remote_states(&records, &listings, now).await?;
+
+        // Ids that a record already holds, or that this pass adopts or creates: never adopted twice.
+        let claimed: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(
+            records.iter().filter_map(|r| r.atlas_id.clone()).collect(),
+        ));
+
+        let mut creates: BTreeMap<GroupId, Vec<(DesiredLink, CreateReason)>> = BTreeMap::new();
+        for action in plan.actions {
+            match action {
+                Action::Create { link, reason } => {
+                    if let Some(why) = list_failures.get(&link.key.group_id) {
+                        report.not_attempted.push(FailedLink::new(
+                            &link.key,
+                            format!("not created: listing the project failed: {why}"),
+                        ));
+                    } else {
+                        creates
+                            .entry(link.key.group_id.clone())
+                            .or_default()
+                            .push((link, reason));
+                    }
+                }
+                Action::Adopt { link, remote } => {
+                    self.ledger
+                        .apply(Change::Adopted {
+                            key: link.key.clone(),
+                            spec: link.spec.clone(),
+                            fingerprint: link.fingerprint.clone(),
+                            atlas_id: remote.id.clone(),
+                            remote_state: remote.state.clone(),
+                            remote_error: remote.error_message.clone(),
+                            at_unix: now,
+                        })
+                        .await?;
+                    if let Ok(mut c) = claimed.lock() {
+                        c.insert(remote.id.clone());
+                    }
+                    self.metrics.adoptions_total.inc();
+                    tracing::info!(link = %link.key, atlas_id = %remote.id, "adopted an existing connection");
+                    report.adopted.push(link.key);
+                }
+                Action::Unchanged { .. } => report.unchanged += 1,
+                Action::Changed {
+                    key,
+                    recorded,
+                    desired,
+                    ..
+                } => {
+                    tracing::warn!(link = %key, recorded = %recorded.short(), desired = %desired.short(),
+                        "the manifest changed a link that already exists; atlas-linkd never deletes or recreates it");
+                    report.changed.push(key);
+                }
+                Action::Orphaned { key, .. } => {
+                    tracing::warn!(link = %key, "recorded in the ledger but no longer declared; left in place");
+                    report.orphaned.push(key);
+                }
+                Action::Waiting {
+                    key,
+                    until_unix,
+                    last_error,
+                    ..
+                } => report.waiting.push(FailedLink::new(
+                    &key,
+                    format!(
+                        "waiting until {} after failure: {}",
+                        crate::report::format_unix(until_unix),
+                        last_error.unwrap_or_default()
+                    ),
+                )),
+            }
+        }
+
+        let total: usize = creates.values().map(Vec::len).sum();
+        if let Some(p) = &options.progress {
+            p.start(total as u64);
+        }
+        let prior_attempts: HashMap<&LinkKey, u32> =
+            records.iter().map(|r| (&r.key, r.attempts)).collect();
+        let done = AtomicU64::new(0);
+        let conflicts = AtomicU64::new(0);
+        let mut projects = FuturesUnordered::new();
+        for (_group, links) in creates {
+            let claimed = claimed.clone();
+            let (done, conflicts, prior_attempts) = (&done, &conflicts, &prior_attempts);
+            projects.push(async move {
+                let per_project = self.policy.per_project_concurrency;
+                futures::stream::iter(links)
+                    .map(|(link, reason)| {
+                        let claimed = claimed.clone();
+                        async move {
+                            let job = CreateJob {
+                                link: &link,
+                                reason,
+                                prior_attempts: prior_attempts.get(&link.key).copied().unwrap_or(0),
+                                claimed: &claimed,
+                                conflicts,
+                            };
+                            let outcome = self.create_one(job, cancel).await;
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if let Some(p) = &options.progress {
+                                p.advance(n);
+                            }
+                            (link.key, outcome)
+                        }
+                    })
+                    .buffer_unordered(per_project)
+                    .collect::<Vec<_>>()
+                    .await
+            });
+        }
+        while let Some(results) = projects.next().await {
+            for (key, outcome) in results {
+                match outcome {
+                    Ok(CreateOutcome::Created) => report.created.push(key),
+                    Ok(CreateOutcome::Verified { after_conflict }) => {
+                        if after_conflict {
+                            report.adopted.push(key);
+                        } else {
+                            report.created.push(key);
+                        }
+                    }
+                    Ok(CreateOutcome::Failed(reason)) => {
+                        report.failed.push(FailedLink::new(&key, reason))
+                    }
+                    Ok(CreateOutcome::Interrupted) => report.not_attempted.push(FailedLink::new(
+                        &key,
+                        "interrupted before its create completed".to_string(),
+                    )),
+                    Err(e) => {
+                        report.failed.push(FailedLink::new(
+                            &key,
+                            format!("ledger write failed: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(p) = &options.progress {
+            p.finish();
+        }
+
+        report.conflicts = conflicts.load(Ordering::Relaxed);
+        report.interrupted = cancel.is_cancelled();
+        report.api_calls = self.counters.requests.load(Ordering::Relaxed) - requests_before;
+        report.rate_limited = self.counters.rate_limited.load(Ordering::Relaxed) - rate_limited_before;
+        report.duration = started.elapsed();
+        report.sort();
+        self.update_gauges(desired, &report).await;
+        Ok(report)
+    }
+
+    /// Lists `groups` in parallel. Returns complete listings, and why each other project could not be listed.
+    async fn list_projects(
+        &self,
+        groups: &BTreeSet<GroupId>,
+        cancel: &CancellationToken,
+    ) -> (Listings, BTreeMap<GroupId, String>) {
+        let mut listings = Listings::new();
+        let mut failures = BTreeMap::new();
+        let mut tasks: FuturesUnordered<_> = groups
+            .iter()
+            .map(|group| async move { (group, self.list_project(group, cancel).await) })
+            .collect();
+        while let Some((group, result)) = tasks.next().await {
+            match result {
+                Ok(connections) => {
+                    listings.insert(group.clone(), RemoteListing { connections });
+                }
+                Err(Abandon::Cancelled) => {
+                    failures.insert(group.clone(), "interrupted".to_string());
+                }
+                Err(Abandon::Failed(e)) => {
+                    tracing::error!(project = %group, error = %e, "could not list the project's connections");
+                    failures.insert(group.clone(), e.to_string());
+                }
+            }
+        }
+        (listings, failures)
+    }
+
+    /// Records the Atlas state of every recorded connection that a listing shows, where it changed.
+    async fn record_remote_states(
+        &self,
+        records: &[Record],
+        listings: &Listings,
+        now: i64,
+    ) -> Result<(), LedgerError> {
+        for record in records {
+            let (Some(id), Some(listing)) =
+                (&record.atlas_id, listings.get(&record.key.group_id))
+            else {
+                continue;
+            };
+            let Some(remote) = listing.connections.iter().find(|c| &c.id == id) else {
+                continue;
+            };
+            let Some(state) = &remote.state else { continue };
+            if record.remote_state.as_ref() != Some(state)
+                || record.remote_error != remote.error_message
+            {
+                self.ledger
+                    .apply(Change::RemoteState {
+                        key: record.key.clone(),
+                        state: state.clone(),
+                        error: remote.error_message.clone(),
+                        at_unix: now,
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates one link, exactly once. See the module documentation for the protocol.
+    async fn create_one(
+        &self,
+        job: CreateJob<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<CreateOutcome, LedgerError> {
+        let CreateJob {
+            link,
+            reason,
+            prior_attempts,
+            claimed,
+            conflicts,
+        } = job;
+        let group = &link.key.group_id;
+        let gate = self.gate(group);
+        if cancel.is_cancelled() {
+            return Ok(CreateOutcome::Interrupted);
+        }
+        tracing::debug!(link = %link.key, ?reason, "creating");
+        self.ledger
+            .apply(Change::Intent {
+                key: link.key.clone(),
+                spec: link.spec.clone(),
+                fingerprint: link.fingerprint.clone(),
+                at_unix: now_unix(),
+            })
+            .await?;
+
+        let mut backoff = self.policy.backoff();
+        let mut attempts = 0u32;
+        let mut rate_limited = 0u32;
+        // Set when an earlier attempt may have created the connection: nothing is sent again until a
+        // listing taken after that attempt shows it is absent.
+        let mut doubt: Option<(tokio::time::Instant, bool)> = None;
+        loop {
+            if let Some((since, after_conflict)) = doubt {
+                match self.verify_listing(group, since, cancel).await {
+                    Ok(listing) => {
+                        if let Some(remote) = self.claim_match(link, &listing, claimed) {
+                            return self.record_verified(link, &remote, after_conflict).await;
+                        }
+                        if after_conflict {
+                            // Atlas refused the create, yet nothing matching exists: something else
+                            // conflicts (an operation under way, a near-identical connection). Retry later.
+                            let reason = "Atlas answered 409 Conflict and no matching connection exists; will retry on a later pass".to_string();
+                            return self.record_failure(link, prior_attempts, reason).await;
+                        }
+                        doubt = None;
+                    }
+                    Err(Abandon::Cancelled) => return Ok(CreateOutcome::Interrupted),
+                    Err(Abandon::Failed(e)) => {
+                        // Still in doubt: the intent stays, and the next pass lists before creating.
+                        let reason = format!(
+                            "outcome unknown and the project could not be listed to check: {e}"
+                        );
+                        return self.record_failure(link, prior_attempts, reason).await;
+                    }
+                }
+            }
+
+            let result = {
+                let Some(_permit) = self.admit(&gate, cancel).await else {
+                    return Ok(CreateOutcome::Interrupted);
+                };
+                self.client.create(group, &link.spec).await
+            };
+            let delay = backoff.next().unwrap_or(self.policy.max_backoff);
+            match result {
+                Ok(answer) => {
+                    let id = answer.value.id;
+                    self.ledger
+                        .apply(Change::Created {
+                            key: link.key.clone(),
+                            atlas_id: id.clone(),
+                            at_unix: now_unix(),
+                        })
+                        .await?;
+                    if let Ok(mut c) = claimed.lock() {
+                        c.insert(id.clone());
+                    }
+                    self.metrics
+                        .creates_total
+                        .with_label_values(&[metrics::outcome::SUCCESS])
+                        .inc();
+                    tracing::info!(link = %link.key, atlas_id = %id, "created");
+                    return Ok(CreateOutcome::Created);
+                }
+                Err(e) => match e.class {
+                    ErrorClass::Conflict => {
+                        conflicts.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .creates_total
+                            .with_label_values(&[metrics::outcome::CONFLICT])
+                            .inc();
+                        tracing::warn!(link = %link.key, error = %e, "409 Conflict; listing the project to resolve it");
+                        doubt = Some((tokio::time::Instant::now(), true));
+                    }
+                    ErrorClass::RateLimited { retry_after } => {
+                        rate_limited += 1;
+                        if rate_limited > self.policy.max_rate_limited {
+                            return self.give_up(link, prior_attempts, &e).await;
+                        }
+                        self.on_rate_limited(&gate, retry_after, delay);
+                    }
+                    ErrorClass::Ambiguous => {
+                        attempts += 1;
+                        self.count_retry("ambiguous");
+                        tracing::warn!(link = %link.key, error = %e,
+                            "the create may have reached Atlas; listing the project before any retry");
+                        // Give Atlas time to finish a create we did not hear back from before looking.
+                        if !self.wait(delay, cancel).await {
+                            return Ok(CreateOutcome::Interrupted);
+                        }
+                        doubt = Some((tokio::time::Instant::now(), false));
+                        if attempts >= self.policy.max_attempts {
+                            // One last look decides; a miss then counts as a failure for this pass.
+                            return match self.verify_listing(group, tokio::time::Instant::now(), cancel).await {
+                                Ok(listing) => match self.claim_match(link, &listing, claimed) {
+                                    Some(remote) => self.record_verified(link, &remote, false).await,
+                                    None => self.give_up(link, prior_attempts, &e).await,
+                                },
+                                Err(Abandon::Cancelled) => Ok(CreateOutcome::Interrupted),
+                                Err(Abandon::Failed(_)) => self.give_up(link, prior_attempts, &e).await,
+                            };
+                        }
+                    }
+                    ErrorClass::Retryable => {
+                        attempts += 1;
+                        if attempts >= self.policy.max_attempts {
+                            return self.give_up(link, prior_attempts, &e).await;
+                        }
+                        self.count_retry(retry_reason(&e));
+                        if !self.wait(delay, cancel).await {
+                            return Ok(CreateOutcome::Interrupted);
+                        }
+                    }
+                    ErrorClass::Auth | ErrorClass::Permanent => return self.give_up(link, prior_attempts, &e).await,
+                },
+            }
+        }
+    }
+
+    /// The first unclaimed listed connection that matches `link`, now claimed by it.
+    fn claim_match(
+        &self,
+        link: &DesiredLink,
+        listing: &[RemoteConnection],
+        claimed: &Mutex<HashSet<String>>,
+    ) -> Option<RemoteConnection> {
+        let mut claimed = match claimed.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let remote = listing
+            .iter()
+            .find(|c| !claimed.contains(&c.id) && link.spec.matches(c))?;
+        claimed.insert(remote.id.clone());
+        Some(remote.clone())
+    }
+
+    /// A listing showed the connection an uncertain create (or a 409) was about: record it.
+    async fn record_verified(
+        &self,
+        link: &DesiredLink,
+        remote: &RemoteConnection,
+        after_conflict: bool,
+    ) -> Result<CreateOutcome, LedgerError> {
+        let at_unix = now_unix();
+        if after_conflict {
+            // We did not make it (Atlas refused our create): it was there already.
+            self.ledger
+                .apply(Change::Adopted {
+                    key: link.key.clone(),
+                    spec: link.spec.clone(),
+                    fingerprint: link.fingerprint.clone(),
+                    atlas_id: remote.id.clone(),
+                    remote_state: remote.state.clone(),
+                    remote_error: remote.error_message.clone(),
+                    at_unix,
+                })
+                .await?;
+            self.metrics.adoptions_total.inc();
+            tracing::info!(link = %link.key, atlas_id = %remote.id, "409 resolved: adopted the existing connection");
+        } else {
+            self.ledger
+                .apply(Change::Created {
+                    key: link.key.clone(),
+                    atlas_id: remote.id.clone(),
+                    at_unix,
+                })
+                .await?;
+            self.metrics
+                .creates_total
+                .with_label_values(&[metrics::outcome::SUCCESS])
+                .inc();
+            tracing::info!(link = %link.key, atlas_id = %remote.id, "created (confirmed by listing after an uncertain answer)");
+        }
+        Ok(CreateOutcome::Verified { after_conflict })
+    }
+
+    async fn give_up(
+        &self,
+        link: &DesiredLink,
+        prior_attempts: u32,
+        e: &ApiError,
+    ) -> Result<CreateOutcome, LedgerError> {
+        self.metrics
+            .creates_total
+            .with_label_values(&[metrics::outcome::FAILURE])
+            .inc();
+        tracing::error!(link = %link.key, error = %e, "create failed");
+        self.record_failure(link, prior_attempts, e.to_string()).await
+    }
+
+    async fn record_failure(
+        &self,
+        link: &DesiredLink,
+        prior_attempts: u32,
+        reason: String,
+    ) -> Result<CreateOutcome, LedgerError> {
+        let attempts = prior_attempts.saturating_add(1);
+        let now = now_unix();
+        let wait = self.policy.failure_wait(attempts);
+        self.ledger
+            .apply(Change::Failed {
+                key: link.key.clone(),
+                spec: link.spec.clone(),
+                fingerprint: link.fingerprint.clone(),
+                error: reason.clone(),
+                next_attempt_unix: now.saturating_add(wait.as_secs() as i64),
+                at_unix: now,
+            })
+            .await?;
+        Ok(CreateOutcome::Failed(reason))
+    }
+
+    /// `atlas_linkd_links{status}` and `atlas_linkd_remote_links{state}` after a pass.
+    async fn update_gauges(&self, desired: &DesiredState, report: &PassReport) {
+        let m = &self.metrics;
+        let set = |status: &str, n: usize| m.links.with_label_values(&[status]).set(n as i64);
+        set(metrics::link_status::DESIRED, desired.link_count());
+        set(
+            metrics::link_status::CONVERGED,
+            report.created.len() + report.adopted.len() + report.unchanged,
+        );
+        set(metrics::link_status::PENDING, report.not_attempted.len());
+        set(
+            metrics::link_status::FAILED,
+            report.failed.len() + report.waiting.len(),
+        );
+        set(metrics::link_status::CHANGED, report.changed.len());
+        set(metrics::link_status::ORPHANED, report.orphaned.len());
+
+        if let Ok(records) = self.ledger.records().await {
+            let mut states: BTreeMap<String, i64> = BTreeMap::new();
+            for r in records.iter().filter(|r| {
+                matches!(r.phase, Phase::Created | Phase::Adopted) && desired.get(&r.key).is_some()
+            }) {
+                let state = r
+                    .remote_state
+                    .as_ref()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|| "UNKNOWN".to_string());
+                *states.entry(state).or_default() += 1;
+            }
+            m.set_remote_states(states.iter().map(|(s, n)| (s.as_str(), *n)));
+        }
+    }
+}
+
+fn retry_reason(e: &ApiError) -> &'static str {
+    match e.status {
+        Some(s) if s >= 500 => "server_error",
+        Some(_) => "other",
+        None => "connection",
+    }
+}

@@ -1,1 +1,244 @@
-//! Pass reports: the summary a user reads, as text or JSON.
+//! Pass reports: what one reconcile pass did, as a summary a user reads (text) or a script reads (JSON).
+
+use crate::model::LinkKey;
+use crate::plan::{Action, Plan};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// A link that did not converge in this pass, and why, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedLink {
+    #[serde(rename = "groupId")]
+    pub group_id: String,
+    pub name: String,
+    pub reason: String,
+}
+
+impl FailedLink {
+    pub fn new(key: &LinkKey, reason: String) -> FailedLink {
+        FailedLink {
+            group_id: key.group_id.to_string(),
+            name: key.name.clone(),
+            reason,
+        }
+    }
+}
+
+/// What one pass did. Links appear in exactly one list (or in `unchanged`, which is a count).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassReport {
+    pub started_unix: i64,
+    #[serde(serialize_with = "secs")]
+    pub duration: Duration,
+    /// Declared links.
+    pub desired: usize,
+    pub created: Vec<LinkKey>,
+    /// Found already in Atlas (before a create, or after a 409) and recorded without creating.
+    pub adopted: Vec<LinkKey>,
+    /// 409 answers received (each then resolved by a listing).
+    pub conflicts: u64,
+    /// Gave up in this pass: a permanent error, or retries exhausted.
+    pub failed: Vec<FailedLink>,
+    /// Failed on an earlier pass; waiting out the delay before the next try.
+    pub waiting: Vec<FailedLink>,
+    /// Not tried: the project could not be listed, or the pass was interrupted.
+    pub not_attempted: Vec<FailedLink>,
+    pub unchanged: usize,
+    /// Exist, but the manifest now asks for something else: reported, never recreated.
+    pub changed: Vec<LinkKey>,
+    /// In the ledger, no longer declared: reported, never deleted.
+    pub orphaned: Vec<LinkKey>,
+    pub api_calls: u64,
+    pub rate_limited: u64,
+    pub interrupted: bool,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// RFC 3339 UTC, seconds precision.
+pub fn format_unix(unix: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl PassReport {
+    pub fn new(started_unix: i64, desired: usize) -> PassReport {
+        PassReport {
+            started_unix,
+            desired,
+            ..PassReport::default()
+        }
+    }
+
+    /// Every declared link exists in Atlas and is recorded. Changed links exist (with their old spec) and
+    /// count as converged: removal and replacement are never implicit, so failing on them forever would
+    /// only teach operators to ignore the exit status. They are reported on every pass instead.
+    pub fn converged(&self) -> bool {
+        self.failed.is_empty()
+            && self.waiting.is_empty()
+            && self.not_attempted.is_empty()
+            && !self.interrupted
+    }
+
+    /// The exit status of `--once`: 0 converged, 1 not converged.
+    pub fn exit_code(&self) -> u8 {
+        if self.converged() { 0 } else { 1 }
+    }
+
+    pub fn sort(&mut self) {
+        self.created.sort();
+        self.adopted.sort();
+        self.changed.sort();
+        self.orphaned.sort();
+        for list in [&mut self.failed, &mut self.waiting, &mut self.not_attempted] {
+            list.sort_by(|a, b| (&a.group_id, &a.name).cmp(&(&b.group_id, &b.name)));
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The human summary: counts first, then every link that needs attention, with its reason.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.converged() {
+            "converged"
+        } else if self.interrupted {
+            "interrupted"
+        } else {
+            "NOT converged"
+        };
+        let _ = writeln!(
+            out,
+            "pass {verdict} in {:.1}s: {} declared, {} created, {} adopted, {} unchanged, {} failed, {} waiting, {} not attempted, {} changed, {} orphaned",
+            self.duration.as_secs_f64(),
+            self.desired,
+            self.created.len(),
+            self.adopted.len(),
+            self.unchanged,
+            self.failed.len(),
+            self.waiting.len(),
+            self.not_attempted.len(),
+            self.changed.len(),
+            self.orphaned.len(),
+        );
+        let _ = writeln!(
+            out,
+            "api calls: {}, 429 answers: {}, 409 conflicts: {}",
+            self.api_calls, self.rate_limited, self.conflicts
+        );
+        let sections: [(&str, &[FailedLink]); 3] = [
+            ("failed", &self.failed),
+            ("waiting", &self.waiting),
+            ("not attempted", &self.not_attempted),
+        ];
+        for (title, links) in sections {
+            for l in links {
+                let _ = writeln!(out, "  {title}: {}/{}: {}", l.group_id, l.name, l.reason);
+            }
+        }
+        for k in &self.changed {
+            let _ = writeln!(
+                out,
+                "  changed: {k}: the manifest differs from what was created; atlas-linkd does not replace connections (delete it in Atlas to have it recreated)"
+            );
+        }
+        for k in &self.orphaned {
+            let _ = writeln!(
+                out,
+                "  orphaned: {k}: no longer declared; left in Atlas (atlas-linkd never deletes)"
+            );
+        }
+        out
+    }
+}
+
+/// `plan`'s text output: one line per link that needs something, then the counts.
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for action in &plan.actions {
+        let key = action.key();
+        let line = match action {
+            Action::Create { reason, .. } => format!("create     {key} ({})", reason.as_str()),
+            Action::Adopt { remote, .. } => format!("adopt      {key} (existing connection {})", remote.id),
+            Action::Unchanged { .. } => continue,
+            Action::Changed { recorded, desired, .. } => format!(
+                "changed    {key} (created as {}, manifest now says {}; never replaced)",
+                recorded.short(),
+                desired.short()
+            ),
+            Action::Orphaned { atlas_id, .. } => format!(
+                "orphaned   {key} (connection {} no longer declared; never deleted)",
+                atlas_id.as_deref().unwrap_or("-")
+            ),
+            Action::Waiting { until_unix, attempts, last_error, .. } => format!(
+                "waiting    {key} (failed {attempts} time(s), next try after {}: {})",
+                format_unix(*until_unix),
+                last_error.as_deref().unwrap_or("")
+            ),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    let c = plan.counts();
+    let _ = writeln!(
+        out,
+        "plan: {} to create, {} to adopt, {} unchanged, {} changed, {} orphaned, {} waiting",
+        c.create, c.adopt, c.unchanged, c.changed, c.orphaned, c.waiting
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GroupId;
+
+    fn key(name: &str) -> LinkKey {
+        LinkKey::new(GroupId::parse("32b6e34b3d91647abb20e7b8").unwrap(), name)
+    }
+
+    #[test]
+    fn changed_and_orphaned_links_do_not_fail_the_pass() {
+        let mut r = PassReport::new(0, 3);
+        r.changed.push(key("a"));
+        r.orphaned.push(key("b"));
+        assert!(r.converged());
+        assert_eq!(r.exit_code(), 0);
+    }
+
+    #[test]
+    fn failures_waits_skips_and_interruptions_fail_the_pass() {
+        let base = PassReport::new(0, 1);
+        let mut failed = base.clone();
+        failed.failed.push(FailedLink::new(&key("a"), "400".into()));
+        let mut waiting = base.clone();
+        waiting.waiting.push(FailedLink::new(&key("a"), "later".into()));
+        let mut skipped = base.clone();
+        skipped
+            .not_attempted
+            .push(FailedLink::new(&key("a"), "list failed".into()));
+        let mut interrupted = base.clone();
+        interrupted.interrupted = true;
+        for r in [failed, waiting, skipped, interrupted] {
+            assert_eq!(r.exit_code(), 1, "{}", r.to_text());
+        }
+    }
+
+    #[test]
+    fn text_names_failing_links_and_reasons() {
+        let mut r = PassReport::new(0, 2);
+        r.failed.push(FailedLink::new(
+            &key("orders-msk"),
+            "400 VALIDATION_ERROR: no Azure cluster".into(),
+        ));
+        let text = r.to_text();
+        assert!(text.contains("orders-msk"));
+        assert!(text.contains("VALIDATION_ERROR"));
+        assert!(text.contains("NOT converged"));
+    }
+}

@@ -97,6 +97,9 @@ pub struct FakeArgs {
     /// Connections whose create body contains this text end FAILED.
     #[arg(long)]
     pub fail_when_contains: Option<String>,
+    /// Creates whose body contains this text are refused with 400 VALIDATION_ERROR.
+    #[arg(long)]
+    pub reject_when_contains: Option<String>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long = "p-429", value_parser = probability, default_value_t = 0.0)]
@@ -180,6 +183,7 @@ impl FakeArgs {
             working_ms: self.working_ms,
             delete_ms: self.delete_ms,
             fail_when_contains: self.fail_when_contains.clone(),
+            reject_when_contains: self.reject_when_contains.clone(),
             faults: Faults {
                 seed: self.seed,
                 p_429: self.p_429,

@@ -120,6 +120,9 @@ pub enum Fault {
     Slow { ms: u64 },
     /// The TCP connection is closed without an answer, before the call changes anything.
     DropBeforeCommit,
+    /// Another client creates the same connection at this very moment: the create is committed (as the
+    /// other client's) and this call gets 409 `STREAM_PRIVATE_LINK_ALREADY_EXISTS`. Create only.
+    ConcurrentCreate,
     /// The call takes effect (a create is committed), then the TCP connection is closed without an answer.
     DropAfterCommit,
 }
@@ -191,6 +194,9 @@ pub struct FakeConfig {
     pub delete_ms: u64,
     /// A connection whose create body contains this string ends `FAILED` with an `errorMessage`.
     pub fail_when_contains: Option<String>,
+    /// A create whose body contains this string is refused with 400 `VALIDATION_ERROR`, as Atlas refuses
+    /// an Azure connection in a project with no Azure cluster: valid JSON, permanently refused.
+    pub reject_when_contains: Option<String>,
     pub faults: Faults,
 }
 
@@ -208,6 +214,7 @@ impl Default for FakeConfig {
             working_ms: 0,
             delete_ms: 0,
             fail_when_contains: None,
+            reject_when_contains: None,
             faults: Faults::default(),
         }
     }

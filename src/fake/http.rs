@@ -402,7 +402,7 @@ async fn pre_fault(fault: Option<Fault>) -> Option<Outcome> {
             None
         }
         Fault::DropBeforeCommit => Some(Outcome::Drop),
-        Fault::DropAfterCommit => None,
+        Fault::DropAfterCommit | Fault::ConcurrentCreate => None,
     }
 }
 
@@ -553,10 +553,16 @@ async fn api_inner(
                 &[],
             ));
         }
+        inner.check_retry_after(group, now);
         if let Take::Empty { retry_after_secs } = inner.take_token(group, now) {
+            inner.note_rate_limited(group, now, retry_after_secs);
             return Outcome::Answer(rate_limited(retry_after_secs));
         }
-        inner.fault_for(op, Some(group))
+        let fault = inner.fault_for(op, Some(group));
+        if let Some(Fault::RateLimited { retry_after_secs }) = fault {
+            inner.note_rate_limited(group, now, retry_after_secs.max(1));
+        }
+        fault
     };
     let drop_after = fault == Some(Fault::DropAfterCommit);
     if let Some(outcome) = pre_fault(fault).await {
@@ -565,6 +571,14 @@ async fn api_inner(
     let resp = execute(shared, op, group, id, parts, body, version);
     if drop_after {
         return Outcome::Drop;
+    }
+    if fault == Some(Fault::ConcurrentCreate) && op == FakeOp::Create && resp.status() == StatusCode::OK {
+        return Outcome::Answer(error(
+            StatusCode::CONFLICT,
+            "STREAM_PRIVATE_LINK_ALREADY_EXISTS",
+            "A private link connection with the same configuration already exists.",
+            &[],
+        ));
     }
     Outcome::Answer(resp)
 }
@@ -631,6 +645,16 @@ fn execute(
                     "VALIDATION_ERROR",
                     "The request body is not a valid private link connection.",
                     &problems,
+                );
+            }
+            if let Some(needle) = &inner.config.reject_when_contains
+                && String::from_utf8_lossy(body).contains(needle.as_str())
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    "This project cannot host the private link connection: it has no cluster or network peering with the provider and region.",
+                    &[],
                 );
             }
             let key = validate::duplicate_key(&map);

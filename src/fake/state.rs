@@ -28,6 +28,9 @@ pub struct Counters {
     pub tokens_revoked: u64,
     pub digest_challenges: u64,
     pub connections_dropped: u64,
+    /// Calls to a project that arrived after a 429 and before its `Retry-After` was up (beyond a short
+    /// grace for calls already in flight): a client that honours `Retry-After` keeps this at 0.
+    pub early_after_retry_after: u64,
 }
 
 impl Counters {
@@ -96,7 +99,12 @@ pub(crate) struct Stored {
 pub(crate) struct Project {
     pub conns: Vec<Stored>,
     bucket: Option<Bucket>,
+    /// The last 429 sent to this project: when, and the `Retry-After` it named.
+    retry_window: Option<(Instant, Instant)>,
 }
+
+/// Calls that arrive this soon after a 429 were already on their way when it was sent.
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
 
 pub(crate) struct TokenInfo {
     pub expires: Instant,
@@ -248,6 +256,24 @@ impl Inner {
             && let Some(n) = self.in_flight_by_project.get_mut(g)
         {
             *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Remembers a 429 sent to `group`, to spot calls that do not wait for its `Retry-After`.
+    pub fn note_rate_limited(&mut self, group: &str, now: Instant, retry_after_secs: u64) {
+        let project = self.projects.entry(group.to_owned()).or_default();
+        project.retry_window = Some((now, now + Duration::from_secs(retry_after_secs)));
+    }
+
+    /// Counts a call that arrives inside the last 429's `Retry-After` window.
+    pub fn check_retry_after(&mut self, group: &str, now: Instant) {
+        let early = self
+            .projects
+            .get(group)
+            .and_then(|p| p.retry_window)
+            .is_some_and(|(sent, until)| now > sent + IN_FLIGHT_GRACE && now < until);
+        if early {
+            self.counters.early_after_retry_after += 1;
         }
     }
 

@@ -1,0 +1,161 @@
+//! Executor throughput against the in-process fake Atlas: `cargo bench --bench reconcile`.
+//!
+//! Prints, does not assert (shared machines are noisy). Scenarios, all with 20 ms fake latency:
+//! 1. 10,000 links / 100 projects, concurrency 32: creates per second against the bound concurrency / latency.
+//! 2. the same links at concurrency 1 (a 300-link sample, it would take minutes otherwise): the speed-up.
+//! 3. a 50-token bucket refilling 50/s per project, in the fake and in the config alike: wall time against
+//!    the bucket's ideal, and the 429s received (target: none).
+
+use atlas_linkd::config::Config;
+use atlas_linkd::fake::{BucketConfig, FakeAtlas, FakeConfig};
+use atlas_linkd::manifest;
+use atlas_linkd::metrics::Metrics;
+use atlas_linkd::reconcile::{self, PassOptions};
+use std::time::{Duration, Instant};
+
+const LATENCY_MS: u64 = 20;
+
+fn env(key: &str) -> Option<String> {
+    match key {
+        "MONGODB_ATLAS_CLIENT_ID" => Some("mdb_sa_id_0123456789abcdef01234567".into()),
+        "MONGODB_ATLAS_CLIENT_SECRET" => Some("bench-secret".into()),
+        _ => None,
+    }
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+struct Outcome {
+    created: usize,
+    wall: Duration,
+    rate_limited: u64,
+    api_calls: u64,
+}
+
+async fn run(projects: usize, links: usize, fake: FakeConfig, config_extra: &str) -> Outcome {
+    let fake = FakeAtlas::start(fake).await.expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut yaml = String::from("projects:\n");
+    for p in 0..projects {
+        yaml.push_str(&format!(
+            "  - groupId: {:024x}\n    defaults: {{provider: AWS, vendor: S3, region: us-east-1}}\n    links:\n",
+            0xbe_0000_0000u64 + p as u64
+        ));
+        for l in 0..links {
+            yaml.push_str(&format!(
+                "      - name: link-{l}\n        serviceEndpointId: com.amazonaws.vpce.us-east-1.vpce-svc-{p:04}{l:05}\n"
+            ));
+        }
+    }
+    std::fs::create_dir(dir.path().join("manifests")).expect("mkdir");
+    std::fs::write(dir.path().join("manifests/links.yaml"), yaml).expect("write manifest");
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "atlas:\n  base_url: {}\nmanifests: [manifests/]\nledger: ledger.db\nmetrics:\n  listen: null\n{config_extra}",
+            fake.base_url()
+        ),
+    )
+    .expect("write config");
+    let config = Config::load(&config_path, &env).expect("config");
+    let desired = manifest::load(&config.manifests).expect("manifests");
+    let reconciler = reconcile::start(&config, Metrics::new(), &env).expect("start");
+    let started = Instant::now();
+    let report = reconciler
+        .run_pass(&desired, &PassOptions::default())
+        .await
+        .expect("pass");
+    let wall = started.elapsed();
+    reconciler.shutdown().await;
+    assert!(report.converged(), "{}", report.to_text());
+    fake.shutdown().await;
+    Outcome {
+        created: report.created.len(),
+        wall,
+        rate_limited: report.rate_limited,
+        api_calls: report.api_calls,
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let no_bucket = FakeConfig {
+            latency_ms: LATENCY_MS,
+            bucket: None,
+            ..FakeConfig::default()
+        };
+        let unlimited = "rate_limit:\n  capacity: 1000000\n  refill: 1000000\n  period_secs: 1\n";
+
+        let c = 32;
+        let a = run(
+            100,
+            100,
+            no_bucket.clone(),
+            &format!("{unlimited}reconcile:\n  concurrency: {c}\n  per_project_concurrency: 4\n"),
+        )
+        .await;
+        let rate_a = a.created as f64 / a.wall.as_secs_f64();
+        let bound = c as f64 / (LATENCY_MS as f64 / 1000.0);
+        println!(
+            "concurrency {c}: {} creates in {:.2}s = {rate_a:.0}/s; bound {bound:.0}/s; ratio {:.2} ({} API calls)",
+            a.created,
+            a.wall.as_secs_f64(),
+            rate_a / bound,
+            a.api_calls
+        );
+
+        let b = run(
+            3,
+            100,
+            no_bucket,
+            &format!("{unlimited}reconcile:\n  concurrency: 1\n  per_project_concurrency: 1\n"),
+        )
+        .await;
+        let rate_b = b.created as f64 / b.wall.as_secs_f64();
+        println!(
+            "concurrency 1: {} creates in {:.2}s = {rate_b:.1}/s; speed-up of concurrency {c}: {:.1}x",
+            b.created,
+            b.wall.as_secs_f64(),
+            rate_a / rate_b
+        );
+
+        let bucket = FakeConfig {
+            latency_ms: LATENCY_MS,
+            bucket: Some(BucketConfig {
+                capacity: 50,
+                refill: 50,
+                period_secs: 1.0,
+            }),
+            ..FakeConfig::default()
+        };
+        let (projects, links) = (100usize, 100usize);
+        let d = run(
+            projects,
+            links,
+            bucket,
+            "rate_limit:\n  capacity: 50\n  refill: 50\n  period_secs: 1\nreconcile:\n  concurrency: 256\n  per_project_concurrency: 8\n",
+        )
+        .await;
+        // Per project: one listing plus `links` creates; 50 at once, the rest at 50 per second.
+        let calls = (links + 1) as f64;
+        let ideal = ((calls - 50.0).max(0.0) / 50.0) + LATENCY_MS as f64 / 1000.0;
+        println!(
+            "bucket 50 + 50/s per project, {} links / {projects} projects: {:.2}s against an ideal of {ideal:.2}s (ratio {:.2}); 429s received: {}",
+            d.created,
+            d.wall.as_secs_f64(),
+            d.wall.as_secs_f64() / ideal,
+            d.rate_limited
+        );
+        println!("peak RSS: {:.0} MB", peak_rss_mb());
+    });
+}

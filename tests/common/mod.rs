@@ -1,0 +1,147 @@
+//! Shared set-up for the integration tests: generated manifests, a config pointing at an in-process fake
+//! Atlas, and one-call passes.
+#![allow(dead_code)]
+
+use atlas_linkd::config::Config;
+use atlas_linkd::fake::{FakeAtlas, FakeConfig};
+use atlas_linkd::manifest;
+use atlas_linkd::metrics::Metrics;
+use atlas_linkd::model::DesiredState;
+use atlas_linkd::reconcile::{self, PassOptions};
+use atlas_linkd::report::PassReport;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// The 24-hex id of test project `i`.
+pub fn group_id(i: usize) -> String {
+    format!("{:024x}", 0xa7_0000_0000_0000u64 + i as u64)
+}
+
+/// Writes `projects` × `links` AWS S3 links (each with a distinct endpoint) as a manifest in `dir`.
+pub fn write_manifest(dir: &Path, projects: usize, links: usize) -> PathBuf {
+    let mut yaml = String::from("projects:\n");
+    for p in 0..projects {
+        yaml.push_str(&format!(
+            "  - groupId: {}\n    name: project-{p}\n    defaults: {{provider: AWS, vendor: S3, region: us-east-1}}\n    links:\n",
+            group_id(p)
+        ));
+        for l in 0..links {
+            yaml.push_str(&format!(
+                "      - name: link-{l}\n        serviceEndpointId: com.amazonaws.vpce.us-east-1.vpce-svc-{p:04}{l:05}\n"
+            ));
+        }
+    }
+    let path = dir.join("manifests").join("links.yaml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Environment for tests: credentials the fake accepts, nothing from the real environment.
+pub fn test_env(key: &str) -> Option<String> {
+    match key {
+        "MONGODB_ATLAS_CLIENT_ID" => Some("mdb_sa_id_0123456789abcdef01234567".into()),
+        "MONGODB_ATLAS_CLIENT_SECRET" => Some("test-client-secret-value".into()),
+        _ => None,
+    }
+}
+
+pub struct Harness {
+    pub fake: FakeAtlas,
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub desired: DesiredState,
+    pub metrics: Metrics,
+}
+
+/// A fake Atlas, `projects` × `links` declared links, and a config whose extra YAML is `extra`
+/// (appended; it may set `reconcile:`, `rate_limit:`, `retry:`).
+pub async fn harness(fake: FakeConfig, projects: usize, links: usize, extra: &str) -> Harness {
+    let fake = FakeAtlas::start(fake).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_manifest(dir.path(), projects, links);
+    let config_path = dir.path().join("config.yaml");
+    let retry = if extra.contains("retry:") {
+        ""
+    } else {
+        "retry:\n  max_attempts: 8\n  initial_backoff_ms: 20\n  max_backoff_secs: 1\n"
+    };
+    std::fs::write(
+        &config_path,
+        format!(
+            "atlas:\n  base_url: {}\n  timeout_secs: 5\nmanifests: [manifests/]\nledger: state/ledger.db\nmetrics:\n  listen: null\n{retry}{extra}",
+            fake.base_url()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_path, &test_env).unwrap();
+    let desired = manifest::load(&config.manifests).unwrap();
+    Harness {
+        fake,
+        dir,
+        config_path,
+        config,
+        desired,
+        metrics: Metrics::new(),
+    }
+}
+
+impl Harness {
+    /// One pass through the library, with a fresh executor (as `--once` would).
+    pub async fn pass(&self) -> PassReport {
+        let r = reconcile::start(&self.config, self.metrics.clone(), &test_env).unwrap();
+        let report = r
+            .run_pass(&self.desired, &PassOptions::default())
+            .await
+            .unwrap();
+        r.shutdown().await;
+        report
+    }
+
+    /// Passes until one converges, at most `max` of them.
+    pub async fn converge(&self, max: usize) -> Vec<PassReport> {
+        let mut reports = Vec::new();
+        for _ in 0..max {
+            let report = self.pass().await;
+            let done = report.converged();
+            reports.push(report);
+            if done {
+                break;
+            }
+        }
+        reports
+    }
+
+    /// Asserts that every declared link exists exactly once in the fake, and nothing else does.
+    pub fn assert_exactly_once(&self) {
+        for (group, project) in &self.desired.projects {
+            let remote = self.fake.connections(group.as_str());
+            for link in project.links.values() {
+                let n = remote
+                    .iter()
+                    .filter(|c| c["serviceEndpointId"] == link.spec.service_endpoint_id.as_deref().unwrap_or(""))
+                    .count();
+                assert_eq!(n, 1, "{} exists {n} times in the fake", link.key);
+            }
+            assert_eq!(remote.len(), project.links.len(), "extra connections in {group}");
+        }
+    }
+
+    pub fn ledger_path(&self) -> PathBuf {
+        self.config.ledger.clone()
+    }
+}
+
+/// Polls `f` until it is true or `deadline` passes.
+pub async fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}

@@ -1,0 +1,106 @@
+//! The real binary's `--once` against an in-process fake Atlas: exit codes, crash safety, the metrics file.
+
+mod common;
+
+use atlas_linkd::fake::FakeConfig;
+use atlas_linkd::ledger::{Ledger, Phase};
+use common::{eventually, harness};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_atlas-linkd");
+
+fn once(config: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--once")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MONGODB_ATLAS_CLIENT_ID", "mdb_sa_id_0123456789abcdef01234567")
+        .env("MONGODB_ATLAS_CLIENT_SECRET", "test-client-secret-value")
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[tokio::test]
+async fn an_invalid_manifest_exits_2_without_a_single_api_call() {
+    let h = harness(FakeConfig::default(), 2, 3, "").await;
+    std::fs::write(
+        h.dir.path().join("manifests").join("broken.yaml"),
+        "projects:\n  - groupId: 0123\n    links:\n      - name: x\n        provider: AWS\n        vendor: MSK\n        arn: nope\n",
+    )
+    .unwrap();
+    let out = once(&h.config_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.yaml"), "{stderr}");
+    assert!(stderr.contains("arn"), "{stderr}");
+    assert_eq!(h.fake.counters().total_requests(), 0);
+}
+
+#[tokio::test]
+async fn converged_run_exits_0_and_writes_the_metrics_file() {
+    let h = harness(FakeConfig::default(), 3, 4, "").await;
+    let metrics_file = h.dir.path().join("textfile").join("atlas_linkd.prom");
+    std::fs::create_dir_all(metrics_file.parent().unwrap()).unwrap();
+    let out = once(&h.config_path).arg("--metrics-file").arg(&metrics_file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("12 created"), "{stdout}");
+    let text = std::fs::read_to_string(&metrics_file).unwrap();
+    assert!(text.contains("atlas_linkd_creates_total{outcome=\"success\"} 12"), "{text}");
+    // No temporary files left beside it.
+    let entries = std::fs::read_dir(metrics_file.parent().unwrap()).unwrap().count();
+    assert_eq!(entries, 1);
+}
+
+#[tokio::test]
+async fn killed_mid_pass_then_run_again_every_link_exists_exactly_once() {
+    let fake = FakeConfig { latency_ms: 150, ..FakeConfig::default() };
+    let h = harness(fake, 4, 25, "reconcile:\n  concurrency: 8\n  per_project_concurrency: 2\n").await;
+    let mut child = once(&h.config_path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = eventually(Duration::from_secs(30), || h.fake.counters().creates_committed >= 10).await;
+    assert!(started, "the pass never got going");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(h.fake.counters().creates_committed < 100, "the pass finished before it was killed");
+
+    let out = once(&h.config_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    h.assert_exactly_once();
+    let records = Ledger::open_read_only(&h.ledger_path()).unwrap().records().unwrap();
+    assert_eq!(records.len(), 100);
+    for r in &records {
+        assert!(matches!(r.phase, Phase::Created | Phase::Adopted), "{} is {:?}", r.key, r.phase);
+        let id = r.atlas_id.as_deref().unwrap();
+        assert!(h.fake.connections(r.key.group_id.as_str()).iter().any(|c| c["_id"] == id));
+    }
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_ledger_exits_2_naming_the_holder() {
+    let fake = FakeConfig { latency_ms: 300, ..FakeConfig::default() };
+    let h = harness(fake, 1, 40, "reconcile:\n  concurrency: 1\n  per_project_concurrency: 1\n").await;
+    let mut first = once(&h.config_path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(30), || h.fake.counters().creates_committed >= 1).await);
+    let out = once(&h.config_path).output().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&first.id().to_string()), "does not name pid {}: {stderr}", first.id());
+}
+
+#[tokio::test]
+async fn missing_credentials_exit_2_naming_what_to_set() {
+    let h = harness(FakeConfig::default(), 1, 1, "").await;
+    let out = once(&h.config_path)
+        .env_remove("MONGODB_ATLAS_CLIENT_ID")
+        .env_remove("MONGODB_ATLAS_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MONGODB_ATLAS_CLIENT_ID"));
+    assert_eq!(h.fake.counters().total_requests(), 0);
+}
