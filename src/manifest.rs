@@ -1405,13 +1405,12 @@ impl LineIndex {
         if let Some(&(line, col)) = self.paths.get(&(doc, path.to_owned())) {
             return (Some(line), Some(col));
         }
-        // Fall back to the nearest ancestor, without a column: the line is where the fix goes.
-        let mut p = path;
-        while let Some(i) = p.rfind(['.', '[']) {
-            p = &p[..i];
-            if let Some(&(line, _)) = self.paths.get(&(doc, p.to_owned())) {
-                return (Some(line), None);
-            }
+        // A missing key has no line; its parent's (the mapping to add it to) is where the fix goes.
+        // Only the immediate parent: a distant ancestor's line would mislead.
+        if let Some(i) = path.rfind(['.', '['])
+            && let Some(&(line, _)) = self.paths.get(&(doc, path[..i].to_owned()))
+        {
+            return (Some(line), None);
         }
         (None, None)
     }

@@ -33,7 +33,11 @@ fn arb_link() -> impl Strategy<Value = Link> {
 }
 
 fn case(s: &str, upper: bool) -> String {
-    if upper { s.to_ascii_uppercase() } else { s.to_ascii_lowercase() }
+    if upper {
+        s.to_ascii_uppercase()
+    } else {
+        s.to_ascii_lowercase()
+    }
 }
 
 /// Renders the link with its keys in the order given by `order` (a permutation of 0..6).
@@ -56,7 +60,8 @@ fn render(l: &Link, order: &[usize], upper: (bool, bool), subs: &[String]) -> St
 }
 
 fn fingerprint(yaml: &str) -> Fingerprint {
-    let m = manifest::parse_str(Path::new("p.yaml"), yaml).unwrap_or_else(|p| panic!("{p}\n{yaml}"));
+    let m =
+        manifest::parse_str(Path::new("p.yaml"), yaml).unwrap_or_else(|p| panic!("{p}\n{yaml}"));
     m.projects[0].links[0].link.fingerprint.clone()
 }
 
@@ -101,7 +106,11 @@ fn vendor_and_provider_change_the_fingerprint() {
     let s3 = "projects:\n  - groupId: 32b6e34b3d91647abb20e7b8\n    links:\n      - name: a\n        provider: AWS\n        vendor: S3\n        region: r\n        serviceEndpointId: e\n";
     let kinesis = s3.replace("S3", "KINESIS");
     let generic = s3.replace("        vendor: S3\n", "");
-    let fps = [fingerprint(s3), fingerprint(&kinesis), fingerprint(&generic)];
+    let fps = [
+        fingerprint(s3),
+        fingerprint(&kinesis),
+        fingerprint(&generic),
+    ];
     assert_ne!(fps[0], fps[1]);
     assert_ne!(fps[0], fps[2]);
     assert_ne!(fps[1], fps[2]);
