@@ -34,9 +34,9 @@ fn link(out: &mut String, p: usize, l: usize) {
             out,
             "      - name: {name}\n        vendor: kinesis\n        serviceEndpointId: com.amazonaws.us-east-1.kinesis-{p}-{l}\n"
         ),
-        _ => write!(
+        _ => writeln!(
             out,
-            "      - {{name: {name}, vendor: LAMBDA, serviceEndpointId: com.amazonaws.us-east-1.lambda-{p}-{l}}}\n"
+            "      - {{name: {name}, vendor: LAMBDA, serviceEndpointId: com.amazonaws.us-east-1.lambda-{p}-{l}}}"
         ),
     }
     .unwrap_or_default();
