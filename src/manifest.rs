@@ -1187,8 +1187,9 @@ fn location(file: &Path, line: Option<usize>, path: &str) -> String {
 fn combine<'a>(files: impl IntoIterator<Item = &'a FileManifest>) -> (DesiredState, Vec<Problem>) {
     let mut state = DesiredState::default();
     let mut problems = Vec::new();
-    let mut by_spec: HashMap<(GroupId, Fingerprint), (&Path, Option<usize>, String, String)> =
-        HashMap::new();
+    // Where a link was first seen: file, line, path, and (for specs) its name.
+    type Seen<'p> = (&'p Path, Option<usize>, String, String);
+    let mut by_spec: HashMap<(GroupId, Fingerprint), Seen<'_>> = HashMap::new();
     let mut where_named: HashMap<LinkKey, (&Path, Option<usize>, String)> = HashMap::new();
     let mut labels: HashMap<GroupId, (String, &Path, Option<usize>, String)> = HashMap::new();
     for f in files {
@@ -1277,13 +1278,45 @@ pub fn merge<'a>(
     }
 }
 
+/// Parses files on every core (files are independent), keeping their order.
+fn parse_all(files: &[PathBuf]) -> Vec<Result<FileManifest, Problems>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len());
+    if workers <= 1 {
+        return files.iter().map(|f| parse_file(f)).collect();
+    }
+    let chunk = files.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|f| parse_file(f)).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(files.len());
+        for (h, part) in handles.into_iter().zip(files.chunks(chunk)) {
+            match h.join() {
+                Ok(results) => out.extend(results),
+                // A parser panic is a bug; report it against the files rather than abort.
+                Err(_) => out.extend(part.iter().map(|f| {
+                    Err(Problems(vec![file_problem(
+                        f,
+                        "internal error while parsing this file".into(),
+                    )]))
+                })),
+            }
+        }
+        out
+    })
+}
+
 /// Finds, parses and merges every manifest under `paths`, reporting every problem of every file.
 pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
     let files = discover(paths)?;
     let mut problems = Vec::new();
     let mut good = Vec::with_capacity(files.len());
-    for file in &files {
-        match parse_file(file) {
+    for result in parse_all(&files) {
+        match result {
             Ok(m) => good.push(m),
             Err(Problems(p)) => problems.extend(p),
         }
@@ -1405,13 +1438,12 @@ impl LineIndex {
         if let Some(&(line, col)) = self.paths.get(&(doc, path.to_owned())) {
             return (Some(line), Some(col));
         }
-        // Fall back to the nearest ancestor, without a column: the line is where the fix goes.
-        let mut p = path;
-        while let Some(i) = p.rfind(['.', '[']) {
-            p = &p[..i];
-            if let Some(&(line, _)) = self.paths.get(&(doc, p.to_owned())) {
-                return (Some(line), None);
-            }
+        // A missing key has no line; its parent's (the mapping to add it to) is where the fix goes.
+        // Only the immediate parent: a distant ancestor's line would mislead.
+        if let Some(i) = path.rfind(['.', '['])
+            && let Some(&(line, _)) = self.paths.get(&(doc, path[..i].to_owned()))
+        {
+            return (Some(line), None);
         }
         (None, None)
     }
