@@ -29,6 +29,7 @@ use crate::model::{
 };
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A COMPLETE listing of one project's connections (every page). A partial listing must not be
@@ -268,9 +269,14 @@ impl Plan {
     }
 }
 
-/// One project's listing, indexed for adoption.
+/// One project's listing, indexed: by id always, and for adoption only when a link needs it.
 struct ProjectIndex<'a> {
-    ids: HashSet<&'a str>,
+    listing: &'a RemoteListing,
+    by_id: HashMap<&'a str, &'a RemoteConnection>,
+    adoption: OnceCell<AdoptionIndex<'a>>,
+}
+
+struct AdoptionIndex<'a> {
     /// The listing's connections, lowest id first, so the oldest (likeliest the original) wins.
     sorted: Vec<&'a RemoteConnection>,
     by_arn: HashMap<&'a str, Vec<usize>>,
@@ -279,42 +285,56 @@ struct ProjectIndex<'a> {
 
 impl<'a> ProjectIndex<'a> {
     fn new(listing: &'a RemoteListing) -> Self {
-        let mut sorted: Vec<&RemoteConnection> = listing.connections.iter().collect();
-        sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        sorted.dedup_by(|a, b| a.id == b.id);
-        let mut by_arn: HashMap<&str, Vec<usize>> = HashMap::new();
-        let mut by_endpoint: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, c) in sorted.iter().enumerate() {
-            if let Some(arn) = c.arn.as_deref() {
-                by_arn.entry(arn).or_default().push(i);
-            }
-            if let Some(ep) = c.service_endpoint_id.as_deref() {
-                by_endpoint.entry(ep).or_default().push(i);
-            }
+        let mut by_id = HashMap::with_capacity(listing.connections.len());
+        for c in &listing.connections {
+            by_id.entry(c.id.as_str()).or_insert(c);
         }
         ProjectIndex {
-            ids: sorted.iter().map(|c| c.id.as_str()).collect(),
-            sorted,
-            by_arn,
-            by_endpoint,
+            listing,
+            by_id,
+            adoption: OnceCell::new(),
         }
     }
 
-    /// The first unclaimed connection that `spec` matches. `matches` compares `arn` and
+    fn adoption(&self) -> &AdoptionIndex<'a> {
+        self.adoption.get_or_init(|| {
+            let mut sorted: Vec<&RemoteConnection> = self.listing.connections.iter().collect();
+            sorted.sort_by(|a, b| a.id.cmp(&b.id));
+            sorted.dedup_by(|a, b| a.id == b.id);
+            let mut by_arn: HashMap<&str, Vec<usize>> = HashMap::new();
+            let mut by_endpoint: HashMap<&str, Vec<usize>> = HashMap::new();
+            for (i, c) in sorted.iter().enumerate() {
+                if let Some(arn) = c.arn.as_deref() {
+                    by_arn.entry(arn).or_default().push(i);
+                }
+                if let Some(ep) = c.service_endpoint_id.as_deref() {
+                    by_endpoint.entry(ep).or_default().push(i);
+                }
+            }
+            AdoptionIndex {
+                sorted,
+                by_arn,
+                by_endpoint,
+            }
+        })
+    }
+
+    /// The lowest-id unclaimed connection that `spec` matches. `matches` compares `arn` and
     /// `serviceEndpointId` exactly, so when the spec sets one, only connections with the same
     /// value can match and the index narrows the scan.
     fn find(&self, spec: &LinkSpec, claimed: &HashSet<&str>) -> Option<&'a RemoteConnection> {
+        let ix = self.adoption();
         let narrowed = if let Some(arn) = spec.arn.as_deref() {
-            Some(self.by_arn.get(arn).map(Vec::as_slice).unwrap_or(&[]))
+            Some(ix.by_arn.get(arn).map(Vec::as_slice).unwrap_or(&[]))
         } else if let Some(ep) = spec.service_endpoint_id.as_deref() {
-            Some(self.by_endpoint.get(ep).map(Vec::as_slice).unwrap_or(&[]))
+            Some(ix.by_endpoint.get(ep).map(Vec::as_slice).unwrap_or(&[]))
         } else {
             None
         };
         let ok = |c: &&RemoteConnection| !claimed.contains(c.id.as_str()) && spec.matches(c);
         match narrowed {
-            Some(indices) => indices.iter().map(|&i| self.sorted[i]).find(ok),
-            None => self.sorted.iter().copied().find(ok),
+            Some(indices) => indices.iter().map(|&i| ix.sorted[i]).find(ok),
+            None => ix.sorted.iter().copied().find(ok),
         }
     }
 }
@@ -337,9 +357,26 @@ pub fn plan(
         .map(|(g, l)| (g, ProjectIndex::new(l)))
         .collect();
 
-    let mut actions = Vec::with_capacity(desired.link_count() + records.len());
-    // Desired links in key order, so which link adopts a contested connection is deterministic.
+    let mut orphans: Vec<Action> = records
+        .iter()
+        .filter(|r| desired.get(&r.key).is_none())
+        .map(|r| Action::Orphaned {
+            key: r.key.clone(),
+            atlas_id: r.atlas_id.clone(),
+            phase: r.phase,
+        })
+        .collect();
+    orphans.sort_by(|a, b| a.key().cmp(b.key()));
+    let mut orphans = orphans.into_iter().peekable();
+
+    let mut actions = Vec::with_capacity(desired.link_count() + orphans.len());
+    // Desired links come in key order (nested BTreeMaps), so merging the sorted orphans in keeps
+    // the plan sorted without sorting it, and which link adopts a contested connection is
+    // deterministic.
     for link in desired.links() {
+        while orphans.peek().is_some_and(|o| o.key() < &link.key) {
+            actions.extend(orphans.next());
+        }
         let index = indexes.get(&link.key.group_id);
         let record = by_key.get(&link.key).copied();
         let reason = match record {
@@ -356,20 +393,19 @@ pub fn plan(
                         continue;
                     }
                     match (&r.atlas_id, index) {
-                        (Some(id), Some(ix)) if !ix.ids.contains(id.as_str()) => {
+                        (Some(id), Some(ix)) if !ix.by_id.contains_key(id.as_str()) => {
                             CreateReason::Recreate
                         }
                         (Some(id), ix) => {
-                            let fresh = ix.and_then(|ix| {
-                                ix.sorted
-                                    .binary_search_by(|c| c.id.as_str().cmp(id))
-                                    .ok()
-                                    .map(|i| ix.sorted[i].state.clone())
-                            });
+                            // A listing is fresher than the record.
+                            let fresh = ix.and_then(|ix| ix.by_id.get(id.as_str()));
                             actions.push(Action::Unchanged {
                                 key: link.key.clone(),
                                 atlas_id: id.clone(),
-                                remote_state: fresh.unwrap_or_else(|| r.remote_state.clone()),
+                                remote_state: match fresh {
+                                    Some(c) => c.state.clone(),
+                                    None => r.remote_state.clone(),
+                                },
                             });
                             continue;
                         }
@@ -408,16 +444,7 @@ pub fn plan(
             });
         }
     }
-    for r in records {
-        if desired.get(&r.key).is_none() {
-            actions.push(Action::Orphaned {
-                key: r.key.clone(),
-                atlas_id: r.atlas_id.clone(),
-                phase: r.phase,
-            });
-        }
-    }
-    actions.sort_by(|a, b| a.key().cmp(b.key()));
+    actions.extend(orphans);
     Plan { actions }
 }
 
@@ -677,6 +704,23 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn gone_but_an_unclaimed_match_exists_is_adopted_not_recreated() {
+        let a = link(1, "a", msk("a"));
+        let recs = [record(&a, Phase::Created, Some("r1"))];
+        let l = listing(1, vec![remote("r7", &msk("a"))]);
+        let p = plan(&desired(std::slice::from_ref(&a)), &recs, &l, NOW);
+        assert!(matches!(only(&p), Action::Adopt { remote, .. } if remote.id == "r7"));
+    }
+
+    #[test]
+    fn created_without_an_id_resumes() {
+        let a = link(1, "a", msk("a"));
+        let recs = [record(&a, Phase::Created, None)];
+        let p = plan(&desired(&[a]), &recs, &Listings::new(), NOW);
+        assert_eq!(reason(only(&p)), CreateReason::Resume);
     }
 
     #[test]
