@@ -338,18 +338,25 @@ impl LinkSpec {
             .as_deref()
             .unwrap_or("GENERIC")
             .eq_ignore_ascii_case(self.vendor.as_str());
-        let auth_ok = match (self.authentication_scheme, remote.authentication_scheme.as_deref()) {
+        let auth_ok = match (
+            self.authentication_scheme,
+            remote.authentication_scheme.as_deref(),
+        ) {
             (Some(want), Some(have)) => want.as_str().eq_ignore_ascii_case(have),
             _ => true,
         };
         provider_ok
             && vendor_ok
             && auth_ok
-            && field_matches(&self.region, &remote.region, |a, b| a.eq_ignore_ascii_case(b))
-            && field_matches(&self.arn, &remote.arn, |a, b| a == b)
-            && field_matches(&self.service_endpoint_id, &remote.service_endpoint_id, |a, b| {
-                a == b
+            && field_matches(&self.region, &remote.region, |a, b| {
+                a.eq_ignore_ascii_case(b)
             })
+            && field_matches(&self.arn, &remote.arn, |a, b| a == b)
+            && field_matches(
+                &self.service_endpoint_id,
+                &remote.service_endpoint_id,
+                |a, b| a == b,
+            )
             && field_matches(&self.dns_domain, &remote.dns_domain, |a, b| {
                 a.eq_ignore_ascii_case(b)
             })

@@ -69,20 +69,19 @@ impl CreateReason {
 }
 
 /// What a pass does about one link.
-// The variants stay unboxed: this shape is what `reconcile` and `report` match on, and a plan is
-// built once per pass.
-#[allow(clippy::large_enum_variant)]
+// The link and remote are boxed: a plan holds one action per link (100,000 and more), and
+// unboxed, every action would take the size of the largest variant (about 700 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send a create (after listing the project, if it has no listing yet).
     Create {
-        link: DesiredLink,
+        link: Box<DesiredLink>,
         reason: CreateReason,
     },
     /// Record this existing remote connection as the link; no create.
     Adopt {
-        link: DesiredLink,
-        remote: RemoteConnection,
+        link: Box<DesiredLink>,
+        remote: Box<RemoteConnection>,
     },
     /// Created or adopted with the declared spec, and not known to be gone.
     Unchanged {
@@ -434,12 +433,12 @@ pub fn plan(
         if let Some(remote) = index.and_then(|ix| ix.find(&link.spec, &claimed)) {
             claimed.insert(remote.id.as_str());
             actions.push(Action::Adopt {
-                link: link.clone(),
-                remote: remote.clone(),
+                link: Box::new(link.clone()),
+                remote: Box::new(remote.clone()),
             });
         } else {
             actions.push(Action::Create {
-                link: link.clone(),
+                link: Box::new(link.clone()),
                 reason,
             });
         }
