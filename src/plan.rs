@@ -338,6 +338,26 @@ impl<'a> ProjectIndex<'a> {
     }
 }
 
+/// Connection ids no further link may adopt. Built only when a first adoption is considered, so a
+/// steady-state pass (nothing to create) never hashes every record.
+struct Claimed<'a> {
+    records: &'a [&'a Record],
+    ids: Option<HashSet<&'a str>>,
+}
+
+impl<'a> Claimed<'a> {
+    fn get(&mut self) -> &mut HashSet<&'a str> {
+        let records = self.records;
+        // Adoption is one-to-one: an id any record holds is taken, whatever that record's state.
+        self.ids.get_or_insert_with(|| {
+            records
+                .iter()
+                .filter_map(|r| r.atlas_id.as_deref())
+                .collect()
+        })
+    }
+}
+
 /// Decides what a pass does. Pure: the same inputs give the same plan.
 pub fn plan(
     desired: &DesiredState,
@@ -345,39 +365,38 @@ pub fn plan(
     listings: &Listings,
     now_unix: i64,
 ) -> Plan {
-    let by_key: HashMap<&LinkKey, &Record> = records.iter().map(|r| (&r.key, r)).collect();
-    // Adoption is one-to-one: an id any record holds is taken, whatever that record's state.
-    let mut claimed: HashSet<&str> = records
-        .iter()
-        .filter_map(|r| r.atlas_id.as_deref())
-        .collect();
+    // Desired links come in key order (nested BTreeMaps); with records in key order too (as
+    // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
+    // sorted plan, with no hashing and no sort.
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    let mut claimed = Claimed {
+        records: &sorted,
+        ids: None,
+    };
     let indexes: HashMap<&GroupId, ProjectIndex> = listings
         .iter()
         .map(|(g, l)| (g, ProjectIndex::new(l)))
         .collect();
 
-    let mut orphans: Vec<Action> = records
-        .iter()
-        .filter(|r| desired.get(&r.key).is_none())
-        .map(|r| Action::Orphaned {
-            key: r.key.clone(),
-            atlas_id: r.atlas_id.clone(),
-            phase: r.phase,
-        })
-        .collect();
-    orphans.sort_by(|a, b| a.key().cmp(b.key()));
-    let mut orphans = orphans.into_iter().peekable();
-
-    let mut actions = Vec::with_capacity(desired.link_count() + orphans.len());
-    // Desired links come in key order (nested BTreeMaps), so merging the sorted orphans in keeps
-    // the plan sorted without sorting it, and which link adopts a contested connection is
-    // deterministic.
+    let orphan = |r: &Record| Action::Orphaned {
+        key: r.key.clone(),
+        atlas_id: r.atlas_id.clone(),
+        phase: r.phase,
+    };
+    let mut pending = sorted.iter().copied().peekable();
+    let mut actions = Vec::with_capacity(desired.link_count().max(records.len()));
     for link in desired.links() {
-        while orphans.peek().is_some_and(|o| o.key() < &link.key) {
-            actions.extend(orphans.next());
+        while let Some(r) = pending.next_if(|r| r.key < link.key) {
+            actions.push(orphan(r));
         }
+        // A duplicated key in `records` cannot come from the ledger (it is the primary key);
+        // the first one wins and the rest are skipped.
+        let record = pending.next_if(|r| r.key == link.key);
+        while pending.next_if(|r| r.key == link.key).is_some() {}
         let index = indexes.get(&link.key.group_id);
-        let record = by_key.get(&link.key).copied();
         let reason = match record {
             None => CreateReason::New,
             Some(r) => match r.phase {
@@ -430,8 +449,9 @@ pub fn plan(
             },
         };
         // Before any create, a match in a complete listing is adopted instead: never a duplicate.
-        if let Some(remote) = index.and_then(|ix| ix.find(&link.spec, &claimed)) {
-            claimed.insert(remote.id.as_str());
+        let adopted = index.and_then(|ix| ix.find(&link.spec, claimed.get()));
+        if let Some(remote) = adopted {
+            claimed.get().insert(remote.id.as_str());
             actions.push(Action::Adopt {
                 link: Box::new(link.clone()),
                 remote: Box::new(remote.clone()),
@@ -443,7 +463,7 @@ pub fn plan(
             });
         }
     }
-    actions.extend(orphans);
+    actions.extend(pending.map(orphan));
     Plan { actions }
 }
 
@@ -720,6 +740,49 @@ mod tests {
         let recs = [record(&a, Phase::Created, None)];
         let p = plan(&desired(&[a]), &recs, &Listings::new(), NOW);
         assert_eq!(reason(only(&p)), CreateReason::Resume);
+    }
+
+    #[test]
+    fn unsorted_records_still_give_a_sorted_plan_with_each_key_once() {
+        let links: Vec<_> = ["b", "d", "f"].iter().map(|n| link(1, n, msk(n))).collect();
+        let gone: Vec<_> = ["a", "c", "e", "g"]
+            .iter()
+            .map(|n| link(1, n, msk(n)))
+            .collect();
+        let mut recs: Vec<_> = links
+            .iter()
+            .chain(&gone)
+            .map(|l| record(l, Phase::Created, Some(l.key.name.as_str())))
+            .collect();
+        recs.reverse();
+        let p = plan(&desired(&links), &recs, &Listings::new(), NOW);
+        let got: Vec<_> = p
+            .actions
+            .iter()
+            .map(|a| (a.key().name.as_str(), a.kind()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "orphaned"),
+                ("b", "unchanged"),
+                ("c", "orphaned"),
+                ("d", "unchanged"),
+                ("e", "orphaned"),
+                ("f", "unchanged"),
+                ("g", "orphaned")
+            ]
+        );
+    }
+
+    #[test]
+    fn actions_stay_small() {
+        // One action per link: the big payloads are boxed so 100,000 actions stay a few MB.
+        assert!(
+            std::mem::size_of::<Action>() <= 160,
+            "{}",
+            std::mem::size_of::<Action>()
+        );
     }
 
     #[test]
