@@ -41,13 +41,12 @@ fn phase(p: u8) -> Phase {
 
 type Row = (u8, u8, u8); // (group, name, spec)
 
-fn inputs() -> impl Strategy<
-    Value = (
-        Vec<Row>,
-        Vec<(Row, u8, Option<u8>, i64)>,
-        Vec<(u8, Vec<(u8, u8)>)>,
-    ),
-> {
+/// (group, name, spec), then phase, atlas id and next attempt for a ledger row.
+type RecordRow = (Row, u8, Option<u8>, i64);
+/// (group, [(id, spec)]) for one project's listing.
+type ListingRow = (u8, Vec<(u8, u8)>);
+
+fn inputs() -> impl Strategy<Value = (Vec<Row>, Vec<RecordRow>, Vec<ListingRow>)> {
     let row = || (0u8..3, 0u8..6, 0u8..3);
     (
         prop::collection::vec(row(), 0..15),
