@@ -29,6 +29,7 @@ use crate::model::{
 };
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A COMPLETE listing of one project's connections (every page). A partial listing must not be
@@ -68,20 +69,19 @@ impl CreateReason {
 }
 
 /// What a pass does about one link.
-// The variants stay unboxed: this shape is what `reconcile` and `report` match on, and a plan is
-// built once per pass.
-#[allow(clippy::large_enum_variant)]
+// The link and remote are boxed: a plan holds one action per link (100,000 and more), and
+// unboxed, every action would take the size of the largest variant (about 700 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send a create (after listing the project, if it has no listing yet).
     Create {
-        link: DesiredLink,
+        link: Box<DesiredLink>,
         reason: CreateReason,
     },
     /// Record this existing remote connection as the link; no create.
     Adopt {
-        link: DesiredLink,
-        remote: RemoteConnection,
+        link: Box<DesiredLink>,
+        remote: Box<RemoteConnection>,
     },
     /// Created or adopted with the declared spec, and not known to be gone.
     Unchanged {
@@ -268,9 +268,14 @@ impl Plan {
     }
 }
 
-/// One project's listing, indexed for adoption.
+/// One project's listing, indexed: by id always, and for adoption only when a link needs it.
 struct ProjectIndex<'a> {
-    ids: HashSet<&'a str>,
+    listing: &'a RemoteListing,
+    by_id: HashMap<&'a str, &'a RemoteConnection>,
+    adoption: OnceCell<AdoptionIndex<'a>>,
+}
+
+struct AdoptionIndex<'a> {
     /// The listing's connections, lowest id first, so the oldest (likeliest the original) wins.
     sorted: Vec<&'a RemoteConnection>,
     by_arn: HashMap<&'a str, Vec<usize>>,
@@ -279,43 +284,77 @@ struct ProjectIndex<'a> {
 
 impl<'a> ProjectIndex<'a> {
     fn new(listing: &'a RemoteListing) -> Self {
-        let mut sorted: Vec<&RemoteConnection> = listing.connections.iter().collect();
-        sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        sorted.dedup_by(|a, b| a.id == b.id);
-        let mut by_arn: HashMap<&str, Vec<usize>> = HashMap::new();
-        let mut by_endpoint: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, c) in sorted.iter().enumerate() {
-            if let Some(arn) = c.arn.as_deref() {
-                by_arn.entry(arn).or_default().push(i);
-            }
-            if let Some(ep) = c.service_endpoint_id.as_deref() {
-                by_endpoint.entry(ep).or_default().push(i);
-            }
+        let mut by_id = HashMap::with_capacity(listing.connections.len());
+        for c in &listing.connections {
+            by_id.entry(c.id.as_str()).or_insert(c);
         }
         ProjectIndex {
-            ids: sorted.iter().map(|c| c.id.as_str()).collect(),
-            sorted,
-            by_arn,
-            by_endpoint,
+            listing,
+            by_id,
+            adoption: OnceCell::new(),
         }
     }
 
-    /// The first unclaimed connection that `spec` matches. `matches` compares `arn` and
+    fn adoption(&self) -> &AdoptionIndex<'a> {
+        self.adoption.get_or_init(|| {
+            let mut sorted: Vec<&RemoteConnection> = self.listing.connections.iter().collect();
+            sorted.sort_by(|a, b| a.id.cmp(&b.id));
+            sorted.dedup_by(|a, b| a.id == b.id);
+            let mut by_arn: HashMap<&str, Vec<usize>> = HashMap::new();
+            let mut by_endpoint: HashMap<&str, Vec<usize>> = HashMap::new();
+            for (i, c) in sorted.iter().enumerate() {
+                if let Some(arn) = c.arn.as_deref() {
+                    by_arn.entry(arn).or_default().push(i);
+                }
+                if let Some(ep) = c.service_endpoint_id.as_deref() {
+                    by_endpoint.entry(ep).or_default().push(i);
+                }
+            }
+            AdoptionIndex {
+                sorted,
+                by_arn,
+                by_endpoint,
+            }
+        })
+    }
+
+    /// The lowest-id unclaimed connection that `spec` matches. `matches` compares `arn` and
     /// `serviceEndpointId` exactly, so when the spec sets one, only connections with the same
     /// value can match and the index narrows the scan.
     fn find(&self, spec: &LinkSpec, claimed: &HashSet<&str>) -> Option<&'a RemoteConnection> {
+        let ix = self.adoption();
         let narrowed = if let Some(arn) = spec.arn.as_deref() {
-            Some(self.by_arn.get(arn).map(Vec::as_slice).unwrap_or(&[]))
+            Some(ix.by_arn.get(arn).map(Vec::as_slice).unwrap_or(&[]))
         } else if let Some(ep) = spec.service_endpoint_id.as_deref() {
-            Some(self.by_endpoint.get(ep).map(Vec::as_slice).unwrap_or(&[]))
+            Some(ix.by_endpoint.get(ep).map(Vec::as_slice).unwrap_or(&[]))
         } else {
             None
         };
         let ok = |c: &&RemoteConnection| !claimed.contains(c.id.as_str()) && spec.matches(c);
         match narrowed {
-            Some(indices) => indices.iter().map(|&i| self.sorted[i]).find(ok),
-            None => self.sorted.iter().copied().find(ok),
+            Some(indices) => indices.iter().map(|&i| ix.sorted[i]).find(ok),
+            None => ix.sorted.iter().copied().find(ok),
         }
+    }
+}
+
+/// Connection ids no further link may adopt. Built only when a first adoption is considered, so a
+/// steady-state pass (nothing to create) never hashes every record.
+struct Claimed<'a> {
+    records: &'a [&'a Record],
+    ids: Option<HashSet<&'a str>>,
+}
+
+impl<'a> Claimed<'a> {
+    fn get(&mut self) -> &mut HashSet<&'a str> {
+        let records = self.records;
+        // Adoption is one-to-one: an id any record holds is taken, whatever that record's state.
+        self.ids.get_or_insert_with(|| {
+            records
+                .iter()
+                .filter_map(|r| r.atlas_id.as_deref())
+                .collect()
+        })
     }
 }
 
@@ -326,22 +365,38 @@ pub fn plan(
     listings: &Listings,
     now_unix: i64,
 ) -> Plan {
-    let by_key: HashMap<&LinkKey, &Record> = records.iter().map(|r| (&r.key, r)).collect();
-    // Adoption is one-to-one: an id any record holds is taken, whatever that record's state.
-    let mut claimed: HashSet<&str> = records
-        .iter()
-        .filter_map(|r| r.atlas_id.as_deref())
-        .collect();
+    // Desired links come in key order (nested BTreeMaps); with records in key order too (as
+    // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
+    // sorted plan, with no hashing and no sort.
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    let mut claimed = Claimed {
+        records: &sorted,
+        ids: None,
+    };
     let indexes: HashMap<&GroupId, ProjectIndex> = listings
         .iter()
         .map(|(g, l)| (g, ProjectIndex::new(l)))
         .collect();
 
-    let mut actions = Vec::with_capacity(desired.link_count() + records.len());
-    // Desired links in key order, so which link adopts a contested connection is deterministic.
+    let orphan = |r: &Record| Action::Orphaned {
+        key: r.key.clone(),
+        atlas_id: r.atlas_id.clone(),
+        phase: r.phase,
+    };
+    let mut pending = sorted.iter().copied().peekable();
+    let mut actions = Vec::with_capacity(desired.link_count().max(records.len()));
     for link in desired.links() {
+        while let Some(r) = pending.next_if(|r| r.key < link.key) {
+            actions.push(orphan(r));
+        }
+        // A duplicated key in `records` cannot come from the ledger (it is the primary key);
+        // the first one wins and the rest are skipped.
+        let record = pending.next_if(|r| r.key == link.key);
+        while pending.next_if(|r| r.key == link.key).is_some() {}
         let index = indexes.get(&link.key.group_id);
-        let record = by_key.get(&link.key).copied();
         let reason = match record {
             None => CreateReason::New,
             Some(r) => match r.phase {
@@ -356,20 +411,19 @@ pub fn plan(
                         continue;
                     }
                     match (&r.atlas_id, index) {
-                        (Some(id), Some(ix)) if !ix.ids.contains(id.as_str()) => {
+                        (Some(id), Some(ix)) if !ix.by_id.contains_key(id.as_str()) => {
                             CreateReason::Recreate
                         }
                         (Some(id), ix) => {
-                            let fresh = ix.and_then(|ix| {
-                                ix.sorted
-                                    .binary_search_by(|c| c.id.as_str().cmp(id))
-                                    .ok()
-                                    .map(|i| ix.sorted[i].state.clone())
-                            });
+                            // A listing is fresher than the record.
+                            let fresh = ix.and_then(|ix| ix.by_id.get(id.as_str()));
                             actions.push(Action::Unchanged {
                                 key: link.key.clone(),
                                 atlas_id: id.clone(),
-                                remote_state: fresh.unwrap_or_else(|| r.remote_state.clone()),
+                                remote_state: match fresh {
+                                    Some(c) => c.state.clone(),
+                                    None => r.remote_state.clone(),
+                                },
                             });
                             continue;
                         }
@@ -395,29 +449,21 @@ pub fn plan(
             },
         };
         // Before any create, a match in a complete listing is adopted instead: never a duplicate.
-        if let Some(remote) = index.and_then(|ix| ix.find(&link.spec, &claimed)) {
-            claimed.insert(remote.id.as_str());
+        let adopted = index.and_then(|ix| ix.find(&link.spec, claimed.get()));
+        if let Some(remote) = adopted {
+            claimed.get().insert(remote.id.as_str());
             actions.push(Action::Adopt {
-                link: link.clone(),
-                remote: remote.clone(),
+                link: Box::new(link.clone()),
+                remote: Box::new(remote.clone()),
             });
         } else {
             actions.push(Action::Create {
-                link: link.clone(),
+                link: Box::new(link.clone()),
                 reason,
             });
         }
     }
-    for r in records {
-        if desired.get(&r.key).is_none() {
-            actions.push(Action::Orphaned {
-                key: r.key.clone(),
-                atlas_id: r.atlas_id.clone(),
-                phase: r.phase,
-            });
-        }
-    }
-    actions.sort_by(|a, b| a.key().cmp(b.key()));
+    actions.extend(pending.map(orphan));
     Plan { actions }
 }
 
@@ -677,6 +723,66 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn gone_but_an_unclaimed_match_exists_is_adopted_not_recreated() {
+        let a = link(1, "a", msk("a"));
+        let recs = [record(&a, Phase::Created, Some("r1"))];
+        let l = listing(1, vec![remote("r7", &msk("a"))]);
+        let p = plan(&desired(std::slice::from_ref(&a)), &recs, &l, NOW);
+        assert!(matches!(only(&p), Action::Adopt { remote, .. } if remote.id == "r7"));
+    }
+
+    #[test]
+    fn created_without_an_id_resumes() {
+        let a = link(1, "a", msk("a"));
+        let recs = [record(&a, Phase::Created, None)];
+        let p = plan(&desired(&[a]), &recs, &Listings::new(), NOW);
+        assert_eq!(reason(only(&p)), CreateReason::Resume);
+    }
+
+    #[test]
+    fn unsorted_records_still_give_a_sorted_plan_with_each_key_once() {
+        let links: Vec<_> = ["b", "d", "f"].iter().map(|n| link(1, n, msk(n))).collect();
+        let gone: Vec<_> = ["a", "c", "e", "g"]
+            .iter()
+            .map(|n| link(1, n, msk(n)))
+            .collect();
+        let mut recs: Vec<_> = links
+            .iter()
+            .chain(&gone)
+            .map(|l| record(l, Phase::Created, Some(l.key.name.as_str())))
+            .collect();
+        recs.reverse();
+        let p = plan(&desired(&links), &recs, &Listings::new(), NOW);
+        let got: Vec<_> = p
+            .actions
+            .iter()
+            .map(|a| (a.key().name.as_str(), a.kind()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "orphaned"),
+                ("b", "unchanged"),
+                ("c", "orphaned"),
+                ("d", "unchanged"),
+                ("e", "orphaned"),
+                ("f", "unchanged"),
+                ("g", "orphaned")
+            ]
+        );
+    }
+
+    #[test]
+    fn actions_stay_small() {
+        // One action per link: the big payloads are boxed so 100,000 actions stay a few MB.
+        assert!(
+            std::mem::size_of::<Action>() <= 160,
+            "{}",
+            std::mem::size_of::<Action>()
+        );
     }
 
     #[test]

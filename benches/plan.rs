@@ -1,0 +1,190 @@
+//! Benchmark: 100,000 declared links across 1,000 projects, all recorded in a ledger file.
+//!
+//! Times `Ledger::records()` and `plan(...)` separately (wall and this thread's CPU time, since the
+//! machine may be shared) and prints peak RSS (`VmHWM`). The main scenario is a steady-state pass:
+//! every link recorded, nothing to create, so no project is listed. A second scenario, run after
+//! the main figures are printed, plans a first pass against complete listings where every link
+//! is adopted (the adoption path's worst case).
+//! Run with `cargo bench --bench plan`. Targets: plan <= 200 ms, peak RSS <= 150 MB.
+
+use atlas_linkd::ledger::{Change, Ledger};
+use atlas_linkd::model::{
+    AuthScheme, DesiredLink, DesiredState, GroupId, LinkKey, LinkSpec, Provider, RemoteConnection,
+    RemoteState, Source, Vendor,
+};
+use atlas_linkd::plan::{Listings, RemoteListing, plan};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const PROJECTS: usize = 1_000;
+const LINKS_PER_PROJECT: usize = 100;
+const BATCH: usize = 10_000;
+const NOW: i64 = 1_700_000_000;
+
+fn spec(p: usize, l: usize) -> LinkSpec {
+    LinkSpec {
+        provider: Provider::Aws,
+        vendor: Vendor::Msk,
+        region: None,
+        arn: Some(format!(
+            "arn:aws:kafka:us-east-1:123456789012:cluster/p{p}-l{l}/5a6b7c8d-1234-5678-9abc-def012345678-1"
+        )),
+        service_endpoint_id: None,
+        dns_domain: None,
+        dns_sub_domain: None,
+        azure_resource_ids: None,
+        gcp_connection_ids: None,
+        gcp_service_attachment_uris: None,
+        authentication_scheme: Some(AuthScheme::Iam),
+    }
+}
+
+fn atlas_id(p: usize, l: usize) -> String {
+    format!("{p:012x}{l:012x}")
+}
+
+fn status_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// This thread's user + system CPU time, from /proc (clock ticks of 10 ms).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let out = f();
+    (out, wall.elapsed(), thread_cpu().saturating_sub(cpu))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("ledger.db");
+
+    let mut desired = DesiredState::default();
+    for p in 0..PROJECTS {
+        let group = GroupId::parse(&format!("{p:024x}"))?;
+        let project = desired.projects.entry(group.clone()).or_default();
+        for l in 0..LINKS_PER_PROJECT {
+            let name = format!("link-{l:03}");
+            let source = Source {
+                file: PathBuf::from(format!("manifests/p{p}.yaml")),
+                line: Some(l * 6 + 4),
+            };
+            let link = DesiredLink::new(
+                LinkKey::new(group.clone(), name.clone()),
+                spec(p, l),
+                source,
+            );
+            project.links.insert(name, link);
+        }
+    }
+    let desired_mb = status_mb("VmRSS:");
+
+    let mut ledger = Ledger::open(&path)?;
+    let ((), write, _) = timed(|| -> () {
+        let changes: Vec<Change> = desired
+            .links()
+            .enumerate()
+            .map(|(i, link)| Change::Adopted {
+                key: link.key.clone(),
+                spec: link.spec.clone(),
+                fingerprint: link.fingerprint.clone(),
+                atlas_id: atlas_id(i / LINKS_PER_PROJECT, i % LINKS_PER_PROJECT),
+                remote_state: Some(RemoteState::Done),
+                remote_error: None,
+                at_unix: NOW,
+            })
+            .collect();
+        for chunk in changes.chunks(BATCH) {
+            if let Err(e) = ledger.apply(chunk) {
+                panic!("writing the ledger: {e}");
+            }
+        }
+    });
+    let (records, read_wall, read_cpu) = timed(|| ledger.records());
+    let records = records?;
+    let records_mb = status_mb("VmRSS:");
+    let (result, plan_wall, plan_cpu) = timed(|| plan(&desired, &records, &Listings::new(), NOW));
+    let counts = result.counts();
+    let plan_mb = status_mb("VmRSS:");
+    let peak_mb = status_mb("VmHWM:");
+
+    println!(
+        "links: {}, projects: {PROJECTS}, ledger rows: {}",
+        desired.link_count(),
+        records.len()
+    );
+    println!(
+        "ledger write ({} transactions of {BATCH}): {:>8.1} ms wall",
+        records.len().div_ceil(BATCH),
+        ms(write)
+    );
+    println!(
+        "Ledger::records():                  {:>8.1} ms wall {:>6.0} ms cpu",
+        ms(read_wall),
+        ms(read_cpu)
+    );
+    println!(
+        "plan() steady state, no listings:   {:>8.1} ms wall {:>6.0} ms cpu  {counts:?}",
+        ms(plan_wall),
+        ms(plan_cpu)
+    );
+    println!("RSS: desired {desired_mb:.1} MB, +records {records_mb:.1} MB, +plan {plan_mb:.1} MB");
+    println!("peak RSS (VmHWM):                   {peak_mb:>8.1} MB");
+    assert_eq!(counts.unchanged, desired.link_count());
+    drop(result);
+    drop(ledger);
+
+    // Second scenario: first pass against complete listings, every link adopted.
+    let mut listings = Listings::new();
+    for (p, (group, project)) in desired.projects.iter().enumerate() {
+        let connections = project
+            .links
+            .values()
+            .enumerate()
+            .map(|(l, link)| RemoteConnection {
+                id: atlas_id(p, l),
+                provider: Some("AWS".into()),
+                vendor: Some("MSK".into()),
+                region: Some("us-east-1".into()),
+                arn: link.spec.arn.clone(),
+                state: Some(RemoteState::Done),
+                ..Default::default()
+            })
+            .collect();
+        listings.insert(group.clone(), RemoteListing { connections });
+    }
+    let (cold, cold_wall, cold_cpu) = timed(|| plan(&desired, &[], &listings, NOW));
+    println!(
+        "plan() first pass, all adopted:     {:>8.1} ms wall {:>6.0} ms cpu  adopt={}",
+        ms(cold_wall),
+        ms(cold_cpu),
+        cold.counts().adopt
+    );
+    println!(
+        "peak RSS with listings (VmHWM):     {:>8.1} MB",
+        status_mb("VmHWM:")
+    );
+    assert_eq!(cold.counts().adopt, desired.link_count());
+    Ok(())
+}
