@@ -190,7 +190,10 @@ fn show_ledger(flag: Option<&Path>, output: Output) -> ExitCode {
     };
     match output {
         Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&records).unwrap_or_default()
+            );
         }
         Output::Text => {
             println!(
@@ -251,7 +254,10 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
     }
     let plan = plan::plan(&desired, &records, &listings, now);
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        ),
         Output::Text => print!("{}", crate::report::plan_text(&plan)),
     }
     ExitCode::SUCCESS

@@ -21,7 +21,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "analytics.yaml",
         include_str!("../config/manifests/analytics.yaml"),
     ),
-    ("payments.yaml", include_str!("../config/manifests/payments.yaml")),
+    (
+        "payments.yaml",
+        include_str!("../config/manifests/payments.yaml"),
+    ),
     (
         "shared/payments-extra.yml",
         include_str!("../config/manifests/shared/payments-extra.yml"),

@@ -402,9 +402,16 @@ impl Reconciler {
     }
 
     /// After a 429: pause the project until Atlas's `Retry-After` (or a backoff step when it gave none).
-    fn on_rate_limited(&self, gate: &ProjectGate, retry_after: Option<Duration>, fallback: Duration) {
+    fn on_rate_limited(
+        &self,
+        gate: &ProjectGate,
+        retry_after: Option<Duration>,
+        fallback: Duration,
+    ) {
         self.count_retry("rate_limited");
-        let wait = retry_after.unwrap_or(fallback).max(Duration::from_millis(1));
+        let wait = retry_after
+            .unwrap_or(fallback)
+            .max(Duration::from_millis(1));
         gate.pause(tokio::time::Instant::now() + wait);
     }
 
@@ -516,7 +523,7 @@ impl Reconciler {
             records.iter().filter_map(|r| r.atlas_id.clone()).collect(),
         ));
 
-        let mut creates: BTreeMap<GroupId, Vec<(DesiredLink, CreateReason)>> = BTreeMap::new();
+        let mut creates: BTreeMap<GroupId, Vec<(Box<DesiredLink>, CreateReason)>> = BTreeMap::new();
         for action in plan.actions {
             match action {
                 Action::Create { link, reason } => {
@@ -639,10 +646,9 @@ impl Reconciler {
                         "interrupted before its create completed".to_string(),
                     )),
                     Err(e) => {
-                        report.failed.push(FailedLink::new(
-                            &key,
-                            format!("ledger write failed: {e}"),
-                        ));
+                        report
+                            .failed
+                            .push(FailedLink::new(&key, format!("ledger write failed: {e}")));
                     }
                 }
             }
@@ -654,7 +660,8 @@ impl Reconciler {
         report.conflicts = conflicts.load(Ordering::Relaxed);
         report.interrupted = cancel.is_cancelled();
         report.api_calls = self.counters.requests.load(Ordering::Relaxed) - requests_before;
-        report.rate_limited = self.counters.rate_limited.load(Ordering::Relaxed) - rate_limited_before;
+        report.rate_limited =
+            self.counters.rate_limited.load(Ordering::Relaxed) - rate_limited_before;
         report.duration = started.elapsed();
         report.sort();
         self.update_gauges(desired, &report).await;
@@ -698,8 +705,7 @@ impl Reconciler {
         now: i64,
     ) -> Result<(), LedgerError> {
         for record in records {
-            let (Some(id), Some(listing)) =
-                (&record.atlas_id, listings.get(&record.key.group_id))
+            let (Some(id), Some(listing)) = (&record.atlas_id, listings.get(&record.key.group_id))
             else {
                 continue;
             };
@@ -839,13 +845,20 @@ impl Reconciler {
                         doubt = Some((tokio::time::Instant::now(), false));
                         if attempts >= self.policy.max_attempts {
                             // One last look decides; a miss then counts as a failure for this pass.
-                            return match self.verify_listing(group, tokio::time::Instant::now(), cancel).await {
+                            return match self
+                                .verify_listing(group, tokio::time::Instant::now(), cancel)
+                                .await
+                            {
                                 Ok(listing) => match self.claim_match(link, &listing, claimed) {
-                                    Some(remote) => self.record_verified(link, &remote, false).await,
+                                    Some(remote) => {
+                                        self.record_verified(link, &remote, false).await
+                                    }
                                     None => self.give_up(link, prior_attempts, &e).await,
                                 },
                                 Err(Abandon::Cancelled) => Ok(CreateOutcome::Interrupted),
-                                Err(Abandon::Failed(_)) => self.give_up(link, prior_attempts, &e).await,
+                                Err(Abandon::Failed(_)) => {
+                                    self.give_up(link, prior_attempts, &e).await
+                                }
                             };
                         }
                     }
@@ -859,7 +872,9 @@ impl Reconciler {
                             return Ok(CreateOutcome::Interrupted);
                         }
                     }
-                    ErrorClass::Auth | ErrorClass::Permanent => return self.give_up(link, prior_attempts, &e).await,
+                    ErrorClass::Auth | ErrorClass::Permanent => {
+                        return self.give_up(link, prior_attempts, &e).await;
+                    }
                 },
             }
         }
@@ -934,7 +949,8 @@ impl Reconciler {
             .with_label_values(&[metrics::outcome::FAILURE])
             .inc();
         tracing::error!(link = %link.key, error = %e, "create failed");
-        self.record_failure(link, prior_attempts, e.to_string()).await
+        self.record_failure(link, prior_attempts, e.to_string())
+            .await
     }
 
     async fn record_failure(

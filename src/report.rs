@@ -165,9 +165,13 @@ pub fn plan_text(plan: &Plan) -> String {
         let key = action.key();
         let line = match action {
             Action::Create { reason, .. } => format!("create     {key} ({})", reason.as_str()),
-            Action::Adopt { remote, .. } => format!("adopt      {key} (existing connection {})", remote.id),
+            Action::Adopt { remote, .. } => {
+                format!("adopt      {key} (existing connection {})", remote.id)
+            }
             Action::Unchanged { .. } => continue,
-            Action::Changed { recorded, desired, .. } => format!(
+            Action::Changed {
+                recorded, desired, ..
+            } => format!(
                 "changed    {key} (created as {}, manifest now says {}; never replaced)",
                 recorded.short(),
                 desired.short()
@@ -176,7 +180,12 @@ pub fn plan_text(plan: &Plan) -> String {
                 "orphaned   {key} (connection {} no longer declared; never deleted)",
                 atlas_id.as_deref().unwrap_or("-")
             ),
-            Action::Waiting { until_unix, attempts, last_error, .. } => format!(
+            Action::Waiting {
+                until_unix,
+                attempts,
+                last_error,
+                ..
+            } => format!(
                 "waiting    {key} (failed {attempts} time(s), next try after {}: {})",
                 format_unix(*until_unix),
                 last_error.as_deref().unwrap_or("")
@@ -217,7 +226,9 @@ mod tests {
         let mut failed = base.clone();
         failed.failed.push(FailedLink::new(&key("a"), "400".into()));
         let mut waiting = base.clone();
-        waiting.waiting.push(FailedLink::new(&key("a"), "later".into()));
+        waiting
+            .waiting
+            .push(FailedLink::new(&key("a"), "later".into()));
         let mut skipped = base.clone();
         skipped
             .not_attempted

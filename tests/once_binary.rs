@@ -17,7 +17,10 @@ fn once(config: &std::path::Path) -> Command {
         .arg("--once")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MONGODB_ATLAS_CLIENT_ID", "mdb_sa_id_0123456789abcdef01234567")
+        .env(
+            "MONGODB_ATLAS_CLIENT_ID",
+            "mdb_sa_id_0123456789abcdef01234567",
+        )
         .env("MONGODB_ATLAS_CLIENT_SECRET", "test-client-secret-value")
         .stdin(Stdio::null());
     cmd
@@ -32,7 +35,12 @@ async fn an_invalid_manifest_exits_2_without_a_single_api_call() {
     )
     .unwrap();
     let out = once(&h.config_path).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.yaml"), "{stderr}");
     assert!(stderr.contains("arn"), "{stderr}");
@@ -44,52 +52,127 @@ async fn converged_run_exits_0_and_writes_the_metrics_file() {
     let h = harness(FakeConfig::default(), 3, 4, "").await;
     let metrics_file = h.dir.path().join("textfile").join("atlas_linkd.prom");
     std::fs::create_dir_all(metrics_file.parent().unwrap()).unwrap();
-    let out = once(&h.config_path).arg("--metrics-file").arg(&metrics_file).output().unwrap();
+    let out = once(&h.config_path)
+        .arg("--metrics-file")
+        .arg(&metrics_file)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("12 created"), "{stdout}");
     let text = std::fs::read_to_string(&metrics_file).unwrap();
-    assert!(text.contains("atlas_linkd_creates_total{outcome=\"success\"} 12"), "{text}");
+    assert!(
+        text.contains("atlas_linkd_creates_total{outcome=\"success\"} 12"),
+        "{text}"
+    );
     // No temporary files left beside it.
-    let entries = std::fs::read_dir(metrics_file.parent().unwrap()).unwrap().count();
+    let entries = std::fs::read_dir(metrics_file.parent().unwrap())
+        .unwrap()
+        .count();
     assert_eq!(entries, 1);
 }
 
 #[tokio::test]
 async fn killed_mid_pass_then_run_again_every_link_exists_exactly_once() {
-    let fake = FakeConfig { latency_ms: 150, ..FakeConfig::default() };
-    let h = harness(fake, 4, 25, "reconcile:\n  concurrency: 8\n  per_project_concurrency: 2\n").await;
-    let mut child = once(&h.config_path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let started = eventually(Duration::from_secs(30), || h.fake.counters().creates_committed >= 10).await;
+    let fake = FakeConfig {
+        latency_ms: 150,
+        ..FakeConfig::default()
+    };
+    let h = harness(
+        fake,
+        4,
+        25,
+        "reconcile:\n  concurrency: 8\n  per_project_concurrency: 2\n",
+    )
+    .await;
+    let mut child = once(&h.config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = eventually(Duration::from_secs(30), || {
+        h.fake.counters().creates_committed >= 10
+    })
+    .await;
     assert!(started, "the pass never got going");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(h.fake.counters().creates_committed < 100, "the pass finished before it was killed");
+    assert!(
+        h.fake.counters().creates_committed < 100,
+        "the pass finished before it was killed"
+    );
 
     let out = once(&h.config_path).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     h.assert_exactly_once();
-    let records = Ledger::open_read_only(&h.ledger_path()).unwrap().records().unwrap();
+    let records = Ledger::open_read_only(&h.ledger_path())
+        .unwrap()
+        .records()
+        .unwrap();
     assert_eq!(records.len(), 100);
     for r in &records {
-        assert!(matches!(r.phase, Phase::Created | Phase::Adopted), "{} is {:?}", r.key, r.phase);
+        assert!(
+            matches!(r.phase, Phase::Created | Phase::Adopted),
+            "{} is {:?}",
+            r.key,
+            r.phase
+        );
         let id = r.atlas_id.as_deref().unwrap();
-        assert!(h.fake.connections(r.key.group_id.as_str()).iter().any(|c| c["_id"] == id));
+        assert!(
+            h.fake
+                .connections(r.key.group_id.as_str())
+                .iter()
+                .any(|c| c["_id"] == id)
+        );
     }
 }
 
 #[tokio::test]
 async fn a_second_process_on_the_same_ledger_exits_2_naming_the_holder() {
-    let fake = FakeConfig { latency_ms: 300, ..FakeConfig::default() };
-    let h = harness(fake, 1, 40, "reconcile:\n  concurrency: 1\n  per_project_concurrency: 1\n").await;
-    let mut first = once(&h.config_path).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    assert!(eventually(Duration::from_secs(30), || h.fake.counters().creates_committed >= 1).await);
+    let fake = FakeConfig {
+        latency_ms: 300,
+        ..FakeConfig::default()
+    };
+    let h = harness(
+        fake,
+        1,
+        40,
+        "reconcile:\n  concurrency: 1\n  per_project_concurrency: 1\n",
+    )
+    .await;
+    let mut first = once(&h.config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || h
+            .fake
+            .counters()
+            .creates_committed
+            >= 1)
+        .await
+    );
     let out = once(&h.config_path).output().unwrap();
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&first.id().to_string()), "does not name pid {}: {stderr}", first.id());
+    assert!(
+        stderr.contains(&first.id().to_string()),
+        "does not name pid {}: {stderr}",
+        first.id()
+    );
 }
 
 #[tokio::test]

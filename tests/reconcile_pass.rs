@@ -3,7 +3,9 @@
 
 mod common;
 
-use atlas_linkd::fake::{BucketConfig, DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
+use atlas_linkd::fake::{
+    BucketConfig, DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault,
+};
 use atlas_linkd::ledger::{Ledger, Phase};
 use common::{group_id, harness};
 
@@ -20,10 +22,21 @@ async fn many_projects_are_created_once_and_a_second_pass_creates_nothing() {
     assert!(second.converged(), "{}", second.to_text());
     assert_eq!(second.created.len(), 0);
     assert_eq!(second.unchanged, 180);
-    assert_eq!(h.fake.counters().creates_committed, creates, "the second pass created something");
-    let records = Ledger::open_read_only(&h.ledger_path()).unwrap().records().unwrap();
+    assert_eq!(
+        h.fake.counters().creates_committed,
+        creates,
+        "the second pass created something"
+    );
+    let records = Ledger::open_read_only(&h.ledger_path())
+        .unwrap()
+        .records()
+        .unwrap();
     assert_eq!(records.len(), 180);
-    assert!(records.iter().all(|r| r.phase == Phase::Created && r.atlas_id.is_some()));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.phase == Phase::Created && r.atlas_id.is_some())
+    );
 }
 
 #[tokio::test]
@@ -38,8 +51,20 @@ async fn existing_connections_are_adopted_and_a_409_is_counted_then_resolved() {
     });
     let h = harness(fake, 2, 5, "").await;
     // Two links of project 0 exist already.
-    for link in h.desired.projects.values().next().unwrap().links.values().take(2) {
-        h.fake.insert(link.key.group_id.as_str(), serde_json::from_str(&link.spec.to_json()).unwrap());
+    for link in h
+        .desired
+        .projects
+        .values()
+        .next()
+        .unwrap()
+        .links
+        .values()
+        .take(2)
+    {
+        h.fake.insert(
+            link.key.group_id.as_str(),
+            serde_json::from_str(&link.spec.to_json()).unwrap(),
+        );
     }
     let report = h.pass().await;
     assert!(report.converged(), "{}", report.to_text());
@@ -47,8 +72,20 @@ async fn existing_connections_are_adopted_and_a_409_is_counted_then_resolved() {
     assert_eq!(report.adopted.len(), 3, "{}", report.to_text());
     assert_eq!(report.created.len(), 7);
     assert_eq!(h.metrics.adoptions_total.get(), 3);
-    assert_eq!(h.metrics.creates_total.with_label_values(&["conflict"]).get(), 1);
-    assert_eq!(h.metrics.creates_total.with_label_values(&["success"]).get(), 7);
+    assert_eq!(
+        h.metrics
+            .creates_total
+            .with_label_values(&["conflict"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        h.metrics
+            .creates_total
+            .with_label_values(&["success"])
+            .get(),
+        7
+    );
     h.assert_exactly_once();
 }
 
@@ -66,28 +103,56 @@ async fn silent_duplicates_and_heavy_faults_still_leave_every_link_exactly_once(
         },
         ..FakeConfig::default()
     };
-    let h = harness(fake, 8, 25, "retry:\n  max_attempts: 10\n  initial_backoff_ms: 5\n  max_backoff_secs: 1\n").await;
+    let h = harness(
+        fake,
+        8,
+        25,
+        "retry:\n  max_attempts: 10\n  initial_backoff_ms: 5\n  max_backoff_secs: 1\n",
+    )
+    .await;
     let reports = h.converge(6).await;
     let last = reports.last().unwrap();
-    assert!(last.converged(), "did not converge in {} passes:\n{}", reports.len(), last.to_text());
+    assert!(
+        last.converged(),
+        "did not converge in {} passes:\n{}",
+        reports.len(),
+        last.to_text()
+    );
     h.assert_exactly_once();
     assert_eq!(h.fake.counters().duplicates, 0);
-    let records = Ledger::open_read_only(&h.ledger_path()).unwrap().records().unwrap();
+    let records = Ledger::open_read_only(&h.ledger_path())
+        .unwrap()
+        .records()
+        .unwrap();
     assert_eq!(records.len(), 200);
     for r in &records {
         let id = r.atlas_id.as_deref().unwrap();
         let remote = h.fake.connections(r.key.group_id.as_str());
-        assert!(remote.iter().any(|c| c["_id"] == id), "{} records {id}, which the fake does not have", r.key);
+        assert!(
+            remote.iter().any(|c| c["_id"] == id),
+            "{} records {id}, which the fake does not have",
+            r.key
+        );
     }
 }
 
 #[tokio::test]
 async fn a_bucket_matching_the_config_sees_no_429() {
     let fake = FakeConfig {
-        bucket: Some(BucketConfig { capacity: 20, refill: 20, period_secs: 1.0 }),
+        bucket: Some(BucketConfig {
+            capacity: 20,
+            refill: 20,
+            period_secs: 1.0,
+        }),
         ..FakeConfig::default()
     };
-    let h = harness(fake, 3, 40, "rate_limit:\n  capacity: 20\n  refill: 20\n  period_secs: 1\n").await;
+    let h = harness(
+        fake,
+        3,
+        40,
+        "rate_limit:\n  capacity: 20\n  refill: 20\n  period_secs: 1\n",
+    )
+    .await;
     let report = h.pass().await;
     assert!(report.converged(), "{}", report.to_text());
     assert_eq!(h.fake.counters().rate_limited, 0);
@@ -98,7 +163,11 @@ async fn a_bucket_matching_the_config_sees_no_429() {
 #[tokio::test]
 async fn a_config_far_above_the_bucket_converges_counting_429s_and_honouring_retry_after() {
     let fake = FakeConfig {
-        bucket: Some(BucketConfig { capacity: 10, refill: 10, period_secs: 1.0 }),
+        bucket: Some(BucketConfig {
+            capacity: 10,
+            refill: 10,
+            period_secs: 1.0,
+        }),
         ..FakeConfig::default()
     };
     let h = harness(fake, 2, 30, "").await;
@@ -108,7 +177,11 @@ async fn a_config_far_above_the_bucket_converges_counting_429s_and_honouring_ret
     assert!(sent > 0, "the fake's bucket never ran dry");
     assert_eq!(report.rate_limited, sent);
     assert_eq!(h.metrics.rate_limited_total.get(), sent);
-    assert_eq!(h.fake.counters().early_after_retry_after, 0, "a call came back before Retry-After");
+    assert_eq!(
+        h.fake.counters().early_after_retry_after,
+        0,
+        "a call came back before Retry-After"
+    );
     h.assert_exactly_once();
 }
 
@@ -123,9 +196,19 @@ async fn a_permanent_400_fails_only_its_links_and_names_atlas_reason() {
     assert_eq!(report.exit_code(), 1);
     assert_eq!(report.failed.len(), 1, "{}", report.to_text());
     assert_eq!(report.failed[0].name, "link-3");
-    assert!(report.failed[0].reason.contains("VALIDATION_ERROR"), "{}", report.failed[0].reason);
+    assert!(
+        report.failed[0].reason.contains("VALIDATION_ERROR"),
+        "{}",
+        report.failed[0].reason
+    );
     assert_eq!(report.created.len(), 11);
-    assert_eq!(h.metrics.creates_total.with_label_values(&["failure"]).get(), 1);
+    assert_eq!(
+        h.metrics
+            .creates_total
+            .with_label_values(&["failure"])
+            .get(),
+        1
+    );
 
     // The failed link waits before the next pass spends rate budget on it.
     let again = h.pass().await;

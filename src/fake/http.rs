@@ -572,7 +572,10 @@ async fn api_inner(
     if drop_after {
         return Outcome::Drop;
     }
-    if fault == Some(Fault::ConcurrentCreate) && op == FakeOp::Create && resp.status() == StatusCode::OK {
+    if fault == Some(Fault::ConcurrentCreate)
+        && op == FakeOp::Create
+        && resp.status() == StatusCode::OK
+    {
         return Outcome::Answer(error(
             StatusCode::CONFLICT,
             "STREAM_PRIVATE_LINK_ALREADY_EXISTS",

@@ -121,11 +121,18 @@ impl Harness {
             for link in project.links.values() {
                 let n = remote
                     .iter()
-                    .filter(|c| c["serviceEndpointId"] == link.spec.service_endpoint_id.as_deref().unwrap_or(""))
+                    .filter(|c| {
+                        c["serviceEndpointId"]
+                            == link.spec.service_endpoint_id.as_deref().unwrap_or("")
+                    })
                     .count();
                 assert_eq!(n, 1, "{} exists {n} times in the fake", link.key);
             }
-            assert_eq!(remote.len(), project.links.len(), "extra connections in {group}");
+            assert_eq!(
+                remote.len(),
+                project.links.len(),
+                "extra connections in {group}"
+            );
         }
     }
 
