@@ -60,7 +60,7 @@ pub enum Command {
         output: Output,
     },
     /// Run the bundled fake Atlas on a loopback address (for tests, demos and trying things out).
-    FakeAtlas(fake::FakeArgs),
+    FakeAtlas(Box<fake::FakeArgs>),
     /// Start the fake Atlas, reconcile the example manifests against it once, and show what happened.
     Demo,
 }
@@ -115,7 +115,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::FakeAtlas(args)) => {
             init_logging(LogFormat::Auto, false);
-            match fake::serve(args).await {
+            match fake::serve(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => refuse(&e),
             }
@@ -276,13 +276,13 @@ async fn once(flag: Option<&Path>, metrics_file: Option<&Path>) -> ExitCode {
         Err(e) => return refuse(&e),
     };
     let code = run_once_pass(&reconciler, &desired, show_bar).await;
-    if let Some(path) = metrics_file {
-        if let Err(e) = write_metrics_file(path, &metrics.render()) {
-            eprintln!(
-                "atlas-linkd: could not write the metrics file {}: {e}",
-                path.display()
-            );
-        }
+    if let Some(path) = metrics_file
+        && let Err(e) = write_metrics_file(path, &metrics.render())
+    {
+        eprintln!(
+            "atlas-linkd: could not write the metrics file {}: {e}",
+            path.display()
+        );
     }
     reconciler.shutdown().await;
     code

@@ -247,10 +247,10 @@ struct CallPermit<'a> {
 
 impl ProjectGate {
     fn pause(&self, until: tokio::time::Instant) {
-        if let Ok(mut paused) = self.paused_until.lock() {
-            if paused.is_none_or(|p| p < until) {
-                *paused = Some(until);
-            }
+        if let Ok(mut paused) = self.paused_until.lock()
+            && paused.is_none_or(|p| p < until)
+        {
+            *paused = Some(until);
         }
     }
 
@@ -481,10 +481,10 @@ impl Reconciler {
     ) -> Result<Arc<Vec<RemoteConnection>>, Abandon> {
         let gate = self.gate(group);
         let mut cached = gate.verify.lock().await;
-        if let Some((taken, listing)) = cached.as_ref() {
-            if *taken >= since {
-                return Ok(listing.clone());
-            }
+        if let Some((taken, listing)) = cached.as_ref()
+            && *taken >= since
+        {
+            return Ok(listing.clone());
         }
         let started = tokio::time::Instant::now();
         let listing = Arc::new(self.list_project(group, cancel).await?);

@@ -5,8 +5,9 @@ mod common;
 use atlas_linkd::fake::FakeConfig;
 use atlas_linkd::ledger::{Ledger, Phase};
 use common::{eventually, harness};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
+use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atlas-linkd");
 
@@ -22,7 +23,8 @@ fn once(config: &std::path::Path) -> Command {
             "mdb_sa_id_0123456789abcdef01234567",
         )
         .env("MONGODB_ATLAS_CLIENT_SECRET", "test-client-secret-value")
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     cmd
 }
 
@@ -34,7 +36,7 @@ async fn an_invalid_manifest_exits_2_without_a_single_api_call() {
         "projects:\n  - groupId: 0123\n    links:\n      - name: x\n        provider: AWS\n        vendor: MSK\n        arn: nope\n",
     )
     .unwrap();
-    let out = once(&h.config_path).output().unwrap();
+    let out = once(&h.config_path).output().await.unwrap();
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -56,6 +58,7 @@ async fn converged_run_exits_0_and_writes_the_metrics_file() {
         .arg("--metrics-file")
         .arg(&metrics_file)
         .output()
+        .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -100,14 +103,14 @@ async fn killed_mid_pass_then_run_again_every_link_exists_exactly_once() {
     })
     .await;
     assert!(started, "the pass never got going");
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill().await.unwrap(); // SIGKILL, then reaped
+
     assert!(
         h.fake.counters().creates_committed < 100,
         "the pass finished before it was killed"
     );
 
-    let out = once(&h.config_path).output().unwrap();
+    let out = once(&h.config_path).output().await.unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -163,15 +166,14 @@ async fn a_second_process_on_the_same_ledger_exits_2_naming_the_holder() {
             >= 1)
         .await
     );
-    let out = once(&h.config_path).output().unwrap();
-    first.kill().unwrap();
-    first.wait().unwrap();
+    let pid = first.id().unwrap();
+    let out = once(&h.config_path).output().await.unwrap();
+    first.kill().await.unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&first.id().to_string()),
-        "does not name pid {}: {stderr}",
-        first.id()
+        stderr.contains(&pid.to_string()),
+        "does not name pid {pid}: {stderr}"
     );
 }
 
@@ -182,6 +184,7 @@ async fn missing_credentials_exit_2_naming_what_to_set() {
         .env_remove("MONGODB_ATLAS_CLIENT_ID")
         .env_remove("MONGODB_ATLAS_CLIENT_SECRET")
         .output()
+        .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MONGODB_ATLAS_CLIENT_ID"));
