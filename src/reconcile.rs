@@ -27,7 +27,10 @@ use crate::report::{FailedLink, PassReport};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::MonotonicClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -230,10 +233,24 @@ impl Observer for MetricsObserver {
     }
 }
 
+/// A project's bucket. On the same clock as tokio and the OS (`Instant`): governor's default TSC
+/// clock can run fast on virtual machines, and a bucket that runs ahead of Atlas's earns 429s.
+type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
+
 /// One project's share of Atlas: its token bucket, its concurrency cap, its 429 pause, and the
 /// last listing taken to resolve uncertain outcomes (shared so concurrent doubts cost one listing).
+///
+/// The bucket starts when the answer to the project's first call arrives, not when that call is
+/// sent. Atlas's bucket (for a project nobody else is calling) started when it received the call,
+/// which is earlier, so our view of the refill lags Atlas's and never runs ahead of it: a bucket of
+/// ours that matches Atlas's then never earns a 429. Starting ours first, even by the few
+/// milliseconds of a token fetch, would let it run ahead, and every 429 costs a whole second of
+/// `Retry-After`.
 struct ProjectGate {
-    limiter: DefaultDirectRateLimiter,
+    quota: Quota,
+    limiter: std::sync::OnceLock<Limiter>,
+    /// Held by the one call that starts the bucket, until its answer arrives.
+    first_call: Arc<tokio::sync::Mutex<()>>,
     slots: Semaphore,
     paused_until: Mutex<Option<tokio::time::Instant>>,
     verify: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Vec<RemoteConnection>>)>>,
@@ -241,11 +258,50 @@ struct ProjectGate {
 
 /// Held while one API call is in flight.
 struct CallPermit<'a> {
+    gate: &'a ProjectGate,
+    /// Set for the project's first call: the bucket starts when this permit is dropped.
+    first_call: Option<tokio::sync::OwnedMutexGuard<()>>,
     _project: tokio::sync::SemaphorePermit<'a>,
     _global: tokio::sync::SemaphorePermit<'a>,
 }
 
+impl Drop for CallPermit<'_> {
+    fn drop(&mut self) {
+        if self.first_call.take().is_some() {
+            let limiter = RateLimiter::direct_with_clock(self.gate.quota, MonotonicClock);
+            // The first call spent a token of Atlas's bucket.
+            let _ = limiter.check();
+            let _ = self.gate.limiter.set(limiter);
+        }
+    }
+}
+
 impl ProjectGate {
+    /// Takes a token, or, for the project's first call, the right to make it (see the type's docs).
+    async fn take_token(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if let Some(limiter) = self.limiter.get() {
+            limiter.until_ready().await;
+            return None;
+        }
+        let guard = self.first_call.clone().lock_owned().await;
+        match self.limiter.get() {
+            // Another call started the bucket while this one waited.
+            Some(limiter) => {
+                drop(guard);
+                limiter.until_ready().await;
+                None
+            }
+            None => Some(guard),
+        }
+    }
+
+    /// After a 429: Atlas's bucket is empty, so ours is emptied too, and refills from now.
+    fn drain(&self) {
+        if let Some(limiter) = self.limiter.get() {
+            while limiter.check().is_ok() {}
+        }
+    }
+
     fn pause(&self, until: tokio::time::Instant) {
         if let Ok(mut paused) = self.paused_until.lock()
             && paused.is_none_or(|p| p < until)
@@ -342,7 +398,9 @@ impl Reconciler {
             .entry(group.clone())
             .or_insert_with(|| {
                 Arc::new(ProjectGate {
-                    limiter: RateLimiter::direct(self.policy.quota()),
+                    quota: self.policy.quota(),
+                    limiter: std::sync::OnceLock::new(),
+                    first_call: Arc::new(tokio::sync::Mutex::new(())),
                     slots: Semaphore::new(self.policy.per_project_concurrency),
                     paused_until: Mutex::new(None),
                     verify: tokio::sync::Mutex::new(None),
@@ -372,15 +430,17 @@ impl Reconciler {
                 _ = cancel.cancelled() => return None,
             }
         }
-        tokio::select! {
-            _ = gate.limiter.until_ready() => {}
+        let first_call = tokio::select! {
+            first = gate.take_token() => first,
             _ = cancel.cancelled() => return None,
-        }
+        };
         let global = tokio::select! {
             g = self.global.acquire() => g.ok()?,
             _ = cancel.cancelled() => return None,
         };
         Some(CallPermit {
+            gate,
+            first_call,
             _project: project,
             _global: global,
         })
@@ -409,6 +469,7 @@ impl Reconciler {
         fallback: Duration,
     ) {
         self.count_retry("rate_limited");
+        gate.drain();
         let wait = retry_after
             .unwrap_or(fallback)
             .max(Duration::from_millis(1));
