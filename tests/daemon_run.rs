@@ -508,7 +508,15 @@ async fn speaks_sd_notify_and_survives_a_sighup_with_a_broken_config() {
         })
         .await;
 
-    // A good reload: RELOADING=1 (with MONOTONIC_USEC), then READY=1.
+    // A good reload: RELOADING=1 (with MONOTONIC_USEC), then READY=1. The new resync interval takes
+    // effect; the new timeout needs a restart, which a warning says.
+    write_config(&h, port, "reconcile:\n  resync_interval_secs: 1\n");
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    std::fs::write(
+        &h.config_path,
+        text.replace("timeout_secs: 5", "timeout_secs: 7"),
+    )
+    .unwrap();
     let mark = notify.all().len();
     d.signal("HUP");
     let reloading = notify
@@ -522,6 +530,10 @@ async fn speaks_sd_notify_and_survives_a_sighup_with_a_broken_config() {
         })
         .await;
     d.wait_log("config reloaded").await;
+    assert!(d.log().contains("atlas.timeout_secs"), "{}", d.log());
+    // Resyncs now come every second without any other trigger.
+    let passes = d.passes().await;
+    d.wait_passes_beyond(passes + 1.0).await;
 
     // A broken config is refused; the daemon keeps running on the old one.
     std::fs::write(&h.config_path, "atlas: [this is not a mapping\n").unwrap();
@@ -691,4 +703,50 @@ async fn idle_daemon_figures() {
         "an idle daemon (resync 300 s) makes no API calls"
     );
     assert_eq!(d.get("/healthz").await.unwrap().0, 200);
+}
+
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once_with_status_1() {
+    let fake = FakeConfig {
+        latency_ms: 300,
+        ..FakeConfig::default()
+    };
+    let h = harness(fake, 1, 20, "").await;
+    let port = free_port();
+    write_config(
+        &h,
+        port,
+        "reconcile:\n  concurrency: 1\n  per_project_concurrency: 1\n",
+    );
+    let mut d = Daemon::spawn(&h, port, "daemon", &[]);
+    let end = Instant::now() + DEADLINE;
+    while h.fake.counters().creates_committed < 1 {
+        assert!(Instant::now() < end, "no creates\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    d.signal("TERM");
+    d.wait_log("stopping").await;
+    d.signal("INT");
+    assert_eq!(d.wait_exit().await.code(), Some(1), "{}", d.log());
+}
+
+#[tokio::test]
+async fn refuses_to_start_with_exit_2_on_an_invalid_manifest_or_a_busy_metrics_port() {
+    let h = harness(FakeConfig::default(), 1, 2, "").await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    write_config(&h, port, "");
+
+    let mut d = Daemon::spawn(&h, port, "busy", &[]);
+    assert_eq!(d.wait_exit().await.code(), Some(2), "{}", d.log());
+    assert!(d.log().contains("metrics.listen"), "{}", d.log());
+
+    let broken = h.dir.path().join("manifests").join("broken.yaml");
+    std::fs::write(&broken, "projects:\n  - groupId: 0123\n    links: []\n").unwrap();
+    let mut d = Daemon::spawn(&h, free_port(), "invalid", &[]);
+    assert_eq!(d.wait_exit().await.code(), Some(2), "{}", d.log());
+    assert!(d.log().contains("broken.yaml"), "{}", d.log());
+    // Neither attempt reached Atlas.
+    assert_eq!(h.fake.counters().requests_of("create"), 0);
+    assert_eq!(h.fake.counters().requests_of("list"), 0);
 }
