@@ -377,6 +377,27 @@ impl Reconciler {
         }
     }
 
+    /// Applies a reloaded config's limits between passes (the daemon's SIGHUP). A project's bucket and
+    /// slots are rebuilt only when their shape changed, since they mirror Atlas's live bucket; a rebuilt
+    /// bucket starts full, and a 429 from Atlas then paces us if it was not.
+    pub fn set_policy(&mut self, policy: Policy) {
+        let projects_changed = policy.per_project_concurrency
+            != self.policy.per_project_concurrency
+            || policy.bucket_capacity != self.policy.bucket_capacity
+            || policy.bucket_refill != self.policy.bucket_refill
+            || policy.bucket_period != self.policy.bucket_period;
+        if policy.concurrency != self.policy.concurrency {
+            self.global = Arc::new(Semaphore::new(policy.concurrency));
+        }
+        if projects_changed {
+            match self.projects.get_mut() {
+                Ok(p) => p.clear(),
+                Err(poisoned) => poisoned.into_inner().clear(),
+            }
+        }
+        self.policy = policy;
+    }
+
     pub fn client(&self) -> &AtlasClient {
         &self.client
     }

@@ -1,5 +1,11 @@
 //! The daemon's building blocks: when a pass runs (start-up, manifest changes, resync timer, SIGHUP,
 //! coalesced by [`Triggers`]), the manifest watcher, signal handling, and the systemd notify protocol.
+//! The loop that uses them is in `run`; the last-good-version bookkeeping of the manifests in `manifests`.
+
+pub mod manifests;
+mod run;
+
+pub use run::run;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -700,10 +706,4 @@ mod tests {
         let n = Notifier::new(None::<OsString>, Some(30_000_000));
         assert_eq!(n.watchdog_interval(), Some(Duration::from_secs(15)));
     }
-}
-
-/// Runs the daemon until SIGTERM/SIGINT. (The loop lands with the daemon work.)
-pub async fn run(_config_path: std::path::PathBuf) -> std::process::ExitCode {
-    eprintln!("atlas-linkd: the daemon mode is not built yet; use --once");
-    std::process::ExitCode::from(2)
 }

@@ -1,0 +1,555 @@
+//! The daemon's main loop: start-up checks, one pass per coalesced wake-up, SIGHUP reloads, the
+//! status reported to systemd and Prometheus, and the orderly shutdown.
+//!
+//! Start-up refuses (exit 2) on anything that would leave it unable to do its job: an invalid config,
+//! an invalid manifest (there is no last good version yet to fall back on), missing credentials, a ledger
+//! held by another process, a metrics address that cannot be bound. Once running, nothing a user edits
+//! stops it: a broken manifest keeps its last good version, a broken config on SIGHUP keeps the old one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::manifests::{ManifestSet, Refresh};
+use super::{
+    ManifestWatcher, Notifier, SignalEvent, Signals, Trigger, Triggers, Wake, watch_manifests,
+};
+use crate::cli::{EXIT_NOT_ATTEMPTED, init_logging};
+use crate::config::Config;
+use crate::endpoint::{self, Readiness};
+use crate::metrics::{Metrics, pass_result};
+use crate::model::DesiredState;
+use crate::reconcile::{self, PassOptions, Policy, Reconciler};
+use crate::report::{PassReport, format_unix};
+
+/// How long the manifests must be quiet before a change starts a pass: long enough to fold an editor's
+/// write-rename-chmod burst (or a `git pull` touching many files) into one pass, short enough that a
+/// save feels immediate.
+const WATCH_DEBOUNCE_MS: u64 = 250;
+
+/// How long a shutdown waits for the metrics endpoint's open requests.
+const ENDPOINT_DRAIN_SECS: u64 = 5;
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+/// Prints an error with its chain of causes on stderr (logging may not be set up yet) and returns
+/// exit status 2.
+fn refuse(what: &str, error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("atlas-linkd: error: {what}: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+    ExitCode::from(EXIT_NOT_ATTEMPTED)
+}
+
+/// The error and its causes on one line, for a log field.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+fn warn_notify(result: Result<(), super::DaemonError>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT, then drains and exits 0. Exit 2 when it cannot start (see the
+/// module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short.
+pub async fn run(config_path: PathBuf) -> ExitCode {
+    let config = match Config::load(&config_path, &env) {
+        Ok(c) => c,
+        Err(e) => return refuse("cannot start", &e),
+    };
+    init_logging(config.log.format, false);
+    // Installed first so a SIGTERM during start-up is not fatal mid-way: it is seen by the loop.
+    let signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => return refuse("cannot start", &e),
+    };
+    let notifier = Notifier::from_env();
+    let metrics = Metrics::new();
+
+    let paths = config.manifests.clone();
+    let loaded = tokio::task::spawn_blocking(move || ManifestSet::load(&paths)).await;
+    let manifests = match loaded {
+        Ok(Ok(set)) => set,
+        Ok(Err(problems)) => {
+            for p in &problems.0 {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "atlas-linkd: error: cannot start: {} problem(s) in the manifests; fix them (`atlas-linkd validate` lists them) and start again",
+                problems.len()
+            );
+            return ExitCode::from(EXIT_NOT_ATTEMPTED);
+        }
+        Err(e) => return refuse("cannot start: loading the manifests failed", &e),
+    };
+    // Built after the first load: a change in between is still seen, because every pass re-reads
+    // every file.
+    let watch_debounce = Duration::from_millis(WATCH_DEBOUNCE_MS);
+    let (watcher, events) = match watch_manifests(&config.manifests, watch_debounce) {
+        Ok(w) => w,
+        Err(e) => return refuse("cannot start", &e),
+    };
+
+    let reconciler = match reconcile::start(&config, metrics.clone(), &env) {
+        Ok(r) => r,
+        Err(e) => return refuse("cannot start", &e),
+    };
+
+    let readiness = Readiness::default();
+    let endpoint_stop = CancellationToken::new();
+    let endpoint_task = match config.metrics.listen {
+        Some(listen) => match endpoint::bind(listen, metrics.clone(), readiness.clone()).await {
+            Ok(ep) => {
+                tracing::info!(addr = %ep.addr, "serving /metrics, /healthz and /readyz");
+                let stop = endpoint_stop.clone();
+                Some(tokio::spawn(async move {
+                    if let Err(e) = ep.serve(stop).await {
+                        tracing::error!(error = %chain(&e), "the metrics endpoint stopped");
+                    }
+                }))
+            }
+            Err(e) => {
+                reconciler.shutdown().await;
+                return refuse("cannot start", &e);
+            }
+        },
+        None => None,
+    };
+
+    let triggers = Triggers::new();
+    let background = CancellationToken::new();
+    let forward_stop = background.child_token();
+    let forward = triggers.spawn_forward(events, Trigger::FileChange, forward_stop.clone());
+    let resync_stop = background.child_token();
+    let resync = triggers.spawn_resync(resync_period(&config), resync_stop.clone());
+    let watchdog = notifier.spawn_watchdog(background.clone());
+
+    let desired = manifests.desired();
+    readiness.set_ready(true, "");
+    warn_notify(notifier.ready());
+    warn_notify(notifier.status(&format!(
+        "{} links declared in {} project(s); first pass starting",
+        desired.link_count(),
+        desired.projects.len()
+    )));
+    tracing::info!(
+        config = %config.source.display(),
+        links = desired.link_count(),
+        projects = desired.projects.len(),
+        ledger = %config.ledger.display(),
+        "atlas-linkd started"
+    );
+    triggers.trigger(Trigger::Startup);
+
+    let mut daemon = Daemon {
+        config,
+        config_path,
+        manifests: Arc::new(Mutex::new(manifests)),
+        desired,
+        reconciler,
+        metrics,
+        readiness: readiness.clone(),
+        notifier: notifier.clone(),
+        triggers,
+        background: background.clone(),
+        watcher,
+        forward_stop,
+        resync_stop,
+        last_converged: None,
+    };
+    let signals = daemon.run_loop(signals).await;
+
+    // A second SIGTERM/SIGINT during the drain exits at once.
+    let mut signals = signals;
+    tokio::spawn(async move {
+        loop {
+            if signals.recv().await == SignalEvent::ExitNow {
+                eprintln!("atlas-linkd: second signal: exiting without finishing the shutdown");
+                std::process::exit(1);
+            }
+        }
+    });
+
+    readiness.set_ready(false, "shutting down");
+    background.cancel();
+    let Daemon {
+        reconciler,
+        watcher,
+        ..
+    } = daemon;
+    drop(watcher);
+    for task in [Some(forward), Some(resync), watchdog]
+        .into_iter()
+        .flatten()
+    {
+        let _ = task.await;
+    }
+    endpoint_stop.cancel();
+    if let Some(task) = endpoint_task
+        && tokio::time::timeout(Duration::from_secs(ENDPOINT_DRAIN_SECS), task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the metrics endpoint did not stop in time; leaving it");
+    }
+    reconciler.shutdown().await;
+    tracing::info!("atlas-linkd stopped");
+    ExitCode::SUCCESS
+}
+
+fn resync_period(config: &Config) -> Duration {
+    Duration::from_secs(config.reconcile.resync_interval_secs.max(1))
+}
+
+struct Daemon {
+    config: Config,
+    config_path: PathBuf,
+    /// Shared with the blocking task that re-reads the files.
+    manifests: Arc<Mutex<ManifestSet>>,
+    desired: Arc<DesiredState>,
+    reconciler: Reconciler,
+    metrics: Metrics,
+    readiness: Readiness,
+    notifier: Notifier,
+    triggers: Triggers,
+    background: CancellationToken,
+    watcher: ManifestWatcher,
+    forward_stop: CancellationToken,
+    resync_stop: CancellationToken,
+    last_converged: Option<i64>,
+}
+
+impl Daemon {
+    /// Passes until the first SIGTERM/SIGINT; returns the signal stream for the shutdown to keep
+    /// listening on.
+    async fn run_loop(&mut self, mut signals: Signals) -> Signals {
+        loop {
+            let wake = tokio::select! {
+                ev = signals.recv() => match ev {
+                    SignalEvent::Reload => {
+                        self.triggers.trigger(Trigger::Reload);
+                        continue;
+                    }
+                    SignalEvent::Shutdown | SignalEvent::ExitNow => {
+                        self.stopping("idle");
+                        return signals;
+                    }
+                },
+                wake = self.triggers.next() => wake,
+            };
+            if wake.needs_reload() {
+                self.reload();
+            }
+            let cancel = CancellationToken::new();
+            let mut stop = false;
+            let triggers = self.triggers.clone();
+            let notifier = self.notifier.clone();
+            let pass = self.pass(&wake, cancel.clone());
+            tokio::pin!(pass);
+            loop {
+                tokio::select! {
+                    () = &mut pass => break,
+                    ev = signals.recv() => match ev {
+                        SignalEvent::Reload => triggers.trigger(Trigger::Reload),
+                        SignalEvent::Shutdown => {
+                            tracing::info!("stopping: no new calls; waiting for the calls in flight (signal again to exit at once)");
+                            warn_notify(notifier.stopping());
+                            cancel.cancel();
+                            stop = true;
+                        }
+                        SignalEvent::ExitNow => {
+                            eprintln!("atlas-linkd: second signal: exiting without waiting for the calls in flight");
+                            std::process::exit(1);
+                        }
+                    },
+                }
+            }
+            if stop {
+                return signals;
+            }
+        }
+    }
+
+    fn stopping(&self, during: &str) {
+        tracing::info!(during, "stopping");
+        warn_notify(self.notifier.stopping());
+    }
+
+    /// One pass: re-read the manifests, reconcile, report.
+    async fn pass(&mut self, wake: &Wake, cancel: CancellationToken) {
+        let started = Instant::now();
+        warn_notify(self.notifier.status(&format!(
+            "pass running ({wake}); {}",
+            self.last_status_tail()
+        )));
+        let refresh = self.refresh_manifests().await;
+        self.metrics
+            .manifest_errors
+            .set(i64::try_from(refresh.invalid_files).unwrap_or(i64::MAX));
+
+        // Start-up, resync and reload passes list every managed project: they refresh the recorded
+        // Atlas states and notice connections deleted behind our back. A file change only needs the
+        // projects with something to create.
+        let list_all = wake.contains(Trigger::Startup)
+            || wake.contains(Trigger::Resync)
+            || wake.contains(Trigger::Reload);
+        let options = PassOptions {
+            list_all,
+            cancel,
+            progress: None,
+        };
+        let desired = self.desired.clone();
+        let result = self.reconciler.run_pass(&desired, &options).await;
+        let elapsed = started.elapsed();
+        self.metrics
+            .reconcile_duration_seconds
+            .observe(elapsed.as_secs_f64());
+        match result {
+            Ok(report) => self.after_pass(wake, &report, &refresh, elapsed),
+            Err(e) => {
+                let reason = chain(&e);
+                tracing::error!(trigger = %wake, error = %reason, "pass failed");
+                self.metrics
+                    .reconcile_passes_total
+                    .with_label_values(&[pass_result::ERROR])
+                    .inc();
+                self.readiness
+                    .set_ready(false, format!("the last pass failed: {reason}"));
+                warn_notify(self.notifier.status(&format!(
+                    "last pass FAILED at {}: {reason}",
+                    format_unix(reconcile::now_unix())
+                )));
+            }
+        }
+    }
+
+    fn after_pass(
+        &mut self,
+        wake: &Wake,
+        report: &PassReport,
+        refresh: &Refresh,
+        elapsed: Duration,
+    ) {
+        let converged = report.converged();
+        let result = if converged {
+            pass_result::CONVERGED
+        } else {
+            pass_result::PARTIAL
+        };
+        self.metrics
+            .reconcile_passes_total
+            .with_label_values(&[result])
+            .inc();
+        let now = reconcile::now_unix();
+        if converged {
+            self.metrics
+                .last_converged_timestamp_seconds
+                .set(now as f64);
+            self.last_converged = Some(now);
+        }
+        self.readiness.set_ready(true, "");
+        let good = report.created.len() + report.adopted.len() + report.unchanged;
+        tracing::info!(
+            trigger = %wake,
+            result,
+            declared = report.desired,
+            created = report.created.len(),
+            adopted = report.adopted.len(),
+            unchanged = report.unchanged,
+            failed = report.failed.len(),
+            waiting = report.waiting.len(),
+            not_attempted = report.not_attempted.len(),
+            changed = report.changed.len(),
+            orphaned = report.orphaned.len(),
+            conflicts = report.conflicts,
+            api_calls = report.api_calls,
+            rate_limited = report.rate_limited,
+            interrupted = report.interrupted,
+            invalid_manifest_files = refresh.invalid_files,
+            duration_ms = elapsed.as_millis() as u64,
+            "pass done: {good}/{} links converged",
+            report.desired
+        );
+        if !report.orphaned.is_empty() {
+            tracing::warn!(
+                orphaned = report.orphaned.len(),
+                "links in the ledger are no longer declared; atlas-linkd never deletes them (see `atlas-linkd plan`)"
+            );
+        }
+        let mut status = format!(
+            "{good}/{} links converged, last pass {}",
+            report.desired,
+            format_unix(now)
+        );
+        if !converged {
+            status.push_str(&format!(
+                " ({} failed, {} waiting, {} not attempted)",
+                report.failed.len(),
+                report.waiting.len(),
+                report.not_attempted.len()
+            ));
+        }
+        if refresh.invalid_files > 0 {
+            status.push_str(&format!(
+                "; {} manifest file(s) invalid, last good version in use",
+                refresh.invalid_files
+            ));
+        }
+        warn_notify(self.notifier.status(&status));
+    }
+
+    fn last_status_tail(&self) -> String {
+        match self.last_converged {
+            Some(t) => format!("last converged {}", format_unix(t)),
+            None => "not converged yet".to_owned(),
+        }
+    }
+
+    /// Re-reads every manifest off the async threads, logging each problem.
+    async fn refresh_manifests(&mut self) -> Refresh {
+        let set = self.manifests.clone();
+        let paths = self.config.manifests.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+            let refresh = set.refresh(&paths);
+            (refresh, set.desired())
+        })
+        .await;
+        let (refresh, desired) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "re-reading the manifests failed; keeping the last good versions");
+                return Refresh {
+                    invalid_files: 1,
+                    ..Refresh::default()
+                };
+            }
+        };
+        for p in &refresh.problems {
+            tracing::error!(
+                file = %p.file.display(),
+                problem = %p,
+                "manifest problem; this file's last good version stays in use"
+            );
+        }
+        for f in &refresh.removed {
+            tracing::info!(file = %f.display(), "manifest file removed; its links are no longer declared (never deleted)");
+        }
+        if refresh.changed {
+            tracing::info!(
+                links = desired.link_count(),
+                projects = desired.projects.len(),
+                "manifests changed"
+            );
+        }
+        self.desired = desired;
+        refresh
+    }
+
+    /// SIGHUP: re-read the config. An invalid one is refused and the running one kept; settings that
+    /// only apply at start-up are named in a warning and keep their running values.
+    fn reload(&mut self) {
+        warn_notify(self.notifier.reloading());
+        match Config::load(&self.config_path, &env) {
+            Ok(new) => self.apply(new),
+            Err(e) => tracing::error!(
+                config = %self.config_path.display(),
+                error = %chain(&e),
+                "refusing the new config; still running on the previous one"
+            ),
+        }
+        warn_notify(self.notifier.ready());
+    }
+
+    fn apply(&mut self, new: Config) {
+        let old = &self.config;
+        let mut restart_only = Vec::new();
+        if new.ledger != old.ledger {
+            restart_only.push("ledger");
+        }
+        if new.metrics != old.metrics {
+            restart_only.push("metrics.listen");
+        }
+        if new.atlas.base_url != old.atlas.base_url {
+            restart_only.push("atlas.base_url");
+        }
+        if new.atlas.auth != old.atlas.auth {
+            restart_only.push("atlas.auth");
+        }
+        if new.atlas.timeout_secs != old.atlas.timeout_secs {
+            restart_only.push("atlas.timeout_secs");
+        }
+        if new.log != old.log {
+            restart_only.push("log.format");
+        }
+        if !restart_only.is_empty() {
+            tracing::warn!(
+                settings = restart_only.join(", "),
+                "these settings changed but apply only at start-up; restart atlas-linkd to use them (running values kept)"
+            );
+        }
+        let effective = Config {
+            ledger: old.ledger.clone(),
+            metrics: old.metrics,
+            atlas: old.atlas.clone(),
+            log: old.log,
+            ..new
+        };
+
+        if effective.manifests != old.manifests {
+            match watch_manifests(
+                &effective.manifests,
+                Duration::from_millis(WATCH_DEBOUNCE_MS),
+            ) {
+                Ok((watcher, events)) => {
+                    self.forward_stop.cancel();
+                    self.forward_stop = self.background.child_token();
+                    self.triggers.spawn_forward(
+                        events,
+                        Trigger::FileChange,
+                        self.forward_stop.clone(),
+                    );
+                    self.watcher = watcher;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = %chain(&e),
+                        "refusing the new config: its manifests cannot be watched; still running on the previous one"
+                    );
+                    return;
+                }
+            }
+        }
+        if effective.reconcile != old.reconcile
+            || effective.rate_limit != old.rate_limit
+            || effective.retry != old.retry
+        {
+            self.reconciler.set_policy(Policy::from_config(&effective));
+        }
+        if effective.reconcile.resync_interval_secs != old.reconcile.resync_interval_secs {
+            self.resync_stop.cancel();
+            self.resync_stop = self.background.child_token();
+            self.triggers
+                .spawn_resync(resync_period(&effective), self.resync_stop.clone());
+        }
+        tracing::info!(config = %effective.source.display(), "config reloaded");
+        self.config = effective;
+    }
+}
