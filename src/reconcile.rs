@@ -80,7 +80,12 @@ impl Policy {
     fn quota(&self) -> Quota {
         let refill = self.bucket_refill.max(1);
         let per_token = (self.bucket_period / refill).max(Duration::from_nanos(1));
-        let burst = NonZeroU32::new(self.bucket_capacity.max(1)).unwrap_or(NonZeroU32::MIN);
+        // One token of headroom. After an idle spell both buckets are full, and Atlas's refill restarts
+        // when our first call *arrives*, ours when it is *sent*; calls that then arrive sooner after
+        // their send than that first one did would find Atlas a fraction of a token short. One
+        // token covers a difference in delivery delays of one refill period (120 ms at Atlas's rate).
+        let burst = NonZeroU32::new(self.bucket_capacity.saturating_sub(1).max(1))
+            .unwrap_or(NonZeroU32::MIN);
         // `with_period` refuses only a zero period, which `max` above rules out.
         Quota::with_period(per_token)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))

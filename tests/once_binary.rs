@@ -2,7 +2,7 @@
 
 mod common;
 
-use atlas_linkd::fake::FakeConfig;
+use atlas_linkd::fake::{DuplicateMode, FakeConfig};
 use atlas_linkd::ledger::{Ledger, Phase};
 use common::{eventually, harness};
 use std::process::Stdio;
@@ -82,8 +82,10 @@ async fn converged_run_exits_0_and_writes_the_metrics_file() {
 
 #[tokio::test]
 async fn killed_mid_pass_then_run_again_every_link_exists_exactly_once() {
+    // Atlas may create a duplicate rather than refuse it: the rerun must not rely on a 409.
     let fake = FakeConfig {
         latency_ms: 150,
+        duplicates: DuplicateMode::Create,
         ..FakeConfig::default()
     };
     let h = harness(
