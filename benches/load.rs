@@ -125,7 +125,7 @@ fn write_ledger(manifests: &Path, ledger: &Path) {
         .map(|(i, link)| Change::Adopted {
             key: link.key.clone(),
             spec: link.spec.clone(),
-            fingerprint: link.fingerprint.clone(),
+            fingerprint: link.fingerprint,
             atlas_id: format!("{i:024x}"),
             remote_state: Some(RemoteState::Done),
             remote_error: None,

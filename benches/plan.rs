@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for l in 0..LINKS_PER_PROJECT {
             let name = format!("link-{l:03}");
             let source = Source {
-                file: PathBuf::from(format!("manifests/p{p}.yaml")),
+                file: PathBuf::from(format!("manifests/p{p}.yaml")).into(),
                 line: Some(l * 6 + 4),
             };
             let link = DesiredLink::new(
@@ -108,7 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|(i, link)| Change::Adopted {
                 key: link.key.clone(),
                 spec: link.spec.clone(),
-                fingerprint: link.fingerprint.clone(),
+                fingerprint: link.fingerprint,
                 atlas_id: atlas_id(i / LINKS_PER_PROJECT, i % LINKS_PER_PROJECT),
                 remote_state: Some(RemoteState::Done),
                 remote_error: None,

@@ -1105,6 +1105,7 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
         })
         .collect();
 
+    let shared_file: std::sync::Arc<Path> = std::sync::Arc::from(file);
     let projects: Vec<ProjectManifest> = raw
         .into_iter()
         .map(|(doc, p)| {
@@ -1119,7 +1120,7 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
                             key,
                             spec,
                             Source {
-                                file: file.to_path_buf(),
+                                file: shared_file.clone(),
                                 line,
                             },
                         ),
@@ -1240,7 +1241,7 @@ fn combine<'a>(files: impl IntoIterator<Item = &'a FileManifest>) -> (DesiredSta
                     continue;
                 }
                 where_named.insert(key.clone(), (&f.file, l.link.source.line, lpath.clone()));
-                let spec_key = (p.group_id.clone(), l.link.fingerprint.clone());
+                let spec_key = (p.group_id.clone(), l.link.fingerprint);
                 if let Some((ofile, oline, opath, oname)) = by_spec.get(&spec_key) {
                     problems.push(Problem {
                         file: f.file.clone(),

@@ -7,12 +7,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 /// An Atlas project id: 24 lower-case hex digits (`^[a-f0-9]{24}$`).
+// Shared, not owned: every link key, ledger record and plan action names its project, and with
+// 100,000 links a `String` per key cost megabytes and an allocation each.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct GroupId(String);
+pub struct GroupId(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an Atlas project id: expected 24 lower-case hex digits")]
@@ -22,7 +25,7 @@ impl GroupId {
     pub fn parse(s: &str) -> Result<Self, InvalidGroupId> {
         let ok = s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if ok {
-            Ok(GroupId(s.to_owned()))
+            Ok(GroupId(Arc::from(s)))
         } else {
             Err(InvalidGroupId(s.to_owned()))
         }
@@ -42,7 +45,7 @@ impl TryFrom<String> for GroupId {
 
 impl From<GroupId> for String {
     fn from(g: GroupId) -> String {
-        g.0
+        g.0.as_ref().to_owned()
     }
 }
 
@@ -266,21 +269,64 @@ fn is_generic(v: &Vendor) -> bool {
     *v == Vendor::Generic
 }
 
-/// A stable digest of a normalised `LinkSpec`: hex SHA-256 of its canonical JSON.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Fingerprint(pub String);
+/// A stable digest of a normalised `LinkSpec`: SHA-256 of its canonical JSON.
+///
+/// Held as the 32 raw bytes (one per link is kept in memory, and hashed and compared when
+/// planning); written as 64 lower-case hex digits everywhere it leaves the process (Display,
+/// serde, the ledger).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
 
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl Fingerprint {
+    /// The 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits, as `to_hex` writes them.
+    pub fn from_hex(s: &str) -> Option<Fingerprint> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Fingerprint(out))
+    }
+
+    /// The first 12 hex digits, for humans.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
     }
 }
 
-impl Fingerprint {
-    /// The first 12 hex digits, for humans.
-    pub fn short(&self) -> &str {
-        self.0.get(..12).unwrap_or(&self.0)
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 64];
+        // Encoding 32 bytes into 64 cannot fail; an empty string would only hide a bug.
+        match hex::encode_to_slice(self.0, &mut buf) {
+            Ok(()) => f.write_str(std::str::from_utf8(&buf).unwrap_or_default()),
+            Err(_) => Err(fmt::Error),
+        }
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Fingerprint::from_hex(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a fingerprint: expected 64 hex digits"
+            ))
+        })
     }
 }
 
@@ -315,7 +361,7 @@ impl LinkSpec {
 
     pub fn fingerprint(&self) -> Fingerprint {
         let canonical = self.clone().normalised().to_json();
-        Fingerprint(hex::encode(Sha256::digest(canonical.as_bytes())))
+        Fingerprint(Sha256::digest(canonical.as_bytes()).into())
     }
 
     /// Whether a connection Atlas reports is the one this spec asks for.
@@ -486,9 +532,15 @@ pub struct RemoteConnection {
 /// Where a declared link came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
-    pub file: PathBuf,
+    /// Shared by every link of the file (build it with `Arc::from(path_buf)` or `.into()`).
+    #[serde(serialize_with = "serialize_path")]
+    pub file: Arc<Path>,
     /// 1-based line of the link in its file, where the parser knows it.
     pub line: Option<usize>,
+}
+
+fn serialize_path<S: serde::Serializer>(path: &Arc<Path>, s: S) -> Result<S::Ok, S::Error> {
+    path.as_ref().serialize(s)
 }
 
 impl fmt::Display for Source {
@@ -513,7 +565,8 @@ impl DesiredLink {
     /// Builds a link from a spec, normalising it and computing its fingerprint.
     pub fn new(key: LinkKey, spec: LinkSpec, source: Source) -> DesiredLink {
         let spec = spec.normalised();
-        let fingerprint = spec.fingerprint();
+        // Already normal: hash it as is, rather than clone and normalise again in `fingerprint`.
+        let fingerprint = Fingerprint(Sha256::digest(spec.to_json().as_bytes()).into());
         DesiredLink {
             key,
             spec,

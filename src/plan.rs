@@ -405,8 +405,8 @@ pub fn plan(
                         actions.push(Action::Changed {
                             key: link.key.clone(),
                             atlas_id: r.atlas_id.clone(),
-                            recorded: r.fingerprint.clone(),
-                            desired: link.fingerprint.clone(),
+                            recorded: r.fingerprint,
+                            desired: link.fingerprint,
                         });
                         continue;
                     }
@@ -513,7 +513,7 @@ mod tests {
             LinkKey::new(g(group), name),
             spec,
             Source {
-                file: PathBuf::from("m.yaml"),
+                file: PathBuf::from("m.yaml").into(),
                 line: Some(3),
             },
         )
@@ -547,7 +547,7 @@ mod tests {
         Record {
             key: l.key.clone(),
             spec_json: l.spec.to_json(),
-            fingerprint: l.fingerprint.clone(),
+            fingerprint: l.fingerprint,
             atlas_id: atlas_id.map(str::to_owned),
             phase,
             remote_state: Some(RemoteState::Working),
@@ -802,8 +802,8 @@ mod tests {
             &Action::Changed {
                 key: new.key.clone(),
                 atlas_id: Some("r1".into()),
-                recorded: old.fingerprint.clone(),
-                desired: new.fingerprint.clone(),
+                recorded: old.fingerprint,
+                desired: new.fingerprint,
             }
         );
     }

@@ -544,7 +544,7 @@ impl Reconciler {
                         .apply(Change::Adopted {
                             key: link.key.clone(),
                             spec: link.spec.clone(),
-                            fingerprint: link.fingerprint.clone(),
+                            fingerprint: link.fingerprint,
                             atlas_id: remote.id.clone(),
                             remote_state: remote.state.clone(),
                             remote_error: remote.error_message.clone(),
@@ -752,7 +752,7 @@ impl Reconciler {
             .apply(Change::Intent {
                 key: link.key.clone(),
                 spec: link.spec.clone(),
-                fingerprint: link.fingerprint.clone(),
+                fingerprint: link.fingerprint,
                 at_unix: now_unix(),
             })
             .await?;
@@ -912,7 +912,7 @@ impl Reconciler {
                 .apply(Change::Adopted {
                     key: link.key.clone(),
                     spec: link.spec.clone(),
-                    fingerprint: link.fingerprint.clone(),
+                    fingerprint: link.fingerprint,
                     atlas_id: remote.id.clone(),
                     remote_state: remote.state.clone(),
                     remote_error: remote.error_message.clone(),
@@ -966,7 +966,7 @@ impl Reconciler {
             .apply(Change::Failed {
                 key: link.key.clone(),
                 spec: link.spec.clone(),
-                fingerprint: link.fingerprint.clone(),
+                fingerprint: link.fingerprint,
                 error: reason.clone(),
                 next_attempt_unix: now.saturating_add(wait.as_secs() as i64),
                 at_unix: now,
