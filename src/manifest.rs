@@ -22,6 +22,7 @@ use crate::model::{
 };
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -1141,8 +1142,7 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
         file: file.to_path_buf(),
         projects,
     };
-    let (_, clashes) = combine(std::iter::once(&manifest));
-    problems.extend(clashes);
+    problems.extend(clashes(std::iter::once(&manifest)));
     if problems.is_empty() {
         Ok(manifest)
     } else {
@@ -1182,23 +1182,24 @@ fn location(file: &Path, line: Option<usize>, path: &str) -> String {
     }
 }
 
-/// Merges files into one desired state and reports what clashes between them: a link name used
-/// twice in a project, two links of a project asking for the same connection, a project given two
-/// different names.
-fn combine<'a>(files: impl IntoIterator<Item = &'a FileManifest>) -> (DesiredState, Vec<Problem>) {
-    let mut state = DesiredState::default();
+/// Where a link or project entry was first seen, for clash messages.
+type Seen<'a> = (&'a Path, &'a ProjectManifest, &'a LinkManifest);
+
+/// Reports what clashes within and between files: a link name used twice in a project, two links
+/// of a project asking for the same connection, a project given two different names.
+///
+/// Borrows everything: keys are references and paths are only formatted for a problem, so a
+/// check of 100,000 links allocates little more than its hash tables.
+fn clashes<'a>(files: impl IntoIterator<Item = &'a FileManifest>) -> Vec<Problem> {
     let mut problems = Vec::new();
-    // Where a link was first seen: file, line, path, and (for specs) its name.
-    type Seen<'p> = (&'p Path, Option<usize>, String, String);
-    let mut by_spec: HashMap<(GroupId, Fingerprint), Seen<'_>> = HashMap::new();
-    let mut where_named: HashMap<LinkKey, (&Path, Option<usize>, String)> = HashMap::new();
-    let mut labels: HashMap<GroupId, (String, &Path, Option<usize>, String)> = HashMap::new();
+    let mut by_spec: HashMap<(&GroupId, Fingerprint), Seen<'a>> = HashMap::new();
+    let mut where_named: HashMap<(&GroupId, &str), Seen<'a>> = HashMap::new();
+    let mut labels: HashMap<&GroupId, (&str, &Path, &ProjectManifest)> = HashMap::new();
     for f in files {
         for p in &f.projects {
-            let project = state.projects.entry(p.group_id.clone()).or_default();
             if let Some(label) = &p.label {
                 match labels.get(&p.group_id) {
-                    Some((other, ofile, oline, opath)) if other != label => {
+                    Some((other, ofile, op)) if other != label => {
                         problems.push(Problem {
                             file: f.file.clone(),
                             line: p.line,
@@ -1208,72 +1209,93 @@ fn combine<'a>(files: impl IntoIterator<Item = &'a FileManifest>) -> (DesiredSta
                             message: format!(
                                 "project {} is named `{label}` here but `{other}` at {}: use one name",
                                 p.group_id,
-                                location(ofile, *oline, opath)
+                                location(ofile, op.line, &op.path())
                             ),
                         });
                     }
                     Some(_) => {}
                     None => {
-                        labels.insert(
-                            p.group_id.clone(),
-                            (label.clone(), &f.file, p.line, p.path()),
-                        );
-                        project.label = Some(label.clone());
+                        labels.insert(&p.group_id, (label, &f.file, p));
                     }
                 }
             }
+            where_named.reserve(p.links.len());
+            by_spec.reserve(p.links.len());
             for l in &p.links {
-                let lpath = link_path(p, l);
                 let key = &l.link.key;
-                if let Some((ofile, oline, opath)) = where_named.get(key) {
-                    problems.push(Problem {
-                        file: f.file.clone(),
-                        line: l.link.source.line,
-                        column: None,
-                        path: format!("{lpath}.name"),
-                        link: Some(key.name.clone()),
-                        message: format!(
-                            "link name used twice in project {}: also at {}; rename one",
-                            p.group_id,
-                            location(ofile, *oline, opath)
-                        ),
-                    });
-                    continue;
+                let seen: Seen<'a> = (&f.file, p, l);
+                match where_named.entry((&p.group_id, &key.name)) {
+                    Entry::Occupied(o) => {
+                        let (ofile, op, ol) = *o.get();
+                        problems.push(Problem {
+                            file: f.file.clone(),
+                            line: l.link.source.line,
+                            column: None,
+                            path: format!("{}.name", link_path(p, l)),
+                            link: Some(key.name.clone()),
+                            message: format!(
+                                "link name used twice in project {}: also at {}; rename one",
+                                p.group_id,
+                                location(ofile, ol.link.source.line, &link_path(op, ol))
+                            ),
+                        });
+                        continue;
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(seen);
+                    }
                 }
-                where_named.insert(key.clone(), (&f.file, l.link.source.line, lpath.clone()));
-                let spec_key = (p.group_id.clone(), l.link.fingerprint);
-                if let Some((ofile, oline, opath, oname)) = by_spec.get(&spec_key) {
-                    problems.push(Problem {
-                        file: f.file.clone(),
-                        line: l.link.source.line,
-                        column: None,
-                        path: lpath,
-                        link: Some(key.name.clone()),
-                        message: format!(
-                            "asks for the same connection as link `{oname}` at {}: Atlas would get it twice; remove one",
-                            location(ofile, *oline, opath)
-                        ),
-                    });
-                    continue;
+                match by_spec.entry((&p.group_id, l.link.fingerprint)) {
+                    Entry::Occupied(o) => {
+                        let (ofile, op, ol) = *o.get();
+                        problems.push(Problem {
+                            file: f.file.clone(),
+                            line: l.link.source.line,
+                            column: None,
+                            path: link_path(p, l),
+                            link: Some(key.name.clone()),
+                            message: format!(
+                                "asks for the same connection as link `{}` at {}: Atlas would get it twice; remove one",
+                                ol.link.key.name,
+                                location(ofile, ol.link.source.line, &link_path(op, ol))
+                            ),
+                        });
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(seen);
+                    }
                 }
-                by_spec.insert(
-                    spec_key,
-                    (&f.file, l.link.source.line, lpath, key.name.clone()),
-                );
-                project.links.insert(key.name.clone(), l.link.clone());
             }
         }
     }
-    (state, problems)
+    problems
+}
+
+/// Moves the links of files that are known to be free of clashes into one desired state.
+fn combine(files: impl IntoIterator<Item = FileManifest>) -> DesiredState {
+    let mut state = DesiredState::default();
+    for f in files {
+        for p in f.projects {
+            let project = state.projects.entry(p.group_id).or_default();
+            if project.label.is_none() {
+                project.label = p.label;
+            }
+            for l in p.links {
+                project.links.insert(l.link.key.name.clone(), l.link);
+            }
+        }
+    }
+    state
 }
 
 /// Merges validated files into the desired state, with the checks that span files.
 pub fn merge<'a>(
     files: impl IntoIterator<Item = &'a FileManifest>,
 ) -> Result<DesiredState, Problems> {
-    let (state, problems) = combine(files);
+    let files: Vec<&FileManifest> = files.into_iter().collect();
+    let problems = clashes(files.iter().copied());
     if problems.is_empty() {
-        Ok(state)
+        Ok(combine(files.into_iter().cloned()))
     } else {
         Err(Problems(problems))
     }
@@ -1323,13 +1345,11 @@ pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
         }
     }
     // Clashes between the good files are worth reporting even when others are broken.
-    match merge(&good) {
-        Ok(state) if problems.is_empty() => Ok(state),
-        Ok(_) => Err(Problems(problems)),
-        Err(Problems(p)) => {
-            problems.extend(p);
-            Err(Problems(problems))
-        }
+    problems.extend(clashes(&good));
+    if problems.is_empty() {
+        Ok(combine(good))
+    } else {
+        Err(Problems(problems))
     }
 }
 
