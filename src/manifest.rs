@@ -22,9 +22,11 @@ use crate::model::{
 };
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 /// One thing wrong with the manifests, located as precisely as the parser allows.
@@ -302,13 +304,13 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn key_str(k: &Value) -> String {
+fn key_str(k: &Value) -> Cow<'_, str> {
     match k {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => "null".into(),
-        _ => "<complex key>".into(),
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Number(n) => Cow::Owned(n.to_string()),
+        Value::Bool(b) => Cow::Owned(b.to_string()),
+        Value::Null => Cow::Borrowed("null"),
+        _ => Cow::Borrowed("<complex key>"),
     }
 }
 
@@ -827,7 +829,7 @@ fn walk_document(ctx: &mut FileCtx, doc: &Value, out: &mut Vec<(usize, RawProjec
             projects = Some(v);
         } else {
             let msg = unknown_key_message(&key, &TOP_KEYS, "a manifest document");
-            ctx.problem(key, None, msg);
+            ctx.problem(key.into_owned(), None, msg);
         }
     }
     let projects = match projects {
@@ -871,7 +873,7 @@ fn walk_project(ctx: &mut FileCtx, pi: usize, project: &Value) -> Option<RawProj
     for (k, v) in map {
         let key = key_str(k);
         let path = format!("{ppath}.{key}");
-        match key.as_str() {
+        match &*key {
             "groupId" => {
                 has_group_id = true;
                 match ctx.string(v, &path, None) {
@@ -1028,15 +1030,21 @@ fn walk_link(
     });
     let mut ok = name.is_some();
     let mut fields = defaults.clone();
+    // One buffer for every field's path: most are never needed (no problem to report).
+    let mut fpath = String::with_capacity(path.len() + 32);
     for (k, v) in map {
         let key = key_str(k);
         if key == "name" {
             continue;
         }
-        let fpath = format!("{path}.{key}");
+        fpath.clear();
+        fpath.push_str(path);
+        fpath.push('.');
+        fpath.push_str(&key);
         if ctx.field(&mut fields, Origin::Link, &key, v, &fpath, shown) {
             continue;
         }
+        let fpath = fpath.clone();
         ok = false;
         if !ctx.read_only(&key, fpath.clone(), shown) {
             let mut known: Vec<&str> = vec!["name"];
@@ -1182,6 +1190,50 @@ fn location(file: &Path, line: Option<usize>, path: &str) -> String {
     }
 }
 
+/// A fast, non-keyed hash (the one rustc uses) for the clash and line tables. Their keys come
+/// from the operator's own files, so SipHash's defence against crafted collisions buys nothing,
+/// and it was the largest cost of the clash checks.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+
 /// Where a link or project entry was first seen, for clash messages.
 type Seen<'a> = (&'a Path, &'a ProjectManifest, &'a LinkManifest);
 
@@ -1192,9 +1244,9 @@ type Seen<'a> = (&'a Path, &'a ProjectManifest, &'a LinkManifest);
 /// check of 100,000 links allocates little more than its hash tables.
 fn clashes<'a>(files: impl IntoIterator<Item = &'a FileManifest>) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut by_spec: HashMap<(&GroupId, Fingerprint), Seen<'a>> = HashMap::new();
-    let mut where_named: HashMap<(&GroupId, &str), Seen<'a>> = HashMap::new();
-    let mut labels: HashMap<&GroupId, (&str, &Path, &ProjectManifest)> = HashMap::new();
+    let mut by_spec: FxMap<(&GroupId, Fingerprint), Seen<'a>> = FxMap::default();
+    let mut where_named: FxMap<(&GroupId, &str), Seen<'a>> = FxMap::default();
+    let mut labels: FxMap<&GroupId, (&str, &Path, &ProjectManifest)> = FxMap::default();
     for f in files {
         for p in &f.projects {
             if let Some(label) = &p.label {
@@ -1345,14 +1397,14 @@ pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
 /// Lines (and columns) of the paths a file's problems and links need.
 #[derive(Default)]
 struct LineIndex {
-    paths: HashMap<(usize, String), (usize, usize)>,
-    links: HashMap<(usize, usize, usize), usize>,
-    projects: HashMap<(usize, usize), usize>,
+    paths: FxMap<(usize, String), (usize, usize)>,
+    links: FxMap<(usize, usize, usize), usize>,
+    projects: FxMap<(usize, usize), usize>,
 }
 
 impl LineIndex {
     fn build(text: &str, pending: &[Pending], raw: &[(usize, RawProject)]) -> LineIndex {
-        let mut wanted: HashSet<(usize, &str)> = HashSet::new();
+        let mut wanted: FxSet<(usize, &str)> = FxSet::default();
         for p in pending.iter().filter(|p| p.line.is_none()) {
             // A missing field has no line of its own; its parent's line is where to add it.
             let mut path = p.path.as_str();
@@ -1368,7 +1420,7 @@ impl LineIndex {
         if wanted.is_empty() && raw.is_empty() {
             return index;
         }
-        let want_projects: HashSet<usize> = raw.iter().map(|(d, _)| *d).collect();
+        let want_projects: FxSet<usize> = raw.iter().map(|(d, _)| *d).collect();
         let mut buf = String::new();
         let docs = scan(text, |doc, frames, line, col| {
             if let [
