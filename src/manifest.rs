@@ -1068,14 +1068,16 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
         pending: Vec::new(),
         doc: 0,
     };
-    let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(text) {
+    let mut raw = Vec::new();
+    // Each document's tree is walked and dropped before the next is parsed.
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        ctx.doc = i;
         match Value::deserialize(de) {
-            Ok(v) => docs.push(v),
+            Ok(doc) => walk_document(&mut ctx, &doc, &mut raw),
             Err(e) => {
                 let loc = e.location();
                 ctx.pending.push(Pending {
-                    doc: docs.len(),
+                    doc: i,
                     path: String::new(),
                     link: None,
                     message: format!("invalid YAML: {}", yaml_message(&e)),
@@ -1087,12 +1089,6 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
             }
         }
     }
-    let mut raw = Vec::new();
-    for (i, doc) in docs.iter().enumerate() {
-        ctx.doc = i;
-        walk_document(&mut ctx, doc, &mut raw);
-    }
-    drop(docs);
 
     let lines = LineIndex::build(text, &ctx.pending, &raw);
     let mut problems: Vec<Problem> = ctx
