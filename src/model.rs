@@ -695,6 +695,41 @@ mod tests {
     }
 
     #[test]
+    fn fingerprint_is_written_as_64_hex_digits_and_read_back() {
+        let fp = msk().fingerprint();
+        let hex = fp.to_string();
+        assert_eq!(hex.len(), 64);
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(fp.to_hex(), hex);
+        assert_eq!(fp.short(), hex[..12]);
+        assert_eq!(Fingerprint::from_hex(&hex), Some(fp));
+        assert_eq!(serde_json::to_string(&fp).unwrap(), format!("\"{hex}\""));
+        let back: Fingerprint = serde_json::from_str(&format!("\"{hex}\"")).unwrap();
+        assert_eq!(back, fp);
+        assert_eq!(Fingerprint::from_hex(&hex[..63]), None);
+        assert_eq!(Fingerprint::from_hex(&"zz".repeat(32)), None);
+        assert!(serde_json::from_str::<Fingerprint>("\"abc\"").is_err());
+    }
+
+    #[test]
+    fn desired_link_fingerprint_is_that_of_its_normal_form() {
+        let mut spec = msk();
+        spec.vendor = Vendor::Confluent;
+        spec.dns_sub_domain = Some(vec!["B".into(), "a".into()]);
+        let source = Source {
+            file: Path::new("m.yaml").into(),
+            line: None,
+        };
+        let key = LinkKey::new(GroupId::parse("32b6e34b3d91647abb20e7b8").unwrap(), "x");
+        let link = DesiredLink::new(key, spec.clone(), source);
+        assert_eq!(link.fingerprint, spec.fingerprint());
+        assert_eq!(link.spec, spec.normalised());
+    }
+
+    #[test]
     fn fingerprint_ignores_list_order_and_dns_case() {
         let mut a = msk();
         a.vendor = Vendor::Confluent;
