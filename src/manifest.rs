@@ -17,16 +17,15 @@
 //! (leaving the line out) on anything it does not fully understand, so a line shown is never wrong.
 
 use crate::model::{
-    AuthScheme, DesiredLink, DesiredProject, DesiredState, Fingerprint, GroupId, LinkKey, LinkSpec,
-    Provider, Source, Vendor,
+    AuthScheme, DesiredLink, DesiredProject, DesiredState, Fingerprint, FxMap, FxSet, GroupId,
+    LinkKey, LinkSpec, Provider, Source, Vendor,
 };
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 /// One thing wrong with the manifests, located as precisely as the parser allows.
@@ -1185,50 +1184,6 @@ fn location(file: &Path, line: Option<usize>, path: &str) -> String {
         None => format!("{} ({path})", file.display()),
     }
 }
-
-/// A fast, non-keyed hash (the one rustc uses) for the clash and line tables. Their keys come
-/// from the operator's own files, so SipHash's defence against crafted collisions buys nothing,
-/// and it was the largest cost of the clash checks.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// Where a link or project entry was first seen, for clash messages.
 type Seen<'a> = (&'a Path, &'a ProjectManifest, &'a LinkManifest);
