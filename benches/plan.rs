@@ -9,11 +9,12 @@
 
 use atlas_linkd::ledger::{Change, Ledger};
 use atlas_linkd::model::{
-    AuthScheme, DesiredLink, DesiredState, GroupId, LinkKey, LinkSpec, Provider, RemoteConnection,
-    RemoteState, Source, Vendor,
+    AuthScheme, DesiredLink, DesiredProject, DesiredState, GroupId, LinkKey, LinkSpec, Provider,
+    RemoteConnection, RemoteState, Source, Vendor,
 };
 use atlas_linkd::plan::{Listings, RemoteListing, plan};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PROJECTS: usize = 1_000;
@@ -80,23 +81,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("ledger.db");
 
+    // Built as `manifest::load` builds it: one file per project, shared by its links, and each
+    // project's map collected in one go (full B-tree nodes).
     let mut desired = DesiredState::default();
     for p in 0..PROJECTS {
         let group = GroupId::parse(&format!("{p:024x}"))?;
-        let project = desired.projects.entry(group.clone()).or_default();
-        for l in 0..LINKS_PER_PROJECT {
-            let name = format!("link-{l:03}");
-            let source = Source {
-                file: PathBuf::from(format!("manifests/p{p}.yaml")),
-                line: Some(l * 6 + 4),
-            };
-            let link = DesiredLink::new(
-                LinkKey::new(group.clone(), name.clone()),
-                spec(p, l),
-                source,
-            );
-            project.links.insert(name, link);
-        }
+        let file: Arc<Path> = PathBuf::from(format!("manifests/p{p}.yaml")).into();
+        let links = (0..LINKS_PER_PROJECT)
+            .map(|l| {
+                let name = format!("link-{l:03}");
+                let source = Source {
+                    file: file.clone(),
+                    line: Some(l * 6 + 4),
+                };
+                let key = LinkKey::new(group.clone(), name.clone());
+                (name, DesiredLink::new(key, spec(p, l), source))
+            })
+            .collect();
+        desired
+            .projects
+            .insert(group, DesiredProject { label: None, links });
     }
     let desired_mb = status_mb("VmRSS:");
 
@@ -108,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|(i, link)| Change::Adopted {
                 key: link.key.clone(),
                 spec: link.spec.clone(),
-                fingerprint: link.fingerprint.clone(),
+                fingerprint: link.fingerprint,
                 atlas_id: atlas_id(i / LINKS_PER_PROJECT, i % LINKS_PER_PROJECT),
                 remote_state: Some(RemoteState::Done),
                 remote_error: None,

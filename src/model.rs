@@ -6,13 +6,18 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::PathBuf;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
+use std::sync::Arc;
 
 /// An Atlas project id: 24 lower-case hex digits (`^[a-f0-9]{24}$`).
+// Shared, not owned: every link key, ledger record and plan action names its project, and with
+// 100,000 links a `String` per key cost megabytes and an allocation each.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct GroupId(String);
+pub struct GroupId(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an Atlas project id: expected 24 lower-case hex digits")]
@@ -22,7 +27,7 @@ impl GroupId {
     pub fn parse(s: &str) -> Result<Self, InvalidGroupId> {
         let ok = s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if ok {
-            Ok(GroupId(s.to_owned()))
+            Ok(GroupId(Arc::from(s)))
         } else {
             Err(InvalidGroupId(s.to_owned()))
         }
@@ -42,7 +47,7 @@ impl TryFrom<String> for GroupId {
 
 impl From<GroupId> for String {
     fn from(g: GroupId) -> String {
-        g.0
+        g.0.as_ref().to_owned()
     }
 }
 
@@ -266,21 +271,64 @@ fn is_generic(v: &Vendor) -> bool {
     *v == Vendor::Generic
 }
 
-/// A stable digest of a normalised `LinkSpec`: hex SHA-256 of its canonical JSON.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Fingerprint(pub String);
+/// A stable digest of a normalised `LinkSpec`: SHA-256 of its canonical JSON.
+///
+/// Held as the 32 raw bytes (one per link is kept in memory, and hashed and compared when
+/// planning); written as 64 lower-case hex digits everywhere it leaves the process (Display,
+/// serde, the ledger).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
 
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl Fingerprint {
+    /// The 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits, as `to_hex` writes them.
+    pub fn from_hex(s: &str) -> Option<Fingerprint> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Fingerprint(out))
+    }
+
+    /// The first 12 hex digits, for humans.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
     }
 }
 
-impl Fingerprint {
-    /// The first 12 hex digits, for humans.
-    pub fn short(&self) -> &str {
-        self.0.get(..12).unwrap_or(&self.0)
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 64];
+        // Encoding 32 bytes into 64 cannot fail; an empty string would only hide a bug.
+        match hex::encode_to_slice(self.0, &mut buf) {
+            Ok(()) => f.write_str(std::str::from_utf8(&buf).unwrap_or_default()),
+            Err(_) => Err(fmt::Error),
+        }
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Fingerprint::from_hex(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a fingerprint: expected 64 hex digits"
+            ))
+        })
     }
 }
 
@@ -315,7 +363,7 @@ impl LinkSpec {
 
     pub fn fingerprint(&self) -> Fingerprint {
         let canonical = self.clone().normalised().to_json();
-        Fingerprint(hex::encode(Sha256::digest(canonical.as_bytes())))
+        Fingerprint(Sha256::digest(canonical.as_bytes()).into())
     }
 
     /// Whether a connection Atlas reports is the one this spec asks for.
@@ -486,9 +534,15 @@ pub struct RemoteConnection {
 /// Where a declared link came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
-    pub file: PathBuf,
+    /// Shared by every link of the file (build it with `Arc::from(path_buf)` or `.into()`).
+    #[serde(serialize_with = "serialize_path")]
+    pub file: Arc<Path>,
     /// 1-based line of the link in its file, where the parser knows it.
     pub line: Option<usize>,
+}
+
+fn serialize_path<S: serde::Serializer>(path: &Arc<Path>, s: S) -> Result<S::Ok, S::Error> {
+    path.as_ref().serialize(s)
 }
 
 impl fmt::Display for Source {
@@ -499,6 +553,50 @@ impl fmt::Display for Source {
         }
     }
 }
+
+/// A fast, non-keyed hash (the one rustc uses) for the tables built per load and per plan: their
+/// keys come from the operator's own manifests, ledger and Atlas account, so SipHash's defence
+/// against crafted collisions buys nothing, and SipHash was the largest cost of the clash checks.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub(crate) type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// One declared, validated link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -513,7 +611,8 @@ impl DesiredLink {
     /// Builds a link from a spec, normalising it and computing its fingerprint.
     pub fn new(key: LinkKey, spec: LinkSpec, source: Source) -> DesiredLink {
         let spec = spec.normalised();
-        let fingerprint = spec.fingerprint();
+        // Already normal: hash it as is, rather than clone and normalise again in `fingerprint`.
+        let fingerprint = Fingerprint(Sha256::digest(spec.to_json().as_bytes()).into());
         DesiredLink {
             key,
             spec,
@@ -639,6 +738,41 @@ mod tests {
         assert!(spec.matches(&remote));
         spec.vendor = Vendor::Msk;
         assert!(!spec.matches(&remote));
+    }
+
+    #[test]
+    fn fingerprint_is_written_as_64_hex_digits_and_read_back() {
+        let fp = msk().fingerprint();
+        let hex = fp.to_string();
+        assert_eq!(hex.len(), 64);
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(fp.to_hex(), hex);
+        assert_eq!(fp.short(), hex[..12]);
+        assert_eq!(Fingerprint::from_hex(&hex), Some(fp));
+        assert_eq!(serde_json::to_string(&fp).unwrap(), format!("\"{hex}\""));
+        let back: Fingerprint = serde_json::from_str(&format!("\"{hex}\"")).unwrap();
+        assert_eq!(back, fp);
+        assert_eq!(Fingerprint::from_hex(&hex[..63]), None);
+        assert_eq!(Fingerprint::from_hex(&"zz".repeat(32)), None);
+        assert!(serde_json::from_str::<Fingerprint>("\"abc\"").is_err());
+    }
+
+    #[test]
+    fn desired_link_fingerprint_is_that_of_its_normal_form() {
+        let mut spec = msk();
+        spec.vendor = Vendor::Confluent;
+        spec.dns_sub_domain = Some(vec!["B".into(), "a".into()]);
+        let source = Source {
+            file: Path::new("m.yaml").into(),
+            line: None,
+        };
+        let key = LinkKey::new(GroupId::parse("32b6e34b3d91647abb20e7b8").unwrap(), "x");
+        let link = DesiredLink::new(key, spec.clone(), source);
+        assert_eq!(link.fingerprint, spec.fingerprint());
+        assert_eq!(link.spec, spec.normalised());
     }
 
     #[test]

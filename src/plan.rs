@@ -24,13 +24,13 @@
 
 use crate::ledger::{Phase, Record};
 use crate::model::{
-    DesiredLink, DesiredState, Fingerprint, GroupId, LinkKey, LinkSpec, RemoteConnection,
-    RemoteState,
+    DesiredLink, DesiredState, Fingerprint, FxMap, FxSet, GroupId, LinkKey, LinkSpec,
+    RemoteConnection, RemoteState,
 };
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A COMPLETE listing of one project's connections (every page). A partial listing must not be
 /// passed: absence from a listing is read as "gone from Atlas".
@@ -271,20 +271,21 @@ impl Plan {
 /// One project's listing, indexed: by id always, and for adoption only when a link needs it.
 struct ProjectIndex<'a> {
     listing: &'a RemoteListing,
-    by_id: HashMap<&'a str, &'a RemoteConnection>,
+    by_id: FxMap<&'a str, &'a RemoteConnection>,
     adoption: OnceCell<AdoptionIndex<'a>>,
 }
 
 struct AdoptionIndex<'a> {
     /// The listing's connections, lowest id first, so the oldest (likeliest the original) wins.
     sorted: Vec<&'a RemoteConnection>,
-    by_arn: HashMap<&'a str, Vec<usize>>,
-    by_endpoint: HashMap<&'a str, Vec<usize>>,
+    by_arn: FxMap<&'a str, Vec<usize>>,
+    by_endpoint: FxMap<&'a str, Vec<usize>>,
 }
 
 impl<'a> ProjectIndex<'a> {
     fn new(listing: &'a RemoteListing) -> Self {
-        let mut by_id = HashMap::with_capacity(listing.connections.len());
+        let mut by_id =
+            FxMap::with_capacity_and_hasher(listing.connections.len(), Default::default());
         for c in &listing.connections {
             by_id.entry(c.id.as_str()).or_insert(c);
         }
@@ -300,8 +301,8 @@ impl<'a> ProjectIndex<'a> {
             let mut sorted: Vec<&RemoteConnection> = self.listing.connections.iter().collect();
             sorted.sort_by(|a, b| a.id.cmp(&b.id));
             sorted.dedup_by(|a, b| a.id == b.id);
-            let mut by_arn: HashMap<&str, Vec<usize>> = HashMap::new();
-            let mut by_endpoint: HashMap<&str, Vec<usize>> = HashMap::new();
+            let mut by_arn: FxMap<&str, Vec<usize>> = FxMap::default();
+            let mut by_endpoint: FxMap<&str, Vec<usize>> = FxMap::default();
             for (i, c) in sorted.iter().enumerate() {
                 if let Some(arn) = c.arn.as_deref() {
                     by_arn.entry(arn).or_default().push(i);
@@ -321,7 +322,7 @@ impl<'a> ProjectIndex<'a> {
     /// The lowest-id unclaimed connection that `spec` matches. `matches` compares `arn` and
     /// `serviceEndpointId` exactly, so when the spec sets one, only connections with the same
     /// value can match and the index narrows the scan.
-    fn find(&self, spec: &LinkSpec, claimed: &HashSet<&str>) -> Option<&'a RemoteConnection> {
+    fn find(&self, spec: &LinkSpec, claimed: &FxSet<&str>) -> Option<&'a RemoteConnection> {
         let ix = self.adoption();
         let narrowed = if let Some(arn) = spec.arn.as_deref() {
             Some(ix.by_arn.get(arn).map(Vec::as_slice).unwrap_or(&[]))
@@ -342,11 +343,11 @@ impl<'a> ProjectIndex<'a> {
 /// steady-state pass (nothing to create) never hashes every record.
 struct Claimed<'a> {
     records: &'a [&'a Record],
-    ids: Option<HashSet<&'a str>>,
+    ids: Option<FxSet<&'a str>>,
 }
 
 impl<'a> Claimed<'a> {
-    fn get(&mut self) -> &mut HashSet<&'a str> {
+    fn get(&mut self) -> &mut FxSet<&'a str> {
         let records = self.records;
         // Adoption is one-to-one: an id any record holds is taken, whatever that record's state.
         self.ids.get_or_insert_with(|| {
@@ -376,7 +377,7 @@ pub fn plan(
         records: &sorted,
         ids: None,
     };
-    let indexes: HashMap<&GroupId, ProjectIndex> = listings
+    let indexes: FxMap<&GroupId, ProjectIndex> = listings
         .iter()
         .map(|(g, l)| (g, ProjectIndex::new(l)))
         .collect();
@@ -405,8 +406,8 @@ pub fn plan(
                         actions.push(Action::Changed {
                             key: link.key.clone(),
                             atlas_id: r.atlas_id.clone(),
-                            recorded: r.fingerprint.clone(),
-                            desired: link.fingerprint.clone(),
+                            recorded: r.fingerprint,
+                            desired: link.fingerprint,
                         });
                         continue;
                     }
@@ -513,7 +514,7 @@ mod tests {
             LinkKey::new(g(group), name),
             spec,
             Source {
-                file: PathBuf::from("m.yaml"),
+                file: PathBuf::from("m.yaml").into(),
                 line: Some(3),
             },
         )
@@ -547,7 +548,7 @@ mod tests {
         Record {
             key: l.key.clone(),
             spec_json: l.spec.to_json(),
-            fingerprint: l.fingerprint.clone(),
+            fingerprint: l.fingerprint,
             atlas_id: atlas_id.map(str::to_owned),
             phase,
             remote_state: Some(RemoteState::Working),
@@ -802,8 +803,8 @@ mod tests {
             &Action::Changed {
                 key: new.key.clone(),
                 atlas_id: Some("r1".into()),
-                recorded: old.fingerprint.clone(),
-                desired: new.fingerprint.clone(),
+                recorded: old.fingerprint,
+                desired: new.fingerprint,
             }
         );
     }

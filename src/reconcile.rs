@@ -631,7 +631,7 @@ impl Reconciler {
                         .apply(Change::Adopted {
                             key: link.key.clone(),
                             spec: link.spec.clone(),
-                            fingerprint: link.fingerprint.clone(),
+                            fingerprint: link.fingerprint,
                             atlas_id: remote.id.clone(),
                             remote_state: remote.state.clone(),
                             remote_error: remote.error_message.clone(),
@@ -839,7 +839,7 @@ impl Reconciler {
             .apply(Change::Intent {
                 key: link.key.clone(),
                 spec: link.spec.clone(),
-                fingerprint: link.fingerprint.clone(),
+                fingerprint: link.fingerprint,
                 at_unix: now_unix(),
             })
             .await?;
@@ -999,7 +999,7 @@ impl Reconciler {
                 .apply(Change::Adopted {
                     key: link.key.clone(),
                     spec: link.spec.clone(),
-                    fingerprint: link.fingerprint.clone(),
+                    fingerprint: link.fingerprint,
                     atlas_id: remote.id.clone(),
                     remote_state: remote.state.clone(),
                     remote_error: remote.error_message.clone(),
@@ -1053,7 +1053,7 @@ impl Reconciler {
             .apply(Change::Failed {
                 key: link.key.clone(),
                 spec: link.spec.clone(),
-                fingerprint: link.fingerprint.clone(),
+                fingerprint: link.fingerprint,
                 error: reason.clone(),
                 next_attempt_unix: now.saturating_add(wait.as_secs() as i64),
                 at_unix: now,

@@ -62,7 +62,7 @@ fn render(l: &Link, order: &[usize], upper: (bool, bool), subs: &[String]) -> St
 fn fingerprint(yaml: &str) -> Fingerprint {
     let m =
         manifest::parse_str(Path::new("p.yaml"), yaml).unwrap_or_else(|p| panic!("{p}\n{yaml}"));
-    m.projects[0].links[0].link.fingerprint.clone()
+    m.projects[0].links[0].link.fingerprint
 }
 
 proptest! {

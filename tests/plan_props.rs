@@ -67,7 +67,7 @@ proptest! {
         let mut desired = DesiredState::default();
         for (g, n, s) in &links {
             let key = LinkKey::new(gid(*g), format!("l{n}"));
-            let link = DesiredLink::new(key.clone(), spec(*s), Source { file: PathBuf::from("m.yaml"), line: None });
+            let link = DesiredLink::new(key.clone(), spec(*s), Source { file: PathBuf::from("m.yaml").into(), line: None });
             desired.projects.entry(gid(*g)).or_default().links.insert(key.name.clone(), link);
         }
         let mut seen = HashSet::new();
