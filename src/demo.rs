@@ -136,8 +136,19 @@ async fn run_inner(show_bar: bool) -> anyhow::Result<ExitCode> {
     let code = cli::run_once_pass(&reconciler, &desired, show_bar).await;
     reconciler.shutdown().await;
 
-    let counters = fake.counters();
-    println!("\nfake Atlas saw: {counters:?}");
+    let c = fake.counters();
+    let creates = |status: u16| c.requests_with("create", status);
+    println!(
+        "\nfake Atlas: {} connections committed, {} duplicates; answered creates with {} × 200, {} × 409, {} × 429, {} × 503, {} dropped; {} lists",
+        c.creates_committed,
+        c.duplicates,
+        creates(200),
+        creates(409),
+        creates(429),
+        creates(503),
+        creates(0),
+        c.requests_of("list"),
+    );
     println!("\nmetrics (excerpt):");
     for line in metrics.render().lines().filter(|l| {
         !l.starts_with('#')

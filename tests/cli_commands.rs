@@ -1,0 +1,163 @@
+//! The real binary's offline commands: `validate` on the whole invalid corpus and the examples, `plan`
+//! (offline and against the fake), and `ledger`.
+
+mod common;
+
+use atlas_linkd::fake::FakeConfig;
+use common::harness;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_atlas-linkd");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the binary with a clean environment (and test credentials, which offline commands ignore).
+fn run(args: &[&str], config: &Path) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "MONGODB_ATLAS_CLIENT_ID",
+            "mdb_sa_id_0123456789abcdef01234567",
+        )
+        .env("MONGODB_ATLAS_CLIENT_SECRET", "test-client-secret-value")
+        .output()
+        .unwrap()
+}
+
+fn config_for(dir: &Path, manifests: &Path) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "manifests: [{}]\nledger: ledger.db\nmetrics:\n  listen: null\n",
+            manifests.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn validate_refuses_every_invalid_manifest_with_exit_2_naming_file_field_and_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(root().join("tests/data/invalid"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 30,
+        "the corpus has only {} files",
+        files.len()
+    );
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap();
+        let parts: Vec<&str> = expect.split(" | ").collect();
+        let (path, link) = (parts[0], parts[1]);
+        let out = run(&["validate"], &config_for(dir.path(), &file));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{} was accepted: {stderr}",
+            file.display()
+        );
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert!(
+            stderr.contains(name.as_ref()),
+            "{name}: the file is not named: {stderr}"
+        );
+        assert!(
+            stderr.contains(path),
+            "{name}: `{path}` is not named: {stderr}"
+        );
+        if link != "-" {
+            assert!(
+                stderr.contains(&format!("`{link}`")),
+                "{name}: link `{link}` is not named: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_accepts_the_examples_and_plan_offline_lists_every_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(dir.path(), &root().join("config/manifests"));
+    let out = run(&["validate"], &config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 24 links in 5 projects"));
+
+    let out = run(&["plan", "--offline"], &config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("plan: 24 to create"), "{stdout}");
+
+    let out = run(&["plan", "--offline", "--output", "json"], &config);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["counts"]["create"], 24, "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_lists_atlas_and_shows_adoptions_and_ledger_shows_the_pass() {
+    let h = harness(FakeConfig::default(), 2, 3, "").await;
+    let link = h.desired.links().next().unwrap().clone();
+    h.fake.insert(
+        link.key.group_id.as_str(),
+        serde_json::from_str(&link.spec.to_json()).unwrap(),
+    );
+    let config = h.config_path.clone();
+
+    let out = tokio::task::spawn_blocking(move || run(&["plan"], &config))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("adopt      {}", link.key)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("plan: 5 to create, 1 to adopt"), "{stdout}");
+    assert_eq!(
+        h.fake.counters().requests_of("create"),
+        0,
+        "plan sent a create"
+    );
+
+    h.pass().await;
+    let config = h.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || run(&["ledger", "--output", "json"], &config))
+        .await
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r["atlasId"].is_string()), "{rows:?}");
+}
