@@ -611,6 +611,7 @@ impl Reconciler {
         ));
 
         let mut creates: BTreeMap<GroupId, Vec<(Box<DesiredLink>, CreateReason)>> = BTreeMap::new();
+        let mut adoptions = Vec::new();
         for action in plan.actions {
             match action {
                 Action::Create { link, reason } => {
@@ -626,25 +627,7 @@ impl Reconciler {
                             .push((link, reason));
                     }
                 }
-                Action::Adopt { link, remote } => {
-                    self.ledger
-                        .apply(Change::Adopted {
-                            key: link.key.clone(),
-                            spec: link.spec.clone(),
-                            fingerprint: link.fingerprint,
-                            atlas_id: remote.id.clone(),
-                            remote_state: remote.state.clone(),
-                            remote_error: remote.error_message.clone(),
-                            at_unix: now,
-                        })
-                        .await?;
-                    if let Ok(mut c) = claimed.lock() {
-                        c.insert(remote.id.clone());
-                    }
-                    self.metrics.adoptions_total.inc();
-                    tracing::info!(link = %link.key, atlas_id = %remote.id, "adopted an existing connection");
-                    report.adopted.push(link.key);
-                }
+                Action::Adopt { link, remote } => adoptions.push((link, remote)),
                 Action::Unchanged { .. } => report.unchanged += 1,
                 Action::Changed {
                     key,
@@ -674,6 +657,21 @@ impl Reconciler {
                     ),
                 )),
             }
+        }
+
+        // Concurrently, so the ledger commits them in a few transactions rather than one each.
+        futures::future::try_join_all(
+            adoptions
+                .iter()
+                .map(|(link, remote)| self.record_adoption(link, remote)),
+        )
+        .await?;
+        for (link, remote) in adoptions {
+            if let Ok(mut c) = claimed.lock() {
+                c.insert(remote.id.clone());
+            }
+            tracing::info!(link = %link.key, atlas_id = %remote.id, "adopted an existing connection");
+            report.adopted.push(link.key);
         }
 
         let total: usize = creates.values().map(Vec::len).sum();
@@ -791,28 +789,28 @@ impl Reconciler {
         listings: &Listings,
         now: i64,
     ) -> Result<(), LedgerError> {
-        for record in records {
-            let (Some(id), Some(listing)) = (&record.atlas_id, listings.get(&record.key.group_id))
-            else {
-                continue;
-            };
-            let Some(remote) = listing.connections.iter().find(|c| &c.id == id) else {
-                continue;
-            };
-            let Some(state) = &remote.state else { continue };
-            if record.remote_state.as_ref() != Some(state)
-                || record.remote_error != remote.error_message
-            {
-                self.ledger
-                    .apply(Change::RemoteState {
-                        key: record.key.clone(),
-                        state: state.clone(),
-                        error: remote.error_message.clone(),
-                        at_unix: now,
-                    })
-                    .await?;
-            }
-        }
+        let by_id: HashMap<&str, &RemoteConnection> = listings
+            .values()
+            .flat_map(|l| l.connections.iter())
+            .map(|c| (c.id.as_str(), c))
+            .collect();
+        let changes = records.iter().filter_map(|record| {
+            let id = record.atlas_id.as_deref()?;
+            // Only a listing of the record's own project speaks for it.
+            listings.get(&record.key.group_id)?;
+            let remote = by_id.get(id)?;
+            let state = remote.state.as_ref()?;
+            let changed = record.remote_state.as_ref() != Some(state)
+                || record.remote_error != remote.error_message;
+            changed.then(|| Change::RemoteState {
+                key: record.key.clone(),
+                state: state.clone(),
+                error: remote.error_message.clone(),
+                at_unix: now,
+            })
+        });
+        // Concurrently, so the ledger commits them in a few transactions rather than one each.
+        futures::future::try_join_all(changes.map(|c| self.ledger.apply(c))).await?;
         Ok(())
     }
 
@@ -985,6 +983,27 @@ impl Reconciler {
         Some(remote.clone())
     }
 
+    /// Records an existing connection as `link`'s, without a create.
+    async fn record_adoption(
+        &self,
+        link: &DesiredLink,
+        remote: &RemoteConnection,
+    ) -> Result<(), LedgerError> {
+        self.ledger
+            .apply(Change::Adopted {
+                key: link.key.clone(),
+                spec: link.spec.clone(),
+                fingerprint: link.fingerprint,
+                atlas_id: remote.id.clone(),
+                remote_state: remote.state.clone(),
+                remote_error: remote.error_message.clone(),
+                at_unix: now_unix(),
+            })
+            .await?;
+        self.metrics.adoptions_total.inc();
+        Ok(())
+    }
+
     /// A listing showed the connection an uncertain create (or a 409) was about: record it.
     async fn record_verified(
         &self,
@@ -992,28 +1011,16 @@ impl Reconciler {
         remote: &RemoteConnection,
         after_conflict: bool,
     ) -> Result<CreateOutcome, LedgerError> {
-        let at_unix = now_unix();
         if after_conflict {
             // We did not make it (Atlas refused our create): it was there already.
-            self.ledger
-                .apply(Change::Adopted {
-                    key: link.key.clone(),
-                    spec: link.spec.clone(),
-                    fingerprint: link.fingerprint,
-                    atlas_id: remote.id.clone(),
-                    remote_state: remote.state.clone(),
-                    remote_error: remote.error_message.clone(),
-                    at_unix,
-                })
-                .await?;
-            self.metrics.adoptions_total.inc();
+            self.record_adoption(link, remote).await?;
             tracing::info!(link = %link.key, atlas_id = %remote.id, "409 resolved: adopted the existing connection");
         } else {
             self.ledger
                 .apply(Change::Created {
                     key: link.key.clone(),
                     atlas_id: remote.id.clone(),
-                    at_unix,
+                    at_unix: now_unix(),
                 })
                 .await?;
             self.metrics
