@@ -192,3 +192,63 @@ async fn missing_credentials_exit_2_naming_what_to_set() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("MONGODB_ATLAS_CLIENT_ID"));
     assert_eq!(h.fake.counters().total_requests(), 0);
 }
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_creates_records_them_and_exits_1() {
+    let fake = FakeConfig {
+        latency_ms: 300,
+        ..FakeConfig::default()
+    };
+    let h = harness(
+        fake,
+        2,
+        30,
+        "reconcile:\n  concurrency: 4\n  per_project_concurrency: 2\n",
+    )
+    .await;
+    let child = once(&h.config_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || h
+            .fake
+            .counters()
+            .creates_committed
+            >= 4)
+        .await
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    // Every connection the fake holds is recorded; nothing was left unrecorded by the drain.
+    let committed = h.fake.counters().creates_committed;
+    assert!(committed < 60, "the pass finished before the signal");
+    let records = Ledger::open_read_only(&h.ledger_path())
+        .unwrap()
+        .records()
+        .unwrap();
+    let created: Vec<_> = records
+        .iter()
+        .filter(|r| r.phase == Phase::Created)
+        .collect();
+    assert_eq!(created.len() as u64, committed, "{stdout}");
+    for group in h.desired.projects.keys() {
+        for c in h.fake.connections(group.as_str()) {
+            assert!(
+                created
+                    .iter()
+                    .any(|r| r.atlas_id.as_deref() == c["_id"].as_str()),
+                "{c} is not in the ledger"
+            );
+        }
+    }
+}

@@ -215,3 +215,31 @@ async fn a_permanent_400_fails_only_its_links_and_names_atlas_reason() {
     assert_eq!(again.waiting.len(), 1, "{}", again.to_text());
     assert_eq!(again.created.len(), 0);
 }
+
+#[tokio::test]
+async fn calls_in_flight_stay_within_the_global_and_per_project_caps() {
+    let fake = FakeConfig {
+        latency_ms: 40,
+        ..FakeConfig::default()
+    };
+    let h = harness(
+        fake,
+        6,
+        12,
+        "reconcile:\n  concurrency: 5\n  per_project_concurrency: 2\n",
+    )
+    .await;
+    let report = h.pass().await;
+    assert!(report.converged(), "{}", report.to_text());
+    let c = h.fake.counters();
+    assert_eq!(
+        c.peak_concurrent, 5,
+        "the global cap was not reached or was exceeded"
+    );
+    assert!(
+        c.peak_concurrent_by_project.values().all(|&n| n <= 2),
+        "{:?}",
+        c.peak_concurrent_by_project
+    );
+    assert!(c.peak_concurrent_by_project.values().any(|&n| n == 2));
+}
