@@ -14,7 +14,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Keeps MongoDB Atlas stream-processing private link connections in line with YAML manifests.
@@ -299,7 +299,7 @@ pub async fn run_once_pass(
     let progress: Arc<dyn Progress> = if show_bar {
         Arc::new(BarProgress::new())
     } else {
-        Arc::new(LogProgress::new())
+        Arc::new(crate::report::LogProgress::new())
     };
     let options = PassOptions {
         list_all: false,
@@ -385,43 +385,4 @@ impl Progress for BarProgress {
     fn finish(&self) {
         self.bar.finish_and_clear();
     }
-}
-
-/// Off a terminal: a log line at most every ten seconds.
-struct LogProgress {
-    total: std::sync::atomic::AtomicU64,
-    started: Instant,
-    last: std::sync::Mutex<Instant>,
-}
-
-impl LogProgress {
-    fn new() -> LogProgress {
-        LogProgress {
-            total: Default::default(),
-            started: Instant::now(),
-            last: std::sync::Mutex::new(Instant::now()),
-        }
-    }
-}
-
-impl Progress for LogProgress {
-    fn start(&self, total: u64) {
-        self.total
-            .store(total, std::sync::atomic::Ordering::Relaxed);
-        if total > 0 {
-            tracing::info!(total, "creating links");
-        }
-    }
-    fn advance(&self, done: u64) {
-        let Ok(mut last) = self.last.lock() else {
-            return;
-        };
-        if last.elapsed() >= Duration::from_secs(10) {
-            *last = Instant::now();
-            let total = self.total.load(std::sync::atomic::Ordering::Relaxed);
-            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            tracing::info!(done, total, rate_per_sec = format!("{rate:.1}"), "progress");
-        }
-    }
-    fn finish(&self) {}
 }

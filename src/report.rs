@@ -2,9 +2,10 @@
 
 use crate::model::LinkKey;
 use crate::plan::{Action, Plan};
+use crate::reconcile::Progress;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// A link that did not converge in this pass, and why, in words a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -200,6 +201,52 @@ pub fn plan_text(plan: &Plan) -> String {
         c.create, c.adopt, c.unchanged, c.changed, c.orphaned, c.waiting
     );
     out
+}
+
+/// Progress as log lines (off a terminal, and in the daemon): at most one every ten seconds.
+/// Build one per pass: the rate it reports counts from its creation.
+pub struct LogProgress {
+    total: std::sync::atomic::AtomicU64,
+    started: Instant,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl Default for LogProgress {
+    fn default() -> Self {
+        LogProgress::new()
+    }
+}
+
+impl LogProgress {
+    pub fn new() -> LogProgress {
+        LogProgress {
+            total: Default::default(),
+            started: Instant::now(),
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Progress for LogProgress {
+    fn start(&self, total: u64) {
+        self.total
+            .store(total, std::sync::atomic::Ordering::Relaxed);
+        if total > 0 {
+            tracing::info!(total, "creating links");
+        }
+    }
+    fn advance(&self, done: u64) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if last.elapsed() >= Duration::from_secs(10) {
+            *last = Instant::now();
+            let total = self.total.load(std::sync::atomic::Ordering::Relaxed);
+            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(done, total, rate_per_sec = format!("{rate:.1}"), "progress");
+        }
+    }
+    fn finish(&self) {}
 }
 
 #[cfg(test)]

@@ -313,7 +313,7 @@ impl Daemon {
         let options = PassOptions {
             list_all,
             cancel,
-            progress: None,
+            progress: Some(std::sync::Arc::new(crate::report::LogProgress::new())),
         };
         let desired = self.desired.clone();
         let result = self.reconciler.run_pass(&desired, &options).await;
