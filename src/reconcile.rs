@@ -77,19 +77,12 @@ impl Policy {
         }
     }
 
-    fn quota(&self) -> Quota {
+    fn bucket_shape(&self) -> BucketShape {
         let refill = self.bucket_refill.max(1);
-        let per_token = (self.bucket_period / refill).max(Duration::from_nanos(1));
-        // One token of headroom. After an idle spell both buckets are full, and Atlas's refill restarts
-        // when our first call *arrives*, ours when it is *sent*; calls that then arrive sooner after
-        // their send than that first one did would find Atlas a fraction of a token short. One
-        // token covers a difference in delivery delays of one refill period (120 ms at Atlas's rate).
-        let burst = NonZeroU32::new(self.bucket_capacity.saturating_sub(1).max(1))
-            .unwrap_or(NonZeroU32::MIN);
-        // `with_period` refuses only a zero period, which `max` above rules out.
-        Quota::with_period(per_token)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst)
+        BucketShape {
+            capacity: self.bucket_capacity.max(1),
+            per_token: (self.bucket_period / refill).max(Duration::from_nanos(1)),
+        }
     }
 
     /// Delays between attempts of one call: exponential with jitter, capped.
@@ -108,6 +101,35 @@ impl Policy {
         self.failure_delay
             .saturating_mul(factor)
             .min(self.max_failure_delay.max(self.failure_delay))
+    }
+}
+
+/// A project's bucket as configured: `capacity` tokens, one more every `per_token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BucketShape {
+    capacity: u32,
+    per_token: Duration,
+}
+
+impl BucketShape {
+    /// Our mirror of the bucket, given how long the project's first call took from send to answer.
+    ///
+    /// Its burst is a little under Atlas's capacity. After an idle spell both buckets are full, and
+    /// Atlas's refill restarts when our first call *arrives*, ours when it is *sent*; calls that then
+    /// reach Atlas sooner after their send than that first one did would find it short. The headroom
+    /// is one token plus the refill of one round trip of the first call: at Atlas's rate (a token
+    /// every 120 ms) that is two or three of its 1,200.
+    fn quota(self, round_trip: Duration) -> Quota {
+        let round_trip_tokens = round_trip
+            .as_nanos()
+            .div_ceil(self.per_token.as_nanos().max(1));
+        let headroom = 1 + u32::try_from(round_trip_tokens).unwrap_or(u32::MAX);
+        let burst = NonZeroU32::new(self.capacity.saturating_sub(headroom).max(1))
+            .unwrap_or(NonZeroU32::MIN);
+        // `with_period` refuses only a zero period, which `bucket_shape` rules out.
+        Quota::with_period(self.per_token)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst)
     }
 }
 
@@ -252,7 +274,7 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddlewa
 /// milliseconds of a token fetch, would let it run ahead, and every 429 costs a whole second of
 /// `Retry-After`.
 struct ProjectGate {
-    quota: Quota,
+    shape: BucketShape,
     limiter: std::sync::OnceLock<Limiter>,
     /// Held by the one call that starts the bucket, until its answer arrives.
     first_call: Arc<tokio::sync::Mutex<()>>,
@@ -266,6 +288,7 @@ struct CallPermit<'a> {
     gate: &'a ProjectGate,
     /// Set for the project's first call: the bucket starts when this permit is dropped.
     first_call: Option<tokio::sync::OwnedMutexGuard<()>>,
+    sent: Instant,
     _project: tokio::sync::SemaphorePermit<'a>,
     _global: tokio::sync::SemaphorePermit<'a>,
 }
@@ -273,7 +296,8 @@ struct CallPermit<'a> {
 impl Drop for CallPermit<'_> {
     fn drop(&mut self) {
         if self.first_call.take().is_some() {
-            let limiter = RateLimiter::direct_with_clock(self.gate.quota, MonotonicClock);
+            let quota = self.gate.shape.quota(self.sent.elapsed());
+            let limiter = RateLimiter::direct_with_clock(quota, MonotonicClock);
             // The first call spent a token of Atlas's bucket.
             let _ = limiter.check();
             let _ = self.gate.limiter.set(limiter);
@@ -424,7 +448,7 @@ impl Reconciler {
             .entry(group.clone())
             .or_insert_with(|| {
                 Arc::new(ProjectGate {
-                    quota: self.policy.quota(),
+                    shape: self.policy.bucket_shape(),
                     limiter: std::sync::OnceLock::new(),
                     first_call: Arc::new(tokio::sync::Mutex::new(())),
                     slots: Semaphore::new(self.policy.per_project_concurrency),
@@ -467,6 +491,7 @@ impl Reconciler {
         Some(CallPermit {
             gate,
             first_call,
+            sent: Instant::now(),
             _project: project,
             _global: global,
         })
