@@ -1135,3 +1135,59 @@ fn retry_reason(e: &ApiError) -> &'static str {
         None => "connection",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            concurrency: 32,
+            per_project_concurrency: 4,
+            bucket_capacity: 1200,
+            bucket_refill: 500,
+            bucket_period: Duration::from_secs(60),
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(1000),
+            max_backoff: Duration::from_secs(60),
+            max_rate_limited: 50,
+            failure_delay: Duration::from_secs(300),
+            max_failure_delay: Duration::from_secs(21600),
+        }
+    }
+
+    #[test]
+    fn the_bucket_keeps_one_token_plus_a_round_trip_of_headroom() {
+        let shape = policy().bucket_shape();
+        assert_eq!(shape.per_token, Duration::from_millis(120));
+        // 200 ms of round trip is two tokens' worth at 120 ms each, plus the one.
+        assert_eq!(shape.quota(Duration::from_millis(200)).burst_size().get(), 1197);
+        assert_eq!(shape.quota(Duration::ZERO).burst_size().get(), 1199);
+        let tiny = BucketShape {
+            capacity: 2,
+            per_token: Duration::from_millis(10),
+        };
+        assert_eq!(tiny.quota(Duration::from_secs(5)).burst_size().get(), 1);
+    }
+
+    #[test]
+    fn a_failed_link_waits_longer_after_each_failure_up_to_the_cap() {
+        let p = policy();
+        assert_eq!(p.failure_wait(1), Duration::from_secs(300));
+        assert_eq!(p.failure_wait(2), Duration::from_secs(600));
+        assert_eq!(p.failure_wait(3), Duration::from_secs(1200));
+        assert_eq!(p.failure_wait(50), Duration::from_secs(21600));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let mut p = policy();
+        p.initial_backoff = Duration::from_millis(100);
+        p.max_backoff = Duration::from_secs(1);
+        let delays: Vec<Duration> = p.backoff().take(8).collect();
+        assert!(delays[0] >= Duration::from_millis(100));
+        // Jitter adds at most the delay itself.
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));
+        assert!(delays[7] >= Duration::from_secs(1));
+    }
+}
