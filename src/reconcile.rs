@@ -1161,7 +1161,10 @@ mod tests {
         let shape = policy().bucket_shape();
         assert_eq!(shape.per_token, Duration::from_millis(120));
         // 200 ms of round trip is two tokens' worth at 120 ms each, plus the one.
-        assert_eq!(shape.quota(Duration::from_millis(200)).burst_size().get(), 1197);
+        assert_eq!(
+            shape.quota(Duration::from_millis(200)).burst_size().get(),
+            1197
+        );
         assert_eq!(shape.quota(Duration::ZERO).burst_size().get(), 1199);
         let tiny = BucketShape {
             capacity: 2,
