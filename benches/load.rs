@@ -13,45 +13,20 @@ use atlas_linkd::model::RemoteState;
 use atlas_linkd::plan::{Listings, plan};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod support;
+use support::{mb, ms, process_cpu, status_kib};
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration, std::time::Duration) {
+    support::timed(process_cpu, f)
+}
 
 const FILES: usize = 20;
 const PROJECTS: usize = 1_000;
 const LINKS_PER_PROJECT: usize = 100;
 const NOW: i64 = 1_700_000_000;
 const BATCH: usize = 10_000;
-
-fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn mb(kib: Option<u64>) -> f64 {
-    kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
-}
-
-/// This process's user + system CPU time, all threads (exited ones included), in 10 ms ticks.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
-    let (wall, cpu) = (Instant::now(), process_cpu());
-    let out = f();
-    (out, wall.elapsed(), process_cpu().saturating_sub(cpu))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("{what}: {e}");

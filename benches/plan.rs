@@ -15,7 +15,12 @@ use atlas_linkd::model::{
 use atlas_linkd::plan::{Listings, RemoteListing, plan};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
+use support::{ms, status_mb, thread_cpu};
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration, std::time::Duration) {
+    support::timed(thread_cpu, f)
+}
 
 const PROJECTS: usize = 1_000;
 const LINKS_PER_PROJECT: usize = 100;
@@ -42,39 +47,6 @@ fn spec(p: usize, l: usize) -> LinkSpec {
 
 fn atlas_id(p: usize, l: usize) -> String {
     format!("{p:012x}{l:012x}")
-}
-
-fn status_mb(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// This thread's user + system CPU time, from /proc (clock ticks of 10 ms).
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
-    let (wall, cpu) = (Instant::now(), thread_cpu());
-    let out = f();
-    (out, wall.elapsed(), thread_cpu().saturating_sub(cpu))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

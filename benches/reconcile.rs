@@ -13,6 +13,16 @@ use atlas_linkd::metrics::Metrics;
 use atlas_linkd::reconcile::{self, PassOptions};
 use std::time::{Duration, Instant};
 
+mod support;
+
+fn cpu_secs() -> f64 {
+    support::process_cpu().as_secs_f64()
+}
+
+fn peak_rss_mb() -> f64 {
+    support::status_mb("VmHWM:")
+}
+
 const LATENCY_MS: u64 = 20;
 
 fn env(key: &str) -> Option<String> {
@@ -21,31 +31,6 @@ fn env(key: &str) -> Option<String> {
         "MONGODB_ATLAS_CLIENT_SECRET" => Some("bench-secret".into()),
         _ => None,
     }
-}
-
-/// CPU seconds this process has used (user + system), from /proc/self/stat.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat(5); 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 struct Outcome {
