@@ -80,7 +80,16 @@ fn env(key: &str) -> Option<String> {
 
 /// Prints an error and its chain of causes, the way `anyhow` would, and returns exit status 2.
 fn refuse(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("atlas-linkd: error: {error}");
+    refuse_while("", error)
+}
+
+/// `refuse`, naming what was being done (`what`, unless empty). Stderr, since logging may not be set up.
+pub(crate) fn refuse_while(what: &str, error: &dyn std::error::Error) -> ExitCode {
+    if what.is_empty() {
+        eprintln!("atlas-linkd: error: {error}");
+    } else {
+        eprintln!("atlas-linkd: error: {what}: {error}");
+    }
     let mut source = error.source();
     while let Some(cause) = source {
         eprintln!("  caused by: {cause}");

@@ -17,7 +17,7 @@ use super::manifests::{ManifestSet, Refresh};
 use super::{
     ManifestWatcher, Notifier, SignalEvent, Signals, Trigger, Triggers, Wake, watch_manifests,
 };
-use crate::cli::{EXIT_NOT_ATTEMPTED, init_logging};
+use crate::cli::{EXIT_NOT_ATTEMPTED, init_logging, refuse_while as refuse};
 use crate::config::Config;
 use crate::endpoint::{self, Readiness};
 use crate::metrics::{Metrics, pass_result};
@@ -35,18 +35,6 @@ const ENDPOINT_DRAIN_SECS: u64 = 5;
 
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
-}
-
-/// Prints an error with its chain of causes on stderr (logging may not be set up yet) and returns
-/// exit status 2.
-fn refuse(what: &str, error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("atlas-linkd: error: {what}: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
-        source = cause.source();
-    }
-    ExitCode::from(EXIT_NOT_ATTEMPTED)
 }
 
 /// The error and its causes on one line, for a log field.
