@@ -29,19 +29,11 @@ const NOW: i64 = 1_700_000_000;
 
 fn spec(p: usize, l: usize) -> LinkSpec {
     LinkSpec {
-        provider: Provider::Aws,
-        vendor: Vendor::Msk,
-        region: None,
         arn: Some(format!(
             "arn:aws:kafka:us-east-1:123456789012:cluster/p{p}-l{l}/5a6b7c8d-1234-5678-9abc-def012345678-1"
         )),
-        service_endpoint_id: None,
-        dns_domain: None,
-        dns_sub_domain: None,
-        azure_resource_ids: None,
-        gcp_connection_ids: None,
-        gcp_service_attachment_uris: None,
         authentication_scheme: Some(AuthScheme::Iam),
+        ..LinkSpec::new(Provider::Aws, Vendor::Msk)
     }
 }
 

@@ -916,17 +916,9 @@ mod tests {
 
     fn spec(arn: &str) -> LinkSpec {
         LinkSpec {
-            provider: Provider::Aws,
-            vendor: Vendor::Msk,
-            region: None,
             arn: Some(arn.into()),
-            service_endpoint_id: None,
-            dns_domain: None,
-            dns_sub_domain: None,
-            azure_resource_ids: None,
-            gcp_connection_ids: None,
-            gcp_service_attachment_uris: None,
             authentication_scheme: Some(AuthScheme::Iam),
+            ..LinkSpec::new(Provider::Aws, Vendor::Msk)
         }
     }
 

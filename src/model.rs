@@ -345,6 +345,23 @@ fn normalise_set(list: &mut Option<Vec<String>>, lower: bool) {
 }
 
 impl LinkSpec {
+    /// A spec that sets only `provider` and `vendor`; set the rest with struct update syntax.
+    pub fn new(provider: Provider, vendor: Vendor) -> LinkSpec {
+        LinkSpec {
+            provider,
+            vendor,
+            region: None,
+            arn: None,
+            service_endpoint_id: None,
+            dns_domain: None,
+            dns_sub_domain: None,
+            azure_resource_ids: None,
+            gcp_connection_ids: None,
+            gcp_service_attachment_uris: None,
+            authentication_scheme: None,
+        }
+    }
+
     /// This spec in normal form (see the type's documentation). Idempotent.
     pub fn normalised(mut self) -> LinkSpec {
         self.dns_domain = self.dns_domain.map(|d| d.to_ascii_lowercase());
@@ -664,17 +681,9 @@ mod tests {
 
     fn msk() -> LinkSpec {
         LinkSpec {
-            provider: Provider::Aws,
-            vendor: Vendor::Msk,
-            region: None,
             arn: Some("arn:aws:kafka:us-east-1:123456789012:cluster/orders/5a6b".into()),
-            service_endpoint_id: None,
-            dns_domain: None,
-            dns_sub_domain: None,
-            azure_resource_ids: None,
-            gcp_connection_ids: None,
-            gcp_service_attachment_uris: None,
             authentication_scheme: Some(AuthScheme::Iam),
+            ..LinkSpec::new(Provider::Aws, Vendor::Msk)
         }
     }
 

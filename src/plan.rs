@@ -482,19 +482,11 @@ mod tests {
 
     fn msk(cluster: &str) -> LinkSpec {
         LinkSpec {
-            provider: Provider::Aws,
-            vendor: Vendor::Msk,
-            region: None,
             arn: Some(format!(
                 "arn:aws:kafka:us-east-1:123456789012:cluster/{cluster}/1"
             )),
-            service_endpoint_id: None,
-            dns_domain: None,
-            dns_sub_domain: None,
-            azure_resource_ids: None,
-            gcp_connection_ids: None,
-            gcp_service_attachment_uris: None,
             authentication_scheme: Some(AuthScheme::Iam),
+            ..LinkSpec::new(Provider::Aws, Vendor::Msk)
         }
     }
 

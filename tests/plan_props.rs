@@ -21,17 +21,8 @@ fn gid(g: u8) -> GroupId {
 /// Few distinct specs, so that links collide on the same remote connections.
 fn spec(s: u8) -> LinkSpec {
     LinkSpec {
-        provider: Provider::Gcp,
-        vendor: Vendor::Pubsub,
         region: Some(format!("region-{s}")),
-        arn: None,
-        service_endpoint_id: None,
-        dns_domain: None,
-        dns_sub_domain: None,
-        azure_resource_ids: None,
-        gcp_connection_ids: None,
-        gcp_service_attachment_uris: None,
-        authentication_scheme: None,
+        ..LinkSpec::new(Provider::Gcp, Vendor::Pubsub)
     }
 }
 
