@@ -252,3 +252,39 @@ async fn sigterm_drains_in_flight_creates_records_them_and_exits_1() {
         }
     }
 }
+
+#[tokio::test]
+async fn trace_logs_of_a_whole_run_hold_no_secret_token_or_authorization_header() {
+    let fake = FakeConfig {
+        faults: atlas_linkd::fake::Faults {
+            seed: 3,
+            p_500: 0.2,
+            ..Default::default()
+        },
+        ..FakeConfig::default()
+    };
+    let h = harness(fake, 2, 5, "").await;
+    let out = once(&h.config_path)
+        .env("RUST_LOG", "trace")
+        .output()
+        .await
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.len() > 10_000, "trace logging did not happen: {all}");
+    for needle in [
+        "test-client-secret-value",
+        "Bearer",
+        "Basic ",
+        "authorization: ",
+    ] {
+        assert!(!all.contains(needle), "`{needle}` appears in the output");
+    }
+    assert!(
+        !all.to_ascii_lowercase().contains("access_token"),
+        "a token body was logged"
+    );
+}
