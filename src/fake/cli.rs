@@ -85,7 +85,7 @@ pub struct FakeArgs {
     pub no_bucket: bool,
     #[arg(long, value_enum, default_value_t = DuplicatesArg::Conflict)]
     pub duplicates: DuplicatesArg,
-    /// Every API answer leaves at least this long after its request arrived.
+    /// Added to every API answer.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
     #[arg(long, default_value_t = 0)]

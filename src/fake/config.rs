@@ -185,7 +185,7 @@ pub struct FakeConfig {
     /// `None`: no rate limit (and no `RateLimit-*` headers).
     pub bucket: Option<BucketConfig>,
     pub duplicates: DuplicateMode,
-    /// Every API answer leaves at least this long after its request arrived.
+    /// Added to every API answer.
     pub latency_ms: u64,
     /// How long a new connection stays `IDLE`, then `WORKING`, before `DONE` (or `FAILED`).
     pub idle_ms: u64,

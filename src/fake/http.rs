@@ -472,15 +472,12 @@ async fn api(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Outcome {
-    let arrived = tokio::time::Instant::now();
     let group_ok = GroupId::parse(group).is_ok();
     let _flight = InFlight::enter(shared, group_ok.then(|| group.to_owned()));
     let outcome = api_inner(shared, op, group, group_ok, id, parts, body).await;
     let latency = shared.lock().config.latency_ms;
     if latency > 0 && matches!(outcome, Outcome::Answer(_)) {
-        // The answer leaves `latency` after the request arrived, as a server's own latency would
-        // include its work; a scripted `Slow` fault adds to it.
-        tokio::time::sleep_until(arrived + Duration::from_millis(latency)).await;
+        tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     let mut inner = shared.lock();
     match outcome {
