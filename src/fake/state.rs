@@ -104,7 +104,7 @@ pub(crate) struct Project {
 }
 
 /// Calls that arrive this soon after a 429 were already on their way when it was sent.
-const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(250);
 
 pub(crate) struct TokenInfo {
     pub expires: Instant,
