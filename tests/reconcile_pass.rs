@@ -243,3 +243,30 @@ async fn calls_in_flight_stay_within_the_global_and_per_project_caps() {
     );
     assert!(c.peak_concurrent_by_project.values().any(|&n| n == 2));
 }
+
+#[tokio::test]
+async fn a_new_policy_takes_effect_on_the_next_pass() {
+    let fake = FakeConfig {
+        latency_ms: 30,
+        ..FakeConfig::default()
+    };
+    let h = harness(fake, 4, 6, "").await;
+    let mut r =
+        atlas_linkd::reconcile::start(&h.config, h.metrics.clone(), &common::test_env).unwrap();
+    let mut policy = atlas_linkd::reconcile::Policy::from_config(&h.config);
+    policy.concurrency = 2;
+    policy.per_project_concurrency = 1;
+    r.set_policy(policy);
+    let report = r
+        .run_pass(&h.desired, &atlas_linkd::reconcile::PassOptions::default())
+        .await
+        .unwrap();
+    r.shutdown().await;
+    assert!(report.converged(), "{}", report.to_text());
+    let c = h.fake.counters();
+    assert_eq!(c.peak_concurrent, 2, "{c:?}");
+    assert!(
+        c.peak_concurrent_by_project.values().all(|&n| n == 1),
+        "{c:?}"
+    );
+}
