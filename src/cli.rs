@@ -10,6 +10,7 @@ use crate::model::DesiredState;
 use crate::reconcile::{self, PassOptions, Progress, Reconciler};
 use crate::{daemon, demo, fake, manifest, plan};
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -248,18 +249,38 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
             Err(e) => return refuse(&e),
         };
         let first = plan::plan(&desired, &records, &listings, now);
-        for group in first.projects_to_list() {
-            match client.list(&group).await {
+        // Projects in parallel, up to `reconcile.concurrency`: one listing costs a project one token
+        // (a page of 500), far inside any bucket, so `plan` needs no limiter of its own.
+        let results: Vec<_> = futures::stream::iter(first.projects_to_list())
+            .map(|group| {
+                let client = &client;
+                async move {
+                    let listed = client.list(&group).await;
+                    (group, listed)
+                }
+            })
+            .buffer_unordered(config.reconcile.concurrency)
+            .collect()
+            .await;
+        client.shutdown().await;
+        let mut failed = false;
+        for (group, listed) in results {
+            match listed {
                 Ok(connections) => {
                     listings.insert(group, plan::RemoteListing { connections });
                 }
                 Err(e) => {
                     eprintln!("atlas-linkd: could not list project {group}: {e}");
-                    return ExitCode::from(1);
+                    failed = true;
                 }
             }
         }
-        client.shutdown().await;
+        if failed {
+            eprintln!(
+                "atlas-linkd: no plan: a partial listing proves nothing (try again, or use --offline)"
+            );
+            return ExitCode::from(1);
+        }
     }
     let plan = plan::plan(&desired, &records, &listings, now);
     match output {
