@@ -432,6 +432,20 @@ async fn token_is_refreshed_before_it_expires() {
 }
 
 #[tokio::test]
+async fn a_revoked_token_costs_one_401_one_refresh_and_one_retry_against_the_fake() {
+    let fake = FakeAtlas::start(sa_config()).await.unwrap();
+    let c = client(&fake, sa_credentials());
+    let g = group(1);
+    c.list(&g).await.unwrap();
+    fake.revoke_all_tokens();
+    c.list(&g).await.unwrap();
+    let counters = fake.counters();
+    assert_eq!(counters.tokens_issued, 2);
+    assert_eq!(counters.requests_with("list", 401), 1);
+    assert_eq!(counters.requests_with("list", 200), 2);
+}
+
+#[tokio::test]
 async fn one_refresh_and_one_retry_after_a_401() {
     let issued = Arc::new(AtomicU32::new(0));
     let issued2 = issued.clone();

@@ -141,6 +141,18 @@ impl FakeAtlas {
             .commit(group_id, map, tokio::time::Instant::now())
     }
 
+    /// Revokes every OAuth token issued so far, as an operator rotating a service account's secret
+    /// would: the next call with one gets 401.
+    pub fn revoke_all_tokens(&self) {
+        let mut inner = self.shared.lock();
+        let mut revoked = 0;
+        for token in inner.tokens.values_mut().filter(|t| !t.revoked) {
+            token.revoked = true;
+            revoked += 1;
+        }
+        inner.counters.tokens_revoked += revoked;
+    }
+
     /// Adds a scripted fault; its `nth` counts calls from the start of the server, not from now.
     pub fn script(&self, fault: ScriptedFault) {
         self.shared.lock().config.faults.script.push(fault);
