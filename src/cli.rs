@@ -135,7 +135,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             let Some((config, desired)) = load(cli.config.as_deref()) else {
                 return ExitCode::from(EXIT_NOT_ATTEMPTED);
             };
-            println!(
+            outln!(
                 "ok: {} links in {} projects ({})",
                 desired.link_count(),
                 desired.projects.len(),
@@ -200,18 +200,22 @@ fn show_ledger(flag: Option<&Path>, output: Output) -> ExitCode {
     };
     match output {
         Output::Json => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&records).unwrap_or_default()
             );
         }
         Output::Text => {
-            println!(
+            outln!(
                 "{:<24}  {:<32}  {:<8}  {:<24}  {:<10}  LAST ERROR",
-                "GROUP", "NAME", "PHASE", "ATLAS ID", "STATE"
+                "GROUP",
+                "NAME",
+                "PHASE",
+                "ATLAS ID",
+                "STATE"
             );
             for r in &records {
-                println!(
+                outln!(
                     "{:<24}  {:<32}  {:<8}  {:<24}  {:<10}  {}",
                     r.key.group_id,
                     r.key.name,
@@ -221,7 +225,7 @@ fn show_ledger(flag: Option<&Path>, output: Output) -> ExitCode {
                     r.last_error.as_deref().unwrap_or("")
                 );
             }
-            println!("{} record(s) in {}", records.len(), config.ledger.display());
+            outln!("{} record(s) in {}", records.len(), config.ledger.display());
         }
     }
     ExitCode::SUCCESS
@@ -284,11 +288,11 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
     }
     let plan = plan::plan(&desired, &records, &listings, now);
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&plan).unwrap_or_default()
         ),
-        Output::Text => print!("{}", crate::report::plan_text(&plan)),
+        Output::Text => out!("{}", crate::report::plan_text(&plan)),
     }
     ExitCode::SUCCESS
 }
@@ -340,7 +344,7 @@ pub async fn run_once_pass(
     signals.abort();
     match result {
         Ok(report) => {
-            print!("{}", report.to_text());
+            out!("{}", report.to_text());
             ExitCode::from(report.exit_code())
         }
         Err(e) => {

@@ -126,7 +126,7 @@ async fn run_inner(show_bar: bool) -> anyhow::Result<ExitCode> {
     let metrics = Metrics::new();
     let reconciler = reconcile::start(&config, metrics.clone(), &demo_env)?;
 
-    println!(
+    outln!(
         "demo: fake Atlas on {}, {} links in {} projects, ledger {}",
         fake.base_url(),
         desired.link_count(),
@@ -138,7 +138,7 @@ async fn run_inner(show_bar: bool) -> anyhow::Result<ExitCode> {
 
     let c = fake.counters();
     let creates = |status: u16| c.requests_with("create", status);
-    println!(
+    outln!(
         "\nfake Atlas: {} connections committed, {} duplicates; answered creates with {} × 200, {} × 409, {} × 429, {} × 503, {} dropped; {} lists",
         c.creates_committed,
         c.duplicates,
@@ -149,7 +149,7 @@ async fn run_inner(show_bar: bool) -> anyhow::Result<ExitCode> {
         creates(0),
         c.requests_of("list"),
     );
-    println!("\nmetrics (excerpt):");
+    outln!("\nmetrics (excerpt):");
     for line in metrics.render().lines().filter(|l| {
         !l.starts_with('#')
             && (l.starts_with("atlas_linkd_creates_total")
@@ -158,7 +158,7 @@ async fn run_inner(show_bar: bool) -> anyhow::Result<ExitCode> {
                 || l.starts_with("atlas_linkd_api_retries_total")
                 || l.starts_with("atlas_linkd_links"))
     }) {
-        println!("  {line}");
+        outln!("  {line}");
     }
     fake.shutdown().await;
     Ok(code)

@@ -6,6 +6,23 @@
 //! when a pass runs; `cli` is the command line. `fake` is the bundled fake Atlas.
 //! See ARCHITECTURE.md for the map and the invariants.
 
+/// `println!` that does not panic when stdout is closed (`atlas-linkd ledger | head`): what is printed is
+/// best effort; the exit status is what scripts rely on.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that does not panic when stdout is closed; see `outln!`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod atlas;
 pub mod cli;
 pub mod config;

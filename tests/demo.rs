@@ -30,3 +30,19 @@ fn demo_converges_with_no_credentials_and_shows_the_trouble_it_met() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_closed_stdout_does_not_make_it_panic() {
+    // `atlas-linkd demo | head -1`: the reader goes away; the exit status must still be the pass's.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atlas-linkd"))
+        .arg("demo")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
