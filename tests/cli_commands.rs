@@ -6,9 +6,7 @@ mod common;
 use atlas_linkd::fake::FakeConfig;
 use common::harness;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_atlas-linkd");
+use std::process::Output;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,19 +14,7 @@ fn root() -> PathBuf {
 
 /// Runs the binary with a clean environment (and test credentials, which offline commands ignore).
 fn run(args: &[&str], config: &Path) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "MONGODB_ATLAS_CLIENT_ID",
-            "mdb_sa_id_0123456789abcdef01234567",
-        )
-        .env("MONGODB_ATLAS_CLIENT_SECRET", "test-client-secret-value")
-        .output()
-        .unwrap()
+    common::binary(config).args(args).output().unwrap()
 }
 
 fn config_for(dir: &Path, manifests: &Path) -> PathBuf {

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_atlas-linkd");
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A loopback port that was free a moment ago.
@@ -53,18 +52,8 @@ struct Daemon {
 impl Daemon {
     fn spawn(h: &Harness, port: u16, name: &str, env: &[(&str, &str)]) -> Daemon {
         let log = h.dir.path().join(format!("{name}.log"));
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(&h.config_path)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "MONGODB_ATLAS_CLIENT_ID",
-                "mdb_sa_id_0123456789abcdef01234567",
-            )
-            .env("MONGODB_ATLAS_CLIENT_SECRET", "test-client-secret-value")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let mut cmd = common::binary(&h.config_path);
+        cmd.stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
             cmd.env(k, v);

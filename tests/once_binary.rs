@@ -9,22 +9,9 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_atlas-linkd");
-
 fn once(config: &std::path::Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(config)
-        .arg("--once")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "MONGODB_ATLAS_CLIENT_ID",
-            "mdb_sa_id_0123456789abcdef01234567",
-        )
-        .env("MONGODB_ATLAS_CLIENT_SECRET", "test-client-secret-value")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = Command::from(common::binary(config));
+    cmd.arg("--once").kill_on_drop(true);
     cmd
 }
 

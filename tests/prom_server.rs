@@ -34,17 +34,7 @@ async fn prometheus_scrapes_the_daemon() {
         .unwrap()
         .replace("listen: null", &format!("listen: 127.0.0.1:{port}"));
     std::fs::write(&h.config_path, config).unwrap();
-    let daemon = Command::new(env!("CARGO_BIN_EXE_atlas-linkd"))
-        .arg("--config")
-        .arg(&h.config_path)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "MONGODB_ATLAS_CLIENT_ID",
-            "mdb_sa_id_0123456789abcdef01234567",
-        )
-        .env("MONGODB_ATLAS_CLIENT_SECRET", "test-client-secret-value")
-        .stdin(Stdio::null())
+    let daemon = common::binary(&h.config_path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -47,6 +47,23 @@ pub fn test_env(key: &str) -> Option<String> {
     }
 }
 
+/// The real binary with `--config CONFIG`, stdin closed, and an empty environment but for `PATH` and
+/// the credentials `test_env` gives (which the fake accepts and offline commands ignore).
+pub fn binary(config: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_atlas-linkd"));
+    cmd.arg("--config")
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::null());
+    for key in ["MONGODB_ATLAS_CLIENT_ID", "MONGODB_ATLAS_CLIENT_SECRET"] {
+        if let Some(value) = test_env(key) {
+            cmd.env(key, value);
+        }
+    }
+    cmd
+}
+
 pub struct Harness {
     pub fake: FakeAtlas,
     pub dir: TempDir,
