@@ -6,8 +6,8 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const GROUP: &str = "32b6e34b3d91647abb20e7b8";
-const ACCEPT: &str = "application/vnd.atlas.2023-02-01+json";
+mod fake_support;
+use fake_support::{ACCEPT, GROUP, bearer_token};
 
 struct Api {
     fake: FakeAtlas,
@@ -19,16 +19,7 @@ impl Api {
     async fn start(config: FakeConfig) -> Api {
         let fake = FakeAtlas::start(config).await.unwrap();
         let http = Client::new();
-        let resp = http
-            .post(format!("{}/api/oauth/token", fake.base_url()))
-            .basic_auth("mdb_sa_id_0123456789abcdef01234567", Some("secret"))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body: Value = resp.json().await.unwrap();
-        let token = body["access_token"].as_str().unwrap().to_owned();
+        let token = bearer_token(&http, &fake).await;
         Api { fake, http, token }
     }
 

@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::time::Instant;
 
-const GROUP: &str = "32b6e34b3d91647abb20e7b8";
+mod fake_support;
+use fake_support::{ACCEPT, GROUP, bearer_token};
+
 const OTHER: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
-const ACCEPT: &str = "application/vnd.atlas.2023-02-01+json";
 
 struct Api {
     fake: FakeAtlas,
@@ -23,17 +24,7 @@ impl Api {
     async fn start(config: FakeConfig) -> Api {
         let fake = FakeAtlas::start(config).await.unwrap();
         let http = Client::new();
-        let body: Value = http
-            .post(format!("{}/api/oauth/token", fake.base_url()))
-            .basic_auth("id", Some("secret"))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = body["access_token"].as_str().unwrap().to_owned();
+        let token = bearer_token(&http, &fake).await;
         Api { fake, http, token }
     }
 

@@ -6,7 +6,9 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::Instant;
 
-const ACCEPT: &str = "application/vnd.atlas.2023-02-01+json";
+mod fake_support;
+use fake_support::{ACCEPT, bearer_token};
+
 const WORKERS: usize = 16;
 const PER_WORKER: usize = 100;
 
@@ -19,17 +21,7 @@ async fn fake_serves_creates_and_gets() {
     .await
     .unwrap();
     let http = Client::new();
-    let body: Value = http
-        .post(format!("{}/api/oauth/token", fake.base_url()))
-        .basic_auth("id", Some("secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = body["access_token"].as_str().unwrap().to_owned();
+    let token = bearer_token(&http, &fake).await;
 
     let start = Instant::now();
     let mut tasks = Vec::new();
