@@ -104,6 +104,7 @@ fn write_ledger(manifests: &Path, ledger: &Path) {
             atlas_id: format!("{i:024x}"),
             remote_state: Some(RemoteState::Done),
             remote_error: None,
+            outputs: Default::default(),
             at_unix: NOW,
         })
         .collect();

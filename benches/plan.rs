@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 atlas_id: atlas_id(i / LINKS_PER_PROJECT, i % LINKS_PER_PROJECT),
                 remote_state: Some(RemoteState::Done),
                 remote_error: None,
+                outputs: Default::default(),
                 at_unix: NOW,
             })
             .collect();

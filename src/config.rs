@@ -45,6 +45,9 @@ pub struct ReconcileSettings {
     pub resync_interval_secs: u64,
     pub concurrency: usize,
     pub per_project_concurrency: usize,
+    /// A create sent without an answer is in flight at Atlas this long after it was sent: only a
+    /// listing that starts later may decide whether it was committed.
+    pub settle_secs: u64,
 }
 
 /// Per project; mirrors Atlas's "Streams" token bucket.
@@ -53,6 +56,8 @@ pub struct RateLimitSettings {
     pub capacity: u32,
     pub refill: u32,
     pub period_secs: u64,
+    /// Tokens of the project's bucket left to other tools: our calls wait for refill rather than take them.
+    pub reserve: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +147,8 @@ struct RawReconcile {
     resync_interval_secs: u64,
     concurrency: usize,
     per_project_concurrency: usize,
+    /// Defaults to `atlas.timeout_secs`.
+    settle_secs: Option<u64>,
 }
 
 impl Default for RawReconcile {
@@ -150,6 +157,7 @@ impl Default for RawReconcile {
             resync_interval_secs: 300,
             concurrency: 32,
             per_project_concurrency: 4,
+            settle_secs: None,
         }
     }
 }
@@ -160,6 +168,7 @@ struct RawRateLimit {
     capacity: u32,
     refill: u32,
     period_secs: u64,
+    reserve: u32,
 }
 
 impl Default for RawRateLimit {
@@ -168,6 +177,7 @@ impl Default for RawRateLimit {
             capacity: 1200,
             refill: 500,
             period_secs: 60,
+            reserve: 60,
         }
     }
 }
@@ -532,11 +542,13 @@ impl Config {
                 resync_interval_secs: raw.reconcile.resync_interval_secs,
                 concurrency: raw.reconcile.concurrency,
                 per_project_concurrency: raw.reconcile.per_project_concurrency,
+                settle_secs: raw.reconcile.settle_secs.unwrap_or(raw.atlas.timeout_secs),
             },
             rate_limit: RateLimitSettings {
                 capacity: raw.rate_limit.capacity,
                 refill: raw.rate_limit.refill,
                 period_secs: raw.rate_limit.period_secs,
+                reserve: raw.rate_limit.reserve,
             },
             retry: RetrySettings {
                 max_attempts: raw.retry.max_attempts,

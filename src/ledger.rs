@@ -7,7 +7,7 @@
 //! while the previous commit ran in one transaction (group commit), so thousands of parallel creates
 //! cost a few fsyncs.
 
-use crate::model::{Fingerprint, GroupId, LinkKey, LinkSpec, RemoteState};
+use crate::model::{EndpointOutputs, Fingerprint, GroupId, LinkKey, LinkSpec, RemoteState};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use serde::Serialize;
 use std::fmt;
@@ -41,6 +41,12 @@ const MIGRATIONS: &[&str] = &[
         updated_unix      INTEGER NOT NULL,
         PRIMARY KEY (group_id, name)
     ) WITHOUT ROWID;",
+    // 2: when the last create was sent (an unanswered one is in flight at Atlas until this plus
+    // `settle_secs`), and the read-only outputs Atlas fills in as a connection comes up.
+    "ALTER TABLE links ADD COLUMN sent_unix INTEGER;
+     ALTER TABLE links ADD COLUMN interface_endpoint_id TEXT;
+     ALTER TABLE links ADD COLUMN interface_endpoint_name TEXT;
+     ALTER TABLE links ADD COLUMN provider_account_id TEXT;",
 ];
 
 /// The schema version this build writes and reads.
@@ -106,6 +112,11 @@ pub struct Record {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub next_attempt_unix: Option<i64>,
+    /// When the last create was sent (rounded up to the second). A create that got no answer is in
+    /// flight at Atlas until this plus `settle_secs`.
+    pub sent_unix: Option<i64>,
+    /// What Atlas last reported of the connection's read-only outputs.
+    pub outputs: EndpointOutputs,
     pub created_unix: i64,
     pub updated_unix: i64,
 }
@@ -120,7 +131,8 @@ impl Record {
 /// One write to the ledger. Every change carries the time it happened (callers own the clock).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Written BEFORE a create is sent. Upsert: phase=intent, spec and fingerprint replaced, atlas_id cleared.
+    /// Written just before a create is sent, with `at_unix` the moment of sending rounded UP to the
+    /// second (it becomes `sent_unix`). Upsert: phase=intent, spec and fingerprint replaced, atlas_id cleared.
     Intent {
         key: LinkKey,
         spec: LinkSpec,
@@ -141,6 +153,7 @@ pub enum Change {
         atlas_id: String,
         remote_state: Option<RemoteState>,
         remote_error: Option<String>,
+        outputs: EndpointOutputs,
         at_unix: i64,
     },
     /// An attempt failed. Upsert; attempts += 1; atlas_id cleared.
@@ -157,6 +170,7 @@ pub enum Change {
         key: LinkKey,
         state: RemoteState,
         error: Option<String>,
+        outputs: EndpointOutputs,
         at_unix: i64,
     },
 }
@@ -464,7 +478,8 @@ impl Ledger {
             .conn
             .prepare(
                 "SELECT group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
-                        remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix
+                        remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix,
+                        sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id
                  FROM links ORDER BY group_id, name",
             )
             .map_err(sql_err)?;
@@ -489,6 +504,12 @@ impl Ledger {
                 next_attempt_unix: r.get(10).map_err(sql_err)?,
                 created_unix: r.get(11).map_err(sql_err)?,
                 updated_unix: r.get(12).map_err(sql_err)?,
+                sent_unix: r.get(13).map_err(sql_err)?,
+                outputs: EndpointOutputs {
+                    interface_endpoint_id: r.get(14).map_err(sql_err)?,
+                    interface_endpoint_name: r.get(15).map_err(sql_err)?,
+                    provider_account_id: r.get(16).map_err(sql_err)?,
+                },
             };
             let record = raw.decode(&self.path, group.as_ref())?;
             if group.as_ref() != Some(&record.key.group_id) {
@@ -619,11 +640,13 @@ fn write_change(conn: &Connection, path: &Path, change: &Change) -> Result<(), L
             ..
         } => cached(conn,
             "INSERT INTO links (group_id, name, spec_json, fingerprint, atlas_id, phase, attempts,
-                                created_unix, updated_unix)
-             VALUES (?1, ?2, ?3, ?4, NULL, 'intent', 0, ?5, ?5)
+                                sent_unix, created_unix, updated_unix)
+             VALUES (?1, ?2, ?3, ?4, NULL, 'intent', 0, ?5, ?5, ?5)
              ON CONFLICT (group_id, name) DO UPDATE SET
                 spec_json = excluded.spec_json, fingerprint = excluded.fingerprint, atlas_id = NULL,
                 phase = 'intent', remote_state = NULL, remote_error = NULL, next_attempt_unix = NULL,
+                interface_endpoint_id = NULL, interface_endpoint_name = NULL,
+                provider_account_id = NULL, sent_unix = excluded.sent_unix,
                 updated_unix = excluded.updated_unix",
             params![g, n, spec.to_json(), fingerprint.to_hex(), at_unix],
         ),
@@ -641,17 +664,22 @@ fn write_change(conn: &Connection, path: &Path, change: &Change) -> Result<(), L
             atlas_id,
             remote_state,
             remote_error,
+            outputs,
             at_unix,
             ..
         } => cached(conn,
             "INSERT INTO links (group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
-                                remote_error, attempts, created_unix, updated_unix)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'adopted', ?6, ?7, 0, ?8, ?8)
+                                remote_error, attempts, created_unix, updated_unix,
+                                interface_endpoint_id, interface_endpoint_name, provider_account_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'adopted', ?6, ?7, 0, ?8, ?8, ?9, ?10, ?11)
              ON CONFLICT (group_id, name) DO UPDATE SET
                 spec_json = excluded.spec_json, fingerprint = excluded.fingerprint,
                 atlas_id = excluded.atlas_id, phase = 'adopted', remote_state = excluded.remote_state,
                 remote_error = excluded.remote_error, attempts = 0, last_error = NULL,
-                next_attempt_unix = NULL, updated_unix = excluded.updated_unix",
+                next_attempt_unix = NULL, updated_unix = excluded.updated_unix,
+                interface_endpoint_id = excluded.interface_endpoint_id,
+                interface_endpoint_name = excluded.interface_endpoint_name,
+                provider_account_id = excluded.provider_account_id",
             params![
                 g,
                 n,
@@ -660,7 +688,10 @@ fn write_change(conn: &Connection, path: &Path, change: &Change) -> Result<(), L
                 atlas_id,
                 opt_state(remote_state),
                 remote_error,
-                at_unix
+                at_unix,
+                outputs.interface_endpoint_id,
+                outputs.interface_endpoint_name,
+                outputs.provider_account_id
             ],
         ),
         Change::Failed {
@@ -677,6 +708,8 @@ fn write_change(conn: &Connection, path: &Path, change: &Change) -> Result<(), L
              ON CONFLICT (group_id, name) DO UPDATE SET
                 spec_json = excluded.spec_json, fingerprint = excluded.fingerprint, atlas_id = NULL,
                 phase = 'failed', remote_state = NULL, remote_error = NULL,
+                interface_endpoint_id = NULL, interface_endpoint_name = NULL,
+                provider_account_id = NULL,
                 attempts = links.attempts + 1, last_error = excluded.last_error,
                 next_attempt_unix = excluded.next_attempt_unix, updated_unix = excluded.updated_unix",
             params![
@@ -692,12 +725,23 @@ fn write_change(conn: &Connection, path: &Path, change: &Change) -> Result<(), L
         Change::RemoteState {
             state,
             error,
+            outputs,
             at_unix,
             ..
         } => cached(conn,
-            "UPDATE links SET remote_state = ?3, remote_error = ?4, updated_unix = ?5
+            "UPDATE links SET remote_state = ?3, remote_error = ?4, updated_unix = ?5,
+                interface_endpoint_id = ?6, interface_endpoint_name = ?7, provider_account_id = ?8
              WHERE group_id = ?1 AND name = ?2",
-            params![g, n, state.as_str(), error, at_unix],
+            params![
+                g,
+                n,
+                state.as_str(),
+                error,
+                at_unix,
+                outputs.interface_endpoint_id,
+                outputs.interface_endpoint_name,
+                outputs.provider_account_id
+            ],
         ),
     }
     .map_err(sql_err)?;
@@ -727,6 +771,8 @@ struct RawRecord<'r> {
     next_attempt_unix: Option<i64>,
     created_unix: i64,
     updated_unix: i64,
+    sent_unix: Option<i64>,
+    outputs: EndpointOutputs,
 }
 
 impl RawRecord<'_> {
@@ -762,6 +808,8 @@ impl RawRecord<'_> {
             attempts,
             last_error: self.last_error,
             next_attempt_unix: self.next_attempt_unix,
+            sent_unix: self.sent_unix,
+            outputs: self.outputs,
             created_unix: self.created_unix,
             updated_unix: self.updated_unix,
         })
@@ -1020,6 +1068,8 @@ mod tests {
             next_attempt_unix: None,
             created_unix: 0,
             updated_unix: 0,
+            sent_unix: None,
+            outputs: EndpointOutputs::default(),
         };
         let p = Path::new("/l.db");
         let good = raw().decode(p, None).unwrap();

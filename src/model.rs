@@ -546,6 +546,20 @@ pub struct RemoteConnection {
     pub authentication_scheme: Option<String>,
     pub state: Option<RemoteState>,
     pub error_message: Option<String>,
+    /// Read-only values Atlas fills in as the connection comes up; the next step needs them.
+    #[serde(flatten)]
+    pub outputs: EndpointOutputs,
+}
+
+/// The read-only values Atlas fills in as a connection comes up (all absent until then): what the
+/// next step needs (Confluent needs `interfaceEndpointId` to produce a domain, Azure users need
+/// `interfaceEndpointName`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointOutputs {
+    pub interface_endpoint_id: Option<String>,
+    pub interface_endpoint_name: Option<String>,
+    pub provider_account_id: Option<String>,
 }
 
 /// Where a declared link came from, for messages.

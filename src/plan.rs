@@ -548,6 +548,8 @@ mod tests {
             attempts: 0,
             last_error: None,
             next_attempt_unix: None,
+            sent_unix: None,
+            outputs: Default::default(),
             created_unix: 1,
             updated_unix: 1,
         }

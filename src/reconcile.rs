@@ -826,11 +826,13 @@ impl Reconciler {
             let remote = by_id.get(id)?;
             let state = remote.state.as_ref()?;
             let changed = record.remote_state.as_ref() != Some(state)
-                || record.remote_error != remote.error_message;
+                || record.remote_error != remote.error_message
+                || record.outputs != remote.outputs;
             changed.then(|| Change::RemoteState {
                 key: record.key.clone(),
                 state: state.clone(),
                 error: remote.error_message.clone(),
+                outputs: remote.outputs.clone(),
                 at_unix: now,
             })
         });
@@ -1022,6 +1024,7 @@ impl Reconciler {
                 atlas_id: remote.id.clone(),
                 remote_state: remote.state.clone(),
                 remote_error: remote.error_message.clone(),
+                outputs: remote.outputs.clone(),
                 at_unix: now_unix(),
             })
             .await?;

@@ -4,7 +4,9 @@
 use atlas_linkd::ledger::{
     Change, Ledger, LedgerError, LedgerHandle, Phase, SCHEMA_VERSION, lock_path,
 };
-use atlas_linkd::model::{AuthScheme, GroupId, LinkKey, LinkSpec, Provider, RemoteState, Vendor};
+use atlas_linkd::model::{
+    AuthScheme, EndpointOutputs, GroupId, LinkKey, LinkSpec, Provider, RemoteState, Vendor,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -116,6 +118,10 @@ fn reopen_keeps_everything() {
                 key: key("a"),
                 state: RemoteState::Failed,
                 error: Some("no route".into()),
+                outputs: EndpointOutputs {
+                    interface_endpoint_id: Some("vpce-0a1b2c".into()),
+                    ..Default::default()
+                },
                 at_unix: 102,
             },
             Change::Adopted {
@@ -125,6 +131,7 @@ fn reopen_keeps_everything() {
                 atlas_id: "65a1b2c3d4e5f60718293a4c".into(),
                 remote_state: Some(RemoteState::Other("PENDING_X".into())),
                 remote_error: None,
+                outputs: EndpointOutputs::default(),
                 at_unix: 103,
             },
             failed("c", 104),

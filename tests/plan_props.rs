@@ -79,6 +79,8 @@ proptest! {
                     attempts: 1,
                     last_error: None,
                     next_attempt_unix: Some(*next),
+                    sent_unix: None,
+                    outputs: Default::default(),
                     created_unix: 0,
                     updated_unix: 0,
                 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::error::{AtlasErrorBody, BadRequestDetail, FieldProblem};
-use crate::model::{RemoteConnection, RemoteState};
+use crate::model::{EndpointOutputs, RemoteConnection, RemoteState};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -24,6 +24,9 @@ pub(crate) struct WireConnection {
     pub authentication_scheme: Option<String>,
     pub state: Option<String>,
     pub error_message: Option<String>,
+    pub interface_endpoint_id: Option<String>,
+    pub interface_endpoint_name: Option<String>,
+    pub provider_account_id: Option<String>,
 }
 
 impl WireConnection {
@@ -45,6 +48,11 @@ impl WireConnection {
             authentication_scheme: self.authentication_scheme,
             state: self.state.as_deref().map(RemoteState::parse),
             error_message: self.error_message,
+            outputs: EndpointOutputs {
+                interface_endpoint_id: self.interface_endpoint_id,
+                interface_endpoint_name: self.interface_endpoint_name,
+                provider_account_id: self.provider_account_id,
+            },
         })
     }
 }
