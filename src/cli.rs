@@ -246,13 +246,14 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
         Vec::new()
     };
     let now = reconcile::now_unix();
+    let settings = reconcile::Policy::from_config(&config).plan_settings();
     let mut listings = plan::Listings::new();
     if !offline {
         let client = match reconcile::client_from_config(&config, None, &env) {
             Ok(c) => c,
             Err(e) => return refuse(&e),
         };
-        let first = plan::plan(&desired, &records, &listings, now);
+        let first = plan::plan(&desired, &records, &listings, now, &settings);
         // Projects in parallel, up to `reconcile.concurrency`: one listing costs a project one token
         // (a page of 500), far inside any bucket, so `plan` needs no limiter of its own.
         let results: Vec<_> = futures::stream::iter(first.projects_to_list())
@@ -286,7 +287,7 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
             return ExitCode::from(1);
         }
     }
-    let plan = plan::plan(&desired, &records, &listings, now);
+    let plan = plan::plan(&desired, &records, &listings, now, &settings);
     match output {
         Output::Json => outln!(
             "{}",
@@ -335,8 +336,11 @@ pub async fn run_once_pass(
     } else {
         Arc::new(crate::report::LogProgress::new())
     };
+    // `--once` has no resync to save it: it looks at every managed project, and waits for creates
+    // that Atlas may still be committing, before it can say "converged".
     let options = PassOptions {
-        list_all: false,
+        list_all: true,
+        wait_for_settle: true,
         cancel: cancel.clone(),
         progress: Some(progress),
     };

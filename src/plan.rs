@@ -359,12 +359,19 @@ impl<'a> Claimed<'a> {
     }
 }
 
+/// What the planner needs of the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanSettings {
+    pub settle_secs: i64,
+}
+
 /// Decides what a pass does. Pure: the same inputs give the same plan.
 pub fn plan(
     desired: &DesiredState,
     records: &[Record],
     listings: &Listings,
     now_unix: i64,
+    _settings: &PlanSettings,
 ) -> Plan {
     // Desired links come in key order (nested BTreeMaps); with records in key order too (as
     // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a

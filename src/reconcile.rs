@@ -12,7 +12,15 @@
 //!   and adopting the match before anything is created again;
 //! - each outcome reaches the ledger before it reaches the report or the metrics.
 //!
-//! The error policy (what is retried, how long to wait) lives in `Policy`, apart from the actions.
+//! - a create that got no answer (reset, timeout, gateway 5xx) may still be committed by Atlas: it is in
+//!   flight at Atlas until `sent + settle_secs`, and only a listing that starts after that instant
+//!   decides it; `--once` waits for that window, the daemon schedules a follow-up pass at its end.
+//!
+//! What comes after each failed call is decided by one pure function, `decide::decide`; the loops
+//! here only carry its `Next` out. How fast and hard a pass pushes (caps, bucket, backoff) is `Policy`.
+
+mod budget;
+pub(crate) mod decide;
 
 use crate::atlas::{
     ApiError, AtlasClient, ClientBuildError, ClientSettings, Credentials, CredentialsError,
@@ -24,6 +32,8 @@ use crate::metrics::{self, Metrics};
 use crate::model::{DesiredLink, DesiredState, GroupId, LinkKey, RemoteConnection};
 use crate::plan::{self, Action, CreateReason, Listings, RemoteListing};
 use crate::report::{FailedLink, PassReport};
+use budget::Budget;
+use decide::{Attempts, IfAbsent, Next, Op};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -58,6 +68,10 @@ pub struct Policy {
     /// A link that failed waits this long before the next pass tries it again, doubling per failure.
     pub failure_delay: Duration,
     pub max_failure_delay: Duration,
+    /// A create sent without an answer may be committed by Atlas until this long after it was sent.
+    pub settle: Duration,
+    /// Tokens of each project's bucket left to the other tools of the project.
+    pub reserve: u32,
 }
 
 impl Policy {
@@ -74,13 +88,35 @@ impl Policy {
             max_rate_limited: 50,
             failure_delay: Duration::from_secs(config.retry.failure_delay_secs),
             max_failure_delay: Duration::from_secs(config.retry.max_failure_delay_secs),
+            settle: Duration::from_secs(config.reconcile.settle_secs),
+            reserve: config.rate_limit.reserve,
+        }
+    }
+
+    /// What the planner needs of the policy.
+    pub fn plan_settings(&self) -> plan::PlanSettings {
+        plan::PlanSettings {
+            settle_secs: i64::try_from(self.settle.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn limits(&self) -> decide::Limits {
+        decide::Limits {
+            max_attempts: self.max_attempts,
+            max_rate_limited: self.max_rate_limited,
+            max_backoff: self.max_backoff,
+            settle: self.settle,
         }
     }
 
     fn bucket_shape(&self) -> BucketShape {
         let refill = self.bucket_refill.max(1);
         BucketShape {
-            capacity: self.bucket_capacity.max(1),
+            // The reserve is left to other tools even when nobody tells us what they spent.
+            capacity: self
+                .bucket_capacity
+                .saturating_sub(self.reserve)
+                .max(1),
             per_token: (self.bucket_period / refill).max(Duration::from_nanos(1)),
         }
     }
@@ -139,6 +175,10 @@ pub struct PassOptions {
     /// List every managed project, not only those with something to create: the daemon's resync, which
     /// refreshes each connection's Atlas state and notices connections that disappeared.
     pub list_all: bool,
+    /// Wait within the pass for creates in flight at Atlas to settle, then decide them by a listing
+    /// (`--once`). Without it (the daemon), such links are reported in flight and the report says when
+    /// a follow-up pass can decide them.
+    pub wait_for_settle: bool,
     /// Stop starting calls; in-flight calls finish and are recorded.
     pub cancel: CancellationToken,
     pub progress: Option<Arc<dyn Progress>>,
@@ -279,6 +319,8 @@ struct ProjectGate {
     /// Held by the one call that starts the bucket, until its answer arrives.
     first_call: Arc<tokio::sync::Mutex<()>>,
     slots: Semaphore,
+    /// What Atlas last said is left in the project's bucket (shared with other tools).
+    budget: Budget,
     paused_until: Mutex<Option<tokio::time::Instant>>,
     verify: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Vec<RemoteConnection>>)>>,
 }
@@ -293,8 +335,18 @@ struct CallPermit<'a> {
     _global: tokio::sync::SemaphorePermit<'a>,
 }
 
+impl CallPermit<'_> {
+    /// The answer's `RateLimit-Remaining`, if it carried one, corrects our view of the shared bucket.
+    fn observe(&self, rate_limit: &crate::atlas::RateLimitInfo) {
+        if let Some(remaining) = rate_limit.remaining {
+            self.gate.budget.observe(remaining, Instant::now());
+        }
+    }
+}
+
 impl Drop for CallPermit<'_> {
     fn drop(&mut self) {
+        self.gate.budget.finished();
         if self.first_call.take().is_some() {
             let quota = self.gate.shape.quota(self.sent.elapsed());
             let limiter = RateLimiter::direct_with_clock(quota, MonotonicClock);
@@ -329,18 +381,19 @@ impl ProjectGate {
         if let Some(limiter) = self.limiter.get() {
             while limiter.check().is_ok() {}
         }
+        self.budget.emptied(Instant::now());
     }
 
+    // A poisoned lock holds a plain instant that no panic can leave half-written: use it.
     fn pause(&self, until: tokio::time::Instant) {
-        if let Ok(mut paused) = self.paused_until.lock()
-            && paused.is_none_or(|p| p < until)
-        {
+        let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if paused.is_none_or(|p| p < until) {
             *paused = Some(until);
         }
     }
 
     fn paused_until(&self) -> Option<tokio::time::Instant> {
-        self.paused_until.lock().ok().and_then(|p| *p)
+        *self.paused_until.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -352,10 +405,37 @@ enum Abandon {
 
 /// Seconds since the Unix epoch: the only clock the ledger and plan see.
 pub fn now_unix() -> i64 {
+    unix_since_epoch().as_secs() as i64
+}
+
+/// Seconds since the epoch rounded UP: a create's `sent_unix`, so that `sent_unix + settle_secs` is
+/// never earlier than the real end of its settle window.
+fn now_unix_ceil() -> i64 {
+    let t = unix_since_epoch();
+    (t.as_secs() as i64).saturating_add(i64::from(t.subsec_nanos() > 0))
+}
+
+fn unix_since_epoch() -> Duration {
+    // A clock before 1970 is a broken host; 0 makes every window look past, which only waits less
+    // than it should where the clock is already meaningless.
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The monotonic instant at which the wall clock reads `unix` (now, if that has passed).
+pub(crate) fn instant_at_unix(unix: i64) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let ahead = (unix as f64 - unix_since_epoch().as_secs_f64()).clamp(0.0, 86_400.0 * 366.0);
+    now.checked_add(Duration::from_secs_f64(ahead))
+        .unwrap_or(now)
+}
+
+/// A create the plan asks for, before the pass hands it to a task.
+struct Job {
+    link: Box<DesiredLink>,
+    reason: CreateReason,
+    in_flight_until: Option<i64>,
 }
 
 /// One link to create, with what its create needs to know of the pass.
@@ -364,8 +444,23 @@ struct CreateJob<'a> {
     reason: CreateReason,
     /// Failures the ledger already counts for this link: the wait after a new failure grows with them.
     prior_attempts: u32,
+    /// An earlier create of this link may still be committed by Atlas until this instant (unix
+    /// seconds): nothing is sent before a listing that starts after it has decided.
+    in_flight_until: Option<i64>,
     claimed: &'a Mutex<HashSet<String>>,
     conflicts: &'a AtomicU64,
+}
+
+/// A create whose outcome is not known yet, and how a listing will decide it.
+#[derive(Debug, Clone, Copy)]
+struct Doubt {
+    /// The listing that decides must start no earlier than this.
+    since: tokio::time::Instant,
+    /// `since` on the wall clock, for the report and the ledger's follow-up.
+    until_unix: i64,
+    if_absent: IfAbsent,
+    /// A 409 started it: a match found is adopted (it was there before us), not "created".
+    after_conflict: bool,
 }
 
 /// The result of one link's create, as the pass reports it.
@@ -376,6 +471,13 @@ enum CreateOutcome {
         after_conflict: bool,
     },
     Failed(String),
+    /// A connection that shares the link's identity but differs elsewhere exists: neither adopted
+    /// nor created beside.
+    NearMatch(String),
+    /// Possibly committed by Atlas, and the pass does not wait (the daemon): decided after this.
+    InFlight {
+        until_unix: i64,
+    },
     Interrupted,
 }
 
@@ -452,6 +554,12 @@ impl Reconciler {
                     limiter: std::sync::OnceLock::new(),
                     first_call: Arc::new(tokio::sync::Mutex::new(())),
                     slots: Semaphore::new(self.policy.per_project_concurrency),
+                    budget: Budget::new(
+                        self.policy.bucket_capacity,
+                        self.policy.bucket_refill,
+                        self.policy.bucket_period,
+                        self.policy.reserve,
+                    ),
                     paused_until: Mutex::new(None),
                     verify: tokio::sync::Mutex::new(None),
                 })
@@ -484,9 +592,21 @@ impl Reconciler {
             first = gate.take_token() => first,
             _ = cancel.cancelled() => return None,
         };
+        // Then what Atlas says is left, less the reserve for the project's other tools.
+        while let Err(wait) = gate.budget.try_send(Instant::now()) {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return None,
+            }
+        }
         let global = tokio::select! {
-            g = self.global.acquire() => g.ok()?,
-            _ = cancel.cancelled() => return None,
+            g = self.global.acquire() => g.ok(),
+            _ = cancel.cancelled() => None,
+        };
+        let Some(global) = global else {
+            // The call that `try_send` counted will not be sent after all.
+            gate.budget.finished();
+            return None;
         };
         Some(CallPermit {
             gate,
@@ -512,22 +632,20 @@ impl Reconciler {
             .inc();
     }
 
-    /// After a 429: pause the project until Atlas's `Retry-After` (or a backoff step when it gave none).
-    fn on_rate_limited(
-        &self,
-        gate: &ProjectGate,
-        retry_after: Option<Duration>,
-        fallback: Duration,
-    ) {
+    /// After a 429: Atlas's bucket is empty; no call to the project until `wait` has passed.
+    fn pause_project(&self, gate: &ProjectGate, group: &GroupId, wait: Duration) {
         self.count_retry("rate_limited");
         gate.drain();
-        let wait = retry_after
-            .unwrap_or(fallback)
-            .max(Duration::from_millis(1));
-        gate.pause(tokio::time::Instant::now() + wait);
+        let now = tokio::time::Instant::now();
+        // `decide` caps `wait` at `max_backoff`; the fallback only guards the arithmetic.
+        let until = now.checked_add(wait).unwrap_or(now);
+        tracing::info!(project = %group, wait_ms = wait.as_millis() as u64,
+            until = %crate::report::format_unix(now_unix().saturating_add(wait.as_secs() as i64)),
+            "Atlas's rate limit for the project is exhausted; pausing its calls");
+        gate.pause(until);
     }
 
-    /// Lists one project completely, each page under the project's gate and the retry policy.
+    /// Lists one project completely, each page under the project's gate and the error policy.
     /// Any page that cannot be had fails the whole listing: a partial listing proves nothing.
     async fn list_project(
         &self,
@@ -537,54 +655,47 @@ impl Reconciler {
         let gate = self.gate(group);
         let mut pager = self.client.pager(group);
         let mut backoff = self.policy.backoff();
-        let mut attempts = 0u32;
-        let mut rate_limited = 0u32;
+        let mut attempts = Attempts::default();
         loop {
             let result = {
-                let Some(_permit) = self.admit(&gate, cancel).await else {
+                let Some(permit) = self.admit(&gate, cancel).await else {
                     return Err(Abandon::Cancelled);
                 };
-                pager.next_page().await
+                let result = pager.next_page().await;
+                permit.observe(&match &result {
+                    Ok(_) => pager.rate_limit(),
+                    Err(e) => e.rate_limit,
+                });
+                result
             };
-            match result {
+            let e = match result {
                 Ok(Some(_)) => {
-                    attempts = 0;
-                    rate_limited = 0;
+                    attempts = Attempts::default();
                     backoff = self.policy.backoff();
+                    continue;
                 }
                 Ok(None) => return Ok(pager.into_items()),
-                Err(e) => {
-                    let delay = backoff.next().unwrap_or(self.policy.max_backoff);
-                    match e.class {
-                        ErrorClass::RateLimited { retry_after } => {
-                            rate_limited += 1;
-                            if rate_limited > self.policy.max_rate_limited {
-                                return Err(Abandon::Failed(e));
-                            }
-                            self.on_rate_limited(&gate, retry_after, delay);
-                            continue;
-                        }
-                        // A listing changes nothing, so an uncertain outcome is just a failure to retry.
-                        ErrorClass::Retryable | ErrorClass::Ambiguous | ErrorClass::Conflict => {
-                            attempts += 1;
-                            if attempts >= self.policy.max_attempts {
-                                return Err(Abandon::Failed(e));
-                            }
-                            self.count_retry(retry_reason(&e));
-                            tracing::debug!(project = %group, error = %e, ?delay, "listing failed; retrying");
-                            if !self.wait(delay, cancel).await {
-                                return Err(Abandon::Cancelled);
-                            }
-                        }
-                        ErrorClass::Auth | ErrorClass::Permanent => return Err(Abandon::Failed(e)),
+                Err(e) => e,
+            };
+            count_attempt(&mut attempts, &e.class);
+            let step = backoff.next().unwrap_or(self.policy.max_backoff);
+            match decide::decide(Op::List, &e.class, attempts, &self.policy.limits(), step) {
+                Next::PauseProject { wait } => self.pause_project(&gate, group, wait),
+                Next::Retry { after } => {
+                    self.count_retry(retry_reason(&e));
+                    tracing::debug!(project = %group, error = %e, ?after, "listing failed; retrying");
+                    if !self.wait(after, cancel).await {
+                        return Err(Abandon::Cancelled);
                     }
                 }
+                Next::GiveUp | Next::Verify { .. } => return Err(Abandon::Failed(e)),
             }
         }
     }
 
-    /// A listing of `group` taken after `since`: reuses one another task already took, else takes one.
-    /// Concurrent doubts in one project therefore cost one listing, not one each.
+    /// A complete listing of `group` that started no earlier than `since`: one another task already
+    /// took, else a new one, after waiting for `since`. Concurrent doubts in one project therefore
+    /// cost one listing, not one each.
     async fn verify_listing(
         &self,
         group: &GroupId,
@@ -597,6 +708,14 @@ impl Reconciler {
             && *taken >= since
         {
             return Ok(listing.clone());
+        }
+        let wait = since.saturating_duration_since(tokio::time::Instant::now());
+        if !wait.is_zero() {
+            tracing::warn!(project = %group, wait_secs = wait.as_secs_f64().ceil() as u64,
+                "waiting for the settle window of creates that got no answer: Atlas may still commit them, so only a listing after it can tell");
+            if !self.wait(wait, cancel).await {
+                return Err(Abandon::Cancelled);
+            }
         }
         let started = tokio::time::Instant::now();
         let listing = Arc::new(self.list_project(group, cancel).await?);
@@ -611,14 +730,17 @@ impl Reconciler {
         options: &PassOptions,
     ) -> Result<PassReport, PassError> {
         let started = Instant::now();
-        let started_unix = now_unix();
+        // One clock for the whole pass, read before any listing starts: every plan of the pass sees
+        // the same links as due, and a window that ends by `now` ended before the listings began.
+        let now = now_unix();
         let requests_before = self.counters.requests.load(Ordering::Relaxed);
         let rate_limited_before = self.counters.rate_limited.load(Ordering::Relaxed);
         let cancel = &options.cancel;
-        let mut report = PassReport::new(started_unix, desired.link_count());
+        let mut report = PassReport::new(now, desired.link_count());
 
         let records = self.ledger.records().await?;
-        let first = plan::plan(desired, &records, &Listings::new(), started_unix);
+        let settings = self.plan_settings();
+        let first = plan::plan(desired, &records, &Listings::new(), now, &settings);
         let mut to_list: BTreeSet<GroupId> = first.projects_to_list();
         if options.list_all {
             to_list.extend(desired.projects.keys().cloned());
@@ -626,34 +748,47 @@ impl Reconciler {
         }
 
         let (listings, list_failures) = self.list_projects(&to_list, cancel).await;
-        let now = now_unix();
-        let plan = plan::plan(desired, &records, &listings, now);
+        let plan = plan::plan(desired, &records, &listings, now, &settings);
         self.record_remote_states(&records, &listings, now).await?;
 
         // Ids that a record already holds, or that this pass adopts or creates: never adopted twice.
         let claimed: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(
             records.iter().filter_map(|r| r.atlas_id.clone()).collect(),
         ));
+        let prior_attempts: HashMap<&LinkKey, u32> =
+            records.iter().map(|r| (&r.key, r.attempts)).collect();
 
-        let mut creates: BTreeMap<GroupId, Vec<(Box<DesiredLink>, CreateReason)>> = BTreeMap::new();
+        let mut jobs: BTreeMap<GroupId, Vec<Job>> = BTreeMap::new();
         let mut adoptions = Vec::new();
         for action in plan.actions {
             match action {
                 Action::Create { link, reason } => {
-                    if let Some(why) = list_failures.get(&link.key.group_id) {
-                        report.not_attempted.push(FailedLink::new(
-                            &link.key,
-                            format!("not created: listing the project failed: {why}"),
-                        ));
+                    // The guard of "never a duplicate": a create needs a complete listing of its
+                    // project from this pass, whatever the plan says.
+                    let group = &link.key.group_id;
+                    if !listings.contains_key(group) {
+                        let why = match list_failures.get(group) {
+                            Some(why) => format!("not created: listing the project failed: {why}"),
+                            None => "not created: the project was not listed in this pass".to_owned(),
+                        };
+                        report.not_attempted.push(FailedLink::new(&link.key, why));
                     } else {
-                        creates
-                            .entry(link.key.group_id.clone())
-                            .or_default()
-                            .push((link, reason));
+                        jobs.entry(group.clone()).or_default().push(Job {
+                            link,
+                            reason,
+                            in_flight_until: None,
+                        });
                     }
                 }
                 Action::Adopt { link, remote } => adoptions.push((link, remote)),
-                Action::Unchanged { .. } => report.unchanged += 1,
+                Action::Unchanged { key, .. } => match list_failures.get(&key.group_id) {
+                    // `--once` promises every link was seen in a listing of this pass.
+                    Some(why) if options.list_all => report.unverified.push(FailedLink::new(
+                        &key,
+                        format!("not verified: listing the project failed: {why}"),
+                    )),
+                    _ => report.unchanged += 1,
+                },
                 Action::Changed {
                     key,
                     recorded,
@@ -692,44 +827,47 @@ impl Reconciler {
         )
         .await?;
         for (link, remote) in adoptions {
-            if let Ok(mut c) = claimed.lock() {
-                c.insert(remote.id.clone());
-            }
+            claimed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(remote.id.clone());
             tracing::info!(link = %link.key, atlas_id = %remote.id, "adopted an existing connection");
             report.adopted.push(link.key);
         }
 
-        let total: usize = creates.values().map(Vec::len).sum();
+        let total: usize = jobs.values().map(Vec::len).sum();
         if let Some(p) = &options.progress {
             p.start(total as u64);
         }
-        let prior_attempts: HashMap<&LinkKey, u32> =
-            records.iter().map(|r| (&r.key, r.attempts)).collect();
         let done = AtomicU64::new(0);
         let conflicts = AtomicU64::new(0);
         let mut projects = FuturesUnordered::new();
-        for (_group, links) in creates {
+        for (_group, links) in jobs {
             let claimed = claimed.clone();
             let (done, conflicts, prior_attempts) = (&done, &conflicts, &prior_attempts);
             projects.push(async move {
                 let per_project = self.policy.per_project_concurrency;
                 futures::stream::iter(links)
-                    .map(|(link, reason)| {
+                    .map(|job| {
                         let claimed = claimed.clone();
                         async move {
-                            let job = CreateJob {
-                                link: &link,
-                                reason,
-                                prior_attempts: prior_attempts.get(&link.key).copied().unwrap_or(0),
+                            let create = CreateJob {
+                                link: &job.link,
+                                reason: job.reason,
+                                prior_attempts: prior_attempts
+                                    .get(&job.link.key)
+                                    .copied()
+                                    .unwrap_or(0),
+                                in_flight_until: job.in_flight_until,
                                 claimed: &claimed,
                                 conflicts,
                             };
-                            let outcome = self.create_one(job, cancel).await;
+                            let outcome = self.create_one(create, options).await;
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                             if let Some(p) = &options.progress {
                                 p.advance(n);
                             }
-                            (link.key, outcome)
+                            (job.link.key, outcome)
                         }
                     })
                     .buffer_unordered(per_project)
@@ -750,6 +888,12 @@ impl Reconciler {
                     }
                     Ok(CreateOutcome::Failed(reason)) => {
                         report.failed.push(FailedLink::new(&key, reason))
+                    }
+                    Ok(CreateOutcome::NearMatch(reason)) => {
+                        report.conflicted.push(FailedLink::new(&key, reason))
+                    }
+                    Ok(CreateOutcome::InFlight { until_unix }) => {
+                        report.add_in_flight(&key, until_unix)
                     }
                     Ok(CreateOutcome::Interrupted) => report.not_attempted.push(FailedLink::new(
                         &key,
@@ -776,6 +920,10 @@ impl Reconciler {
         report.sort();
         self.update_gauges(desired, &report).await;
         Ok(report)
+    }
+
+    pub fn plan_settings(&self) -> plan::PlanSettings {
+        self.policy.plan_settings()
     }
 
     /// Lists `groups` in parallel. Returns complete listings, and why each other project could not be listed.
@@ -845,70 +993,96 @@ impl Reconciler {
     async fn create_one(
         &self,
         job: CreateJob<'_>,
-        cancel: &CancellationToken,
+        options: &PassOptions,
     ) -> Result<CreateOutcome, LedgerError> {
         let CreateJob {
             link,
             reason,
             prior_attempts,
+            in_flight_until,
             claimed,
             conflicts,
         } = job;
+        let cancel = &options.cancel;
         let group = &link.key.group_id;
         let gate = self.gate(group);
         if cancel.is_cancelled() {
             return Ok(CreateOutcome::Interrupted);
         }
         tracing::debug!(link = %link.key, ?reason, "creating");
-        self.ledger
-            .apply(Change::Intent {
-                key: link.key.clone(),
-                spec: link.spec.clone(),
-                fingerprint: link.fingerprint,
-                at_unix: now_unix(),
-            })
-            .await?;
 
         let mut backoff = self.policy.backoff();
-        let mut attempts = 0u32;
-        let mut rate_limited = 0u32;
-        // Set when an earlier attempt may have created the connection: nothing is sent again until a
-        // listing taken after that attempt shows it is absent.
-        let mut doubt: Option<(tokio::time::Instant, bool)> = None;
+        let mut attempts = Attempts::default();
+        // Set while an earlier attempt may have created the connection: nothing is sent again until
+        // a listing that starts after its settle window shows it absent.
+        let mut doubt = in_flight_until.map(|until_unix| Doubt {
+            since: instant_at_unix(until_unix),
+            until_unix,
+            if_absent: IfAbsent::CreateAgain,
+            after_conflict: false,
+        });
         loop {
-            if let Some((since, after_conflict)) = doubt {
-                match self.verify_listing(group, since, cancel).await {
-                    Ok(listing) => {
-                        if let Some(remote) = self.claim_match(link, &listing, claimed) {
-                            return self.record_verified(link, &remote, after_conflict).await;
-                        }
-                        if after_conflict {
-                            // Atlas refused the create, yet nothing matching exists: something else
-                            // conflicts (an operation under way, a near-identical connection). Retry later.
-                            let reason = "Atlas answered 409 Conflict and no matching connection exists; will retry on a later pass".to_string();
-                            return self.record_failure(link, prior_attempts, reason).await;
-                        }
-                        doubt = None;
-                    }
+            if let Some(d) = doubt.take() {
+                if !options.wait_for_settle && d.since > tokio::time::Instant::now() {
+                    return Ok(CreateOutcome::InFlight {
+                        until_unix: d.until_unix,
+                    });
+                }
+                let listing = match self.verify_listing(group, d.since, cancel).await {
+                    Ok(listing) => listing,
                     Err(Abandon::Cancelled) => return Ok(CreateOutcome::Interrupted),
                     Err(Abandon::Failed(e)) => {
-                        // Still in doubt: the intent stays, and the next pass lists before creating.
+                        // Still in doubt: the failure keeps `sent_unix`, so the next pass lists first.
                         let reason = format!(
                             "outcome unknown and the project could not be listed to check: {e}"
                         );
                         return self.record_failure(link, prior_attempts, reason).await;
                     }
+                };
+                if let Some(remote) = self.claim_match(link, &listing, claimed) {
+                    return self.record_verified(link, &remote, d.after_conflict).await;
+                }
+                if let Some(why) = near_match_in(link, &listing, claimed) {
+                    tracing::error!(link = %link.key, "{why}");
+                    return Ok(CreateOutcome::NearMatch(why));
+                }
+                match d.if_absent {
+                    IfAbsent::CreateAgain => {}
+                    IfAbsent::GiveUp(why) => {
+                        if !d.after_conflict {
+                            self.count_create(metrics::outcome::FAILURE);
+                        }
+                        return self
+                            .record_failure(link, prior_attempts, why.to_owned())
+                            .await;
+                    }
                 }
             }
 
-            let result = {
-                let Some(_permit) = self.admit(&gate, cancel).await else {
+            let (result, sent, sent_unix) = {
+                let Some(permit) = self.admit(&gate, cancel).await else {
                     return Ok(CreateOutcome::Interrupted);
                 };
-                self.client.create(group, &link.spec).await
+                // Durable before the request leaves, and stamped as late as possible: the settle
+                // window of an unanswered create counts from here.
+                let sent_unix = now_unix_ceil();
+                self.ledger
+                    .apply(Change::Intent {
+                        key: link.key.clone(),
+                        spec: link.spec.clone(),
+                        fingerprint: link.fingerprint,
+                        at_unix: sent_unix,
+                    })
+                    .await?;
+                let sent = tokio::time::Instant::now();
+                let result = self.client.create(group, &link.spec).await;
+                permit.observe(match &result {
+                    Ok(answer) => &answer.rate_limit,
+                    Err(e) => &e.rate_limit,
+                });
+                (result, sent, sent_unix)
             };
-            let delay = backoff.next().unwrap_or(self.policy.max_backoff);
-            match result {
+            let e = match result {
                 Ok(answer) => {
                     let id = answer.value.id;
                     self.ledger
@@ -918,78 +1092,59 @@ impl Reconciler {
                             at_unix: now_unix(),
                         })
                         .await?;
-                    if let Ok(mut c) = claimed.lock() {
-                        c.insert(id.clone());
-                    }
-                    self.metrics
-                        .creates_total
-                        .with_label_values(&[metrics::outcome::SUCCESS])
-                        .inc();
+                    claimed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id.clone());
+                    self.count_create(metrics::outcome::SUCCESS);
                     tracing::info!(link = %link.key, atlas_id = %id, "created");
                     return Ok(CreateOutcome::Created);
                 }
-                Err(e) => match e.class {
-                    ErrorClass::Conflict => {
-                        conflicts.fetch_add(1, Ordering::Relaxed);
-                        self.metrics
-                            .creates_total
-                            .with_label_values(&[metrics::outcome::CONFLICT])
-                            .inc();
+                Err(e) => e,
+            };
+            if e.class == ErrorClass::Conflict {
+                conflicts.fetch_add(1, Ordering::Relaxed);
+                self.count_create(metrics::outcome::CONFLICT);
+            }
+            count_attempt(&mut attempts, &e.class);
+            let step = backoff.next().unwrap_or(self.policy.max_backoff);
+            match decide::decide(Op::Create, &e.class, attempts, &self.policy.limits(), step) {
+                Next::PauseProject { wait } => self.pause_project(&gate, group, wait),
+                Next::Retry { after } => {
+                    self.count_retry(retry_reason(&e));
+                    if !self.wait(after, cancel).await {
+                        return Ok(CreateOutcome::Interrupted);
+                    }
+                }
+                Next::Verify {
+                    after_sent,
+                    if_absent,
+                } => {
+                    let after_conflict = e.class == ErrorClass::Conflict;
+                    if after_conflict {
                         tracing::warn!(link = %link.key, error = %e, "409 Conflict; listing the project to resolve it");
-                        doubt = Some((tokio::time::Instant::now(), true));
-                    }
-                    ErrorClass::RateLimited { retry_after } => {
-                        rate_limited += 1;
-                        if rate_limited > self.policy.max_rate_limited {
-                            return self.give_up(link, prior_attempts, &e).await;
-                        }
-                        self.on_rate_limited(&gate, retry_after, delay);
-                    }
-                    ErrorClass::Ambiguous => {
-                        attempts += 1;
+                    } else {
                         self.count_retry("ambiguous");
-                        tracing::warn!(link = %link.key, error = %e,
-                            "the create may have reached Atlas; listing the project before any retry");
-                        // Give Atlas time to finish a create we did not hear back from before looking.
-                        if !self.wait(delay, cancel).await {
-                            return Ok(CreateOutcome::Interrupted);
-                        }
-                        doubt = Some((tokio::time::Instant::now(), false));
-                        if attempts >= self.policy.max_attempts {
-                            // One last look decides; a miss then counts as a failure for this pass.
-                            return match self
-                                .verify_listing(group, tokio::time::Instant::now(), cancel)
-                                .await
-                            {
-                                Ok(listing) => match self.claim_match(link, &listing, claimed) {
-                                    Some(remote) => {
-                                        self.record_verified(link, &remote, false).await
-                                    }
-                                    None => self.give_up(link, prior_attempts, &e).await,
-                                },
-                                Err(Abandon::Cancelled) => Ok(CreateOutcome::Interrupted),
-                                Err(Abandon::Failed(_)) => {
-                                    self.give_up(link, prior_attempts, &e).await
-                                }
-                            };
-                        }
+                        tracing::warn!(link = %link.key, error = %e, settle_secs = after_sent.as_secs(),
+                            "the create may have reached Atlas; deciding by a listing after its settle window");
                     }
-                    ErrorClass::Retryable => {
-                        attempts += 1;
-                        if attempts >= self.policy.max_attempts {
-                            return self.give_up(link, prior_attempts, &e).await;
-                        }
-                        self.count_retry(retry_reason(&e));
-                        if !self.wait(delay, cancel).await {
-                            return Ok(CreateOutcome::Interrupted);
-                        }
-                    }
-                    ErrorClass::Auth | ErrorClass::Permanent => {
-                        return self.give_up(link, prior_attempts, &e).await;
-                    }
-                },
+                    doubt = Some(Doubt {
+                        since: sent.checked_add(after_sent).unwrap_or(sent),
+                        until_unix: sent_unix.saturating_add(after_sent.as_secs() as i64),
+                        if_absent,
+                        after_conflict,
+                    });
+                }
+                Next::GiveUp => return self.give_up(link, prior_attempts, &e).await,
             }
         }
+    }
+
+    fn count_create(&self, outcome: &str) {
+        self.metrics
+            .creates_total
+            .with_label_values(&[outcome])
+            .inc();
     }
 
     /// The first unclaimed listed connection that matches `link`, now claimed by it.
@@ -1051,10 +1206,7 @@ impl Reconciler {
                     at_unix: now_unix(),
                 })
                 .await?;
-            self.metrics
-                .creates_total
-                .with_label_values(&[metrics::outcome::SUCCESS])
-                .inc();
+            self.count_create(metrics::outcome::SUCCESS);
             tracing::info!(link = %link.key, atlas_id = %remote.id, "created (confirmed by listing after an uncertain answer)");
         }
         Ok(CreateOutcome::Verified { after_conflict })
@@ -1066,10 +1218,7 @@ impl Reconciler {
         prior_attempts: u32,
         e: &ApiError,
     ) -> Result<CreateOutcome, LedgerError> {
-        self.metrics
-            .creates_total
-            .with_label_values(&[metrics::outcome::FAILURE])
-            .inc();
+        self.count_create(metrics::outcome::FAILURE);
         tracing::error!(link = %link.key, error = %e, "create failed");
         self.record_failure(link, prior_attempts, e.to_string())
             .await
@@ -1131,6 +1280,51 @@ impl Reconciler {
     }
 }
 
+/// Counts a failed attempt where `decide` expects it.
+fn count_attempt(attempts: &mut Attempts, class: &ErrorClass) {
+    match class {
+        ErrorClass::RateLimited { .. } => {
+            attempts.rate_limited = attempts.rate_limited.saturating_add(1)
+        }
+        _ => attempts.failures = attempts.failures.saturating_add(1),
+    }
+}
+
+/// Why `link` may not be created: the first unclaimed connection in `listing` that shares its
+/// identity but differs in other fields. Never adopted, never created beside.
+fn near_match_in(
+    link: &DesiredLink,
+    listing: &[RemoteConnection],
+    claimed: &Mutex<HashSet<String>>,
+) -> Option<String> {
+    let claimed = claimed.lock().unwrap_or_else(|e| e.into_inner());
+    listing
+        .iter()
+        .filter(|c| !claimed.contains(&c.id))
+        .find_map(|c| {
+            let fields = near_match_fields(&link.spec, c)?;
+            Some(near_match_reason(&c.id, &fields))
+        })
+}
+
+// TEMPORARY until the model's near-match lands.
+fn near_match_fields(
+    _spec: &crate::model::LinkSpec,
+    _c: &RemoteConnection,
+) -> Option<Vec<&'static str>> {
+    None
+}
+
+/// The report's words for a near-match conflict.
+pub(crate) fn near_match_reason(remote_id: &str, fields: &[&str]) -> String {
+    format!(
+        "conflict: connection {remote_id} points at the same far end but differs in {}; \
+         atlas-linkd neither adopts it nor creates another beside it: make the manifest say what \
+         Atlas has, or delete the connection in Atlas",
+        fields.join(", ")
+    )
+}
+
 fn retry_reason(e: &ApiError) -> &'static str {
     match e.status {
         Some(s) if s >= 500 => "server_error",
@@ -1156,6 +1350,8 @@ mod tests {
             max_rate_limited: 50,
             failure_delay: Duration::from_secs(300),
             max_failure_delay: Duration::from_secs(21600),
+            settle: Duration::from_secs(30),
+            reserve: 0,
         }
     }
 
@@ -1174,6 +1370,15 @@ mod tests {
             per_token: Duration::from_millis(10),
         };
         assert_eq!(tiny.quota(Duration::from_secs(5)).burst_size().get(), 1);
+    }
+
+    #[test]
+    fn the_reserve_is_kept_out_of_our_mirror_bucket() {
+        let p = Policy {
+            reserve: 60,
+            ..policy()
+        };
+        assert_eq!(p.bucket_shape().quota(Duration::ZERO).burst_size().get(), 1139);
     }
 
     #[test]

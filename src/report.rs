@@ -46,6 +46,16 @@ pub struct PassReport {
     pub waiting: Vec<FailedLink>,
     /// Not tried: the project could not be listed, or the pass was interrupted.
     pub not_attempted: Vec<FailedLink>,
+    /// A connection in Atlas shares the link's identity (the far end) but differs in other fields:
+    /// neither adopted nor created beside, until the manifest or Atlas changes.
+    pub conflicted: Vec<FailedLink>,
+    /// A create that got no answer may still be committed by Atlas: decided by a listing after
+    /// `followUpUnix` (the daemon runs a pass then; `--once` waits within the pass instead).
+    pub in_flight: Vec<FailedLink>,
+    /// Recorded, but its project could not be listed in a pass that promised to look (`--once`).
+    pub unverified: Vec<FailedLink>,
+    /// The earliest instant (unix seconds) at which a pass can decide an in-flight create.
+    pub follow_up_unix: Option<i64>,
     pub unchanged: usize,
     /// Exist, but the manifest now asks for something else: reported, never recreated.
     pub changed: Vec<LinkKey>,
@@ -82,7 +92,22 @@ impl PassReport {
         self.failed.is_empty()
             && self.waiting.is_empty()
             && self.not_attempted.is_empty()
+            && self.conflicted.is_empty()
+            && self.in_flight.is_empty()
+            && self.unverified.is_empty()
             && !self.interrupted
+    }
+
+    /// A link whose create may still be committed by Atlas until `until_unix`.
+    pub fn add_in_flight(&mut self, key: &LinkKey, until_unix: i64) {
+        self.in_flight.push(FailedLink::new(
+            key,
+            format!(
+                "a create got no answer and may still be committed by Atlas; a listing after {} decides it",
+                format_unix(until_unix)
+            ),
+        ));
+        self.follow_up_unix = Some(self.follow_up_unix.map_or(until_unix, |t| t.min(until_unix)));
     }
 
     /// The exit status of `--once`: 0 converged, 1 not converged.
@@ -95,7 +120,14 @@ impl PassReport {
         self.adopted.sort();
         self.changed.sort();
         self.orphaned.sort();
-        for list in [&mut self.failed, &mut self.waiting, &mut self.not_attempted] {
+        for list in [
+            &mut self.failed,
+            &mut self.waiting,
+            &mut self.not_attempted,
+            &mut self.conflicted,
+            &mut self.in_flight,
+            &mut self.unverified,
+        ] {
             list.sort_by(|a, b| (&a.group_id, &a.name).cmp(&(&b.group_id, &b.name)));
         }
     }
@@ -116,7 +148,7 @@ impl PassReport {
         };
         let _ = writeln!(
             out,
-            "pass {verdict} in {:.1}s: {} declared, {} created, {} adopted, {} unchanged, {} failed, {} waiting, {} not attempted, {} changed, {} orphaned",
+            "pass {verdict} in {:.1}s: {} declared, {} created, {} adopted, {} unchanged, {} failed, {} waiting, {} not attempted, {} conflicts, {} in flight, {} unverified, {} changed, {} orphaned",
             self.duration.as_secs_f64(),
             self.desired,
             self.created.len(),
@@ -125,6 +157,9 @@ impl PassReport {
             self.failed.len(),
             self.waiting.len(),
             self.not_attempted.len(),
+            self.conflicted.len(),
+            self.in_flight.len(),
+            self.unverified.len(),
             self.changed.len(),
             self.orphaned.len(),
         );
@@ -133,10 +168,13 @@ impl PassReport {
             "api calls: {}, 429 answers: {}, 409 conflicts: {}",
             self.api_calls, self.rate_limited, self.conflicts
         );
-        let sections: [(&str, &[FailedLink]); 3] = [
+        let sections: [(&str, &[FailedLink]); 6] = [
             ("failed", &self.failed),
             ("waiting", &self.waiting),
             ("not attempted", &self.not_attempted),
+            ("conflict", &self.conflicted),
+            ("in flight", &self.in_flight),
+            ("unverified", &self.unverified),
         ];
         for (title, links) in sections {
             for l in links {
@@ -282,9 +320,36 @@ mod tests {
             .push(FailedLink::new(&key("a"), "list failed".into()));
         let mut interrupted = base.clone();
         interrupted.interrupted = true;
-        for r in [failed, waiting, skipped, interrupted] {
+        let mut conflicted = base.clone();
+        conflicted
+            .conflicted
+            .push(FailedLink::new(&key("a"), "near-match".into()));
+        let mut in_flight = base.clone();
+        in_flight.add_in_flight(&key("a"), 100);
+        let mut unverified = base.clone();
+        unverified
+            .unverified
+            .push(FailedLink::new(&key("a"), "list failed".into()));
+        for r in [
+            failed,
+            waiting,
+            skipped,
+            interrupted,
+            conflicted,
+            in_flight,
+            unverified,
+        ] {
             assert_eq!(r.exit_code(), 1, "{}", r.to_text());
         }
+    }
+
+    #[test]
+    fn the_follow_up_is_the_earliest_settle_end() {
+        let mut r = PassReport::new(0, 2);
+        r.add_in_flight(&key("a"), 200);
+        r.add_in_flight(&key("b"), 150);
+        assert_eq!(r.follow_up_unix, Some(150));
+        assert!(r.to_text().contains("in flight: "));
     }
 
     #[test]

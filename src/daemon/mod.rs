@@ -61,6 +61,8 @@ pub enum Trigger {
     Resync,
     /// SIGHUP (or `systemctl reload`): reload the config, then run a pass.
     Reload,
+    /// The settle window of a create that got no answer has ended: a listing can now decide it.
+    Settle,
 }
 
 impl Trigger {
@@ -70,6 +72,7 @@ impl Trigger {
             Trigger::FileChange => "file-change",
             Trigger::Resync => "resync",
             Trigger::Reload => "reload",
+            Trigger::Settle => "settle",
         }
     }
 }
@@ -173,6 +176,22 @@ impl Triggers {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => this.trigger(Trigger::Resync),
                 }
+            }
+        })
+    }
+
+    /// Fires [`Trigger::Settle`] once at `at` (a wall-clock instant, unix seconds), unless `shutdown`.
+    pub fn spawn_settle(
+        &self,
+        at_unix: i64,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let at = crate::reconcile::instant_at_unix(at_unix);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep_until(at) => this.trigger(Trigger::Settle),
             }
         })
     }

@@ -160,6 +160,7 @@ pub async fn run(config_path: PathBuf) -> ExitCode {
         watcher,
         forward_stop,
         resync_stop,
+        settle: None,
         last_converged: None,
     };
     let signals = daemon.run_loop(signals).await;
@@ -221,6 +222,8 @@ struct Daemon {
     watcher: ManifestWatcher,
     forward_stop: CancellationToken,
     resync_stop: CancellationToken,
+    /// The pass scheduled for the end of a settle window, if any (replaced by each pass's report).
+    settle: Option<tokio::task::JoinHandle<()>>,
     last_converged: Option<i64>,
 }
 
@@ -300,6 +303,8 @@ impl Daemon {
             || wake.contains(Trigger::Reload);
         let options = PassOptions {
             list_all,
+            // The daemon does not hold a pass open for a settle window: it runs a follow-up pass.
+            wait_for_settle: false,
             cancel,
             progress: Some(std::sync::Arc::new(crate::report::LogProgress::new())),
         };
@@ -353,6 +358,19 @@ impl Daemon {
             self.last_converged = Some(now);
         }
         self.readiness.set_ready(true, "");
+        // Creates that got no answer are decided by a pass after their settle window; one timer for
+        // the earliest is enough, since that pass schedules the next.
+        if let Some(old) = self.settle.take() {
+            old.abort();
+        }
+        if let Some(at) = report.follow_up_unix {
+            tracing::info!(in_flight = report.in_flight.len(), at = %format_unix(at),
+                "creates without an answer may still be committed by Atlas; a pass after their settle window decides them");
+            self.settle = Some(
+                self.triggers
+                    .spawn_settle(at.saturating_add(1), self.background.child_token()),
+            );
+        }
         let good = report.created.len() + report.adopted.len() + report.unchanged;
         tracing::info!(
             trigger = %wake,
