@@ -16,6 +16,54 @@ pub const CONFIG_ENV: &str = "ATLAS_LINKD_CONFIG";
 /// The environment variable that overrides `atlas.base_url` (the name MongoDB's own tools use).
 pub const BASE_URL_ENV: &str = "MONGODB_ATLAS_BASE_URL";
 
+/// The allowed range of every number in the config, inclusive. Generous for an operator, and small
+/// enough that adding any of them to an `Instant` (or `secs * 1000`) is nowhere near overflow: a value
+/// read from a file never reaches the timer code unchecked.
+pub mod ranges {
+    use std::ops::RangeInclusive;
+
+    const HOUR: u64 = 3_600;
+    const DAY: u64 = 24 * HOUR;
+
+    /// `atlas.timeout_secs`: one HTTP call, connection and body included.
+    pub const TIMEOUT_SECS: RangeInclusive<u64> = 1..=HOUR;
+    /// `reconcile.resync_interval_secs`: a week without a full pass is already a long time.
+    pub const RESYNC_INTERVAL_SECS: RangeInclusive<u64> = 1..=7 * DAY;
+    /// `reconcile.concurrency`: calls in flight, all projects together.
+    pub const CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
+    /// `reconcile.per_project_concurrency` (and at most `reconcile.concurrency`).
+    pub const PER_PROJECT_CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
+    /// `reconcile.settle_secs`.
+    pub const SETTLE_SECS: RangeInclusive<u64> = 1..=DAY;
+    /// `rate_limit.capacity` (Atlas's is 1,200).
+    pub const CAPACITY: RangeInclusive<u64> = 1..=10_000_000;
+    /// `rate_limit.refill` (Atlas's is 500).
+    pub const REFILL: RangeInclusive<u64> = 1..=10_000_000;
+    /// `rate_limit.period_secs` (Atlas's is 60).
+    pub const PERIOD_SECS: RangeInclusive<u64> = 1..=DAY;
+    // `rate_limit.reserve` is 0 up to `rate_limit.capacity - 1`: a range that depends on capacity.
+    /// `retry.max_attempts`, the first attempt included.
+    pub const MAX_ATTEMPTS: RangeInclusive<u64> = 1..=100;
+    /// `retry.initial_backoff_ms` (and at most `retry.max_backoff_secs`).
+    pub const INITIAL_BACKOFF_MS: RangeInclusive<u64> = 1..=DAY * 1_000;
+    /// `retry.max_backoff_secs`.
+    pub const MAX_BACKOFF_SECS: RangeInclusive<u64> = 1..=DAY;
+    /// `retry.failure_delay_secs`.
+    pub const FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;
+    /// `retry.max_failure_delay_secs` (and at least `retry.failure_delay_secs`).
+    pub const MAX_FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;
+}
+
+// `reconcile.settle_secs` defaults to `atlas.timeout_secs`: any valid timeout must be a valid settle.
+const _: () = assert!(
+    *ranges::TIMEOUT_SECS.start() >= *ranges::SETTLE_SECS.start()
+        && *ranges::TIMEOUT_SECS.end() <= *ranges::SETTLE_SECS.end()
+);
+
+/// `rate_limit.reserve` when the config leaves it out: 60 tokens, but never more than a twentieth of
+/// the bucket, so a small configured bucket is not mostly reserved (or refused outright).
+const DEFAULT_RESERVE: u32 = 60;
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -57,6 +105,7 @@ pub struct RateLimitSettings {
     pub refill: u32,
     pub period_secs: u64,
     /// Tokens of the project's bucket left to other tools: our calls wait for refill rather than take them.
+    /// Below `capacity`. Default: 60, or `capacity / 20` when that is less.
     pub reserve: u32,
 }
 
@@ -168,7 +217,8 @@ struct RawRateLimit {
     capacity: u32,
     refill: u32,
     period_secs: u64,
-    reserve: u32,
+    /// Defaults to `DEFAULT_RESERVE`, at most `capacity / 20`.
+    reserve: Option<u32>,
 }
 
 impl Default for RawRateLimit {
@@ -177,7 +227,7 @@ impl Default for RawRateLimit {
             capacity: 1200,
             refill: 500,
             period_secs: 60,
-            reserve: 60,
+            reserve: None,
         }
     }
 }
@@ -277,12 +327,50 @@ pub enum ConfigError {
         #[source]
         source: serde_yaml::Error,
     },
-    #[error("{}: `{key}` {message}", path.display())]
+    /// Every invalid value of a file that parsed, one per line, each naming the file and the key, so
+    /// one edit can fix them all. (Unknown keys and YAML errors stop the parse: one at a time.)
+    #[error("{}", render_problems(path, problems))]
     Invalid {
         path: PathBuf,
-        key: String,
-        message: String,
+        /// Never empty.
+        problems: Vec<Problem>,
     },
+}
+
+/// One invalid value in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key (`retry.max_backoff_secs`), or the environment variable that set the value.
+    pub key: String,
+    /// What is wrong and what to do, worded to follow the key: "is 0, outside 1..=3600 ...".
+    pub message: String,
+}
+
+impl Problem {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Problem {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: `{}` {}", path.display(), p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    /// The invalid values, when the file parsed but some of them are out of bounds.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
 }
 
 /// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a suggestion.
@@ -307,14 +395,6 @@ fn unknown_key(message: &str) -> Option<(String, Option<String>)> {
     Some((key, suggestion))
 }
 
-fn invalid(path: &Path, key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        path: path.to_path_buf(),
-        key: key.to_owned(),
-        message: message.into(),
-    }
-}
-
 fn is_loopback(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
@@ -328,16 +408,130 @@ fn is_loopback(url: &reqwest::Url) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn positive(path: &Path, key: &str, value: u64) -> Result<(), ConfigError> {
-    if value == 0 {
-        Err(invalid(
-            path,
-            key,
-            "must be at least 1; set a positive number",
-        ))
-    } else {
-        Ok(())
+/// Collects every invalid value of one file, so the operator sees them all at once.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+/// How a number is shown in a range message.
+#[derive(Clone, Copy)]
+enum Unit {
+    Count,
+    Secs,
+    Millis,
+}
+
+impl Unit {
+    fn suffix(self) -> &'static str {
+        match self {
+            Unit::Count => "",
+            Unit::Secs => " s",
+            Unit::Millis => " ms",
+        }
     }
+
+    /// The upper bound in words ("7 days"), when that reads better than the raw number.
+    fn words(self, n: u64) -> Option<String> {
+        let secs = match self {
+            Unit::Count => return None,
+            Unit::Secs => n,
+            Unit::Millis if n.is_multiple_of(1_000) => n / 1_000,
+            Unit::Millis => return None,
+        };
+        let plural = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+        match secs {
+            s if s >= 86_400 && s.is_multiple_of(86_400) => Some(plural(s / 86_400, "day")),
+            s if s >= 3_600 && s.is_multiple_of(3_600) => Some(plural(s / 3_600, "hour")),
+            s if s >= 60 && s.is_multiple_of(60) => Some(plural(s / 60, "minute")),
+            _ => None,
+        }
+    }
+}
+
+impl Checker {
+    fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem::new(key, message));
+    }
+
+    /// Checks `value` against `range`; true when it is inside. The message names the value, the
+    /// range and which way to move.
+    fn range(
+        &mut self,
+        key: &str,
+        value: u64,
+        range: &std::ops::RangeInclusive<u64>,
+        unit: Unit,
+    ) -> bool {
+        let (lo, hi) = (*range.start(), *range.end());
+        if range.contains(&value) {
+            return true;
+        }
+        let u = unit.suffix();
+        let words = unit
+            .words(hi)
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        let advice = if value < lo {
+            format!("raise it to at least {lo}{u}")
+        } else {
+            format!("lower it to at most {hi}{u}")
+        };
+        self.push(
+            key,
+            format!("is {value}{u}, outside the allowed range {lo}..={hi}{u}{words}: {advice}"),
+        );
+        false
+    }
+
+    fn into_error(self, path: &Path) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: self.problems,
+        }
+    }
+}
+
+/// The base URL, or `None` after recording why it cannot be used.
+fn check_base_url(c: &mut Checker, text: &str, key: &str) -> Option<reqwest::Url> {
+    let url = match reqwest::Url::parse(text.trim()) {
+        Ok(url) => url,
+        Err(e) => {
+            c.push(
+                key,
+                format!("`{text}` is not a URL ({e}); use e.g. https://cloud.mongodb.com"),
+            );
+            return None;
+        }
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            c.push(
+                key,
+                format!(
+                    "`{text}` uses plain http to a host that is not loopback; credentials would cross the network unencrypted: use https"
+                ),
+            );
+            return None;
+        }
+        other => {
+            c.push(key, format!("`{text}` has scheme `{other}`; use https"));
+            return None;
+        }
+    }
+    if url.host().is_none() {
+        c.push(key, format!("`{text}` has no host"));
+        return None;
+    }
+    Some(url)
+}
+
+/// A `usize` setting as the `u64` the range checks take (saturating: a value too large for `u64`
+/// is out of every range anyway).
+fn wide(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 impl Config {
@@ -413,120 +607,179 @@ impl Config {
             }
         };
 
+        // Past the parse, every value is checked and every problem collected before any is reported.
+        let mut c = Checker::default();
         let (url_text, url_key) = match env(BASE_URL_ENV).filter(|v| !v.trim().is_empty()) {
             Some(v) => (v, BASE_URL_ENV),
             None => (raw.atlas.base_url.clone(), "atlas.base_url"),
         };
-        let base_url = reqwest::Url::parse(url_text.trim()).map_err(|e| {
-            invalid(
-                source,
-                url_key,
-                format!("`{url_text}` is not a URL ({e}); use e.g. https://cloud.mongodb.com"),
-            )
-        })?;
-        match base_url.scheme() {
-            "https" => {}
-            "http" if is_loopback(&base_url) => {}
-            "http" => {
-                return Err(invalid(
-                    source,
-                    url_key,
-                    format!(
-                        "`{url_text}` uses plain http to a host that is not loopback; credentials would cross the network unencrypted: use https"
-                    ),
-                ));
-            }
-            other => {
-                return Err(invalid(
-                    source,
-                    url_key,
-                    format!("`{url_text}` has scheme `{other}`; use https"),
-                ));
-            }
-        }
-        if base_url.host().is_none() {
-            return Err(invalid(
-                source,
-                url_key,
-                format!("`{url_text}` has no host"),
-            ));
-        }
+        let base_url = check_base_url(&mut c, &url_text, url_key);
 
-        positive(source, "atlas.timeout_secs", raw.atlas.timeout_secs)?;
-        positive(
-            source,
+        c.range(
+            "atlas.timeout_secs",
+            raw.atlas.timeout_secs,
+            &ranges::TIMEOUT_SECS,
+            Unit::Secs,
+        );
+        let r = &raw.reconcile;
+        c.range(
             "reconcile.resync_interval_secs",
-            raw.reconcile.resync_interval_secs,
-        )?;
-        positive(
-            source,
+            r.resync_interval_secs,
+            &ranges::RESYNC_INTERVAL_SECS,
+            Unit::Secs,
+        );
+        let concurrency_ok = c.range(
             "reconcile.concurrency",
-            raw.reconcile.concurrency as u64,
-        )?;
-        positive(
-            source,
+            wide(r.concurrency),
+            &ranges::CONCURRENCY,
+            Unit::Count,
+        );
+        let per_project_ok = c.range(
             "reconcile.per_project_concurrency",
-            raw.reconcile.per_project_concurrency as u64,
-        )?;
-        if raw.reconcile.per_project_concurrency > raw.reconcile.concurrency {
-            return Err(invalid(
-                source,
+            wide(r.per_project_concurrency),
+            &ranges::PER_PROJECT_CONCURRENCY,
+            Unit::Count,
+        );
+        // Relations are checked only between values that are each in range: one wrong value should
+        // give one message, not one more per relation it takes part in.
+        if concurrency_ok && per_project_ok && r.per_project_concurrency > r.concurrency {
+            c.push(
                 "reconcile.per_project_concurrency",
                 format!(
                     "({}) may not exceed reconcile.concurrency ({}): lower it or raise concurrency",
-                    raw.reconcile.per_project_concurrency, raw.reconcile.concurrency
+                    r.per_project_concurrency, r.concurrency
                 ),
-            ));
+            );
         }
-        positive(
-            source,
+        // An explicit settle is checked; the default, the timeout, was checked as the timeout (and
+        // its range lies inside settle's).
+        let settle_secs = match r.settle_secs {
+            Some(settle) => {
+                c.range(
+                    "reconcile.settle_secs",
+                    settle,
+                    &ranges::SETTLE_SECS,
+                    Unit::Secs,
+                );
+                settle
+            }
+            None => raw.atlas.timeout_secs,
+        };
+
+        let rl = &raw.rate_limit;
+        let capacity_ok = c.range(
             "rate_limit.capacity",
-            raw.rate_limit.capacity.into(),
-        )?;
-        positive(source, "rate_limit.refill", raw.rate_limit.refill.into())?;
-        positive(source, "rate_limit.period_secs", raw.rate_limit.period_secs)?;
-        positive(source, "retry.max_attempts", raw.retry.max_attempts.into())?;
-        positive(
-            source,
+            rl.capacity.into(),
+            &ranges::CAPACITY,
+            Unit::Count,
+        );
+        c.range(
+            "rate_limit.refill",
+            rl.refill.into(),
+            &ranges::REFILL,
+            Unit::Count,
+        );
+        c.range(
+            "rate_limit.period_secs",
+            rl.period_secs,
+            &ranges::PERIOD_SECS,
+            Unit::Secs,
+        );
+        let reserve = rl
+            .reserve
+            .unwrap_or_else(|| DEFAULT_RESERVE.min(rl.capacity / 20));
+        if capacity_ok && reserve >= rl.capacity {
+            c.push(
+                "rate_limit.reserve",
+                format!(
+                    "is {reserve}, outside the allowed range 0..={} (below rate_limit.capacity, {}): \
+                     lower it or raise capacity; with the whole bucket left to other tools no call of \
+                     ours could ever start",
+                    rl.capacity - 1,
+                    rl.capacity
+                ),
+            );
+        }
+
+        let rt = &raw.retry;
+        c.range(
+            "retry.max_attempts",
+            rt.max_attempts.into(),
+            &ranges::MAX_ATTEMPTS,
+            Unit::Count,
+        );
+        let initial_ok = c.range(
             "retry.initial_backoff_ms",
-            raw.retry.initial_backoff_ms,
-        )?;
-        positive(source, "retry.max_backoff_secs", raw.retry.max_backoff_secs)?;
-        if raw.retry.initial_backoff_ms > raw.retry.max_backoff_secs.saturating_mul(1000) {
-            return Err(invalid(
-                source,
+            rt.initial_backoff_ms,
+            &ranges::INITIAL_BACKOFF_MS,
+            Unit::Millis,
+        );
+        let max_backoff_ok = c.range(
+            "retry.max_backoff_secs",
+            rt.max_backoff_secs,
+            &ranges::MAX_BACKOFF_SECS,
+            Unit::Secs,
+        );
+        // Both in range, so `max_backoff_secs * 1000` is at most 86,400,000.
+        if initial_ok && max_backoff_ok && rt.initial_backoff_ms > rt.max_backoff_secs * 1000 {
+            c.push(
                 "retry.initial_backoff_ms",
                 format!(
                     "({} ms) exceeds retry.max_backoff_secs ({} s): lower it or raise the maximum",
-                    raw.retry.initial_backoff_ms, raw.retry.max_backoff_secs
+                    rt.initial_backoff_ms, rt.max_backoff_secs
                 ),
-            ));
+            );
         }
+        let failure_ok = c.range(
+            "retry.failure_delay_secs",
+            rt.failure_delay_secs,
+            &ranges::FAILURE_DELAY_SECS,
+            Unit::Secs,
+        );
+        let max_failure_ok = c.range(
+            "retry.max_failure_delay_secs",
+            rt.max_failure_delay_secs,
+            &ranges::MAX_FAILURE_DELAY_SECS,
+            Unit::Secs,
+        );
+        if failure_ok && max_failure_ok && rt.max_failure_delay_secs < rt.failure_delay_secs {
+            c.push(
+                "retry.max_failure_delay_secs",
+                format!(
+                    "({} s) is below retry.failure_delay_secs ({} s): raise it or lower the first delay",
+                    rt.max_failure_delay_secs, rt.failure_delay_secs
+                ),
+            );
+        }
+
         if raw.manifests.is_empty() {
-            return Err(invalid(
-                source,
+            c.push(
                 "manifests",
                 "is empty: list at least one manifest file or directory",
-            ));
+            );
         }
         if raw.ledger.as_os_str().is_empty() {
-            return Err(invalid(
-                source,
-                "ledger",
-                "is empty: give the ledger database's path",
-            ));
+            c.push("ledger", "is empty: give the ledger database's path");
         }
         let listen = match raw.metrics.listen.as_deref().map(str::trim) {
-            None => None,
-            Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|e| {
-                invalid(
-                    source,
-                    "metrics.listen",
-                    format!(
-                        "`{addr}` is not an address and port ({e}); write e.g. 127.0.0.1:9464, or null to turn the endpoint off"
-                    ),
-                )
-            })?),
+            None => Some(None),
+            Some(addr) => match addr.parse::<SocketAddr>() {
+                Ok(a) => Some(Some(a)),
+                Err(e) => {
+                    c.push(
+                        "metrics.listen",
+                        format!(
+                            "`{addr}` is not an address and port ({e}); write e.g. 127.0.0.1:9464, or null to turn the endpoint off"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+
+        // Every `None` above recorded a problem, so this refuses exactly when something was wrong.
+        let (Some(base_url), Some(listen), true) = (base_url, listen, c.problems.is_empty()) else {
+            return Err(c.into_error(source));
         };
 
         Ok(Config {
@@ -542,13 +795,13 @@ impl Config {
                 resync_interval_secs: raw.reconcile.resync_interval_secs,
                 concurrency: raw.reconcile.concurrency,
                 per_project_concurrency: raw.reconcile.per_project_concurrency,
-                settle_secs: raw.reconcile.settle_secs.unwrap_or(raw.atlas.timeout_secs),
+                settle_secs,
             },
             rate_limit: RateLimitSettings {
                 capacity: raw.rate_limit.capacity,
                 refill: raw.rate_limit.refill,
                 period_secs: raw.rate_limit.period_secs,
-                reserve: raw.rate_limit.reserve,
+                reserve,
             },
             retry: RetrySettings {
                 max_attempts: raw.retry.max_attempts,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use atlas_linkd::atlas::{ErrorClass, Operation};
+use atlas_linkd::atlas::{ErrorClass, MAX_RETRY_AFTER, Operation};
 use atlas_linkd::fake::{
     BucketConfig, DuplicateMode, FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault,
 };
@@ -664,4 +664,67 @@ async fn timeouts_are_ambiguous_on_create_and_retryable_on_reads() {
         .filter(|e| e.2 == "timeout")
         .count();
     assert_eq!(timeouts, 2);
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_clamped_not_a_panic() {
+    // Answers every get with a 429 whose Retry-After is named by the connection id.
+    let router = axum::Router::new()
+        .route(
+            "/api/oauth/token",
+            post(|| async { axum::Json(serde_json::json!({"access_token":"t","expires_in":3600,"token_type":"Bearer"})) }),
+        )
+        .route(
+            &format!("{CONN_PATH}/{{id}}"),
+            get(|axum::extract::Path((_g, id)): axum::extract::Path<(String, String)>| async move {
+                let retry_after = match id.as_str() {
+                    "max" => "18446744073709551615".to_owned(),
+                    "thirty-digits" => "9".repeat(30),
+                    "in-2099" => "Thu, 01 Jan 2099 00:00:00 GMT".to_owned(),
+                    "negative" => "-5".to_owned(),
+                    _ => "garbage".to_owned(),
+                };
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [
+                        ("content-type", "application/json".to_owned()),
+                        ("retry-after", retry_after),
+                    ],
+                    r#"{"error":429,"errorCode":"RATE_LIMITED","detail":"Slow down.","reason":"Too Many Requests"}"#.to_owned(),
+                )
+            }),
+        );
+    let base = stub(router).await;
+    let c = client_for(&base, sa_credentials(), None);
+    let g = group(4);
+
+    for id in ["max", "thirty-digits", "in-2099"] {
+        let err = c.get(&g, id).await.unwrap_err();
+        assert_eq!(err.status, Some(429), "{id}");
+        let ErrorClass::RateLimited {
+            retry_after: Some(wait),
+        } = err.class
+        else {
+            panic!(
+                "{id}: expected rate limited with a wait, got {:?}",
+                err.class
+            );
+        };
+        assert!(wait <= MAX_RETRY_AFTER, "{id}: {wait:?}");
+        assert_eq!(
+            wait, MAX_RETRY_AFTER,
+            "{id}: a huge wait is the longest, not none"
+        );
+        assert_eq!(err.retry_after(), Some(MAX_RETRY_AFTER));
+        // Display renders it too (no arithmetic left that could overflow).
+        assert!(err.to_string().contains("(retry after 3600 s)"), "{err}");
+    }
+    for id in ["negative", "garbage"] {
+        let err = c.get(&g, id).await.unwrap_err();
+        assert_eq!(
+            err.class,
+            ErrorClass::RateLimited { retry_after: None },
+            "{id}: an unreadable Retry-After is ignored, the 429 still counts"
+        );
+    }
 }

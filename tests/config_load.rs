@@ -1,6 +1,6 @@
 //! Config file: defaults, unknown keys, relative paths, the base URL override and its http rule.
 
-use atlas_linkd::config::{AuthKind, Config, ConfigError, LogFormat};
+use atlas_linkd::config::{AuthKind, Config, ConfigError, LogFormat, ranges};
 use std::path::{Path, PathBuf};
 
 fn no_env(_: &str) -> Option<String> {
@@ -36,6 +36,15 @@ fn minimal_config_gets_every_default() {
         ),
         (6, 1000, 60)
     );
+    assert_eq!(
+        (c.retry.failure_delay_secs, c.retry.max_failure_delay_secs),
+        (300, 21600)
+    );
+    assert_eq!(
+        c.reconcile.settle_secs, 30,
+        "settle defaults to the timeout"
+    );
+    assert_eq!(c.rate_limit.reserve, 60);
     assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
     assert_eq!(c.log.format, LogFormat::Auto);
     assert_eq!(c.source, PathBuf::from("/etc/atlas-linkd/config.yaml"));
@@ -200,4 +209,268 @@ fn missing_file_says_what_to_do() {
         text.contains("/nonexistent/atlas-linkd.yaml") && text.contains("--config"),
         "{text}"
     );
+}
+
+/// The one problem of a config that should have exactly one.
+fn single_problem(yaml: &str) -> (String, String, String) {
+    let err = load(yaml).unwrap_err();
+    let text = err.to_string();
+    let problems = err.problems();
+    assert_eq!(problems.len(), 1, "{yaml}: expected one problem: {text}");
+    (problems[0].key.clone(), problems[0].message.clone(), text)
+}
+
+#[test]
+fn every_number_has_a_range_and_both_ends_are_checked() {
+    // (section, key, range, a value below, a value above). Neighbours are left at their defaults,
+    // which stay valid, so each line is one problem.
+    let cases: &[(&str, &str, &std::ops::RangeInclusive<u64>)] = &[
+        ("atlas", "timeout_secs", &ranges::TIMEOUT_SECS),
+        (
+            "reconcile",
+            "resync_interval_secs",
+            &ranges::RESYNC_INTERVAL_SECS,
+        ),
+        ("reconcile", "concurrency", &ranges::CONCURRENCY),
+        (
+            "reconcile",
+            "per_project_concurrency",
+            &ranges::PER_PROJECT_CONCURRENCY,
+        ),
+        ("reconcile", "settle_secs", &ranges::SETTLE_SECS),
+        ("rate_limit", "capacity", &ranges::CAPACITY),
+        ("rate_limit", "refill", &ranges::REFILL),
+        ("rate_limit", "period_secs", &ranges::PERIOD_SECS),
+        ("retry", "max_attempts", &ranges::MAX_ATTEMPTS),
+        ("retry", "initial_backoff_ms", &ranges::INITIAL_BACKOFF_MS),
+        ("retry", "max_backoff_secs", &ranges::MAX_BACKOFF_SECS),
+        ("retry", "failure_delay_secs", &ranges::FAILURE_DELAY_SECS),
+        (
+            "retry",
+            "max_failure_delay_secs",
+            &ranges::MAX_FAILURE_DELAY_SECS,
+        ),
+    ];
+    for (section, key, range) in cases {
+        let full = format!("{section}.{key}");
+        let (lo, hi) = (*range.start(), *range.end());
+        let range_text = format!("{lo}..={hi}");
+        for (value, advice) in [(lo - 1, "raise it"), (hi + 1, "lower it")] {
+            let yaml = format!("{section}: {{{key}: {value}}}\n");
+            let (k, message, text) = single_problem(&yaml);
+            assert_eq!(k, full, "{yaml}");
+            assert!(
+                message.contains(&format!("is {value}")) && message.contains(&range_text),
+                "{yaml}: {message}"
+            );
+            assert!(message.contains(advice), "{yaml}: {message}");
+            assert!(
+                text.starts_with("/etc/atlas-linkd/config.yaml: ") && text.contains(&full),
+                "{yaml}: {text}"
+            );
+        }
+        // Both ends themselves are accepted (the relations to neighbours are met by the defaults
+        // or set alongside).
+        for value in [lo, hi] {
+            let extra = match (*section, *key) {
+                ("reconcile", "concurrency") => "\n  per_project_concurrency: 1",
+                ("reconcile", "per_project_concurrency") => "\n  concurrency: 1024",
+                ("retry", "initial_backoff_ms") => "\n  max_backoff_secs: 86400",
+                ("retry", "failure_delay_secs") => "\n  max_failure_delay_secs: 2592000",
+                ("retry", "max_failure_delay_secs") => "\n  failure_delay_secs: 1",
+                _ => "",
+            };
+            let yaml = format!("{section}:\n  {key}: {value}{extra}\n");
+            assert!(load(&yaml).is_ok(), "{yaml}: {:?}", load(&yaml).err());
+        }
+    }
+}
+
+#[test]
+fn range_message_reads_in_the_units_of_the_key() {
+    let (_, message, text) = single_problem("atlas: {timeout_secs: 0}");
+    assert_eq!(
+        text,
+        "/etc/atlas-linkd/config.yaml: `atlas.timeout_secs` is 0 s, outside the allowed range \
+         1..=3600 s (1 hour): raise it to at least 1 s"
+    );
+    assert!(message.starts_with("is 0 s"), "{message}");
+    let (_, message, _) = single_problem("reconcile: {resync_interval_secs: 604801}");
+    assert!(
+        message.contains("1..=604800 s (7 days): lower it to at most 604800 s"),
+        "{message}"
+    );
+    let (_, message, _) = single_problem("retry: {initial_backoff_ms: 0}");
+    assert!(message.contains("1..=86400000 ms (1 day)"), "{message}");
+    let (_, message, _) = single_problem("reconcile: {concurrency: 5000}");
+    assert!(
+        message.contains("is 5000, outside the allowed range 1..=1024:"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_huge_resync_interval_is_refused_at_load() {
+    let (key, message, _) =
+        single_problem("reconcile: {resync_interval_secs: 18446744073709551615}");
+    assert_eq!(key, "reconcile.resync_interval_secs");
+    assert!(message.contains("18446744073709551615"), "{message}");
+    // Beyond u64 the YAML number does not even fit the field: refused as a YAML error, no panic.
+    let err = load("reconcile: {resync_interval_secs: 99999999999999999999999999999}").unwrap_err();
+    assert!(matches!(err, ConfigError::Yaml { .. }), "{err:?}");
+    // Likewise the other durations that reach the timer code.
+    for yaml in [
+        "atlas: {timeout_secs: 18446744073709551615}",
+        "reconcile: {settle_secs: 18446744073709551615}",
+        "retry: {max_backoff_secs: 18446744073709551615}",
+        "retry: {initial_backoff_ms: 18446744073709551615}",
+        "retry: {max_failure_delay_secs: 18446744073709551615}",
+        "rate_limit: {period_secs: 18446744073709551615}",
+    ] {
+        assert!(!load(yaml).unwrap_err().problems().is_empty(), "{yaml}");
+    }
+}
+
+#[test]
+fn several_bad_values_are_all_reported_in_one_error() {
+    let yaml = "\
+atlas:
+  base_url: http://atlas.example.com
+  timeout_secs: 0
+manifests: []
+reconcile:
+  resync_interval_secs: 18446744073709551615
+  concurrency: 2
+  per_project_concurrency: 3
+rate_limit:
+  capacity: 100
+  reserve: 100
+retry:
+  max_attempts: 1000
+  initial_backoff_ms: 5000
+  max_backoff_secs: 2
+  failure_delay_secs: 600
+  max_failure_delay_secs: 60
+metrics:
+  listen: nowhere
+";
+    let err = load(yaml).unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "atlas.base_url",
+            "atlas.timeout_secs",
+            "reconcile.resync_interval_secs",
+            "reconcile.per_project_concurrency",
+            "rate_limit.reserve",
+            "retry.max_attempts",
+            "retry.initial_backoff_ms",
+            "retry.max_failure_delay_secs",
+            "manifests",
+            "metrics.listen",
+        ]
+    );
+    // One line per problem, each naming the file and its key.
+    let text = err.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), keys.len(), "{text}");
+    for (line, key) in lines.iter().zip(&keys) {
+        assert!(
+            line.starts_with(&format!("/etc/atlas-linkd/config.yaml: `{key}` ")),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_value_out_of_range_is_not_reported_again_through_its_relations() {
+    // concurrency 0 is one problem, not also "per_project_concurrency exceeds concurrency".
+    let (key, _, _) = single_problem("reconcile: {concurrency: 0}");
+    assert_eq!(key, "reconcile.concurrency");
+    let (key, _, _) = single_problem("retry: {max_backoff_secs: 0}");
+    assert_eq!(key, "retry.max_backoff_secs");
+    let (key, _, _) = single_problem("retry: {failure_delay_secs: 0}");
+    assert_eq!(key, "retry.failure_delay_secs");
+}
+
+#[test]
+fn relations_between_keys_are_checked() {
+    let (key, message, _) =
+        single_problem("retry: {failure_delay_secs: 600, max_failure_delay_secs: 599}");
+    assert_eq!(key, "retry.max_failure_delay_secs");
+    assert!(
+        message.contains("retry.failure_delay_secs (600 s)"),
+        "{message}"
+    );
+    assert!(load("retry: {failure_delay_secs: 600, max_failure_delay_secs: 600}").is_ok());
+    let (key, message, _) =
+        single_problem("retry: {initial_backoff_ms: 2001, max_backoff_secs: 2}");
+    assert_eq!(key, "retry.initial_backoff_ms");
+    assert!(
+        message.contains("retry.max_backoff_secs (2 s)"),
+        "{message}"
+    );
+    assert!(load("retry: {initial_backoff_ms: 2000, max_backoff_secs: 2}").is_ok());
+}
+
+#[test]
+fn settle_defaults_to_the_timeout_and_may_be_set() {
+    let c = load("atlas: {timeout_secs: 7}").unwrap();
+    assert_eq!(c.reconcile.settle_secs, 7);
+    let c = load("atlas: {timeout_secs: 7}\nreconcile: {settle_secs: 90}").unwrap();
+    assert_eq!((c.atlas.timeout_secs, c.reconcile.settle_secs), (7, 90));
+}
+
+#[test]
+fn reserve_defaults_to_60_and_must_stay_below_capacity() {
+    assert_eq!(load("").unwrap().rate_limit.reserve, 60);
+    assert_eq!(
+        load("rate_limit: {capacity: 5000}")
+            .unwrap()
+            .rate_limit
+            .reserve,
+        60
+    );
+    // A small bucket left without a reserve keeps most of it: a twentieth at most.
+    assert_eq!(
+        load("rate_limit: {capacity: 20}")
+            .unwrap()
+            .rate_limit
+            .reserve,
+        1
+    );
+    assert_eq!(
+        load("rate_limit: {capacity: 10}")
+            .unwrap()
+            .rate_limit
+            .reserve,
+        0
+    );
+    // 0 is allowed, and so is capacity - 1.
+    assert_eq!(
+        load("rate_limit: {reserve: 0}").unwrap().rate_limit.reserve,
+        0
+    );
+    assert_eq!(
+        load("rate_limit: {reserve: 1199}")
+            .unwrap()
+            .rate_limit
+            .reserve,
+        1199
+    );
+    for yaml in [
+        "rate_limit: {reserve: 1200}",
+        "rate_limit: {reserve: 4294967295}",
+        "rate_limit: {capacity: 50, reserve: 60}",
+    ] {
+        let (key, message, _) = single_problem(yaml);
+        assert_eq!(key, "rate_limit.reserve", "{yaml}");
+        assert!(
+            message.contains("below rate_limit.capacity") && message.contains("0..="),
+            "{yaml}: {message}"
+        );
+    }
+    let (_, message, _) = single_problem("rate_limit: {capacity: 50, reserve: 60}");
+    assert!(message.contains("0..=49"), "{message}");
 }

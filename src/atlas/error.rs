@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{Operation, RateLimitInfo};
+use super::{MAX_RETRY_AFTER, Operation, RateLimitInfo};
 use crate::model::GroupId;
 
 /// What the caller may do about a failed call.
@@ -214,14 +214,23 @@ pub enum ClientBuildError {
     BaseUrl(String),
 }
 
-/// Parses `Retry-After`: whole seconds, or an HTTP date (relative to `now`).
+/// Parses `Retry-After`: whole seconds, or an HTTP date (relative to `now`), clamped to
+/// [`MAX_RETRY_AFTER`]. A date in the past means now (zero). Anything else (negative, a fraction,
+/// garbage) is `None`: the caller then backs off as it would without the header.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    // delta-seconds is digits only (RFC 9110 §10.2.3), so `u64::from_str`'s leading `+` is refused.
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits that do not fit a u64 are a very long wait, not a missing one: saturate, then clamp.
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER.as_secs())));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// Class of a non-success HTTP status for `op`. 401s reaching here are final (the one refresh or
@@ -326,6 +335,96 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    fn now() -> SystemTime {
+        // Sat, 01 Jan 2000 00:00:00 GMT.
+        SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_800)
+    }
+
+    #[test]
+    fn retry_after_u64_max_is_clamped() {
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now()),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn retry_after_too_many_digits_saturates_then_clamps() {
+        let thirty = "9".repeat(30);
+        assert_eq!(parse_retry_after(&thirty, now()), Some(MAX_RETRY_AFTER));
+        // Leading zeros are still a small number.
+        assert_eq!(
+            parse_retry_after(&format!("{}7", "0".repeat(40)), now()),
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn retry_after_just_over_and_at_the_cap() {
+        let cap = MAX_RETRY_AFTER.as_secs();
+        assert_eq!(
+            parse_retry_after(&cap.to_string(), now()),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after(&(cap + 1).to_string(), now()),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after(" 0 ", now()),
+            Some(Duration::ZERO),
+            "surrounding spaces are allowed"
+        );
+    }
+
+    #[test]
+    fn retry_after_negative_fractional_or_garbage_is_ignored() {
+        for bad in [
+            "-1",
+            "-18446744073709551615",
+            "+5",
+            "1.5",
+            "",
+            "   ",
+            "10 s",
+            "0x10",
+            "Tomorrow",
+            "Sun, 06 Nov 1994 25:61:61 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, now()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_far_future_date_is_clamped() {
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2099 00:00:00 GMT", now()),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now()),
+            Some(MAX_RETRY_AFTER)
+        );
+        // Far ahead of an odd `now` too (the clock at the epoch).
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2099 00:00:00 GMT", SystemTime::UNIX_EPOCH),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn retry_after_date_in_the_past_is_zero() {
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now()),
+            Some(Duration::ZERO)
+        );
+        // And a date a little ahead is the difference, under the cap.
+        assert_eq!(
+            parse_retry_after("Sat, 01 Jan 2000 00:00:30 GMT", now()),
+            Some(Duration::from_secs(30))
+        );
     }
 
     #[test]

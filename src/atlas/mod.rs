@@ -21,6 +21,11 @@ pub use error::{
     ApiError, AtlasErrorBody, BadRequestDetail, ClientBuildError, ErrorClass, FieldProblem,
 };
 
+/// The longest `Retry-After` the client reports: a longer one, a date further ahead, or a number too
+/// large to read is clamped to this, so no server can make a caller wait (or overflow an `Instant`)
+/// without bound. The executor caps it further at `retry.max_backoff_secs`.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+
 /// The API version this client speaks, sent as `Accept` (and `Content-Type` on POST).
 pub const API_MEDIA_TYPE: &str = "application/vnd.atlas.2023-02-01+json";
 

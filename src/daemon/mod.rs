@@ -167,8 +167,22 @@ impl Triggers {
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
+        // The config already bounds the period (`config::ranges::RESYNC_INTERVAL_SECS`); clamping
+        // here too keeps any caller from handing tokio a period whose `now + period` overflows and
+        // panics, here or inside `Interval` at each tick. A zero period would panic `interval_at`.
+        let longest = Duration::from_secs(*crate::config::ranges::RESYNC_INTERVAL_SECS.end());
+        let period = period.clamp(Duration::from_millis(1), longest);
         tokio::spawn(async move {
-            let start = tokio::time::Instant::now() + period;
+            let Some(start) = tokio::time::Instant::now().checked_add(period) else {
+                // Only a clock near the end of its range gets here: no resync beats a panic, and
+                // the other triggers still start passes.
+                tracing::warn!(
+                    period_secs = period.as_secs(),
+                    "the resync timer cannot be set this far ahead; periodic resyncs are off"
+                );
+                shutdown.cancelled().await;
+                return;
+            };
             let mut tick = tokio::time::interval_at(start, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -641,6 +655,25 @@ mod tests {
             .unwrap();
         assert!(w.contains(Trigger::FileChange));
         assert!(!w.needs_reload());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_resync_period_does_not_panic_and_is_clamped() {
+        let t = Triggers::new();
+        let stop = CancellationToken::new();
+        let h = t.spawn_resync(Duration::from_secs(u64::MAX), stop.clone());
+        let week = Duration::from_secs(*crate::config::ranges::RESYNC_INTERVAL_SECS.end());
+        assert!(
+            tokio::time::timeout(week - Duration::from_secs(1), t.next())
+                .await
+                .is_err()
+        );
+        let w = tokio::time::timeout(Duration::from_secs(2), t.next())
+            .await
+            .expect("the clamped period (7 days) fires");
+        assert!(w.contains(Trigger::Resync));
+        stop.cancel();
+        h.await.expect("the timer task ends without a panic");
     }
 
     #[tokio::test(start_paused = true)]
