@@ -245,6 +245,8 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
     } else {
         Vec::new()
     };
+    let settings = plan::PlanSettings::from_settle_secs(config.reconcile.settle_secs);
+    // Before any listing starts: see "Creates still in flight" in `plan`.
     let now = reconcile::now_unix();
     let mut listings = plan::Listings::new();
     if !offline {
@@ -252,7 +254,7 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
             Ok(c) => c,
             Err(e) => return refuse(&e),
         };
-        let first = plan::plan(&desired, &records, &listings, now);
+        let first = plan::plan(&desired, &records, &listings, now, &settings);
         // Projects in parallel, up to `reconcile.concurrency`: one listing costs a project one token
         // (a page of 500), far inside any bucket, so `plan` needs no limiter of its own.
         let results: Vec<_> = futures::stream::iter(first.projects_to_list())
@@ -286,7 +288,7 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
             return ExitCode::from(1);
         }
     }
-    let plan = plan::plan(&desired, &records, &listings, now);
+    let plan = plan::plan(&desired, &records, &listings, now, &settings);
     match output {
         Output::Json => outln!(
             "{}",

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::ledger::{Change, Ledger, LedgerError, LedgerHandle, Phase, Record};
 use crate::metrics::{self, Metrics};
 use crate::model::{DesiredLink, DesiredState, GroupId, LinkKey, RemoteConnection};
-use crate::plan::{self, Action, CreateReason, Listings, RemoteListing};
+use crate::plan::{self, Action, CreateReason, Listings, PlanSettings, RemoteListing};
 use crate::report::{FailedLink, PassReport};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
@@ -58,6 +58,8 @@ pub struct Policy {
     /// A link that failed waits this long before the next pass tries it again, doubling per failure.
     pub failure_delay: Duration,
     pub max_failure_delay: Duration,
+    /// What the planner needs (`reconcile.settle_secs`).
+    pub plan: PlanSettings,
 }
 
 impl Policy {
@@ -74,6 +76,7 @@ impl Policy {
             max_rate_limited: 50,
             failure_delay: Duration::from_secs(config.retry.failure_delay_secs),
             max_failure_delay: Duration::from_secs(config.retry.max_failure_delay_secs),
+            plan: PlanSettings::from_settle_secs(config.reconcile.settle_secs),
         }
     }
 
@@ -618,7 +621,13 @@ impl Reconciler {
         let mut report = PassReport::new(started_unix, desired.link_count());
 
         let records = self.ledger.records().await?;
-        let first = plan::plan(desired, &records, &Listings::new(), started_unix);
+        let first = plan::plan(
+            desired,
+            &records,
+            &Listings::new(),
+            started_unix,
+            &self.policy.plan,
+        );
         let mut to_list: BTreeSet<GroupId> = first.projects_to_list();
         if options.list_all {
             to_list.extend(desired.projects.keys().cloned());
@@ -627,7 +636,7 @@ impl Reconciler {
 
         let (listings, list_failures) = self.list_projects(&to_list, cancel).await;
         let now = now_unix();
-        let plan = plan::plan(desired, &records, &listings, now);
+        let plan = plan::plan(desired, &records, &listings, now, &self.policy.plan);
         self.record_remote_states(&records, &listings, now).await?;
 
         // Ids that a record already holds, or that this pass adopts or creates: never adopted twice.
@@ -679,6 +688,24 @@ impl Reconciler {
                         "waiting until {} after failure: {}",
                         crate::report::format_unix(until_unix),
                         last_error.unwrap_or_default()
+                    ),
+                )),
+                Action::Conflict {
+                    link,
+                    remote_id,
+                    fields,
+                } => report.not_attempted.push(FailedLink::new(
+                    &link.key,
+                    format!(
+                        "not created: connection {remote_id} points at the same far end but differs in {}",
+                        fields.join(", ")
+                    ),
+                )),
+                Action::InFlight { link, until_unix } => report.not_attempted.push(FailedLink::new(
+                    &link.key,
+                    format!(
+                        "not created: an earlier create may still be committed by Atlas until {}",
+                        crate::report::format_unix(until_unix)
                     ),
                 )),
             }
@@ -1156,6 +1183,7 @@ mod tests {
             max_rate_limited: 50,
             failure_delay: Duration::from_secs(300),
             max_failure_delay: Duration::from_secs(21600),
+            plan: PlanSettings { settle_secs: 30 },
         }
     }
 
