@@ -10,7 +10,7 @@
 
 use atlas_linkd::ledger::{Change, Ledger};
 use atlas_linkd::model::RemoteState;
-use atlas_linkd::plan::{Listings, plan};
+use atlas_linkd::plan::{Listings, PlanSettings, plan};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,6 +26,7 @@ const FILES: usize = 20;
 const PROJECTS: usize = 1_000;
 const LINKS_PER_PROJECT: usize = 100;
 const NOW: i64 = 1_700_000_000;
+const SETTINGS: PlanSettings = PlanSettings { settle_secs: 30 };
 const BATCH: usize = 10_000;
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -160,7 +161,8 @@ fn main() {
     assert_eq!(records.len(), PROJECTS * LINKS_PER_PROJECT);
     let after_records = status_kib("VmRSS:");
 
-    let (result, plan_wall, plan_cpu) = timed(|| plan(&desired, &records, &Listings::new(), NOW));
+    let (result, plan_wall, plan_cpu) =
+        timed(|| plan(&desired, &records, &Listings::new(), NOW, &SETTINGS));
     let counts = result.counts();
     assert_eq!(counts.unchanged, PROJECTS * LINKS_PER_PROJECT, "{counts:?}");
     let after_plan = status_kib("VmRSS:");

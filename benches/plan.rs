@@ -12,7 +12,7 @@ use atlas_linkd::model::{
     AuthScheme, DesiredLink, DesiredProject, DesiredState, GroupId, LinkKey, LinkSpec, Provider,
     RemoteConnection, RemoteState, Source, Vendor,
 };
-use atlas_linkd::plan::{Listings, RemoteListing, plan};
+use atlas_linkd::plan::{Listings, PlanSettings, RemoteListing, plan};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 mod support;
@@ -26,6 +26,7 @@ const PROJECTS: usize = 1_000;
 const LINKS_PER_PROJECT: usize = 100;
 const BATCH: usize = 10_000;
 const NOW: i64 = 1_700_000_000;
+const SETTINGS: PlanSettings = PlanSettings { settle_secs: 30 };
 
 fn spec(p: usize, l: usize) -> LinkSpec {
     LinkSpec {
@@ -93,7 +94,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (records, read_wall, read_cpu) = timed(|| ledger.records());
     let records = records?;
     let records_mb = status_mb("VmRSS:");
-    let (result, plan_wall, plan_cpu) = timed(|| plan(&desired, &records, &Listings::new(), NOW));
+    let (result, plan_wall, plan_cpu) =
+        timed(|| plan(&desired, &records, &Listings::new(), NOW, &SETTINGS));
     let counts = result.counts();
     let plan_mb = status_mb("VmRSS:");
     let peak_mb = status_mb("VmHWM:");
@@ -143,7 +145,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         listings.insert(group.clone(), RemoteListing { connections });
     }
-    let (cold, cold_wall, cold_cpu) = timed(|| plan(&desired, &[], &listings, NOW));
+    let (cold, cold_wall, cold_cpu) = timed(|| plan(&desired, &[], &listings, NOW, &SETTINGS));
     println!(
         "plan() first pass, all adopted:     {:>8.1} ms wall {:>6.0} ms cpu  adopt={}",
         ms(cold_wall),

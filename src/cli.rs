@@ -245,8 +245,9 @@ async fn show_plan(flag: Option<&Path>, output: Output, offline: bool) -> ExitCo
     } else {
         Vec::new()
     };
+    let settings = plan::PlanSettings::from_settle_secs(config.reconcile.settle_secs);
+    // Before any listing starts: see "Creates still in flight" in `plan`.
     let now = reconcile::now_unix();
-    let settings = reconcile::Policy::from_config(&config).plan_settings();
     let mut listings = plan::Listings::new();
     if !offline {
         let client = match reconcile::client_from_config(&config, None, &env) {

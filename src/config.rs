@@ -655,12 +655,23 @@ impl Config {
         // its range lies inside settle's).
         let settle_secs = match r.settle_secs {
             Some(settle) => {
-                c.range(
+                let settle_ok = c.range(
                     "reconcile.settle_secs",
                     settle,
                     &ranges::SETTLE_SECS,
                     Unit::Secs,
                 );
+                // A create may reach Atlas as late as the moment we stop waiting for its answer; a
+                // window that ends before then would let a listing "prove" absent what is still coming.
+                if settle_ok && settle < raw.atlas.timeout_secs {
+                    c.push(
+                        "reconcile.settle_secs",
+                        format!(
+                            "({settle} s) is shorter than atlas.timeout_secs ({} s): a create that timed out could still be committed after the window; raise it to at least the timeout, or leave it out to use the timeout",
+                            raw.atlas.timeout_secs
+                        ),
+                    );
+                }
                 settle
             }
             None => raw.atlas.timeout_secs,

@@ -7,6 +7,8 @@
 //!
 //! Rules beyond the Atlas reference (each is documented where it is enforced):
 //! - a `GENERIC` link (no `vendor`) must set `region`: Atlas cannot place an endpoint without one;
+//! - `authenticationScheme` only with MSK: Atlas ignores it elsewhere, so a link that set it could
+//!   never match what Atlas returns;
 //! - `arn` only with AWS, `azureResourceIds` only with AZURE, `gcpConnectionIds` and
 //!   `gcpServiceAttachmentUris` only with GCP: they name resources of that cloud;
 //! - a link that sets a field to `null` removes the value its project's `defaults` would give it;
@@ -518,15 +520,12 @@ fn link_name_ok(name: &str) -> bool {
 fn required_fields(provider: Provider, vendor: Vendor) -> &'static [usize] {
     match (provider, vendor) {
         (Provider::Aws, Vendor::Msk) => &[F_ARN],
-        (Provider::Aws, Vendor::Confluent) => &[
-            F_REGION,
-            F_SERVICE_ENDPOINT_ID,
-            F_DNS_DOMAIN,
-            F_DNS_SUB_DOMAIN,
-        ],
-        (Provider::Aws, Vendor::S3 | Vendor::Kinesis | Vendor::Lambda) => {
-            &[F_REGION, F_SERVICE_ENDPOINT_ID]
-        }
+        // No `dnsDomain`: Confluent Enterprise and Serverless clusters are created without it
+        // (Confluent derives the domain from the new endpoint; it is set later with PATCH).
+        (Provider::Aws, Vendor::Confluent) => &[F_REGION, F_SERVICE_ENDPOINT_ID, F_DNS_SUB_DOMAIN],
+        // MongoDB's docs ask only `region` of KINESIS; its `serviceEndpointId` is accepted.
+        (Provider::Aws, Vendor::Kinesis) => &[F_REGION],
+        (Provider::Aws, Vendor::S3 | Vendor::Lambda) => &[F_REGION, F_SERVICE_ENDPOINT_ID],
         (Provider::Azure, Vendor::Eventhub) => &[F_REGION, F_DNS_DOMAIN, F_SERVICE_ENDPOINT_ID],
         (Provider::Azure, Vendor::Confluent) => &[F_REGION, F_DNS_DOMAIN, F_AZURE_RESOURCE_IDS],
         (Provider::Azure, Vendor::AzureBlobStorage) => {
@@ -550,6 +549,12 @@ fn forbidden_fields(provider: Provider, vendor: Vendor) -> Vec<(usize, &'static 
             "AZURE CONFLUENT links name their endpoints in `azureResourceIds`",
         )),
         _ => {}
+    }
+    if vendor != Vendor::Msk {
+        out.push((
+            F_AUTH_SCHEME,
+            "Atlas applies `authenticationScheme` only to MSK links and ignores it on others, so this link could never match the connection Atlas returns",
+        ));
     }
     if provider != Provider::Aws {
         out.push((
@@ -1891,6 +1896,74 @@ mod tests {
             }
         });
         assert_eq!(links, vec![(0, 4), (1, 5)]);
+    }
+
+    #[test]
+    fn authentication_scheme_only_on_msk() {
+        let text = one_link(
+            "        provider: AWS\n        vendor: S3\n        region: us-east-1\n        serviceEndpointId: com.amazonaws.us-east-1.s3\n        authenticationScheme: IAM\n",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "projects[0].links[0].authenticationScheme");
+        assert_eq!(p[0].link.as_deref(), Some("l1"));
+        assert_eq!(p[0].line, Some(9));
+        let shown = p[0].to_string();
+        assert!(shown.contains("must not be set on AWS S3 links"), "{shown}");
+        assert!(shown.contains("only to MSK"), "{shown}");
+        assert!(shown.contains("never match"), "{shown}");
+        assert!(shown.contains("remove it"), "{shown}");
+        // On MSK every scheme is fine, in any case.
+        for scheme in ["IAM", "tls", "Sasl_Scram"] {
+            let text = one_link(&format!(
+                "        provider: AWS\n        vendor: MSK\n        arn: arn:aws:kafka:us-east-1:1:cluster/a/1\n        authenticationScheme: {scheme}\n"
+            ));
+            assert!(parse(&text).is_ok(), "{scheme}");
+        }
+    }
+
+    #[test]
+    fn aws_confluent_needs_no_domain_and_kinesis_only_a_region() {
+        let enterprise = one_link(
+            "        provider: AWS\n        vendor: CONFLUENT\n        region: us-east-1\n        serviceEndpointId: com.amazonaws.vpce.us-east-1.vpce-svc-1\n        dnsSubDomain: []\n",
+        );
+        let m = parse(&enterprise).unwrap();
+        assert_eq!(m.projects[0].links[0].link.spec.dns_domain, None);
+        // Still needs its subdomains, empty or not.
+        let p = problems(&enterprise.replace("        dnsSubDomain: []\n", ""));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].path.ends_with(".dnsSubDomain"), "{p:?}");
+
+        let kinesis =
+            one_link("        provider: AWS\n        vendor: KINESIS\n        region: us-east-1\n");
+        assert!(parse(&kinesis).is_ok());
+        let p = problems(&one_link(
+            "        provider: AWS\n        vendor: KINESIS\n",
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].message
+                .contains("`region` is required for AWS KINESIS"),
+            "{p:?}"
+        );
+        // S3 and LAMBDA still need their endpoint.
+        let p = problems(&one_link(
+            "        provider: AWS\n        vendor: LAMBDA\n        region: us-east-1\n",
+        ));
+        assert!(p[0].path.ends_with(".serviceEndpointId"), "{p:?}");
+    }
+
+    #[test]
+    fn a_region_spelled_another_way_is_the_same_connection() {
+        let text = format!(
+            "projects:\n  - groupId: {GID}\n    links:\n      - name: a\n        provider: AWS\n        vendor: KINESIS\n        region: us-east-1\n      - name: b\n        provider: AWS\n        vendor: KINESIS\n        region: US_EAST_1\n"
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].message.contains("same connection as link `a`"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub mod link_status {
     pub const FAILED: &str = "failed";
     pub const CHANGED: &str = "changed";
     pub const ORPHANED: &str = "orphaned";
-    pub const ALL: [&str; 6] = [DESIRED, CONVERGED, PENDING, FAILED, CHANGED, ORPHANED];
+    /// Declared links that a near-match in Atlas keeps from being created or adopted.
+    pub const CONFLICT: &str = "conflict";
+    pub const ALL: [&str; 7] = [
+        DESIRED, CONVERGED, PENDING, FAILED, CHANGED, ORPHANED, CONFLICT,
+    ];
 }
 
 /// Results of `atlas_linkd_reconcile_passes_total`.

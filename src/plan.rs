@@ -2,10 +2,40 @@
 //!
 //! No I/O and no clock: `now_unix` is a parameter, so every decision is reproducible from its inputs.
 //!
+//! # Before a create
+//! A declared link whose create would otherwise be planned (`new`, `resume`, `retry` or `recreate`)
+//! is first compared with the unclaimed connections of its project's listing, if there is one
+//! (unclaimed: no record holds the id and no earlier link of this plan adopted it), lowest id first:
+//! 1. an exact match (`LinkSpec::matches`) is **adopted**;
+//! 2. else a near-match (`LinkSpec::near_match`: same provider, vendor and identity, the far end
+//!    the link points at, but other fields differ) makes the link a **conflict**. It is neither
+//!    adopted (that connection is not what the manifest asks for) nor created beside (that would
+//!    point a second, billed connection at the same far end). A human resolves it, by fixing the
+//!    manifest or the connection;
+//! 3. else, if the create is still **in flight** at Atlas (below), nothing is sent yet;
+//! 4. else the create is planned.
+//!
+//! # Creates still in flight at Atlas
+//! A create whose answer never came (reset, timeout, gateway error), or an intent left by a process
+//! that died, may still be committed by Atlas later. A record in phase `intent` or `failed` with
+//! `sent_unix = t` is therefore in flight at Atlas until `until_unix = t + settle_secs`
+//! (`PlanSettings`, from `reconcile.settle_secs`). While `now_unix < until_unix`, and unless
+//! steps 1 and 2 above decide it, the link is `inflight`: no create, and its project is still
+//! listed (`Plan::projects_to_list`) so that a later plan can adopt what Atlas committed. From
+//! `now_unix == until_unix` on it is created again (reason `resume` or `retry`). A `failed`
+//! record whose next attempt is not due is `waiting`, which is decided before all of this.
+//!
+//! Only a listing that starts after `until_unix` may decide that the lost create was not
+//! committed: one taken earlier can miss a connection that Atlas commits a moment later, and a
+//! create then would duplicate it. The caller guarantees this by taking `now_unix` *before* it
+//! starts the listings it passes in (and `sent_unix` is rounded up to the second): so when
+//! `until_unix <= now_unix`, every listing in `listings` started after the window closed.
+//!
 //! # JSON shape (stable; `plan --output json` prints it)
 //! ```json
 //! {
-//!   "counts": {"create": 1, "adopt": 0, "unchanged": 0, "changed": 0, "orphaned": 0, "waiting": 0},
+//!   "counts": {"create": 1, "adopt": 0, "unchanged": 0, "changed": 0, "conflict": 0,
+//!              "orphaned": 0, "waiting": 0, "inflight": 0},
 //!   "actions": [
 //!     {"action": "create", "groupId": "…", "name": "…", "reason": "new|resume|retry|recreate",
 //!      "fingerprint": "…", "spec": {…create body…}, "source": "file:line"},
@@ -16,7 +46,10 @@
 //!      "recordedFingerprint": "…", "desiredFingerprint": "…"},
 //!     {"action": "orphaned", "groupId": "…", "name": "…", "atlasId": "…"|null, "phase": "created"},
 //!     {"action": "waiting", "groupId": "…", "name": "…", "untilUnix": 1700000000, "attempts": 2,
-//!      "lastError": "…"|null}
+//!      "lastError": "…"|null},
+//!     {"action": "conflict", "groupId": "…", "name": "…", "atlasId": "…",
+//!      "fields": ["authenticationScheme", "…"], "source": "file:line"},
+//!     {"action": "inflight", "groupId": "…", "name": "…", "untilUnix": 1700000030}
 //!   ]
 //! }
 //! ```
@@ -24,7 +57,7 @@
 
 use crate::ledger::{Phase, Record};
 use crate::model::{
-    DesiredLink, DesiredState, Fingerprint, FxMap, FxSet, GroupId, LinkKey, LinkSpec,
+    DesiredLink, DesiredState, Fingerprint, FxMap, FxSet, GroupId, IdentityKey, LinkKey, LinkSpec,
     RemoteConnection, RemoteState,
 };
 use serde::Serialize;
@@ -42,6 +75,23 @@ pub struct RemoteListing {
 /// Complete listings of the projects that were listed. A project without an entry was not listed,
 /// which proves nothing about what exists there.
 pub type Listings = BTreeMap<GroupId, RemoteListing>;
+
+/// What the planner needs besides its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanSettings {
+    /// How long after it was sent a create without an answer may still be committed by Atlas
+    /// (`reconcile.settle_secs`). See the module documentation.
+    pub settle_secs: i64,
+}
+
+impl PlanSettings {
+    /// From the config's `reconcile.settle_secs`; a value past `i64::MAX` seconds is as good as forever.
+    pub fn from_settle_secs(settle_secs: u64) -> PlanSettings {
+        PlanSettings {
+            settle_secs: i64::try_from(settle_secs).unwrap_or(i64::MAX),
+        }
+    }
+}
 
 /// Why a create is planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -109,12 +159,28 @@ pub enum Action {
         attempts: u32,
         last_error: Option<String>,
     },
+    /// Would be created, but an unclaimed connection of the project shares its identity and
+    /// differs in `fields` (API names): neither adopted nor created beside. Reported.
+    Conflict {
+        link: Box<DesiredLink>,
+        remote_id: String,
+        fields: Vec<&'static str>,
+    },
+    /// Would be created, but an earlier create of it may still be committed by Atlas until
+    /// `until_unix`: nothing is sent; a plan from a listing started at or after then decides.
+    InFlight {
+        link: Box<DesiredLink>,
+        until_unix: i64,
+    },
 }
 
 impl Action {
     pub fn key(&self) -> &LinkKey {
         match self {
-            Action::Create { link, .. } | Action::Adopt { link, .. } => &link.key,
+            Action::Create { link, .. }
+            | Action::Adopt { link, .. }
+            | Action::Conflict { link, .. }
+            | Action::InFlight { link, .. } => &link.key,
             Action::Unchanged { key, .. }
             | Action::Changed { key, .. }
             | Action::Orphaned { key, .. }
@@ -131,6 +197,8 @@ impl Action {
             Action::Changed { .. } => "changed",
             Action::Orphaned { .. } => "orphaned",
             Action::Waiting { .. } => "waiting",
+            Action::Conflict { .. } => "conflict",
+            Action::InFlight { .. } => "inflight",
         }
     }
 }
@@ -145,6 +213,8 @@ impl Serialize for Action {
             Action::Changed { .. } => 5,
             Action::Orphaned { .. } => 5,
             Action::Waiting { .. } => 6,
+            Action::Conflict { .. } => 5,
+            Action::InFlight { .. } => 3,
         };
         let mut st = s.serialize_struct("Action", fields + 1)?;
         st.serialize_field("action", self.kind())?;
@@ -197,6 +267,18 @@ impl Serialize for Action {
                 st.serialize_field("attempts", attempts)?;
                 st.serialize_field("lastError", last_error)?;
             }
+            Action::Conflict {
+                link,
+                remote_id,
+                fields,
+            } => {
+                st.serialize_field("atlasId", remote_id)?;
+                st.serialize_field("fields", fields)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
+            Action::InFlight { until_unix, .. } => {
+                st.serialize_field("untilUnix", until_unix)?;
+            }
         }
         st.end()
     }
@@ -209,13 +291,22 @@ pub struct PlanCounts {
     pub adopt: usize,
     pub unchanged: usize,
     pub changed: usize,
+    pub conflict: usize,
     pub orphaned: usize,
     pub waiting: usize,
+    pub inflight: usize,
 }
 
 impl PlanCounts {
     pub fn total(&self) -> usize {
-        self.create + self.adopt + self.unchanged + self.changed + self.orphaned + self.waiting
+        self.create
+            + self.adopt
+            + self.unchanged
+            + self.changed
+            + self.conflict
+            + self.orphaned
+            + self.waiting
+            + self.inflight
     }
 }
 
@@ -235,12 +326,13 @@ impl Serialize for Plan {
 }
 
 impl Plan {
-    /// Projects with any create: the executor lists each of them (completely) and plans again
-    /// before creating anything, so a create never happens without a look at what exists.
+    /// Projects with any create or create in flight: the executor lists each of them (completely)
+    /// and plans again before creating anything, so a create never happens without a look at what
+    /// exists, and a create that Atlas committed without answering is found and adopted.
     pub fn projects_to_list(&self) -> BTreeSet<GroupId> {
         self.actions
             .iter()
-            .filter(|a| matches!(a, Action::Create { .. }))
+            .filter(|a| matches!(a, Action::Create { .. } | Action::InFlight { .. }))
             .map(|a| a.key().group_id.clone())
             .collect()
     }
@@ -262,13 +354,16 @@ impl Plan {
                 Action::Changed { .. } => c.changed += 1,
                 Action::Orphaned { .. } => c.orphaned += 1,
                 Action::Waiting { .. } => c.waiting += 1,
+                Action::Conflict { .. } => c.conflict += 1,
+                Action::InFlight { .. } => c.inflight += 1,
             }
         }
         c
     }
 }
 
-/// One project's listing, indexed: by id always, and for adoption only when a link needs it.
+/// One project's listing, indexed: by id always, and for adoption and near-matches only when a
+/// link needs it.
 struct ProjectIndex<'a> {
     listing: &'a RemoteListing,
     by_id: FxMap<&'a str, &'a RemoteConnection>,
@@ -280,6 +375,9 @@ struct AdoptionIndex<'a> {
     sorted: Vec<&'a RemoteConnection>,
     by_arn: FxMap<&'a str, Vec<usize>>,
     by_endpoint: FxMap<&'a str, Vec<usize>>,
+    /// Indices into `sorted` by each identity key, for connections not being deleted (which are
+    /// never near-matches). A near-match shares a key, so this narrows the search to those.
+    by_identity: FxMap<IdentityKey, Vec<usize>>,
 }
 
 impl<'a> ProjectIndex<'a> {
@@ -303,6 +401,7 @@ impl<'a> ProjectIndex<'a> {
             sorted.dedup_by(|a, b| a.id == b.id);
             let mut by_arn: FxMap<&str, Vec<usize>> = FxMap::default();
             let mut by_endpoint: FxMap<&str, Vec<usize>> = FxMap::default();
+            let mut by_identity: FxMap<IdentityKey, Vec<usize>> = FxMap::default();
             for (i, c) in sorted.iter().enumerate() {
                 if let Some(arn) = c.arn.as_deref() {
                     by_arn.entry(arn).or_default().push(i);
@@ -310,11 +409,18 @@ impl<'a> ProjectIndex<'a> {
                 if let Some(ep) = c.service_endpoint_id.as_deref() {
                     by_endpoint.entry(ep).or_default().push(i);
                 }
+                if c.state.as_ref().is_some_and(RemoteState::is_deleting) {
+                    continue;
+                }
+                for key in c.identity().keys {
+                    by_identity.entry(key).or_default().push(i);
+                }
             }
             AdoptionIndex {
                 sorted,
                 by_arn,
                 by_endpoint,
+                by_identity,
             }
         })
     }
@@ -336,6 +442,33 @@ impl<'a> ProjectIndex<'a> {
             Some(indices) => indices.iter().map(|&i| ix.sorted[i]).find(ok),
             None => ix.sorted.iter().copied().find(ok),
         }
+    }
+
+    /// The lowest-id unclaimed near-match of `spec`, with the fields that differ.
+    fn near(
+        &self,
+        spec: &LinkSpec,
+        claimed: &FxSet<&str>,
+    ) -> Option<(&'a RemoteConnection, Vec<&'static str>)> {
+        let ix = self.adoption();
+        let mut candidates: Vec<usize> = spec
+            .identity()
+            .keys
+            .iter()
+            .filter_map(|k| ix.by_identity.get(k))
+            .flatten()
+            .copied()
+            .collect();
+        // Indices into `sorted`: ascending is lowest id first.
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.into_iter().find_map(|i| {
+            let c = ix.sorted[i];
+            if claimed.contains(c.id.as_str()) {
+                return None;
+            }
+            spec.near_match(c).map(|fields| (c, fields))
+        })
     }
 }
 
@@ -359,19 +492,26 @@ impl<'a> Claimed<'a> {
     }
 }
 
-/// What the planner needs of the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlanSettings {
-    pub settle_secs: i64,
+/// Whether a record was made from the spec a link now declares.
+fn same_spec(record: &Record, link: &DesiredLink) -> bool {
+    // Fingerprints recorded before regions and the MSK scheme were canonicalised may differ for
+    // the same spec; the recorded spec, fingerprinted today, settles it. Parsed only when the
+    // fingerprints differ, which is rare.
+    record.fingerprint == link.fingerprint
+        || record
+            .spec()
+            .is_ok_and(|spec| spec.fingerprint() == link.fingerprint)
 }
 
 /// Decides what a pass does. Pure: the same inputs give the same plan.
+///
+/// `now_unix` must be taken before any of `listings` was started (see the module documentation).
 pub fn plan(
     desired: &DesiredState,
     records: &[Record],
     listings: &Listings,
     now_unix: i64,
-    _settings: &PlanSettings,
+    settings: &PlanSettings,
 ) -> Plan {
     // Desired links come in key order (nested BTreeMaps); with records in key order too (as
     // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
@@ -409,7 +549,7 @@ pub fn plan(
             None => CreateReason::New,
             Some(r) => match r.phase {
                 Phase::Created | Phase::Adopted => {
-                    if r.fingerprint != link.fingerprint {
+                    if !same_spec(r, link) {
                         actions.push(Action::Changed {
                             key: link.key.clone(),
                             atlas_id: r.atlas_id.clone(),
@@ -443,7 +583,7 @@ pub fn plan(
                 Phase::Intent => CreateReason::Resume,
                 Phase::Failed => {
                     let due = r.next_attempt_unix.is_none_or(|t| t <= now_unix);
-                    if !due && r.fingerprint == link.fingerprint {
+                    if !due && same_spec(r, link) {
                         actions.push(Action::Waiting {
                             key: link.key.clone(),
                             until_unix: r.next_attempt_unix.unwrap_or(now_unix),
@@ -456,13 +596,33 @@ pub fn plan(
                 }
             },
         };
-        // Before any create, a match in a complete listing is adopted instead: never a duplicate.
-        let adopted = index.and_then(|ix| ix.find(&link.spec, claimed.get()));
-        if let Some(remote) = adopted {
+        // Before any create: the steps of "Before a create" in the module documentation.
+        let in_flight_until = record
+            .filter(|r| matches!(r.phase, Phase::Intent | Phase::Failed))
+            .and_then(|r| r.sent_unix)
+            .map(|sent| sent.saturating_add(settings.settle_secs));
+        if let Some(ix) = index
+            && let Some(remote) = ix.find(&link.spec, claimed.get())
+        {
             claimed.get().insert(remote.id.as_str());
             actions.push(Action::Adopt {
                 link: Box::new(link.clone()),
                 remote: Box::new(remote.clone()),
+            });
+        } else if let Some(ix) = index
+            && let Some((remote, fields)) = ix.near(&link.spec, claimed.get())
+        {
+            actions.push(Action::Conflict {
+                link: Box::new(link.clone()),
+                remote_id: remote.id.clone(),
+                fields,
+            });
+        } else if let Some(until_unix) = in_flight_until
+            && now_unix < until_unix
+        {
+            actions.push(Action::InFlight {
+                link: Box::new(link.clone()),
+                until_unix,
             });
         } else {
             actions.push(Action::Create {
@@ -482,6 +642,7 @@ mod tests {
     use std::path::PathBuf;
 
     const NOW: i64 = 1_700_000_000;
+    const S: PlanSettings = PlanSettings { settle_secs: 30 };
 
     fn g(n: u8) -> GroupId {
         GroupId::parse(&format!("{:024x}", n)).unwrap()
@@ -590,7 +751,7 @@ mod tests {
     #[test]
     fn new_link_without_listing_is_a_new_create_and_asks_for_a_listing() {
         let a = link(1, "a", msk("a"));
-        let p = plan(&desired(&[a]), &[], &Listings::new(), NOW);
+        let p = plan(&desired(&[a]), &[], &Listings::new(), NOW, &S);
         assert_eq!(reason(only(&p)), CreateReason::New);
         assert_eq!(p.projects_to_list(), BTreeSet::from([g(1)]));
         assert_eq!(
@@ -607,7 +768,7 @@ mod tests {
             1,
             vec![remote("r1", &msk("other")), remote("r2", &msk("a"))],
         );
-        let p = plan(&desired(&[a]), &[], &l, NOW);
+        let p = plan(&desired(&[a]), &[], &l, NOW, &S);
         match only(&p) {
             Action::Adopt { remote, .. } => assert_eq!(remote.id, "r2"),
             other => panic!("{other:?}"),
@@ -619,7 +780,7 @@ mod tests {
     fn new_link_with_listing_but_no_match_is_created() {
         let a = link(1, "a", msk("a"));
         let l = listing(1, vec![remote("r1", &msk("other"))]);
-        let p = plan(&desired(&[a]), &[], &l, NOW);
+        let p = plan(&desired(&[a]), &[], &l, NOW, &S);
         assert_eq!(reason(only(&p)), CreateReason::New);
     }
 
@@ -628,9 +789,15 @@ mod tests {
         let a = link(1, "a", msk("a"));
         let recs = [record(&a, Phase::Intent, None)];
         let d = desired(std::slice::from_ref(&a));
-        let p = plan(&d, &recs, &Listings::new(), NOW);
+        let p = plan(&d, &recs, &Listings::new(), NOW, &S);
         assert_eq!(reason(only(&p)), CreateReason::Resume);
-        let p = plan(&d, &recs, &listing(1, vec![remote("r9", &msk("a"))]), NOW);
+        let p = plan(
+            &d,
+            &recs,
+            &listing(1, vec![remote("r9", &msk("a"))]),
+            NOW,
+            &S,
+        );
         assert!(matches!(only(&p), Action::Adopt { remote, .. } if remote.id == "r9"));
     }
 
@@ -638,7 +805,7 @@ mod tests {
     fn failed_waits_until_due_then_retries() {
         let a = link(1, "a", msk("a"));
         let d = desired(std::slice::from_ref(&a));
-        let p = plan(&d, &[failed(&a, NOW + 30)], &Listings::new(), NOW);
+        let p = plan(&d, &[failed(&a, NOW + 30)], &Listings::new(), NOW, &S);
         match only(&p) {
             Action::Waiting {
                 until_unix,
@@ -652,7 +819,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(p.projects_to_list().is_empty());
-        let p = plan(&d, &[failed(&a, NOW)], &Listings::new(), NOW);
+        let p = plan(&d, &[failed(&a, NOW)], &Listings::new(), NOW, &S);
         assert_eq!(reason(only(&p)), CreateReason::Retry);
     }
 
@@ -665,6 +832,7 @@ mod tests {
             &[failed(&old, NOW + 3600)],
             &Listings::new(),
             NOW,
+            &S,
         );
         assert_eq!(reason(only(&p)), CreateReason::Retry);
     }
@@ -674,7 +842,7 @@ mod tests {
         let a = link(1, "a", msk("a"));
         let d = desired(std::slice::from_ref(&a));
         let recs = [record(&a, Phase::Created, Some("r1"))];
-        let p = plan(&d, &recs, &Listings::new(), NOW);
+        let p = plan(&d, &recs, &Listings::new(), NOW, &S);
         assert_eq!(
             only(&p),
             &Action::Unchanged {
@@ -683,7 +851,13 @@ mod tests {
                 remote_state: Some(RemoteState::Working)
             }
         );
-        let p = plan(&d, &recs, &listing(1, vec![remote("r1", &msk("a"))]), NOW);
+        let p = plan(
+            &d,
+            &recs,
+            &listing(1, vec![remote("r1", &msk("a"))]),
+            NOW,
+            &S,
+        );
         assert!(matches!(
             only(&p),
             Action::Unchanged {
@@ -698,10 +872,10 @@ mod tests {
         let a = link(1, "a", msk("a"));
         let d = desired(std::slice::from_ref(&a));
         let recs = [record(&a, Phase::Adopted, Some("r1"))];
-        let p = plan(&d, &recs, &listing(1, vec![]), NOW);
+        let p = plan(&d, &recs, &listing(1, vec![]), NOW, &S);
         assert_eq!(reason(only(&p)), CreateReason::Recreate);
         // Another project's listing says nothing about this one.
-        let p = plan(&d, &recs, &listing(2, vec![]), NOW);
+        let p = plan(&d, &recs, &listing(2, vec![]), NOW, &S);
         assert!(matches!(only(&p), Action::Unchanged { .. }));
     }
 
@@ -716,7 +890,7 @@ mod tests {
             .enumerate()
             .map(|(i, l)| record(l, Phase::Created, Some(&format!("id{i}"))))
             .collect();
-        let p = plan(&desired(&links), &recs, &Listings::new(), NOW);
+        let p = plan(&desired(&links), &recs, &Listings::new(), NOW, &S);
         assert_eq!(p.counts().unchanged, 20);
         assert!(p.actions.iter().all(|a| !matches!(
             a,
@@ -732,7 +906,7 @@ mod tests {
         let a = link(1, "a", msk("a"));
         let recs = [record(&a, Phase::Created, Some("r1"))];
         let l = listing(1, vec![remote("r7", &msk("a"))]);
-        let p = plan(&desired(std::slice::from_ref(&a)), &recs, &l, NOW);
+        let p = plan(&desired(std::slice::from_ref(&a)), &recs, &l, NOW, &S);
         assert!(matches!(only(&p), Action::Adopt { remote, .. } if remote.id == "r7"));
     }
 
@@ -740,7 +914,7 @@ mod tests {
     fn created_without_an_id_resumes() {
         let a = link(1, "a", msk("a"));
         let recs = [record(&a, Phase::Created, None)];
-        let p = plan(&desired(&[a]), &recs, &Listings::new(), NOW);
+        let p = plan(&desired(&[a]), &recs, &Listings::new(), NOW, &S);
         assert_eq!(reason(only(&p)), CreateReason::Resume);
     }
 
@@ -757,7 +931,7 @@ mod tests {
             .map(|l| record(l, Phase::Created, Some(l.key.name.as_str())))
             .collect();
         recs.reverse();
-        let p = plan(&desired(&links), &recs, &Listings::new(), NOW);
+        let p = plan(&desired(&links), &recs, &Listings::new(), NOW, &S);
         let got: Vec<_> = p
             .actions
             .iter()
@@ -798,6 +972,7 @@ mod tests {
             &recs,
             &listing(1, vec![]),
             NOW,
+            &S,
         );
         assert_eq!(
             only(&p),
@@ -814,7 +989,13 @@ mod tests {
     fn undeclared_records_are_orphaned() {
         let a = link(1, "a", msk("a"));
         let recs = [record(&a, Phase::Created, Some("r1"))];
-        let p = plan(&DesiredState::default(), &recs, &listing(1, vec![]), NOW);
+        let p = plan(
+            &DesiredState::default(),
+            &recs,
+            &listing(1, vec![]),
+            NOW,
+            &S,
+        );
         assert_eq!(
             only(&p),
             &Action::Orphaned {
@@ -831,7 +1012,7 @@ mod tests {
         let a = link(1, "a", pubsub("europe-west1"));
         let b = link(1, "b", pubsub("europe-west1"));
         let l = listing(1, vec![remote("r1", &pubsub("europe-west1"))]);
-        let p = plan(&desired(&[b.clone(), a.clone()]), &[], &l, NOW);
+        let p = plan(&desired(&[b.clone(), a.clone()]), &[], &l, NOW, &S);
         assert!(
             matches!(&p.actions[0], Action::Adopt { link, remote } if link.key == a.key && remote.id == "r1")
         );
@@ -844,7 +1025,7 @@ mod tests {
                 remote("r1", &pubsub("europe-west1")),
             ],
         );
-        let p = plan(&desired(&[a, b]), &[], &l, NOW);
+        let p = plan(&desired(&[a, b]), &[], &l, NOW, &S);
         let ids: Vec<_> = p
             .actions
             .iter()
@@ -867,6 +1048,7 @@ mod tests {
             &recs,
             &listing(1, vec![remote("r1", &msk("a"))]),
             NOW,
+            &S,
         );
         assert_eq!(reason(&p.actions[0]), CreateReason::New);
         assert!(matches!(&p.actions[1], Action::Orphaned { .. }));
@@ -877,8 +1059,291 @@ mod tests {
         let a = link(1, "a", msk("a"));
         let mut r = remote("r1", &msk("a"));
         r.state = Some(RemoteState::Deleting);
-        let p = plan(&desired(&[a]), &[], &listing(1, vec![r]), NOW);
+        let p = plan(&desired(&[a]), &[], &listing(1, vec![r]), NOW, &S);
         assert_eq!(reason(only(&p)), CreateReason::New);
+    }
+
+    /// A connection to the same cluster as `msk(cluster)` but with Atlas's default scheme.
+    fn scram(id: &str, cluster: &str) -> RemoteConnection {
+        RemoteConnection {
+            authentication_scheme: Some("SASL_SCRAM".into()),
+            ..remote(id, &msk(cluster))
+        }
+    }
+
+    fn conflict(a: &Action) -> (&str, &[&'static str]) {
+        match a {
+            Action::Conflict {
+                remote_id, fields, ..
+            } => (remote_id.as_str(), fields.as_slice()),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    fn intent_sent(l: &DesiredLink, sent: i64) -> Record {
+        Record {
+            sent_unix: Some(sent),
+            ..record(l, Phase::Intent, None)
+        }
+    }
+
+    #[test]
+    fn a_near_match_is_a_conflict_not_a_create() {
+        let a = link(1, "a", msk("a"));
+        let l = listing(1, vec![scram("r1", "a"), remote("r0", &msk("other"))]);
+        let p = plan(&desired(std::slice::from_ref(&a)), &[], &l, NOW, &S);
+        assert_eq!(conflict(only(&p)), ("r1", &["authenticationScheme"][..]));
+        assert!(p.projects_to_list().is_empty());
+        let c = p.counts();
+        assert_eq!((c.conflict, c.create, c.total()), (1, 0, 1));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["counts"]["conflict"], 1);
+        assert_eq!(
+            json["actions"][0],
+            serde_json::json!({
+                "action": "conflict",
+                "groupId": g(1).to_string(),
+                "name": "a",
+                "atlasId": "r1",
+                "fields": ["authenticationScheme"],
+                "source": "m.yaml:3",
+            })
+        );
+    }
+
+    #[test]
+    fn a_near_match_also_stops_a_recreate_a_resume_and_a_retry() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        let l = listing(1, vec![scram("r2", "a")]);
+        for rec in [
+            record(&a, Phase::Created, Some("r1")),
+            record(&a, Phase::Intent, None),
+            failed(&a, NOW),
+        ] {
+            let p = plan(&d, std::slice::from_ref(&rec), &l, NOW, &S);
+            assert_eq!(conflict(only(&p)).0, "r2", "{rec:?}");
+        }
+    }
+
+    #[test]
+    fn near_matches_lowest_id_first_and_a_match_wins_over_any() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        let p = plan(
+            &d,
+            &[],
+            &listing(1, vec![scram("r3", "a"), scram("r2", "a")]),
+            NOW,
+            &S,
+        );
+        assert_eq!(conflict(only(&p)).0, "r2");
+        // A match is adopted even when a near-match has a lower id.
+        let l = listing(1, vec![scram("r1", "a"), remote("r9", &msk("a"))]);
+        let p = plan(&d, &[], &l, NOW, &S);
+        assert!(matches!(only(&p), Action::Adopt { remote, .. } if remote.id == "r9"));
+    }
+
+    #[test]
+    fn claimed_and_deleting_connections_are_not_near_matches() {
+        let a = link(1, "a", msk("a"));
+        // r1 is held by an orphaned record.
+        let held = link(1, "held", msk("a"));
+        let recs = [record(&held, Phase::Created, Some("r1"))];
+        let p = plan(
+            &desired(std::slice::from_ref(&a)),
+            &recs,
+            &listing(1, vec![scram("r1", "a")]),
+            NOW,
+            &S,
+        );
+        assert_eq!(reason(&p.actions[0]), CreateReason::New);
+
+        // r1 is adopted by an earlier link of the same plan (`b` asks for TLS on the same cluster).
+        let b = link(
+            1,
+            "b",
+            LinkSpec {
+                authentication_scheme: Some(AuthScheme::Tls),
+                ..msk("a")
+            },
+        );
+        let p = plan(
+            &desired(&[a.clone(), b]),
+            &[],
+            &listing(1, vec![remote("r1", &msk("a"))]),
+            NOW,
+            &S,
+        );
+        assert!(matches!(&p.actions[0], Action::Adopt { remote, .. } if remote.id == "r1"));
+        assert_eq!(reason(&p.actions[1]), CreateReason::New);
+
+        let mut deleting = scram("r1", "a");
+        deleting.state = Some(RemoteState::DeleteRequested);
+        let p = plan(
+            &desired(std::slice::from_ref(&a)),
+            &[],
+            &listing(1, vec![deleting]),
+            NOW,
+            &S,
+        );
+        assert_eq!(reason(only(&p)), CreateReason::New);
+
+        // Another project's connections are never compared.
+        let p = plan(
+            &desired(&[a]),
+            &[],
+            &listing(2, vec![scram("r1", "a")]),
+            NOW,
+            &S,
+        );
+        assert_eq!(reason(only(&p)), CreateReason::New);
+    }
+
+    #[test]
+    fn a_create_sent_without_an_answer_is_in_flight_until_settled() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        let sent = NOW - 29;
+        let recs = [intent_sent(&a, sent)];
+        // Without a listing and with an empty one alike: Atlas may still commit it.
+        for l in [Listings::new(), listing(1, vec![])] {
+            let p = plan(&d, &recs, &l, NOW, &S);
+            match only(&p) {
+                Action::InFlight { link, until_unix } => {
+                    assert_eq!(link.key, a.key);
+                    assert_eq!(*until_unix, sent + 30);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(p.projects_to_list(), BTreeSet::from([g(1)]));
+            assert_eq!(p.counts().inflight, 1);
+        }
+        // At `until`, a listing started then decides: nothing there, so create again.
+        let p = plan(&d, &recs, &listing(1, vec![]), sent + 30, &S);
+        assert_eq!(reason(only(&p)), CreateReason::Resume);
+        let p = plan(&d, &recs, &listing(1, vec![]), sent + 29, &S);
+        assert!(matches!(only(&p), Action::InFlight { .. }));
+
+        let json = serde_json::to_value(plan(&d, &recs, &Listings::new(), NOW, &S)).unwrap();
+        assert_eq!(
+            json["actions"][0],
+            serde_json::json!({
+                "action": "inflight",
+                "groupId": g(1).to_string(),
+                "name": "a",
+                "untilUnix": sent + 30,
+            })
+        );
+        assert_eq!(json["counts"]["inflight"], 1);
+    }
+
+    #[test]
+    fn in_flight_with_a_match_adopts_and_with_a_near_match_conflicts() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        let recs = [intent_sent(&a, NOW)];
+        let p = plan(
+            &d,
+            &recs,
+            &listing(1, vec![remote("r1", &msk("a"))]),
+            NOW,
+            &S,
+        );
+        assert!(matches!(only(&p), Action::Adopt { remote, .. } if remote.id == "r1"));
+        let p = plan(&d, &recs, &listing(1, vec![scram("r1", "a")]), NOW, &S);
+        assert_eq!(conflict(only(&p)).0, "r1");
+    }
+
+    #[test]
+    fn a_failed_create_waits_first_then_settles_then_retries() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        let sent = NOW - 10;
+        let with_sent = |next: i64| Record {
+            sent_unix: Some(sent),
+            ..failed(&a, next)
+        };
+        // Not due: waiting, whatever the window.
+        let p = plan(&d, &[with_sent(NOW + 5)], &Listings::new(), NOW, &S);
+        assert!(matches!(only(&p), Action::Waiting { .. }));
+        // Due, but still in flight.
+        let p = plan(&d, &[with_sent(NOW)], &listing(1, vec![]), NOW, &S);
+        assert!(
+            matches!(only(&p), Action::InFlight { until_unix, .. } if *until_unix == sent + 30)
+        );
+        // Due and settled.
+        let p = plan(&d, &[with_sent(NOW)], &listing(1, vec![]), sent + 30, &S);
+        assert_eq!(reason(only(&p)), CreateReason::Retry);
+        // A fixed manifest retries at once, but not while the old create may still land.
+        let old = link(1, "a", msk("typo"));
+        let rec = Record {
+            sent_unix: Some(sent),
+            ..failed(&old, NOW + 3600)
+        };
+        let p = plan(&d, std::slice::from_ref(&rec), &Listings::new(), NOW, &S);
+        assert!(matches!(only(&p), Action::InFlight { .. }));
+        let p = plan(&d, &[rec], &listing(1, vec![]), sent + 30, &S);
+        assert_eq!(reason(only(&p)), CreateReason::Retry);
+    }
+
+    #[test]
+    fn only_intents_and_failures_are_in_flight_and_the_window_saturates() {
+        let a = link(1, "a", msk("a"));
+        let d = desired(std::slice::from_ref(&a));
+        // Answered creates are not in flight: gone from a listing, they are recreated.
+        let created = Record {
+            sent_unix: Some(NOW),
+            ..record(&a, Phase::Created, Some("r1"))
+        };
+        let p = plan(&d, &[created], &listing(1, vec![]), NOW, &S);
+        assert_eq!(reason(only(&p)), CreateReason::Recreate);
+        // An intent without a send time (never sent) is resumed at once.
+        let p = plan(
+            &d,
+            &[record(&a, Phase::Intent, None)],
+            &listing(1, vec![]),
+            NOW,
+            &S,
+        );
+        assert_eq!(reason(only(&p)), CreateReason::Resume);
+        let p = plan(
+            &d,
+            &[intent_sent(&a, i64::MAX - 5)],
+            &Listings::new(),
+            NOW,
+            &S,
+        );
+        assert!(matches!(only(&p), Action::InFlight { until_unix, .. } if *until_unix == i64::MAX));
+        let never = PlanSettings::from_settle_secs(u64::MAX);
+        assert_eq!(never.settle_secs, i64::MAX);
+        let p = plan(&d, &[intent_sent(&a, NOW)], &Listings::new(), NOW, &never);
+        assert!(matches!(only(&p), Action::InFlight { until_unix, .. } if *until_unix == i64::MAX));
+    }
+
+    #[test]
+    fn a_record_fingerprinted_before_canonical_regions_is_not_changed() {
+        use sha2::{Digest, Sha256};
+        let spec = LinkSpec {
+            region: Some("US_EAST_1".into()),
+            ..LinkSpec::new(Provider::Aws, Vendor::Kinesis)
+        };
+        let a = link(1, "a", spec);
+        // The old fingerprint: the body's JSON, region as written.
+        let old = Fingerprint(Sha256::digest(a.spec.to_json().as_bytes()).into());
+        assert_ne!(old, a.fingerprint);
+        let rec = Record {
+            fingerprint: old,
+            ..record(&a, Phase::Created, Some("r1"))
+        };
+        let p = plan(
+            &desired(std::slice::from_ref(&a)),
+            &[rec],
+            &Listings::new(),
+            NOW,
+            &S,
+        );
+        assert!(matches!(only(&p), Action::Unchanged { .. }), "{p:?}");
     }
 
     #[test]
@@ -887,7 +1352,7 @@ mod tests {
         let b = link(1, "z", msk("z"));
         let orphan = link(1, "m", msk("m"));
         let recs = [record(&orphan, Phase::Failed, None)];
-        let p = plan(&desired(&[a, b]), &recs, &Listings::new(), NOW);
+        let p = plan(&desired(&[a, b]), &recs, &Listings::new(), NOW, &S);
         let keys: Vec<_> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(
             keys,

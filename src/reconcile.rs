@@ -30,11 +30,11 @@ use crate::config::Config;
 use crate::ledger::{Change, Ledger, LedgerError, LedgerHandle, Phase, Record};
 use crate::metrics::{self, Metrics};
 use crate::model::{DesiredLink, DesiredState, GroupId, LinkKey, RemoteConnection};
-use crate::plan::{self, Action, CreateReason, Listings, RemoteListing};
+use crate::plan::{self, Action, CreateReason, Listings, PlanSettings, RemoteListing};
 use crate::report::{FailedLink, PassReport};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use budget::Budget;
 use decide::{Attempts, IfAbsent, Next, Op};
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use governor::clock::MonotonicClock;
@@ -94,10 +94,8 @@ impl Policy {
     }
 
     /// What the planner needs of the policy.
-    pub fn plan_settings(&self) -> plan::PlanSettings {
-        plan::PlanSettings {
-            settle_secs: i64::try_from(self.settle.as_secs()).unwrap_or(i64::MAX),
-        }
+    pub fn plan_settings(&self) -> PlanSettings {
+        PlanSettings::from_settle_secs(self.settle.as_secs())
     }
 
     fn limits(&self) -> decide::Limits {
@@ -113,10 +111,7 @@ impl Policy {
         let refill = self.bucket_refill.max(1);
         BucketShape {
             // The reserve is left to other tools even when nobody tells us what they spent.
-            capacity: self
-                .bucket_capacity
-                .saturating_sub(self.reserve)
-                .max(1),
+            capacity: self.bucket_capacity.saturating_sub(self.reserve).max(1),
             per_token: (self.bucket_period / refill).max(Duration::from_nanos(1)),
         }
     }
@@ -769,7 +764,9 @@ impl Reconciler {
                     if !listings.contains_key(group) {
                         let why = match list_failures.get(group) {
                             Some(why) => format!("not created: listing the project failed: {why}"),
-                            None => "not created: the project was not listed in this pass".to_owned(),
+                            None => {
+                                "not created: the project was not listed in this pass".to_owned()
+                            }
                         };
                         report.not_attempted.push(FailedLink::new(&link.key, why));
                     } else {
@@ -816,6 +813,29 @@ impl Reconciler {
                         last_error.unwrap_or_default()
                     ),
                 )),
+                Action::Conflict {
+                    link,
+                    remote_id,
+                    fields,
+                } => {
+                    let why = near_match_reason(&remote_id, &fields);
+                    tracing::error!(link = %link.key, "{why}");
+                    report.conflicted.push(FailedLink::new(&link.key, why));
+                }
+                Action::InFlight { link, until_unix } => {
+                    if options.wait_for_settle {
+                        // Decided by a listing after the window, inside this pass.
+                        jobs.entry(link.key.group_id.clone())
+                            .or_default()
+                            .push(Job {
+                                link,
+                                reason: CreateReason::Resume,
+                                in_flight_until: Some(until_unix),
+                            });
+                    } else {
+                        report.add_in_flight(&link.key, until_unix);
+                    }
+                }
             }
         }
 
@@ -922,7 +942,7 @@ impl Reconciler {
         Ok(report)
     }
 
-    pub fn plan_settings(&self) -> plan::PlanSettings {
+    pub fn plan_settings(&self) -> PlanSettings {
         self.policy.plan_settings()
     }
 
@@ -1255,7 +1275,11 @@ impl Reconciler {
             metrics::link_status::CONVERGED,
             report.created.len() + report.adopted.len() + report.unchanged,
         );
-        set(metrics::link_status::PENDING, report.not_attempted.len());
+        set(
+            metrics::link_status::PENDING,
+            report.not_attempted.len() + report.in_flight.len() + report.unverified.len(),
+        );
+        set(metrics::link_status::CONFLICT, report.conflicted.len());
         set(
             metrics::link_status::FAILED,
             report.failed.len() + report.waiting.len(),
@@ -1302,17 +1326,9 @@ fn near_match_in(
         .iter()
         .filter(|c| !claimed.contains(&c.id))
         .find_map(|c| {
-            let fields = near_match_fields(&link.spec, c)?;
+            let fields = link.spec.near_match(c)?;
             Some(near_match_reason(&c.id, &fields))
         })
-}
-
-// TEMPORARY until the model's near-match lands.
-fn near_match_fields(
-    _spec: &crate::model::LinkSpec,
-    _c: &RemoteConnection,
-) -> Option<Vec<&'static str>> {
-    None
 }
 
 /// The report's words for a near-match conflict.
@@ -1378,7 +1394,10 @@ mod tests {
             reserve: 60,
             ..policy()
         };
-        assert_eq!(p.bucket_shape().quota(Duration::ZERO).burst_size().get(), 1139);
+        assert_eq!(
+            p.bucket_shape().quota(Duration::ZERO).burst_size().get(),
+            1139
+        );
     }
 
     #[test]

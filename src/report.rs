@@ -107,7 +107,10 @@ impl PassReport {
                 format_unix(until_unix)
             ),
         ));
-        self.follow_up_unix = Some(self.follow_up_unix.map_or(until_unix, |t| t.min(until_unix)));
+        self.follow_up_unix = Some(
+            self.follow_up_unix
+                .map_or(until_unix, |t| t.min(until_unix)),
+        );
     }
 
     /// The exit status of `--once`: 0 converged, 1 not converged.
@@ -229,14 +232,24 @@ pub fn plan_text(plan: &Plan) -> String {
                 format_unix(*until_unix),
                 last_error.as_deref().unwrap_or("")
             ),
+            Action::Conflict {
+                remote_id, fields, ..
+            } => format!(
+                "conflict   {key} (connection {remote_id} points at the same far end but differs in {}; neither adopted nor created)",
+                fields.join(", ")
+            ),
+            Action::InFlight { until_unix, .. } => format!(
+                "inflight   {key} (an earlier create may still be committed by Atlas; decided after {})",
+                format_unix(*until_unix)
+            ),
         };
         let _ = writeln!(out, "{line}");
     }
     let c = plan.counts();
     let _ = writeln!(
         out,
-        "plan: {} to create, {} to adopt, {} unchanged, {} changed, {} orphaned, {} waiting",
-        c.create, c.adopt, c.unchanged, c.changed, c.orphaned, c.waiting
+        "plan: {} to create, {} to adopt, {} unchanged, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight",
+        c.create, c.adopt, c.unchanged, c.changed, c.orphaned, c.waiting, c.conflict, c.inflight
     );
     out
 }

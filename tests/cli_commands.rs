@@ -89,7 +89,7 @@ fn validate_accepts_the_examples_and_plan_offline_lists_every_create() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 24 links in 5 projects"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 26 links in 5 projects"));
 
     let out = run(&["plan", "--offline"], &config);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -99,11 +99,11 @@ fn validate_accepts_the_examples_and_plan_offline_lists_every_create() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("plan: 24 to create"), "{stdout}");
+    assert!(stdout.contains("plan: 26 to create"), "{stdout}");
 
     let out = run(&["plan", "--offline", "--output", "json"], &config);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["counts"]["create"], 24, "{plan}");
+    assert_eq!(plan["counts"]["create"], 26, "{plan}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! The invalid-manifest corpus: each file in tests/data/invalid breaks one rule and says, in its
 //! first line (`# expect: PATH | LINK-or-dash | MESSAGE-PART`), which problem it must produce.
-//! The example manifests in config/manifests must load clean.
+//! Each file in tests/data/valid, and the example manifests in config/manifests, must load clean.
 
 use atlas_linkd::manifest;
 use std::path::{Path, PathBuf};
@@ -78,6 +78,48 @@ fn check_one(file: &Path) {
 }
 
 #[test]
+fn every_valid_manifest_loads_clean() {
+    let dir = root().join("tests/data/valid");
+    let files = manifest::discover(&[dir]).unwrap();
+    assert!(files.len() >= 3, "only {} valid manifests", files.len());
+    for file in files {
+        if let Err(p) = manifest::parse_file(&file) {
+            panic!("{} was refused:\n{p}", file.display());
+        }
+    }
+}
+
+#[test]
+fn todays_rules_accept_confluent_enterprise_and_kinesis_with_only_a_region() {
+    use atlas_linkd::model::Vendor;
+    let state =
+        manifest::load(&[root().join("tests/data/valid")]).unwrap_or_else(|p| panic!("{p}"));
+    let link = |name: &str| {
+        state
+            .links()
+            .find(|l| l.key.name == name)
+            .unwrap_or_else(|| panic!("no link `{name}`"))
+    };
+    // Created without a domain: the body sent has none.
+    let enterprise = link("enterprise");
+    assert_eq!(enterprise.spec.vendor, Vendor::Confluent);
+    assert_eq!(enterprise.spec.dns_domain, None);
+    assert!(!enterprise.spec.to_json().contains("dnsDomain"));
+    assert!(enterprise.spec.to_json().contains(r#""dnsSubDomain":[]"#));
+    let kinesis = link("region-only");
+    assert_eq!(kinesis.spec.region.as_deref(), Some("us-east-1"));
+    assert_eq!(kinesis.spec.service_endpoint_id, None);
+    assert!(link("with-endpoint").spec.service_endpoint_id.is_some());
+    // MSK's default scheme is left out of the body, as the manifest left it out.
+    assert!(
+        !link("default-scheme")
+            .spec
+            .to_json()
+            .contains("authenticationScheme")
+    );
+}
+
+#[test]
 fn lines_point_at_the_offending_key() {
     let file = root().join("tests/data/invalid/msk-region-forbidden.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -121,6 +163,17 @@ fn example_manifests_load_clean() {
         }
     }
     assert!(state.links().all(|l| l.source.line.is_some()));
+    // Today's rules have their examples: Confluent Enterprise without a domain, Kinesis with a
+    // region alone.
+    assert!(state.links().any(|l| l.spec.provider == Provider::Aws
+        && l.spec.vendor == atlas_linkd::model::Vendor::Confluent
+        && l.spec.dns_domain.is_none()));
+    assert!(
+        state
+            .links()
+            .any(|l| l.spec.vendor == atlas_linkd::model::Vendor::Kinesis
+                && l.spec.service_endpoint_id.is_none())
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Property tests: a link's fingerprint, parsed from YAML, ignores key order, the case of provider
-//! and vendor, and the order of set-like lists, and changes whenever a meaningful field changes.
+//! and vendor, the spelling of the region (case, `-` or `_`), and the order of set-like lists, and
+//! changes whenever a meaningful field changes.
 
 use atlas_linkd::manifest;
 use atlas_linkd::model::Fingerprint;
@@ -40,12 +41,28 @@ fn case(s: &str, upper: bool) -> String {
     }
 }
 
+/// The region as another tool may spell it: upper case, `_` for `-`, or both.
+fn respell(region: &str, style: (bool, bool)) -> String {
+    let r = case(region, style.0);
+    if style.1 { r.replace('-', "_") } else { r }
+}
+
 /// Renders the link with its keys in the order given by `order` (a permutation of 0..6).
 fn render(l: &Link, order: &[usize], upper: (bool, bool), subs: &[String]) -> String {
+    render_region(l, order, upper, subs, &l.region)
+}
+
+fn render_region(
+    l: &Link,
+    order: &[usize],
+    upper: (bool, bool),
+    subs: &[String],
+    region: &str,
+) -> String {
     let fields = [
         format!("provider: {}", case("aws", upper.0)),
         format!("vendor: {}", case("Confluent", upper.1)),
-        format!("region: {}", l.region),
+        format!("region: {region}"),
         format!("serviceEndpointId: {}", l.endpoint),
         format!("dnsDomain: {}", l.domain),
         format!("dnsSubDomain: [{}]", subs.join(", ")),
@@ -74,6 +91,7 @@ proptest! {
         order in Just((0..6).collect::<Vec<usize>>()).prop_shuffle(),
         upper in any::<(bool, bool)>(),
         subs_order in any::<prop::sample::Index>(),
+        region_style in any::<(bool, bool)>(),
     ) {
         let base = fingerprint(&render(&l, &[0, 1, 2, 3, 4, 5], (true, true), &l.subdomains));
         let mut subs = l.subdomains.clone();
@@ -82,7 +100,8 @@ proptest! {
             subs.rotate_left(k);
             subs.reverse();
         }
-        let other = fingerprint(&render(&l, &order, upper, &subs));
+        let region = respell(&l.region, region_style);
+        let other = fingerprint(&render_region(&l, &order, upper, &subs, &region));
         prop_assert_eq!(base, other);
     }
 

@@ -1,28 +1,37 @@
 //! Property tests of `plan`: whatever the mix of manifests, ledger rows and listings, every link
 //! appears once in key order, a project without a listing never yields a recreate or an adoption,
-//! and no remote connection is adopted twice or taken from a record that holds it.
+//! no remote connection is adopted twice or taken from a record that holds it, no create is
+//! planned beside an unclaimed match or near-match, and no create is planned while an earlier one
+//! may still be committed by Atlas.
 
 use atlas_linkd::ledger::{Phase, Record};
 use atlas_linkd::model::{
-    DesiredLink, DesiredState, GroupId, LinkKey, LinkSpec, Provider, RemoteConnection, RemoteState,
-    Source, Vendor,
+    AuthScheme, DesiredLink, DesiredState, GroupId, LinkKey, LinkSpec, Provider, RemoteConnection,
+    RemoteState, Source, Vendor,
 };
-use atlas_linkd::plan::{Action, CreateReason, Listings, RemoteListing, plan};
+use atlas_linkd::plan::{Action, CreateReason, Listings, PlanSettings, RemoteListing, plan};
 use proptest::prelude::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 const NOW: i64 = 1_000;
+const SETTINGS: PlanSettings = PlanSettings { settle_secs: 30 };
 
 fn gid(g: u8) -> GroupId {
     GroupId::parse(&format!("{g:024x}")).unwrap()
 }
 
-/// Few distinct specs, so that links collide on the same remote connections.
+fn arn(cluster: u8) -> String {
+    format!("arn:aws:kafka:us-east-1:123456789012:cluster/c{cluster}/1")
+}
+
+/// Few distinct specs, so that links collide on the same remote connections: three MSK clusters
+/// (the identity), each with the default scheme or IAM, so that some remotes are near-matches.
 fn spec(s: u8) -> LinkSpec {
     LinkSpec {
-        region: Some(format!("region-{s}")),
-        ..LinkSpec::new(Provider::Gcp, Vendor::Pubsub)
+        arn: Some(arn(s % 3)),
+        authentication_scheme: (s >= 3).then_some(AuthScheme::Iam),
+        ..LinkSpec::new(Provider::Aws, Vendor::Msk)
     }
 }
 
@@ -30,23 +39,37 @@ fn phase(p: u8) -> Phase {
     [Phase::Intent, Phase::Created, Phase::Adopted, Phase::Failed][usize::from(p % 4)]
 }
 
+/// What a listed connection reports as its scheme: nothing, or one of Atlas's three.
+fn scheme(a: u8) -> Option<String> {
+    [None, Some("SASL_SCRAM"), Some("IAM"), Some("tls")][usize::from(a % 4)].map(str::to_owned)
+}
+
 type Row = (u8, u8, u8); // (group, name, spec)
 
-/// (group, name, spec), then phase, atlas id and next attempt for a ledger row.
-type RecordRow = (Row, u8, Option<u8>, i64);
-/// (group, [(id, spec)]) for one project's listing.
-type ListingRow = (u8, Vec<(u8, u8)>);
+/// (group, name, spec), then phase, atlas id, next attempt and sent time for a ledger row.
+type RecordRow = (Row, u8, Option<u8>, i64, Option<i64>);
+/// (group, [(id, cluster, scheme, deleting)]) for one project's listing.
+type ListingRow = (u8, Vec<(u8, u8, u8, bool)>);
 
 fn inputs() -> impl Strategy<Value = (Vec<Row>, Vec<RecordRow>, Vec<ListingRow>)> {
-    let row = || (0u8..3, 0u8..6, 0u8..3);
+    let row = || (0u8..3, 0u8..6, 0u8..6);
     (
         prop::collection::vec(row(), 0..15),
         prop::collection::vec(
-            (row(), 0u8..4, prop::option::of(0u8..8), 990i64..1010),
+            (
+                row(),
+                0u8..4,
+                prop::option::of(0u8..8),
+                990i64..1010,
+                prop::option::of(960i64..1000),
+            ),
             0..12,
         ),
         prop::collection::vec(
-            (0u8..3, prop::collection::vec((0u8..8, 0u8..3), 0..6)),
+            (
+                0u8..3,
+                prop::collection::vec((0u8..8, 0u8..3, 0u8..4, prop::bool::weighted(0.2)), 0..6),
+            ),
             0..3,
         ),
     )
@@ -65,7 +88,7 @@ proptest! {
         let records: Vec<Record> = recs
             .iter()
             .filter(|((g, n, _), ..)| seen.insert((*g, *n)))
-            .map(|((g, n, s), p, id, next)| {
+            .map(|((g, n, s), p, id, next, sent)| {
                 let sp = spec(*s);
                 let phase = phase(*p);
                 Record {
@@ -79,7 +102,7 @@ proptest! {
                     attempts: 1,
                     last_error: None,
                     next_attempt_unix: Some(*next),
-                    sent_unix: None,
+                    sent_unix: *sent,
                     outputs: Default::default(),
                     created_unix: 0,
                     updated_unix: 0,
@@ -93,13 +116,15 @@ proptest! {
                 let mut ids = HashSet::new();
                 let connections = conns
                     .iter()
-                    .filter(|(i, _)| ids.insert(*i))
-                    .map(|(i, s)| RemoteConnection {
+                    .filter(|(i, ..)| ids.insert(*i))
+                    .map(|(i, cluster, a, deleting)| RemoteConnection {
                         id: format!("id{g}-{i}"),
-                        provider: Some("GCP".into()),
-                        vendor: Some("PUBSUB".into()),
-                        region: spec(*s).region,
-                        state: Some(RemoteState::Done),
+                        provider: Some("AWS".into()),
+                        vendor: Some("msk".into()),
+                        region: Some("us-east-1".into()),
+                        arn: Some(arn(*cluster)),
+                        authentication_scheme: scheme(*a),
+                        state: Some(if *deleting { RemoteState::Deleting } else { RemoteState::Done }),
                         ..Default::default()
                     })
                     .collect();
@@ -107,8 +132,8 @@ proptest! {
             })
             .collect();
 
-        let p = plan(&desired, &records, &listings, NOW);
-        prop_assert_eq!(&p, &plan(&desired, &records, &listings, NOW));
+        let p = plan(&desired, &records, &listings, NOW, &SETTINGS);
+        prop_assert_eq!(&p, &plan(&desired, &records, &listings, NOW, &SETTINGS));
 
         // Every declared or recorded key exactly once, in order.
         let keys: Vec<&LinkKey> = p.actions.iter().map(Action::key).collect();
@@ -117,27 +142,74 @@ proptest! {
         prop_assert_eq!(keys.len(), expected.len());
 
         let held: HashSet<&str> = records.iter().filter_map(|r| r.atlas_id.as_deref()).collect();
+        let by_key: HashMap<&LinkKey, &Record> = records.iter().map(|r| (&r.key, r)).collect();
+        // The create of this link sent at `t` that Atlas may still commit, until `t + settle`.
+        let in_flight_until = |key: &LinkKey| {
+            by_key
+                .get(key)
+                .filter(|r| matches!(r.phase, Phase::Intent | Phase::Failed))
+                .and_then(|r| r.sent_unix)
+                .map(|t| t + SETTINGS.settle_secs)
+        };
+        // Every id this plan adopts: claimed for every link, whatever its key.
+        let adopted_ids: HashSet<&str> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Adopt { remote, .. } => Some(remote.id.as_str()),
+                _ => None,
+            })
+            .collect();
         let mut adopted = HashSet::new();
         for a in &p.actions {
             let listed = listings.contains_key(&a.key().group_id);
             match a {
-                Action::Create { reason: CreateReason::Recreate, .. } => prop_assert!(listed),
                 Action::Adopt { link, remote } => {
                     prop_assert!(listed);
                     prop_assert!(link.spec.matches(remote));
                     prop_assert!(!held.contains(remote.id.as_str()));
                     prop_assert!(adopted.insert(remote.id.clone()), "adopted twice: {}", remote.id);
                 }
-                Action::Create { link, .. } => {
-                    // A create in a listed project means nothing unclaimed there matched.
-                    if let Some(l) = listings.get(&link.key.group_id) {
-                        prop_assert!(l.connections.iter().all(|c| held.contains(c.id.as_str())
-                            || adopted.contains(&c.id)
-                            || !link.spec.matches(c)));
+                Action::Create { link, reason } => {
+                    if *reason == CreateReason::Recreate {
+                        prop_assert!(listed);
                     }
+                    // A create in a listed project means nothing unclaimed there matched or
+                    // near-matched: no create beside what may be the link's own connection.
+                    if let Some(l) = listings.get(&link.key.group_id) {
+                        for c in &l.connections {
+                            let claimed = held.contains(c.id.as_str()) || adopted_ids.contains(c.id.as_str());
+                            prop_assert!(claimed || !link.spec.matches(c), "created beside match {}", c.id);
+                            prop_assert!(claimed || link.spec.near_match(c).is_none(), "created beside near-match {}", c.id);
+                        }
+                    }
+                    // Never while an earlier create may still be committed.
+                    if let Some(until) = in_flight_until(&link.key) {
+                        prop_assert!(NOW >= until, "created while in flight until {}", until);
+                    }
+                }
+                Action::Conflict { link, remote_id, fields } => {
+                    let l = listings.get(&link.key.group_id);
+                    prop_assert!(l.is_some());
+                    let remote = l.and_then(|l| l.connections.iter().find(|c| &c.id == remote_id));
+                    prop_assert!(remote.is_some(), "conflict with unlisted {}", remote_id);
+                    if let Some(remote) = remote {
+                        prop_assert!(!held.contains(remote_id.as_str()));
+                        prop_assert_eq!(link.spec.near_match(remote), Some(fields.clone()));
+                    }
+                }
+                Action::InFlight { link, until_unix } => {
+                    prop_assert_eq!(in_flight_until(&link.key), Some(*until_unix));
+                    prop_assert!(NOW < *until_unix);
                 }
                 Action::Orphaned { key, .. } => prop_assert!(desired.get(key).is_none()),
                 _ => {}
+            }
+        }
+        // Every project with a create or a create in flight is listed before anything is sent.
+        for a in &p.actions {
+            if matches!(a, Action::Create { .. } | Action::InFlight { .. }) {
+                prop_assert!(p.projects_to_list().contains(&a.key().group_id));
             }
         }
     }

@@ -62,10 +62,10 @@ pub(crate) enum Next {
 }
 
 /// Why a 409 that no listing explains is not retried at once.
-pub(crate) const CONFLICT_UNEXPLAINED: &str = "Atlas answered 409 Conflict and no matching connection exists; will retry on a later pass";
+pub(crate) const CONFLICT_UNEXPLAINED: &str =
+    "Atlas answered 409 Conflict and no matching connection exists; will retry on a later pass";
 /// Why an uncertain create that a listing does not show is not retried after the last attempt.
-pub(crate) const AMBIGUOUS_EXHAUSTED: &str =
-    "no answer from Atlas to the last create attempt, and a listing after the settle window shows no such connection";
+pub(crate) const AMBIGUOUS_EXHAUSTED: &str = "no answer from Atlas to the last create attempt, and a listing after the settle window shows no such connection";
 
 /// The policy. `backoff` is the next step of the call's jittered exponential backoff.
 pub(crate) fn decide(
@@ -255,7 +255,13 @@ mod tests {
 
     #[test]
     fn a_409_is_decided_by_a_listing_at_once_and_never_creates_again_in_the_pass() {
-        let next = decide(Op::Create, &ErrorClass::Conflict, failures(0), &LIMITS, STEP);
+        let next = decide(
+            Op::Create,
+            &ErrorClass::Conflict,
+            failures(0),
+            &LIMITS,
+            STEP,
+        );
         assert_eq!(
             next,
             Next::Verify {
