@@ -278,6 +278,7 @@ fn every_number_has_a_range_and_both_ends_are_checked() {
                 ("retry", "initial_backoff_ms") => "\n  max_backoff_secs: 86400",
                 ("retry", "failure_delay_secs") => "\n  max_failure_delay_secs: 2592000",
                 ("retry", "max_failure_delay_secs") => "\n  failure_delay_secs: 1",
+                ("reconcile", "settle_secs") => "\natlas:\n  timeout_secs: 1",
                 _ => "",
             };
             let yaml = format!("{section}:\n  {key}: {value}{extra}\n");
@@ -473,4 +474,19 @@ fn reserve_defaults_to_60_and_must_stay_below_capacity() {
     }
     let (_, message, _) = single_problem("rate_limit: {capacity: 50, reserve: 60}");
     assert!(message.contains("0..=49"), "{message}");
+}
+
+#[test]
+fn a_settle_window_shorter_than_the_timeout_is_refused() {
+    let (key, message, _) =
+        single_problem("atlas: {timeout_secs: 30}\nreconcile: {settle_secs: 10}\n");
+    assert_eq!(key, "reconcile.settle_secs");
+    assert!(
+        message.contains("shorter than atlas.timeout_secs"),
+        "{message}"
+    );
+    let ok = load("atlas: {timeout_secs: 30}\nreconcile: {settle_secs: 30}\n").unwrap();
+    assert_eq!(ok.reconcile.settle_secs, 30);
+    let default = load("atlas: {timeout_secs: 12}\n").unwrap();
+    assert_eq!(default.reconcile.settle_secs, 12);
 }
