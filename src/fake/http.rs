@@ -5,7 +5,6 @@ use super::auth;
 use super::config::{DuplicateMode, FakeOp, Fault};
 use super::state::{Inner, Take};
 use super::validate::{self, FieldError};
-use crate::model::GroupId;
 use axum::body::Body;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -472,7 +471,7 @@ async fn api(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Outcome {
-    let group_ok = GroupId::parse(group).is_ok();
+    let group_ok = validate::is_group_id(group);
     let _flight = InFlight::enter(shared, group_ok.then(|| group.to_owned()));
     let outcome = api_inner(shared, op, group, group_ok, id, parts, body).await;
     let latency = shared.lock().config.latency_ms;

@@ -1,8 +1,59 @@
 //! Checks a create body the way Atlas does (reasonably, not exhaustively) and computes the key that
 //! makes two bodies "the same connection" for duplicate detection.
+//!
+//! The tables here are the fake's own, written from the reference rather than taken from the
+//! product's model, so that a mistake in the product's tables shows up as a refusal here.
 
-use crate::model::{AuthScheme, Provider, Vendor};
 use serde_json::{Map, Value};
+
+/// Each provider and the vendors Atlas accepts for it; `GENERIC` is what an omitted vendor means.
+const PROVIDERS: [(&str, &[&str]); 3] = [
+    (
+        "AWS",
+        &["GENERIC", "MSK", "CONFLUENT", "KINESIS", "S3", "LAMBDA"],
+    ),
+    (
+        "AZURE",
+        &["GENERIC", "EVENTHUB", "CONFLUENT", "AZURE_BLOB_STORAGE"],
+    ),
+    ("GCP", &["GENERIC", "CONFLUENT", "PUBSUB"]),
+];
+
+/// `authenticationScheme` values Atlas accepts (MSK only; ignored for other vendors).
+const AUTH_SCHEMES: [&str; 3] = ["TLS", "SASL_SCRAM", "IAM"];
+
+/// Atlas's project id pattern, `^[a-f0-9]{24}$` (upper case is refused).
+pub fn is_group_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The provider's canonical (upper-case) name; any case is accepted.
+fn provider_of(s: &str) -> Option<&'static str> {
+    PROVIDERS
+        .iter()
+        .map(|(p, _)| *p)
+        .find(|p| p.eq_ignore_ascii_case(s))
+}
+
+/// The vendor's canonical name if any provider knows it; any case is accepted.
+fn vendor_of(s: &str) -> Option<&'static str> {
+    PROVIDERS
+        .iter()
+        .flat_map(|(_, vendors)| vendors.iter().copied())
+        .find(|v| v.eq_ignore_ascii_case(s))
+}
+
+fn vendors_of(provider: &str) -> &'static [&'static str] {
+    PROVIDERS
+        .iter()
+        .find(|(p, _)| *p == provider)
+        .map(|(_, v)| *v)
+        .unwrap_or(&[])
+}
+
+fn is_auth_scheme(s: &str) -> bool {
+    AUTH_SCHEMES.iter().any(|a| a.eq_ignore_ascii_case(s))
+}
 
 /// One `badRequestDetail.fields` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +125,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
         }
         None => None,
         Some(p) => {
-            let parsed = Provider::parse(p);
+            let parsed = provider_of(p);
             if parsed.is_none() {
                 errors.push(err(
                     "provider",
@@ -85,9 +136,9 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
         }
     };
     let vendor = match text("vendor") {
-        None => Some(Vendor::Generic),
+        None => Some("GENERIC"),
         Some(v) => {
-            let parsed = Vendor::parse(v);
+            let parsed = vendor_of(v);
             if parsed.is_none() {
                 errors.push(err("vendor", format!("`{v}` is not a known vendor")));
             }
@@ -95,7 +146,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
         }
     };
     if let Some(scheme) = text("authenticationScheme")
-        && AuthScheme::parse(scheme).is_none()
+        && !is_auth_scheme(scheme)
     {
         errors.push(err(
             "authenticationScheme",
@@ -123,7 +174,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
         }
     }
     if let (Some(provider), Some(vendor)) = (provider, vendor) {
-        if !provider.vendors().contains(&vendor) {
+        if !vendors_of(provider).contains(&vendor) {
             errors.push(err(
                 "vendor",
                 format!("{vendor} is not a vendor of provider {provider}"),
@@ -146,7 +197,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
                     ));
                 }
             }
-            if (provider, vendor) == (Provider::Gcp, Vendor::Confluent)
+            if (provider, vendor) == ("GCP", "CONFLUENT")
                 && let Some(uris) = body
                     .get("gcpServiceAttachmentUris")
                     .and_then(Value::as_array)
@@ -164,28 +215,22 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
 }
 
 /// Required and forbidden fields per provider and vendor, from the reference's table.
-fn rules(provider: Provider, vendor: Vendor) -> (&'static [&'static str], &'static [&'static str]) {
+fn rules(provider: &str, vendor: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match (provider, vendor) {
-        (Provider::Aws, Vendor::Msk) => (&["arn"], &["region"]),
-        (Provider::Aws, Vendor::Confluent) => (
+        ("AWS", "MSK") => (&["arn"], &["region"]),
+        ("AWS", "CONFLUENT") => (
             &["region", "serviceEndpointId", "dnsDomain", "dnsSubDomain"],
             &[],
         ),
-        (Provider::Aws, Vendor::S3 | Vendor::Kinesis | Vendor::Lambda) => {
-            (&["region", "serviceEndpointId"], &[])
-        }
-        (Provider::Azure, Vendor::Eventhub) => (&["region", "dnsDomain", "serviceEndpointId"], &[]),
-        (Provider::Azure, Vendor::Confluent) => (
+        ("AWS", "S3" | "KINESIS" | "LAMBDA") => (&["region", "serviceEndpointId"], &[]),
+        ("AZURE", "EVENTHUB") => (&["region", "dnsDomain", "serviceEndpointId"], &[]),
+        ("AZURE", "CONFLUENT") => (
             &["region", "dnsDomain", "azureResourceIds"],
             &["serviceEndpointId"],
         ),
-        (Provider::Azure, Vendor::AzureBlobStorage) => {
-            (&["region", "serviceEndpointId", "dnsDomain"], &[])
-        }
-        (Provider::Gcp, Vendor::Confluent) => {
-            (&["region", "dnsDomain", "gcpServiceAttachmentUris"], &[])
-        }
-        (Provider::Gcp, Vendor::Pubsub) => (&["region"], &[]),
+        ("AZURE", "AZURE_BLOB_STORAGE") => (&["region", "serviceEndpointId", "dnsDomain"], &[]),
+        ("GCP", "CONFLUENT") => (&["region", "dnsDomain", "gcpServiceAttachmentUris"], &[]),
+        ("GCP", "PUBSUB") => (&["region"], &[]),
         _ => (&[], &[]),
     }
 }
@@ -272,6 +317,44 @@ mod tests {
         let errors = validate_create(&bad);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "region");
+    }
+
+    #[test]
+    fn group_ids_are_24_lower_hex() {
+        assert!(is_group_id("32b6e34b3d91647abb20e7b8"));
+        assert!(!is_group_id("32B6E34B3D91647ABB20E7B8"));
+        assert!(!is_group_id("32b6e34b3d91647abb20e7b"));
+        assert!(!is_group_id("32b6e34b3d91647abb20e7bg"));
+    }
+
+    #[test]
+    fn vendors_belong_to_their_provider_in_any_case() {
+        let ok = obj(
+            json!({"provider": "Azure", "vendor": "azure_blob_storage", "region": "eastus2",
+            "serviceEndpointId": "/subscriptions/x", "dnsDomain": "a.blob.core.windows.net"}),
+        );
+        assert!(
+            validate_create(&ok).is_empty(),
+            "{:?}",
+            validate_create(&ok)
+        );
+        let wrong = obj(json!({"provider": "gcp", "vendor": "msk", "region": "us-east1"}));
+        let errors = validate_create(&wrong);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .description
+                .contains("not a vendor of provider GCP")
+        );
+        let unknown = obj(json!({"provider": "AWS", "vendor": "KAFKA"}));
+        assert!(
+            validate_create(&unknown)[0]
+                .description
+                .contains("not a known vendor")
+        );
+        let scheme = obj(json!({"provider": "AWS", "vendor": "MSK",
+            "arn": "arn:aws:kafka:us-east-1:1:cluster/a/b", "authenticationScheme": "sasl_plain"}));
+        assert_eq!(validate_create(&scheme)[0].field, "authenticationScheme");
     }
 
     #[test]
