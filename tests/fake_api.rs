@@ -510,3 +510,63 @@ async fn inserted_connections_are_listed_like_created_ones() {
     );
     assert_eq!(api.create(GROUP, &msk(9)).await.0, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn aws_confluent_without_a_domain_is_accepted_and_stays_idle_until_patched() {
+    // Atlas-like timings: anything else would reach DONE at once.
+    let api = Api::start(FakeConfig::default()).await;
+    let body = json!({"provider": "AWS", "vendor": "CONFLUENT", "region": "us-east-1",
+        "serviceEndpointId": "com.amazonaws.vpce.us-east-1.vpce-svc-0a1b2c3d4e5f60718",
+        "dnsSubDomain": []});
+    let (status, echo) = api.create(GROUP, &body).await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    let id = echo["_id"].as_str().unwrap().to_owned();
+    let (_, got) = api.get(GROUP, &id).await;
+    assert_eq!(got["state"], "IDLE", "{got}");
+    assert!(got.get("dnsDomain").is_none());
+    assert_eq!(got["dnsSubDomain"], json!([]));
+    let listed = api.fake.connections(GROUP);
+    assert_eq!(listed[0]["state"], "IDLE");
+
+    let resp = api
+        .http
+        .patch(api.url(GROUP, &format!("/{id}")))
+        .bearer_auth(&api.token)
+        .header("Accept", "application/vnd.atlas.2025-03-12+json")
+        .json(&json!({"dnsDomain": "abc123.us-east-1.aws.confluent.cloud"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, got) = api.get(GROUP, &id).await;
+    assert_eq!(got["state"], "DONE", "{got}");
+    assert_eq!(got["dnsDomain"], "abc123.us-east-1.aws.confluent.cloud");
+}
+
+#[tokio::test]
+async fn aws_kinesis_needs_only_a_region() {
+    let api = Api::start(FakeConfig::default()).await;
+    let (status, echo) = api
+        .create(
+            GROUP,
+            &json!({"provider": "AWS", "vendor": "KINESIS", "region": "us-east-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    let (_, got) = api.get(GROUP, echo["_id"].as_str().unwrap()).await;
+    assert_eq!(got["state"], "DONE");
+    assert_eq!(got["vendor"], "KINESIS");
+    let (status, _) = api
+        .create(
+            GROUP,
+            &json!({"provider": "AWS", "vendor": "KINESIS", "region": "us-west-2",
+                "serviceEndpointId": "com.amazonaws.us-west-2.kinesis-streams"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "serviceEndpointId is accepted too");
+    let (status, body) = api
+        .create(GROUP, &json!({"provider": "AWS", "vendor": "KINESIS"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["badRequestDetail"]["fields"][0]["field"], "region");
+}

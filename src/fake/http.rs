@@ -780,6 +780,9 @@ fn execute(
             else {
                 return not_found(id, group);
             };
+            if validate::awaits_domain(&c.body) {
+                c.lifecycle_from = now;
+            }
             c.body.insert(
                 "dnsDomain".into(),
                 Value::String(domain.unwrap_or("").to_owned()),

@@ -90,7 +90,8 @@ pub(crate) struct Stored {
     /// The create body as sent.
     pub body: Map<String, Value>,
     pub key: String,
-    pub created: Instant,
+    /// When `IDLE` began: the commit, or the PATCH that gave a pending connection its domain.
+    pub lifecycle_from: Instant,
     pub deleted: Option<Instant>,
     pub fails: bool,
 }
@@ -397,7 +398,7 @@ impl Inner {
                 id: id.clone(),
                 body,
                 key,
-                created: now,
+                lifecycle_from: now,
                 deleted: None,
                 fails,
             });
@@ -426,8 +427,9 @@ impl Inner {
                     "DELETING"
                 }
             }
+            None if validate::awaits_domain(&conn.body) => "IDLE",
             None => {
-                let age = now.saturating_duration_since(conn.created);
+                let age = now.saturating_duration_since(conn.lifecycle_from);
                 let idle = Duration::from_millis(self.config.idle_ms);
                 let working = idle + Duration::from_millis(self.config.working_ms);
                 if age < idle {

@@ -218,11 +218,12 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
 fn rules(provider: &str, vendor: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match (provider, vendor) {
         ("AWS", "MSK") => (&["arn"], &["region"]),
-        ("AWS", "CONFLUENT") => (
-            &["region", "serviceEndpointId", "dnsDomain", "dnsSubDomain"],
-            &[],
-        ),
-        ("AWS", "S3" | "KINESIS" | "LAMBDA") => (&["region", "serviceEndpointId"], &[]),
+        // Confluent Enterprise and Serverless clusters are created without `dnsDomain`: Confluent
+        // produces it from the endpoint, and it is set later with PATCH.
+        ("AWS", "CONFLUENT") => (&["region", "serviceEndpointId", "dnsSubDomain"], &[]),
+        ("AWS", "S3" | "LAMBDA") => (&["region", "serviceEndpointId"], &[]),
+        // MongoDB's docs list only `region`; `serviceEndpointId` is accepted too.
+        ("AWS", "KINESIS") => (&["region"], &[]),
         ("AZURE", "EVENTHUB") => (&["region", "dnsDomain", "serviceEndpointId"], &[]),
         ("AZURE", "CONFLUENT") => (
             &["region", "dnsDomain", "azureResourceIds"],
@@ -233,6 +234,19 @@ fn rules(provider: &str, vendor: &str) -> (&'static [&'static str], &'static [&'
         ("GCP", "PUBSUB") => (&["region"], &[]),
         _ => (&[], &[]),
     }
+}
+
+/// An AWS Confluent connection created without `dnsDomain`: it stays `IDLE` ("pending") until a
+/// PATCH sets the domain.
+pub fn awaits_domain(body: &Map<String, Value>) -> bool {
+    let is = |k: &str, want: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case(want))
+    };
+    is("provider", "AWS")
+        && is("vendor", "CONFLUENT")
+        && body.get("dnsDomain").is_none_or(Value::is_null)
 }
 
 /// The body as a later get shows it: provider, vendor and scheme upper-cased, `GENERIC` for an
@@ -355,6 +369,35 @@ mod tests {
         let scheme = obj(json!({"provider": "AWS", "vendor": "MSK",
             "arn": "arn:aws:kafka:us-east-1:1:cluster/a/b", "authenticationScheme": "sasl_plain"}));
         assert_eq!(validate_create(&scheme)[0].field, "authenticationScheme");
+    }
+
+    #[test]
+    fn aws_confluent_needs_no_domain_and_kinesis_only_a_region() {
+        let confluent = obj(
+            json!({"provider": "AWS", "vendor": "CONFLUENT", "region": "us-east-1",
+            "serviceEndpointId": "com.amazonaws.vpce.us-east-1.vpce-svc-0123", "dnsSubDomain": []}),
+        );
+        assert!(validate_create(&confluent).is_empty());
+        assert!(awaits_domain(&confluent));
+        let mut with_domain = confluent.clone();
+        with_domain.insert(
+            "dnsDomain".into(),
+            json!("abc.us-east-1.aws.confluent.cloud"),
+        );
+        assert!(!awaits_domain(&with_domain));
+        let mut no_subdomains = confluent.clone();
+        no_subdomains.remove("dnsSubDomain");
+        assert_eq!(validate_create(&no_subdomains)[0].field, "dnsSubDomain");
+        let kinesis = obj(json!({"provider": "aws", "vendor": "kinesis", "region": "us-east-1"}));
+        assert!(validate_create(&kinesis).is_empty());
+        let mut with_endpoint = kinesis.clone();
+        with_endpoint.insert(
+            "serviceEndpointId".into(),
+            json!("com.amazonaws.us-east-1.kinesis-streams"),
+        );
+        assert!(validate_create(&with_endpoint).is_empty());
+        let s3 = obj(json!({"provider": "AWS", "vendor": "S3", "region": "us-east-1"}));
+        assert_eq!(validate_create(&s3)[0].field, "serviceEndpointId");
     }
 
     #[test]
