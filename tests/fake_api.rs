@@ -570,3 +570,89 @@ async fn aws_kinesis_needs_only_a_region() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["badRequestDetail"]["fields"][0]["field"], "region");
 }
+
+#[tokio::test]
+async fn regions_come_back_spelled_as_sent() {
+    let api = Api::start(FakeConfig::default()).await;
+    let spellings = ["us_east_2", "US_EAST_1", "US-WEST-2", "us-east-1"];
+    let mut ids = Vec::new();
+    for (n, region) in spellings.iter().enumerate() {
+        let body = json!({"provider": "AWS", "vendor": "LAMBDA", "region": region,
+            "serviceEndpointId": format!("com.amazonaws.{n}.lambda")});
+        let (status, echo) = api.create(GROUP, &body).await;
+        assert_eq!(status, StatusCode::OK, "{echo}");
+        assert_eq!(echo["region"], *region);
+        ids.push(echo["_id"].as_str().unwrap().to_owned());
+    }
+    for (id, region) in ids.iter().zip(spellings) {
+        let (_, got) = api.get(GROUP, id).await;
+        assert_eq!(got["region"], region, "get of {id}");
+    }
+    let page: Value = api
+        .req(Method::GET, api.url(GROUP, ""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, spellings);
+}
+
+#[tokio::test]
+async fn msk_without_a_scheme_reads_back_sasl_scram_and_others_drop_theirs() {
+    let api = Api::start(FakeConfig::default()).await;
+    let bare = json!({"provider": "AWS", "vendor": "MSK",
+        "arn": "arn:aws:kafka:us-east-1:123456789012:cluster/bare/1"});
+    let (status, echo) = api.create(GROUP, &bare).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = echo["_id"].as_str().unwrap().to_owned();
+    assert!(
+        echo.get("authenticationScheme").is_none(),
+        "the echo is the body as sent: {echo}"
+    );
+    let (_, got) = api.get(GROUP, &id).await;
+    assert_eq!(got["authenticationScheme"], "SASL_SCRAM");
+    let page: Value = api
+        .req(Method::GET, api.url(GROUP, ""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["results"][0]["authenticationScheme"], "SASL_SCRAM");
+
+    // The same connection with the default spelled out is a duplicate.
+    let mut explicit = bare.clone();
+    explicit["authenticationScheme"] = json!("sasl_scram");
+    let (status, body) = api.create(GROUP, &explicit).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Not MSK: accepted, not stored, not returned.
+    let pubsub = json!({"provider": "GCP", "vendor": "PUBSUB", "region": "us-east1",
+        "authenticationScheme": "Tls"});
+    let (status, echo) = api.create(GROUP, &pubsub).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(echo["authenticationScheme"], "Tls", "echo as sent");
+    let (_, got) = api.get(GROUP, echo["_id"].as_str().unwrap()).await;
+    assert!(got.get("authenticationScheme").is_none(), "{got}");
+    let (status, _) = api
+        .create(
+            GROUP,
+            &json!({"provider": "GCP", "vendor": "PUBSUB", "region": "us-east1",
+                "authenticationScheme": "PLAIN"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "unknown schemes are still refused"
+    );
+}

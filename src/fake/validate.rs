@@ -22,6 +22,9 @@ const PROVIDERS: [(&str, &[&str]); 3] = [
 /// `authenticationScheme` values Atlas accepts (MSK only; ignored for other vendors).
 const AUTH_SCHEMES: [&str; 3] = ["TLS", "SASL_SCRAM", "IAM"];
 
+/// What Atlas uses when an MSK create leaves `authenticationScheme` out.
+const MSK_DEFAULT_SCHEME: &str = "SASL_SCRAM";
+
 /// Atlas's project id pattern, `^[a-f0-9]{24}$` (upper case is refused).
 pub fn is_group_id(s: &str) -> bool {
     s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -250,7 +253,9 @@ pub fn awaits_domain(body: &Map<String, Value>) -> bool {
 }
 
 /// The body as a later get shows it: provider, vendor and scheme upper-cased, `GENERIC` for an
-/// omitted vendor, and (for MSK) the region Atlas derives from the ARN.
+/// omitted vendor, and for MSK the region Atlas derives from the ARN and the scheme it defaults to.
+/// `authenticationScheme` applies to MSK only, so other vendors' reads do not carry it. The region
+/// is never rewritten: Atlas returns it spelled as it was sent.
 pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
     let mut view = body.clone();
     for key in ["provider", "vendor", "authenticationScheme"] {
@@ -262,6 +267,14 @@ pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
         view.insert("vendor".into(), Value::String("GENERIC".into()));
     }
     let is_msk = view.get("vendor").and_then(Value::as_str) == Some("MSK");
+    if !is_msk {
+        view.remove("authenticationScheme");
+    } else if view.get("authenticationScheme").is_none_or(Value::is_null) {
+        view.insert(
+            "authenticationScheme".into(),
+            Value::String(MSK_DEFAULT_SCHEME.into()),
+        );
+    }
     if is_msk
         && !view.contains_key("region")
         && let Some(region) = view
@@ -275,7 +288,8 @@ pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
     view
 }
 
-/// The canonical form of a body for duplicate detection: case of enums and DNS names settled,
+/// The canonical form of a body for duplicate detection: case of enums, DNS names and regions settled,
+/// defaults filled in (vendor, MSK scheme),
 /// set-like lists sorted and without repeats, keys in a fixed (sorted) order.
 pub fn duplicate_key(body: &Map<String, Value>) -> String {
     let mut canon = stored_view(body);
@@ -285,6 +299,11 @@ pub fn duplicate_key(body: &Map<String, Value>) -> String {
     }
     if let Some(Value::String(d)) = canon.get_mut("dnsDomain") {
         *d = d.to_ascii_lowercase();
+    }
+    // `us-east-1`, `US_EAST_1` and `us_east_1` name one region: a second connection that differs
+    // only in spelling is still a duplicate (and costs the same).
+    if let Some(Value::String(r)) = canon.get_mut("region") {
+        *r = r.to_ascii_lowercase().replace('_', "-");
     }
     for list in LIST_FIELDS {
         if let Some(Value::Array(items)) = canon.get_mut(list) {
@@ -426,6 +445,42 @@ mod tests {
         let mut c = b.clone();
         c.insert("serviceEndpointId".into(), json!("other"));
         assert_ne!(duplicate_key(&a), duplicate_key(&c));
+    }
+
+    #[test]
+    fn msk_scheme_defaults_to_sasl_scram_and_other_vendors_drop_it() {
+        let bare = obj(json!({"provider": "AWS", "vendor": "MSK",
+            "arn": "arn:aws:kafka:us-east-1:1:cluster/a/b"}));
+        assert_eq!(stored_view(&bare)["authenticationScheme"], "SASL_SCRAM");
+        let mut explicit = bare.clone();
+        explicit.insert("authenticationScheme".into(), json!("sasl_scram"));
+        assert_eq!(duplicate_key(&bare), duplicate_key(&explicit));
+        explicit.insert("authenticationScheme".into(), json!("IAM"));
+        assert_ne!(duplicate_key(&bare), duplicate_key(&explicit));
+
+        let pubsub = obj(
+            json!({"provider": "GCP", "vendor": "PUBSUB", "region": "us-east1",
+            "authenticationScheme": "tls"}),
+        );
+        assert!(validate_create(&pubsub).is_empty());
+        assert!(stored_view(&pubsub).get("authenticationScheme").is_none());
+        let mut without = pubsub.clone();
+        without.remove("authenticationScheme");
+        assert_eq!(duplicate_key(&pubsub), duplicate_key(&without));
+    }
+
+    #[test]
+    fn regions_are_kept_as_sent_but_compared_loosely() {
+        let a = obj(
+            json!({"provider": "AWS", "vendor": "S3", "region": "US_EAST_1",
+            "serviceEndpointId": "com.amazonaws.us-east-1.s3"}),
+        );
+        assert_eq!(stored_view(&a)["region"], "US_EAST_1");
+        let mut b = a.clone();
+        b.insert("region".into(), json!("us-east-1"));
+        assert_eq!(duplicate_key(&a), duplicate_key(&b));
+        b.insert("region".into(), json!("us-east-2"));
+        assert_ne!(duplicate_key(&a), duplicate_key(&b));
     }
 
     #[test]
