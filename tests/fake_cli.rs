@@ -23,6 +23,7 @@ fn defaults_are_atlas_like() {
     assert_eq!((bucket.capacity, bucket.refill), (1200, 500));
     assert_eq!(config.duplicates, DuplicateMode::Conflict);
     assert_eq!(config.faults.p_500, 0.0);
+    assert_eq!(config.other_client_per_sec, 0.0);
 }
 
 #[test]
@@ -45,6 +46,8 @@ fn flags_reach_the_config() {
         "9",
         "--fail-when-contains",
         "doomed",
+        "--other-client-per-sec",
+        "2.5",
     ])
     .unwrap();
     assert!(
@@ -62,11 +65,14 @@ fn flags_reach_the_config() {
     assert_eq!(config.faults.p_drop_after, 0.2);
     assert_eq!(config.faults.seed, 9);
     assert_eq!(config.fail_when_contains.as_deref(), Some("doomed"));
+    assert_eq!(config.other_client_per_sec, 2.5);
 }
 
 #[test]
 fn bad_flags_are_refused() {
     assert!(parse(&["--p-500", "1.5"]).is_err());
+    assert!(parse(&["--other-client-per-sec", "-1"]).is_err());
+    assert!(parse(&["--other-client-per-sec", "inf"]).is_err());
     assert!(
         parse(&["--client-id", "x"]).is_err(),
         "a client id needs its secret"

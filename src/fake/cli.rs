@@ -40,6 +40,15 @@ fn probability(s: &str) -> Result<f64, String> {
     }
 }
 
+fn rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if r.is_finite() && r >= 0.0 {
+        Ok(r)
+    } else {
+        Err(format!("{r} is not a rate of 0 or more calls a second"))
+    }
+}
+
 /// Flags of `atlas-linkd fake-atlas`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct FakeArgs {
@@ -100,6 +109,10 @@ pub struct FakeArgs {
     /// Creates whose body contains this text are refused with 400 VALIDATION_ERROR.
     #[arg(long)]
     pub reject_when_contains: Option<String>,
+    /// Calls per second another tool (Terraform, the UI) makes to each project from its first call
+    /// on, sharing its bucket; the ones that find it empty are counted as refused. 0: none.
+    #[arg(long, value_parser = rate, default_value_t = 0.0)]
+    pub other_client_per_sec: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long = "p-429", value_parser = probability, default_value_t = 0.0)]
@@ -184,6 +197,7 @@ impl FakeArgs {
             delete_ms: self.delete_ms,
             fail_when_contains: self.fail_when_contains.clone(),
             reject_when_contains: self.reject_when_contains.clone(),
+            other_client_per_sec: self.other_client_per_sec,
             faults: Faults {
                 seed: self.seed,
                 p_429: self.p_429,

@@ -197,6 +197,10 @@ pub struct FakeConfig {
     /// A create whose body contains this string is refused with 400 `VALIDATION_ERROR`, as Atlas refuses
     /// an Azure connection in a project with no Azure cluster: valid JSON, permanently refused.
     pub reject_when_contains: Option<String>,
+    /// Calls per second that another tool sharing each project's bucket (Terraform refreshing, the
+    /// UI) makes, from the project's first call on. Each takes a token if one is left, else it is
+    /// refused and never retried; `Counters::other_client_*` count both. 0 (the default): nobody else.
+    pub other_client_per_sec: f64,
     pub faults: Faults,
 }
 
@@ -215,6 +219,7 @@ impl Default for FakeConfig {
             delete_ms: 0,
             fail_when_contains: None,
             reject_when_contains: None,
+            other_client_per_sec: 0.0,
             faults: Faults::default(),
         }
     }

@@ -3,7 +3,7 @@
 
 use super::auth;
 use super::config::{DuplicateMode, FakeOp, Fault};
-use super::state::{Inner, Take};
+use super::state::{Inner, RateHeaders, Take};
 use super::validate::{self, FieldError};
 use axum::body::Body;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -473,7 +473,7 @@ async fn api(
 ) -> Outcome {
     let group_ok = validate::is_group_id(group);
     let _flight = InFlight::enter(shared, group_ok.then(|| group.to_owned()));
-    let outcome = api_inner(shared, op, group, group_ok, id, parts, body).await;
+    let (outcome, rate) = api_inner(shared, op, group, group_ok, id, parts, body).await;
     let latency = shared.lock().config.latency_ms;
     if latency > 0 && matches!(outcome, Outcome::Answer(_)) {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -485,7 +485,9 @@ async fn api(
             Outcome::Drop
         }
         Outcome::Answer(mut resp) => {
-            if group_ok && let Some(rate) = inner.rate_headers(group, Instant::now()) {
+            // Captured when the call took its token: later refills (latency, a slow fault) do
+            // not count, so successive answers show the bucket as each call left it.
+            if let Some(rate) = rate {
                 set_header(
                     &mut resp,
                     HeaderName::from_static("ratelimit-limit"),
@@ -511,9 +513,9 @@ async fn api_inner(
     id: Option<&str>,
     parts: &http::request::Parts,
     body: &[u8],
-) -> Outcome {
+) -> (Outcome, Option<RateHeaders>) {
     let version = if op == FakeOp::Update { V_PATCH } else { V1 };
-    let fault = {
+    let (fault, rate) = {
         let now = Instant::now();
         let mut inner = shared.lock();
         let path_and_query = parts
@@ -539,50 +541,60 @@ async fn api_inner(
                 let challenge = auth::challenge(&mut inner, stale, now);
                 set_header(&mut resp, WWW_AUTHENTICATE, &challenge);
             }
-            return Outcome::Answer(resp);
+            let rate = group_ok.then(|| inner.rate_headers(group, now)).flatten();
+            return (Outcome::Answer(resp), rate);
         }
         if let Err(resp) = check_accept(header(&parts.headers, http::header::ACCEPT), version) {
-            return Outcome::Answer(*resp);
+            let rate = group_ok.then(|| inner.rate_headers(group, now)).flatten();
+            return (Outcome::Answer(*resp), rate);
         }
         if !group_ok {
-            return Outcome::Answer(error(
+            let resp = error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_GROUP_ID",
                 &format!("An invalid group ID {group} was specified."),
                 &[],
-            ));
+            );
+            return (Outcome::Answer(resp), None);
         }
         inner.check_retry_after(group, now);
-        if let Take::Empty { retry_after_secs } = inner.take_token(group, now) {
-            inner.note_rate_limited(group, now, retry_after_secs);
-            return Outcome::Answer(rate_limited(retry_after_secs));
-        }
+        let rate = match inner.take_token(group, now) {
+            Take::Ok(rate) => rate,
+            Take::Empty {
+                retry_after_secs,
+                rate,
+            } => {
+                inner.note_rate_limited(group, now, retry_after_secs);
+                return (Outcome::Answer(rate_limited(retry_after_secs)), Some(rate));
+            }
+        };
         let fault = inner.fault_for(op, Some(group));
         if let Some(Fault::RateLimited { retry_after_secs }) = fault {
             inner.note_rate_limited(group, now, retry_after_secs.max(1));
         }
-        fault
+        (fault, rate)
     };
     let drop_after = fault == Some(Fault::DropAfterCommit);
     if let Some(outcome) = pre_fault(fault).await {
-        return outcome;
+        return (outcome, rate);
     }
     let resp = execute(shared, op, group, id, parts, body, version);
     if drop_after {
-        return Outcome::Drop;
+        return (Outcome::Drop, rate);
     }
     if fault == Some(Fault::ConcurrentCreate)
         && op == FakeOp::Create
         && resp.status() == StatusCode::OK
     {
-        return Outcome::Answer(error(
+        let resp = error(
             StatusCode::CONFLICT,
             "STREAM_PRIVATE_LINK_ALREADY_EXISTS",
             "A private link connection with the same configuration already exists.",
             &[],
-        ));
+        );
+        return (Outcome::Answer(resp), rate);
     }
-    Outcome::Answer(resp)
+    (Outcome::Answer(resp), rate)
 }
 
 fn not_found(id: &str, group: &str) -> Response<Body> {

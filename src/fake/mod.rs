@@ -113,8 +113,9 @@ impl FakeAtlas {
         format!("http://{}", self.addr)
     }
 
+    /// What the fake has seen and done so far.
     pub fn counters(&self) -> Counters {
-        self.shared.lock().snapshot()
+        self.shared.lock().snapshot(tokio::time::Instant::now())
     }
 
     /// The project's connections as a get would show them (those being deleted included), in creation order.
