@@ -656,3 +656,134 @@ async fn msk_without_a_scheme_reads_back_sasl_scram_and_others_drop_theirs() {
         "unknown schemes are still refused"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn read_only_outputs_appear_once_done_and_stay_the_same() {
+    // Hours rather than milliseconds, so the paused clock's jumps while a call is in flight (to the
+    // next timer of the HTTP stack) cannot change a state; the test moves the clock itself.
+    let hour = Duration::from_secs(3600);
+    let api = Api::start(FakeConfig {
+        idle_ms: 3_600_000,
+        working_ms: 3_600_000,
+        fail_when_contains: Some("doomed".into()),
+        token_ttl_secs: 7 * 24 * 3600,
+        ..FakeConfig::default()
+    })
+    .await;
+    let azure = json!({"provider": "AZURE", "vendor": "EVENTHUB", "region": "eastus2",
+        "dnsDomain": "ns1.servicebus.windows.net",
+        "serviceEndpointId": "/subscriptions/x/resourceGroups/y/providers/Microsoft.EventHub/namespaces/ns1"});
+    let mut doomed = msk(2);
+    doomed["arn"] = json!("arn:aws:kafka:us-east-1:1:cluster/doomed/1");
+    let mut ids = Vec::new();
+    for body in [
+        msk(1),
+        azure,
+        json!({"provider": "GCP", "vendor": "PUBSUB", "region": "us-east1"}),
+        doomed,
+    ] {
+        let (status, echo) = api.create(GROUP, &body).await;
+        assert_eq!(status, StatusCode::OK, "{echo}");
+        for key in [
+            "interfaceEndpointId",
+            "interfaceEndpointName",
+            "providerAccountId",
+        ] {
+            assert!(
+                echo.get(key).is_none(),
+                "the echo is the body as sent: {echo}"
+            );
+        }
+        ids.push(echo["_id"].as_str().unwrap().to_owned());
+    }
+    let outputs = [
+        "interfaceEndpointId",
+        "interfaceEndpointName",
+        "providerAccountId",
+    ];
+    for expected in ["IDLE", "WORKING"] {
+        for id in &ids {
+            let (_, got) = api.get(GROUP, id).await;
+            assert_eq!(got["state"], expected, "{got}");
+            for key in outputs {
+                assert!(got.get(key).is_none(), "{key} before DONE: {got}");
+            }
+        }
+        tokio::time::advance(hour).await;
+    }
+    let (_, aws) = api.get(GROUP, &ids[0]).await;
+    assert_eq!(aws["state"], "DONE");
+    let endpoint = aws["interfaceEndpointId"].as_str().unwrap();
+    let hex = endpoint.strip_prefix("vpce-").unwrap();
+    assert!(
+        hex.len() == 17
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    let account = aws["providerAccountId"].as_str().unwrap();
+    assert!(
+        account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
+        "{account}"
+    );
+
+    let (_, azure) = api.get(GROUP, &ids[1]).await;
+    let subscription = azure["providerAccountId"].as_str().unwrap();
+    assert_eq!(subscription.len(), 36, "{subscription}");
+    let name = azure["interfaceEndpointName"].as_str().unwrap();
+    let endpoint = azure["interfaceEndpointId"].as_str().unwrap();
+    assert!(endpoint.starts_with(&format!("/subscriptions/{subscription}/resourceGroups/")));
+    assert!(endpoint.ends_with(&format!(
+        "/providers/Microsoft.Network/privateEndpoints/{name}"
+    )));
+
+    let (_, gcp) = api.get(GROUP, &ids[2]).await;
+    assert!(
+        gcp["interfaceEndpointId"]
+            .as_str()
+            .unwrap()
+            .starts_with("vpce-")
+    );
+    assert!(gcp["providerAccountId"].as_str().unwrap().starts_with("p-"));
+
+    let (_, failed) = api.get(GROUP, &ids[3]).await;
+    assert_eq!(failed["state"], "FAILED");
+    assert!(
+        failed["errorMessage"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    for key in outputs {
+        assert!(failed.get(key).is_none(), "{key} on FAILED: {failed}");
+    }
+
+    // Stable: a later read and the listing show the same values.
+    tokio::time::advance(hour).await;
+    let (_, again) = api.get(GROUP, &ids[0]).await;
+    assert_eq!(again, aws);
+    let listed = api.fake.connections(GROUP);
+    assert_eq!(listed[1], azure);
+}
+
+#[tokio::test]
+async fn a_pending_aws_confluent_connection_shows_its_endpoint_for_confluent() {
+    let api = Api::start(FakeConfig::default()).await;
+    let (_, echo) = api
+        .create(
+            GROUP,
+            &json!({"provider": "AWS", "vendor": "CONFLUENT", "region": "us-east-1",
+                "serviceEndpointId": "com.amazonaws.vpce.us-east-1.vpce-svc-0a1b2c3d4e5f60718",
+                "dnsSubDomain": []}),
+        )
+        .await;
+    let (_, got) = api.get(GROUP, echo["_id"].as_str().unwrap()).await;
+    assert_eq!(got["state"], "IDLE");
+    assert!(
+        got["interfaceEndpointId"]
+            .as_str()
+            .unwrap()
+            .starts_with("vpce-"),
+        "{got}"
+    );
+    assert!(got["providerAccountId"].is_string());
+}

@@ -2,7 +2,7 @@
 //! bookkeeping and the counters tests read. Guarded by one mutex that is never held across an await.
 
 use super::config::{BucketConfig, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
-use super::validate;
+use super::{outputs, validate};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -622,7 +622,15 @@ impl Inner {
                     "DELETING"
                 }
             }
-            None if validate::awaits_domain(&conn.body) => "IDLE",
+            None if validate::awaits_domain(&conn.body) => {
+                // The endpoint exists already: Confluent needs its id to produce the domain that
+                // lets the connection go on, so it shows although the state stays IDLE.
+                if let Some(provider) = view.get("provider").and_then(Value::as_str) {
+                    let provider = provider.to_owned();
+                    outputs::add(&mut view, &provider, &conn.id);
+                }
+                "IDLE"
+            }
             None => {
                 let age = now.saturating_duration_since(conn.lifecycle_from);
                 let idle = Duration::from_millis(self.config.idle_ms);
@@ -641,6 +649,10 @@ impl Inner {
                     );
                     "FAILED"
                 } else {
+                    if let Some(provider) = view.get("provider").and_then(Value::as_str) {
+                        let provider = provider.to_owned();
+                        outputs::add(&mut view, &provider, &conn.id);
+                    }
                     "DONE"
                 }
             }
