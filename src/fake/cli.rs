@@ -97,6 +97,10 @@ pub struct FakeArgs {
     /// Added to every API answer.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// How long the backend takes to commit a valid create; the 200 comes after the commit, and the
+    /// commit happens even if the client has gone meanwhile.
+    #[arg(long, default_value_t = 0)]
+    pub commit_delay_ms: u64,
     #[arg(long, default_value_t = 0)]
     pub idle_ms: u64,
     #[arg(long, default_value_t = 0)]
@@ -127,6 +131,18 @@ pub struct FakeArgs {
     pub p_drop_after: f64,
     #[arg(long, value_parser = probability, default_value_t = 0.0)]
     pub p_slow: f64,
+    /// Creates only: the gateway resets the connection at once, with no answer, and the backend
+    /// still commits the create after --commit-delay-ms.
+    #[arg(long, value_parser = probability, default_value_t = 0.0)]
+    pub p_reset_create: f64,
+    /// Creates only: the gateway answers 502 Bad Gateway (an HTML page, not Atlas's JSON) at once,
+    /// and the backend still commits the create after --commit-delay-ms.
+    #[arg(long = "p-502-create", value_parser = probability, default_value_t = 0.0)]
+    pub p_502_create: f64,
+    /// Creates only: the gateway answers 504 Gateway Timeout (plain text) at once, and the backend
+    /// still commits the create after --commit-delay-ms.
+    #[arg(long = "p-504-create", value_parser = probability, default_value_t = 0.0)]
+    pub p_504_create: f64,
     #[arg(long, default_value_t = 200)]
     pub slow_ms: u64,
     /// Retry-After on injected 429s.
@@ -165,6 +181,8 @@ impl FakeArgs {
             + self.p_drop_before
             + self.p_drop_after
             + self.p_slow;
+        // Creates can draw any fault, so theirs is the sum that must stay within 1.
+        let total = total + self.p_reset_create + self.p_502_create + self.p_504_create;
         if total > 1.0 {
             return Err(FakeError::InvalidArgument {
                 option: "--p-*",
@@ -192,6 +210,7 @@ impl FakeArgs {
                 DuplicatesArg::Create => DuplicateMode::Create,
             },
             latency_ms: self.latency_ms,
+            commit_delay_ms: self.commit_delay_ms,
             idle_ms: self.idle_ms,
             working_ms: self.working_ms,
             delete_ms: self.delete_ms,
@@ -206,6 +225,9 @@ impl FakeArgs {
                 p_drop_before: self.p_drop_before,
                 p_drop_after: self.p_drop_after,
                 p_slow: self.p_slow,
+                p_reset_create: self.p_reset_create,
+                p_502_create: self.p_502_create,
+                p_504_create: self.p_504_create,
                 slow_ms: self.slow_ms,
                 retry_after_secs: self.retry_after_secs,
                 script: Vec::new(),

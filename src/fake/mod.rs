@@ -87,9 +87,14 @@ impl FakeAtlas {
         let local = listener
             .local_addr()
             .map_err(|source| FakeError::Bind { addr, source })?;
-        let shared = Arc::new(Shared::new(state::Inner::new(config), local));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let shared = Arc::new(Shared::new(
+            state::Inner::new(config),
+            local,
+            tracker.clone(),
+            shutdown.clone(),
+        ));
         let accept = tokio::spawn(http::accept_loop(
             listener,
             shared.clone(),
@@ -143,6 +148,12 @@ impl FakeAtlas {
             .commit(group_id, map, tokio::time::Instant::now())
     }
 
+    /// Creates that passed validation and wait for the backend's commit (`commit_delay_ms`),
+    /// whether or not their client is still there.
+    pub fn pending_commits(&self) -> u64 {
+        self.shared.lock().pending_commits
+    }
+
     /// Revokes every OAuth token issued so far, as an operator rotating a service account's secret
     /// would: the next call with one gets 401.
     pub fn revoke_all_tokens(&self) {
@@ -165,7 +176,8 @@ impl FakeAtlas {
         self.shared.lock().set_faults(faults);
     }
 
-    /// Stops accepting, closes every connection and waits for the server's tasks to end.
+    /// Stops accepting, closes every connection and waits for the server's tasks to end. Commits
+    /// still pending are abandoned: nobody can look at the fake's state any more.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         if let Some(accept) = self.accept.take() {

@@ -1,7 +1,9 @@
 //! The fake's memory: connections per project, token buckets, issued tokens and nonces, fault
 //! bookkeeping and the counters tests read. Guarded by one mutex that is never held across an await.
 
-use super::config::{BucketConfig, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
+use super::config::{
+    BucketConfig, DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault,
+};
 use super::{outputs, validate};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -315,6 +317,17 @@ pub(crate) struct Inner {
     id_seq: u64,
     pub tokens: HashMap<String, TokenInfo>,
     pub nonces: HashMap<String, NonceInfo>,
+    /// Creates that passed validation and wait for their commit (`commit_delay_ms`).
+    pub pending_commits: u64,
+}
+
+/// What became of a create at commit time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// Stored under this id.
+    Created(String),
+    /// Refused: the connection with this id is the same (`DuplicateMode::Conflict`).
+    Duplicate(String),
 }
 
 /// What the bucket said.
@@ -381,6 +394,7 @@ impl Inner {
             id_seq: 0,
             tokens: HashMap::new(),
             nonces: HashMap::new(),
+            pending_commits: 0,
         }
     }
 
@@ -534,28 +548,31 @@ impl Inner {
             return None;
         }
         let f = &self.config.faults;
-        let total = f.p_429 + f.p_500 + f.p_503 + f.p_drop_before + f.p_drop_after + f.p_slow;
-        if total <= 0.0 {
+        let create_only = |p: f64| if op == FakeOp::Create { p } else { 0.0 };
+        let (retry_after_secs, slow_ms) = (f.retry_after_secs, f.slow_ms);
+        let choices = [
+            (f.p_429, Fault::RateLimited { retry_after_secs }),
+            (f.p_500, Fault::ServerError),
+            (f.p_503, Fault::Unavailable),
+            (f.p_drop_before, Fault::DropBeforeCommit),
+            (f.p_drop_after, Fault::DropAfterCommit),
+            (f.p_slow, Fault::Slow { ms: slow_ms }),
+            (create_only(f.p_reset_create), Fault::ResetThenCommit),
+            (
+                create_only(f.p_502_create),
+                Fault::GatewayThenCommit { status: 502 },
+            ),
+            (
+                create_only(f.p_504_create),
+                Fault::GatewayThenCommit { status: 504 },
+            ),
+        ];
+        // No draw when nothing can hit this call, so that create-only faults leave the sequence
+        // other calls see unchanged.
+        if choices.iter().map(|(p, _)| p).sum::<f64>() <= 0.0 {
             return None;
         }
-        let (p_429, p_500, p_503, p_db, p_da, p_slow) = (
-            f.p_429,
-            f.p_500,
-            f.p_503,
-            f.p_drop_before,
-            f.p_drop_after,
-            f.p_slow,
-        );
-        let (retry_after_secs, slow_ms) = (f.retry_after_secs, f.slow_ms);
         let mut u = self.fault_rng.next_f64();
-        let choices = [
-            (p_429, Fault::RateLimited { retry_after_secs }),
-            (p_500, Fault::ServerError),
-            (p_503, Fault::Unavailable),
-            (p_db, Fault::DropBeforeCommit),
-            (p_da, Fault::DropAfterCommit),
-            (p_slow, Fault::Slow { ms: slow_ms }),
-        ];
         for (p, fault) in choices {
             if u < p {
                 return Some(fault);
@@ -598,6 +615,31 @@ impl Inner {
                 fails,
             });
         id
+    }
+
+    /// The backend's half of a create: duplicates are judged now, at commit time, not when the
+    /// create arrived.
+    pub fn commit_create(
+        &mut self,
+        group: &str,
+        body: Map<String, Value>,
+        now: Instant,
+    ) -> Committed {
+        self.purge(group, now);
+        let key = validate::duplicate_key(&body);
+        if self.config.duplicates == DuplicateMode::Conflict
+            && let Some(existing) = self.find_duplicate(group, &key)
+        {
+            return Committed::Duplicate(existing.id.clone());
+        }
+        let id = self.commit(group, body, now);
+        self.counters.creates_committed += 1;
+        *self
+            .counters
+            .creates_committed_by_project
+            .entry(group.to_owned())
+            .or_insert(0) += 1;
+        Committed::Created(id)
     }
 
     /// A live (not being deleted) connection in `group` with the same normalised body.
