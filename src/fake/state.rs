@@ -243,6 +243,13 @@ impl Bucket {
     }
 }
 
+/// An instant no test or run will reach: about a century from `now`, or `now` itself if even that
+/// is beyond the clock.
+fn far_future(now: Instant) -> Instant {
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
 /// The other client's rate, if it calls at all.
 fn other_rate(per_sec: f64) -> Option<f64> {
     (per_sec.is_finite() && per_sec > 0.0).then_some(per_sec)
@@ -471,7 +478,11 @@ impl Inner {
     /// Remembers a 429 sent to `group`, to spot calls that do not wait for its `Retry-After`.
     pub fn note_rate_limited(&mut self, group: &str, now: Instant, retry_after_secs: u64) {
         let project = self.projects.entry(group.to_owned()).or_default();
-        project.retry_window = Some((now, now + Duration::from_secs(retry_after_secs)));
+        // A scripted `Retry-After` can be anything; beyond the clock's range it never ends.
+        let until = now
+            .checked_add(Duration::from_secs(retry_after_secs))
+            .unwrap_or_else(|| far_future(now));
+        project.retry_window = Some((now, until));
     }
 
     /// Counts a call that arrives inside the last 429's `Retry-After` window.
