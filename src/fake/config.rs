@@ -131,7 +131,8 @@ pub enum Fault {
     ResetThenCommit,
     /// The gateway answers `status` at once (502 with an HTML page, 504 with plain text, as a load
     /// balancer does: not Atlas's JSON error shape, no `X-Error-Code`, no `RateLimit-*` headers),
-    /// while the backend goes on: a valid create is still committed after `commit_delay_ms`.
+    /// while the backend goes on: a valid create is still committed after `commit_delay_ms` (other
+    /// calls take effect at once). Any status can be scripted; one that is not an HTTP status is 502.
     GatewayThenCommit { status: u16 },
 }
 
