@@ -510,3 +510,280 @@ async fn inserted_connections_are_listed_like_created_ones() {
     );
     assert_eq!(api.create(GROUP, &msk(9)).await.0, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn aws_confluent_without_a_domain_is_accepted_and_stays_idle_until_patched() {
+    // Atlas-like timings: anything else would reach DONE at once.
+    let api = Api::start(FakeConfig::default()).await;
+    let body = json!({"provider": "AWS", "vendor": "CONFLUENT", "region": "us-east-1",
+        "serviceEndpointId": "com.amazonaws.vpce.us-east-1.vpce-svc-0a1b2c3d4e5f60718",
+        "dnsSubDomain": []});
+    let (status, echo) = api.create(GROUP, &body).await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    let id = echo["_id"].as_str().unwrap().to_owned();
+    let (_, got) = api.get(GROUP, &id).await;
+    assert_eq!(got["state"], "IDLE", "{got}");
+    assert!(got.get("dnsDomain").is_none());
+    assert_eq!(got["dnsSubDomain"], json!([]));
+    let listed = api.fake.connections(GROUP);
+    assert_eq!(listed[0]["state"], "IDLE");
+
+    let resp = api
+        .http
+        .patch(api.url(GROUP, &format!("/{id}")))
+        .bearer_auth(&api.token)
+        .header("Accept", "application/vnd.atlas.2025-03-12+json")
+        .json(&json!({"dnsDomain": "abc123.us-east-1.aws.confluent.cloud"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, got) = api.get(GROUP, &id).await;
+    assert_eq!(got["state"], "DONE", "{got}");
+    assert_eq!(got["dnsDomain"], "abc123.us-east-1.aws.confluent.cloud");
+}
+
+#[tokio::test]
+async fn aws_kinesis_needs_only_a_region() {
+    let api = Api::start(FakeConfig::default()).await;
+    let (status, echo) = api
+        .create(
+            GROUP,
+            &json!({"provider": "AWS", "vendor": "KINESIS", "region": "us-east-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    let (_, got) = api.get(GROUP, echo["_id"].as_str().unwrap()).await;
+    assert_eq!(got["state"], "DONE");
+    assert_eq!(got["vendor"], "KINESIS");
+    let (status, _) = api
+        .create(
+            GROUP,
+            &json!({"provider": "AWS", "vendor": "KINESIS", "region": "us-west-2",
+                "serviceEndpointId": "com.amazonaws.us-west-2.kinesis-streams"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "serviceEndpointId is accepted too");
+    let (status, body) = api
+        .create(GROUP, &json!({"provider": "AWS", "vendor": "KINESIS"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["badRequestDetail"]["fields"][0]["field"], "region");
+}
+
+#[tokio::test]
+async fn regions_come_back_spelled_as_sent() {
+    let api = Api::start(FakeConfig::default()).await;
+    let spellings = ["us_east_2", "US_EAST_1", "US-WEST-2", "us-east-1"];
+    let mut ids = Vec::new();
+    for (n, region) in spellings.iter().enumerate() {
+        let body = json!({"provider": "AWS", "vendor": "LAMBDA", "region": region,
+            "serviceEndpointId": format!("com.amazonaws.{n}.lambda")});
+        let (status, echo) = api.create(GROUP, &body).await;
+        assert_eq!(status, StatusCode::OK, "{echo}");
+        assert_eq!(echo["region"], *region);
+        ids.push(echo["_id"].as_str().unwrap().to_owned());
+    }
+    for (id, region) in ids.iter().zip(spellings) {
+        let (_, got) = api.get(GROUP, id).await;
+        assert_eq!(got["region"], region, "get of {id}");
+    }
+    let page: Value = api
+        .req(Method::GET, api.url(GROUP, ""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, spellings);
+}
+
+#[tokio::test]
+async fn msk_without_a_scheme_reads_back_sasl_scram_and_others_drop_theirs() {
+    let api = Api::start(FakeConfig::default()).await;
+    let bare = json!({"provider": "AWS", "vendor": "MSK",
+        "arn": "arn:aws:kafka:us-east-1:123456789012:cluster/bare/1"});
+    let (status, echo) = api.create(GROUP, &bare).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = echo["_id"].as_str().unwrap().to_owned();
+    assert!(
+        echo.get("authenticationScheme").is_none(),
+        "the echo is the body as sent: {echo}"
+    );
+    let (_, got) = api.get(GROUP, &id).await;
+    assert_eq!(got["authenticationScheme"], "SASL_SCRAM");
+    let page: Value = api
+        .req(Method::GET, api.url(GROUP, ""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["results"][0]["authenticationScheme"], "SASL_SCRAM");
+
+    // The same connection with the default spelled out is a duplicate.
+    let mut explicit = bare.clone();
+    explicit["authenticationScheme"] = json!("sasl_scram");
+    let (status, body) = api.create(GROUP, &explicit).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Not MSK: accepted, not stored, not returned.
+    let pubsub = json!({"provider": "GCP", "vendor": "PUBSUB", "region": "us-east1",
+        "authenticationScheme": "Tls"});
+    let (status, echo) = api.create(GROUP, &pubsub).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(echo["authenticationScheme"], "Tls", "echo as sent");
+    let (_, got) = api.get(GROUP, echo["_id"].as_str().unwrap()).await;
+    assert!(got.get("authenticationScheme").is_none(), "{got}");
+    let (status, _) = api
+        .create(
+            GROUP,
+            &json!({"provider": "GCP", "vendor": "PUBSUB", "region": "us-east1",
+                "authenticationScheme": "PLAIN"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "unknown schemes are still refused"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn read_only_outputs_appear_once_done_and_stay_the_same() {
+    // Hours rather than milliseconds, so the paused clock's jumps while a call is in flight (to the
+    // next timer of the HTTP stack) cannot change a state; the test moves the clock itself.
+    let hour = Duration::from_secs(3600);
+    let api = Api::start(FakeConfig {
+        idle_ms: 3_600_000,
+        working_ms: 3_600_000,
+        fail_when_contains: Some("doomed".into()),
+        token_ttl_secs: 7 * 24 * 3600,
+        ..FakeConfig::default()
+    })
+    .await;
+    let azure = json!({"provider": "AZURE", "vendor": "EVENTHUB", "region": "eastus2",
+        "dnsDomain": "ns1.servicebus.windows.net",
+        "serviceEndpointId": "/subscriptions/x/resourceGroups/y/providers/Microsoft.EventHub/namespaces/ns1"});
+    let mut doomed = msk(2);
+    doomed["arn"] = json!("arn:aws:kafka:us-east-1:1:cluster/doomed/1");
+    let mut ids = Vec::new();
+    for body in [
+        msk(1),
+        azure,
+        json!({"provider": "GCP", "vendor": "PUBSUB", "region": "us-east1"}),
+        doomed,
+    ] {
+        let (status, echo) = api.create(GROUP, &body).await;
+        assert_eq!(status, StatusCode::OK, "{echo}");
+        for key in [
+            "interfaceEndpointId",
+            "interfaceEndpointName",
+            "providerAccountId",
+        ] {
+            assert!(
+                echo.get(key).is_none(),
+                "the echo is the body as sent: {echo}"
+            );
+        }
+        ids.push(echo["_id"].as_str().unwrap().to_owned());
+    }
+    let outputs = [
+        "interfaceEndpointId",
+        "interfaceEndpointName",
+        "providerAccountId",
+    ];
+    for expected in ["IDLE", "WORKING"] {
+        for id in &ids {
+            let (_, got) = api.get(GROUP, id).await;
+            assert_eq!(got["state"], expected, "{got}");
+            for key in outputs {
+                assert!(got.get(key).is_none(), "{key} before DONE: {got}");
+            }
+        }
+        tokio::time::advance(hour).await;
+    }
+    let (_, aws) = api.get(GROUP, &ids[0]).await;
+    assert_eq!(aws["state"], "DONE");
+    let endpoint = aws["interfaceEndpointId"].as_str().unwrap();
+    let hex = endpoint.strip_prefix("vpce-").unwrap();
+    assert!(
+        hex.len() == 17
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    let account = aws["providerAccountId"].as_str().unwrap();
+    assert!(
+        account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
+        "{account}"
+    );
+
+    let (_, azure) = api.get(GROUP, &ids[1]).await;
+    let subscription = azure["providerAccountId"].as_str().unwrap();
+    assert_eq!(subscription.len(), 36, "{subscription}");
+    let name = azure["interfaceEndpointName"].as_str().unwrap();
+    let endpoint = azure["interfaceEndpointId"].as_str().unwrap();
+    assert!(endpoint.starts_with(&format!("/subscriptions/{subscription}/resourceGroups/")));
+    assert!(endpoint.ends_with(&format!(
+        "/providers/Microsoft.Network/privateEndpoints/{name}"
+    )));
+
+    let (_, gcp) = api.get(GROUP, &ids[2]).await;
+    assert!(
+        gcp["interfaceEndpointId"]
+            .as_str()
+            .unwrap()
+            .starts_with("vpce-")
+    );
+    assert!(gcp["providerAccountId"].as_str().unwrap().starts_with("p-"));
+
+    let (_, failed) = api.get(GROUP, &ids[3]).await;
+    assert_eq!(failed["state"], "FAILED");
+    assert!(
+        failed["errorMessage"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    for key in outputs {
+        assert!(failed.get(key).is_none(), "{key} on FAILED: {failed}");
+    }
+
+    // Stable: a later read and the listing show the same values.
+    tokio::time::advance(hour).await;
+    let (_, again) = api.get(GROUP, &ids[0]).await;
+    assert_eq!(again, aws);
+    let listed = api.fake.connections(GROUP);
+    assert_eq!(listed[1], azure);
+}
+
+#[tokio::test]
+async fn a_pending_aws_confluent_connection_shows_its_endpoint_for_confluent() {
+    let api = Api::start(FakeConfig::default()).await;
+    let (_, echo) = api
+        .create(
+            GROUP,
+            &json!({"provider": "AWS", "vendor": "CONFLUENT", "region": "us-east-1",
+                "serviceEndpointId": "com.amazonaws.vpce.us-east-1.vpce-svc-0a1b2c3d4e5f60718",
+                "dnsSubDomain": []}),
+        )
+        .await;
+    let (_, got) = api.get(GROUP, echo["_id"].as_str().unwrap()).await;
+    assert_eq!(got["state"], "IDLE");
+    assert!(
+        got["interfaceEndpointId"]
+            .as_str()
+            .unwrap()
+            .starts_with("vpce-"),
+        "{got}"
+    );
+    assert!(got["providerAccountId"].is_string());
+}

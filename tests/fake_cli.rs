@@ -23,6 +23,9 @@ fn defaults_are_atlas_like() {
     assert_eq!((bucket.capacity, bucket.refill), (1200, 500));
     assert_eq!(config.duplicates, DuplicateMode::Conflict);
     assert_eq!(config.faults.p_500, 0.0);
+    assert_eq!(config.other_client_per_sec, 0.0);
+    assert_eq!(config.commit_delay_ms, 0);
+    assert_eq!(config.faults.p_reset_create, 0.0);
 }
 
 #[test]
@@ -45,6 +48,16 @@ fn flags_reach_the_config() {
         "9",
         "--fail-when-contains",
         "doomed",
+        "--other-client-per-sec",
+        "2.5",
+        "--commit-delay-ms",
+        "250",
+        "--p-reset-create",
+        "0.1",
+        "--p-502-create",
+        "0.05",
+        "--p-504-create",
+        "0.15",
     ])
     .unwrap();
     assert!(
@@ -62,11 +75,18 @@ fn flags_reach_the_config() {
     assert_eq!(config.faults.p_drop_after, 0.2);
     assert_eq!(config.faults.seed, 9);
     assert_eq!(config.fail_when_contains.as_deref(), Some("doomed"));
+    assert_eq!(config.other_client_per_sec, 2.5);
+    assert_eq!(config.commit_delay_ms, 250);
+    assert_eq!(config.faults.p_reset_create, 0.1);
+    assert_eq!(config.faults.p_502_create, 0.05);
+    assert_eq!(config.faults.p_504_create, 0.15);
 }
 
 #[test]
 fn bad_flags_are_refused() {
     assert!(parse(&["--p-500", "1.5"]).is_err());
+    assert!(parse(&["--other-client-per-sec", "-1"]).is_err());
+    assert!(parse(&["--other-client-per-sec", "inf"]).is_err());
     assert!(
         parse(&["--client-id", "x"]).is_err(),
         "a client id needs its secret"
@@ -86,6 +106,11 @@ fn bad_flags_are_refused() {
     );
     let too_much = parse(&["--p-500", "0.6", "--p-503", "0.6"]).unwrap();
     assert!(too_much.to_config().is_err());
+    let too_much = parse(&["--p-500", "0.6", "--p-502-create", "0.5"]).unwrap();
+    assert!(
+        too_much.to_config().is_err(),
+        "a create can draw any fault, so the sum counts create-only ones too"
+    );
 }
 
 #[tokio::test]

@@ -345,3 +345,156 @@ async fn peak_concurrency_is_counted_overall_and_per_project() {
     assert_eq!(c.peak_concurrent_by_project[GROUP], 5);
     assert_eq!(c.peak_concurrent_by_project[OTHER], 1);
 }
+
+#[tokio::test]
+async fn rate_limit_remaining_is_what_each_call_left_on_every_kind_of_answer() {
+    let api = Api::start(FakeConfig {
+        // One token an hour: nothing refills during the test.
+        bucket: Some(BucketConfig {
+            capacity: 5,
+            refill: 1,
+            period_secs: 3600.0,
+        }),
+        // Headers are read when the token is taken, not after the answer's delay.
+        latency_ms: 50,
+        ..FakeConfig::default()
+    })
+    .await;
+    api.fake.script(ScriptedFault {
+        operation: FakeOp::List,
+        group_id: None,
+        nth: 2,
+        fault: Fault::ServerError,
+    });
+    let remaining = |resp: &reqwest::Response| -> (u16, String, String) {
+        (
+            resp.status().as_u16(),
+            resp.headers()["ratelimit-limit"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+            resp.headers()["ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        )
+    };
+    let ok = api.list(GROUP).await;
+    assert_eq!(remaining(&ok), (200, "5".into(), "4".into()));
+    let server_error = api.list(GROUP).await;
+    assert_eq!(remaining(&server_error), (500, "5".into(), "3".into()));
+    let not_found = api
+        .http
+        .get(format!("{}/65a1b2c3d4e5f60718293a4b", api.url(GROUP)))
+        .bearer_auth(&api.token)
+        .header("Accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remaining(&not_found), (404, "5".into(), "2".into()));
+    let invalid = api
+        .http
+        .post(api.url(GROUP))
+        .bearer_auth(&api.token)
+        .header("Accept", ACCEPT)
+        .json(&json!({"provider": "ORACLE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remaining(&invalid), (400, "5".into(), "1".into()));
+    // Refused before the rate limit: no token taken, the headers show the bucket as it is.
+    let unauthorised = api
+        .http
+        .get(api.url(GROUP))
+        .bearer_auth("not-a-token")
+        .header("Accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remaining(&unauthorised), (401, "5".into(), "1".into()));
+    assert_eq!(
+        remaining(&api.list(GROUP).await),
+        (200, "5".into(), "0".into())
+    );
+    let limited = api.list(GROUP).await;
+    assert_eq!(remaining(&limited), (429, "5".into(), "0".into()));
+    assert!(limited.headers().contains_key("retry-after"));
+    // Token calls are outside the Streams set.
+    let token = api
+        .http
+        .post(format!("{}/api/oauth/token", api.fake.base_url()))
+        .basic_auth("id", Some("secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::OK);
+    assert!(!token.headers().contains_key("ratelimit-remaining"));
+}
+
+#[tokio::test]
+async fn another_client_drains_the_shared_bucket_and_its_refusals_are_counted() {
+    let bucket = BucketConfig {
+        capacity: 6,
+        refill: 1,
+        period_secs: 3600.0,
+    };
+    let api = Api::start(FakeConfig {
+        bucket: Some(bucket),
+        other_client_per_sec: 50.0,
+        ..FakeConfig::default()
+    })
+    .await;
+    let first = api.list(GROUP).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let left: u64 = first.headers()["ratelimit-remaining"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left <= 5, "{left}");
+    // The other client takes a token every 20 ms: within a fraction of a second the bucket is
+    // empty although this client made a single call.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut ours = 1;
+    loop {
+        let resp = api.list(GROUP).await;
+        ours += 1;
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(resp.headers()["ratelimit-remaining"], "0");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other client never drained it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ours <= 6, "drained by someone else: {ours} calls of ours");
+    let c = api.fake.counters();
+    // Six tokens (nothing refills in five seconds), and all but our last call took one.
+    assert_eq!(
+        c.other_client_calls - c.other_client_refused,
+        6 - (ours - 1),
+        "{c:?}"
+    );
+    assert_eq!(c.other_client_calls_by_project[GROUP], c.other_client_calls);
+    // From now on (one token an hour) the other client's calls are refused, and counted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while api.fake.counters().other_client_refused < 5 {
+        assert!(Instant::now() < deadline, "{:?}", api.fake.counters());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = api.fake.counters();
+    assert_eq!(
+        c.other_client_refused_by_project[GROUP],
+        c.other_client_refused
+    );
+    assert!(c.other_client_refused < c.other_client_calls);
+    assert_eq!(
+        c.rate_limited, 1,
+        "only 429s actually sent count as rate_limited"
+    );
+    // A project nobody called has no bucket yet, so nobody else calls it either.
+    assert!(!c.other_client_calls_by_project.contains_key(OTHER));
+}

@@ -40,6 +40,15 @@ fn probability(s: &str) -> Result<f64, String> {
     }
 }
 
+fn rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if r.is_finite() && r >= 0.0 {
+        Ok(r)
+    } else {
+        Err(format!("{r} is not a rate of 0 or more calls a second"))
+    }
+}
+
 /// Flags of `atlas-linkd fake-atlas`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct FakeArgs {
@@ -88,6 +97,10 @@ pub struct FakeArgs {
     /// Added to every API answer.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// How long the backend takes to commit a valid create; the 200 comes after the commit, and the
+    /// commit happens even if the client has gone meanwhile.
+    #[arg(long, default_value_t = 0)]
+    pub commit_delay_ms: u64,
     #[arg(long, default_value_t = 0)]
     pub idle_ms: u64,
     #[arg(long, default_value_t = 0)]
@@ -100,6 +113,10 @@ pub struct FakeArgs {
     /// Creates whose body contains this text are refused with 400 VALIDATION_ERROR.
     #[arg(long)]
     pub reject_when_contains: Option<String>,
+    /// Calls per second another tool (Terraform, the UI) makes to each project from its first call
+    /// on, sharing its bucket; the ones that find it empty are counted as refused. 0: none.
+    #[arg(long, value_parser = rate, default_value_t = 0.0)]
+    pub other_client_per_sec: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long = "p-429", value_parser = probability, default_value_t = 0.0)]
@@ -114,6 +131,18 @@ pub struct FakeArgs {
     pub p_drop_after: f64,
     #[arg(long, value_parser = probability, default_value_t = 0.0)]
     pub p_slow: f64,
+    /// Creates only: the gateway resets the connection at once, with no answer, and the backend
+    /// still commits the create after --commit-delay-ms.
+    #[arg(long, value_parser = probability, default_value_t = 0.0)]
+    pub p_reset_create: f64,
+    /// Creates only: the gateway answers 502 Bad Gateway (an HTML page, not Atlas's JSON) at once,
+    /// and the backend still commits the create after --commit-delay-ms.
+    #[arg(long = "p-502-create", value_parser = probability, default_value_t = 0.0)]
+    pub p_502_create: f64,
+    /// Creates only: the gateway answers 504 Gateway Timeout (plain text) at once, and the backend
+    /// still commits the create after --commit-delay-ms.
+    #[arg(long = "p-504-create", value_parser = probability, default_value_t = 0.0)]
+    pub p_504_create: f64,
     #[arg(long, default_value_t = 200)]
     pub slow_ms: u64,
     /// Retry-After on injected 429s.
@@ -152,6 +181,8 @@ impl FakeArgs {
             + self.p_drop_before
             + self.p_drop_after
             + self.p_slow;
+        // Creates can draw any fault, so theirs is the sum that must stay within 1.
+        let total = total + self.p_reset_create + self.p_502_create + self.p_504_create;
         if total > 1.0 {
             return Err(FakeError::InvalidArgument {
                 option: "--p-*",
@@ -179,11 +210,13 @@ impl FakeArgs {
                 DuplicatesArg::Create => DuplicateMode::Create,
             },
             latency_ms: self.latency_ms,
+            commit_delay_ms: self.commit_delay_ms,
             idle_ms: self.idle_ms,
             working_ms: self.working_ms,
             delete_ms: self.delete_ms,
             fail_when_contains: self.fail_when_contains.clone(),
             reject_when_contains: self.reject_when_contains.clone(),
+            other_client_per_sec: self.other_client_per_sec,
             faults: Faults {
                 seed: self.seed,
                 p_429: self.p_429,
@@ -192,6 +225,9 @@ impl FakeArgs {
                 p_drop_before: self.p_drop_before,
                 p_drop_after: self.p_drop_after,
                 p_slow: self.p_slow,
+                p_reset_create: self.p_reset_create,
+                p_502_create: self.p_502_create,
+                p_504_create: self.p_504_create,
                 slow_ms: self.slow_ms,
                 retry_after_secs: self.retry_after_secs,
                 script: Vec::new(),

@@ -125,6 +125,15 @@ pub enum Fault {
     ConcurrentCreate,
     /// The call takes effect (a create is committed), then the TCP connection is closed without an answer.
     DropAfterCommit,
+    /// The gateway resets the client's TCP connection at once, without an answer, while the backend
+    /// goes on: a valid create is still committed after `FakeConfig::commit_delay_ms` (other calls
+    /// take effect at once). Unlike `DropAfterCommit`, the client is gone before anything exists.
+    ResetThenCommit,
+    /// The gateway answers `status` at once (502 with an HTML page, 504 with plain text, as a load
+    /// balancer does: not Atlas's JSON error shape, no `X-Error-Code`, no `RateLimit-*` headers),
+    /// while the backend goes on: a valid create is still committed after `commit_delay_ms` (other
+    /// calls take effect at once). Any status can be scripted; one that is not an HTTP status is 502.
+    GatewayThenCommit { status: u16 },
 }
 
 /// "The `nth` call of `operation` (in `group_id`, or overall when `None`) gets `fault`". Fires once.
@@ -149,6 +158,12 @@ pub struct Faults {
     pub p_drop_before: f64,
     pub p_drop_after: f64,
     pub p_slow: f64,
+    /// Creates only: `Fault::ResetThenCommit` (reset at once, committed later all the same).
+    pub p_reset_create: f64,
+    /// Creates only: `Fault::GatewayThenCommit` with 502 Bad Gateway.
+    pub p_502_create: f64,
+    /// Creates only: `Fault::GatewayThenCommit` with 504 Gateway Timeout.
+    pub p_504_create: f64,
     pub slow_ms: u64,
     /// `Retry-After` on random 429s.
     pub retry_after_secs: u64,
@@ -165,6 +180,9 @@ impl Default for Faults {
             p_drop_before: 0.0,
             p_drop_after: 0.0,
             p_slow: 0.0,
+            p_reset_create: 0.0,
+            p_502_create: 0.0,
+            p_504_create: 0.0,
             slow_ms: 200,
             retry_after_secs: 1,
             script: Vec::new(),
@@ -173,7 +191,8 @@ impl Default for Faults {
 }
 
 /// Everything about a fake Atlas. `Default` is Atlas-like: Atlas's bucket, 409 on duplicates, no
-/// faults, any credentials, and connections that reach `DONE` at once.
+/// faults, any credentials, creates committed and connections reaching `DONE` at once, and no other
+/// client sharing the buckets.
 #[derive(Debug, Clone)]
 pub struct FakeConfig {
     pub auth: FakeAuth,
@@ -187,6 +206,11 @@ pub struct FakeConfig {
     pub duplicates: DuplicateMode,
     /// Added to every API answer.
     pub latency_ms: u64,
+    /// How long the backend takes to commit a create that passed validation. The create shows in
+    /// lists and gets only then, and its answer (200 with the echo, or 409 if a duplicate was
+    /// committed meanwhile: duplicates are judged at commit time) comes after it. The commit happens
+    /// even if the client has gone (closed the socket, timed out, was killed). 0: at once.
+    pub commit_delay_ms: u64,
     /// How long a new connection stays `IDLE`, then `WORKING`, before `DONE` (or `FAILED`).
     pub idle_ms: u64,
     pub working_ms: u64,
@@ -197,6 +221,10 @@ pub struct FakeConfig {
     /// A create whose body contains this string is refused with 400 `VALIDATION_ERROR`, as Atlas refuses
     /// an Azure connection in a project with no Azure cluster: valid JSON, permanently refused.
     pub reject_when_contains: Option<String>,
+    /// Calls per second that another tool sharing each project's bucket (Terraform refreshing, the
+    /// UI) makes, from the project's first call on. Each takes a token if one is left, else it is
+    /// refused and never retried; `Counters::other_client_*` count both. 0 (the default): nobody else.
+    pub other_client_per_sec: f64,
     pub faults: Faults,
 }
 
@@ -210,11 +238,13 @@ impl Default for FakeConfig {
             bucket: Some(BucketConfig::default()),
             duplicates: DuplicateMode::Conflict,
             latency_ms: 0,
+            commit_delay_ms: 0,
             idle_ms: 0,
             working_ms: 0,
             delete_ms: 0,
             fail_when_contains: None,
             reject_when_contains: None,
+            other_client_per_sec: 0.0,
             faults: Faults::default(),
         }
     }

@@ -2,10 +2,9 @@
 //! (auth, version, project id, rate limit), fault injection, and dropping connections for real.
 
 use super::auth;
-use super::config::{DuplicateMode, FakeOp, Fault};
-use super::state::{Inner, Take};
+use super::config::{FakeOp, Fault};
+use super::state::{Committed, Inner, RateHeaders, Take};
 use super::validate::{self, FieldError};
-use crate::model::GroupId;
 use axum::body::Body;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -19,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,13 +34,23 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub addr: SocketAddr,
+    /// The server's tasks: the backend's delayed commits run here, so shutdown waits for them.
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
 }
 
 impl Shared {
-    pub fn new(inner: Inner, addr: SocketAddr) -> Shared {
+    pub fn new(
+        inner: Inner,
+        addr: SocketAddr,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Shared {
         Shared {
             inner: Mutex::new(inner),
             addr,
+            tracker,
+            shutdown,
         }
     }
 
@@ -55,6 +65,86 @@ enum Outcome {
     Answer(Response<Body>),
     /// Close the TCP connection without a word.
     Drop,
+}
+
+/// What the backend made of a call.
+enum Executed {
+    Answer(Response<Body>),
+    /// A valid create, handed to the backend; the answer waits for its commit.
+    Commit {
+        pending: oneshot::Receiver<Committed>,
+        echo: Map<String, Value>,
+    },
+}
+
+/// Hands a validated create to the backend, which commits it after `commit_delay_ms` in a task of
+/// its own: dropping the handler (the client left) cannot cancel it. Only shutdown does.
+fn schedule_commit(
+    shared: &Arc<Shared>,
+    inner: &mut Inner,
+    group: &str,
+    body: Map<String, Value>,
+    now: Instant,
+) -> oneshot::Receiver<Committed> {
+    let (tx, rx) = oneshot::channel();
+    let delay = Duration::from_millis(inner.config.commit_delay_ms);
+    if delay.is_zero() {
+        let _ = tx.send(inner.commit_create(group, body, now));
+        return rx;
+    }
+    inner.pending_commits += 1;
+    let due = now.checked_add(delay);
+    let task_shared = shared.clone();
+    let group = group.to_owned();
+    shared.tracker.spawn(async move {
+        let shared = task_shared;
+        let reached = match due {
+            Some(due) => tokio::select! {
+                _ = shared.shutdown.cancelled() => false,
+                _ = tokio::time::sleep_until(due) => true,
+            },
+            // A delay beyond the clock's range: the commit never comes.
+            None => {
+                shared.shutdown.cancelled().await;
+                false
+            }
+        };
+        let committed = {
+            let mut inner = shared.lock();
+            inner.pending_commits = inner.pending_commits.saturating_sub(1);
+            reached.then(|| inner.commit_create(&group, body, Instant::now()))
+        };
+        if let Some(committed) = committed {
+            // The client may be gone: then nobody hears, and the connection exists all the same.
+            let _ = tx.send(committed);
+        }
+    });
+    rx
+}
+
+/// What a load balancer in front of Atlas sends when the backend did not answer in time: its own
+/// page, not Atlas's JSON error shape.
+fn gateway(status: u16) -> Response<Body> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let reason = status.canonical_reason().unwrap_or("Gateway Error");
+    let (content_type, body) = if status == StatusCode::BAD_GATEWAY {
+        (
+            "text/html",
+            format!(
+                "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n",
+                code = status.as_u16()
+            ),
+        )
+    } else if status == StatusCode::GATEWAY_TIMEOUT {
+        ("text/plain", "upstream request timeout".to_owned())
+    } else {
+        ("text/plain", format!("{} {reason}", status.as_u16()))
+    };
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
 }
 
 /// Serves until `shutdown` fires; each connection in its own task, so it can be dropped alone.
@@ -336,7 +426,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Outcome {
+async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Outcome {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
         Ok(b) => b,
@@ -402,7 +492,10 @@ async fn pre_fault(fault: Option<Fault>) -> Option<Outcome> {
             None
         }
         Fault::DropBeforeCommit => Some(Outcome::Drop),
-        Fault::DropAfterCommit | Fault::ConcurrentCreate => None,
+        Fault::DropAfterCommit
+        | Fault::ConcurrentCreate
+        | Fault::ResetThenCommit
+        | Fault::GatewayThenCommit { .. } => None,
     }
 }
 
@@ -414,7 +507,7 @@ async fn oauth(shared: &Shared, op: FakeOp, headers: &HeaderMap, body: &[u8]) ->
             .map(|(_, v)| v.as_str())
     };
     let fault = shared.lock().fault_for(op, None);
-    let after = fault == Some(Fault::DropAfterCommit);
+    let after = matches!(fault, Some(Fault::DropAfterCommit | Fault::ResetThenCommit));
     if let Some(outcome) = pre_fault(fault).await {
         let status = match &outcome {
             Outcome::Answer(r) => r.status().as_u16(),
@@ -460,21 +553,25 @@ async fn oauth(shared: &Shared, op: FakeOp, headers: &HeaderMap, body: &[u8]) ->
         inner.record(op.as_str(), 0);
         return Outcome::Drop;
     }
+    let resp = match fault {
+        Some(Fault::GatewayThenCommit { status }) => gateway(status),
+        _ => resp,
+    };
     inner.record(op.as_str(), resp.status().as_u16());
     Outcome::Answer(resp)
 }
 
 async fn api(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     op: FakeOp,
     group: &str,
     id: Option<&str>,
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Outcome {
-    let group_ok = GroupId::parse(group).is_ok();
+    let group_ok = validate::is_group_id(group);
     let _flight = InFlight::enter(shared, group_ok.then(|| group.to_owned()));
-    let outcome = api_inner(shared, op, group, group_ok, id, parts, body).await;
+    let (outcome, rate) = api_inner(shared, op, group, group_ok, id, parts, body).await;
     let latency = shared.lock().config.latency_ms;
     if latency > 0 && matches!(outcome, Outcome::Answer(_)) {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -486,7 +583,9 @@ async fn api(
             Outcome::Drop
         }
         Outcome::Answer(mut resp) => {
-            if group_ok && let Some(rate) = inner.rate_headers(group, Instant::now()) {
+            // Captured when the call took its token: later refills (latency, a slow fault) do
+            // not count, so successive answers show the bucket as each call left it.
+            if let Some(rate) = rate {
                 set_header(
                     &mut resp,
                     HeaderName::from_static("ratelimit-limit"),
@@ -505,16 +604,16 @@ async fn api(
 }
 
 async fn api_inner(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     op: FakeOp,
     group: &str,
     group_ok: bool,
     id: Option<&str>,
     parts: &http::request::Parts,
     body: &[u8],
-) -> Outcome {
+) -> (Outcome, Option<RateHeaders>) {
     let version = if op == FakeOp::Update { V_PATCH } else { V1 };
-    let fault = {
+    let (fault, rate) = {
         let now = Instant::now();
         let mut inner = shared.lock();
         let path_and_query = parts
@@ -540,50 +639,92 @@ async fn api_inner(
                 let challenge = auth::challenge(&mut inner, stale, now);
                 set_header(&mut resp, WWW_AUTHENTICATE, &challenge);
             }
-            return Outcome::Answer(resp);
+            let rate = group_ok.then(|| inner.rate_headers(group, now)).flatten();
+            return (Outcome::Answer(resp), rate);
         }
         if let Err(resp) = check_accept(header(&parts.headers, http::header::ACCEPT), version) {
-            return Outcome::Answer(*resp);
+            let rate = group_ok.then(|| inner.rate_headers(group, now)).flatten();
+            return (Outcome::Answer(*resp), rate);
         }
         if !group_ok {
-            return Outcome::Answer(error(
+            let resp = error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_GROUP_ID",
                 &format!("An invalid group ID {group} was specified."),
                 &[],
-            ));
+            );
+            return (Outcome::Answer(resp), None);
         }
         inner.check_retry_after(group, now);
-        if let Take::Empty { retry_after_secs } = inner.take_token(group, now) {
-            inner.note_rate_limited(group, now, retry_after_secs);
-            return Outcome::Answer(rate_limited(retry_after_secs));
-        }
+        let rate = match inner.take_token(group, now) {
+            Take::Ok(rate) => rate,
+            Take::Empty {
+                retry_after_secs,
+                rate,
+            } => {
+                inner.note_rate_limited(group, now, retry_after_secs);
+                return (Outcome::Answer(rate_limited(retry_after_secs)), Some(rate));
+            }
+        };
         let fault = inner.fault_for(op, Some(group));
         if let Some(Fault::RateLimited { retry_after_secs }) = fault {
             inner.note_rate_limited(group, now, retry_after_secs.max(1));
         }
-        fault
+        (fault, rate)
     };
     let drop_after = fault == Some(Fault::DropAfterCommit);
     if let Some(outcome) = pre_fault(fault).await {
-        return outcome;
+        return (outcome, rate);
     }
-    let resp = execute(shared, op, group, id, parts, body, version);
+    let executed = execute(shared, op, group, id, parts, body, version);
+    // The gateway gives up on the client at once; the backend keeps the call (a pending commit
+    // goes on without anyone waiting for it).
+    match fault {
+        Some(Fault::ResetThenCommit) => return (Outcome::Drop, rate),
+        Some(Fault::GatewayThenCommit { status }) => {
+            return (Outcome::Answer(gateway(status)), None);
+        }
+        _ => {}
+    }
+    let resp = match executed {
+        Executed::Answer(resp) => resp,
+        Executed::Commit { pending, mut echo } => match pending.await {
+            Ok(Committed::Created(id)) => {
+                echo.insert("_id".into(), Value::String(id));
+                ok(StatusCode::OK, version, &Value::Object(echo))
+            }
+            Ok(Committed::Duplicate(existing)) => duplicate(&existing),
+            // The fake is shutting down: the connection is about to close anyway.
+            Err(_) => return (Outcome::Drop, rate),
+        },
+    };
     if drop_after {
-        return Outcome::Drop;
+        return (Outcome::Drop, rate);
     }
     if fault == Some(Fault::ConcurrentCreate)
         && op == FakeOp::Create
         && resp.status() == StatusCode::OK
     {
-        return Outcome::Answer(error(
+        let resp = error(
             StatusCode::CONFLICT,
             "STREAM_PRIVATE_LINK_ALREADY_EXISTS",
             "A private link connection with the same configuration already exists.",
             &[],
-        ));
+        );
+        return (Outcome::Answer(resp), rate);
     }
-    Outcome::Answer(resp)
+    (Outcome::Answer(resp), rate)
+}
+
+fn duplicate(existing: &str) -> Response<Body> {
+    error(
+        StatusCode::CONFLICT,
+        "STREAM_PRIVATE_LINK_ALREADY_EXISTS",
+        &format!(
+            "A private link connection with the same configuration already exists: {existing}."
+        ),
+        &[],
+    )
 }
 
 fn not_found(id: &str, group: &str) -> Response<Body> {
@@ -620,71 +761,87 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Box<Response<Body>>> 
 }
 
 fn execute(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     op: FakeOp,
     group: &str,
     id: Option<&str>,
     parts: &http::request::Parts,
     body: &[u8],
     version: &str,
-) -> Response<Body> {
+) -> Executed {
     let now = Instant::now();
     let mut inner = shared.lock();
     inner.purge(group, now);
-    match (op, id) {
-        (FakeOp::List, _) => list(&mut inner, shared.addr, group, parts, now),
-        (FakeOp::Create, _) => {
-            if let Err(resp) = check_content_type(header(&parts.headers, CONTENT_TYPE), version) {
-                return *resp;
-            }
-            let map = match parse_object(body) {
-                Ok(m) => m,
-                Err(resp) => return *resp,
-            };
-            let problems = validate::validate_create(&map);
-            if !problems.is_empty() {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "VALIDATION_ERROR",
-                    "The request body is not a valid private link connection.",
-                    &problems,
-                );
-            }
-            if let Some(needle) = &inner.config.reject_when_contains
-                && String::from_utf8_lossy(body).contains(needle.as_str())
-            {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "VALIDATION_ERROR",
-                    "This project cannot host the private link connection: it has no cluster or network peering with the provider and region.",
-                    &[],
-                );
-            }
-            let key = validate::duplicate_key(&map);
-            if inner.config.duplicates == DuplicateMode::Conflict
-                && let Some(existing) = inner.find_duplicate(group, &key)
-            {
-                return error(
-                    StatusCode::CONFLICT,
-                    "STREAM_PRIVATE_LINK_ALREADY_EXISTS",
-                    &format!(
-                        "A private link connection with the same configuration already exists: {}.",
-                        existing.id
-                    ),
-                    &[],
-                );
-            }
-            let id = inner.commit(group, map.clone(), now);
-            inner.counters.creates_committed += 1;
-            *inner
-                .counters
-                .creates_committed_by_project
-                .entry(group.to_owned())
-                .or_insert(0) += 1;
-            let mut echo = map;
-            echo.insert("_id".into(), Value::String(id));
-            ok(StatusCode::OK, version, &Value::Object(echo))
+    if op == FakeOp::Create {
+        if let Err(resp) = check_content_type(header(&parts.headers, CONTENT_TYPE), version) {
+            return Executed::Answer(*resp);
         }
+        let map = match parse_object(body) {
+            Ok(m) => m,
+            Err(resp) => return Executed::Answer(*resp),
+        };
+        if let Err(resp) = check_create(&inner, &map, body) {
+            return Executed::Answer(*resp);
+        }
+        let pending = schedule_commit(shared, &mut inner, group, map.clone(), now);
+        return Executed::Commit { pending, echo: map };
+    }
+    Executed::Answer(execute_other(
+        &mut inner,
+        shared.addr,
+        op,
+        group,
+        id,
+        parts,
+        body,
+        version,
+        now,
+    ))
+}
+
+/// Atlas's checks of a create body, before the backend takes it.
+fn check_create(
+    inner: &Inner,
+    map: &Map<String, Value>,
+    body: &[u8],
+) -> Result<(), Box<Response<Body>>> {
+    let problems = validate::validate_create(map);
+    if !problems.is_empty() {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "The request body is not a valid private link connection.",
+            &problems,
+        )));
+    }
+    if let Some(needle) = &inner.config.reject_when_contains
+        && String::from_utf8_lossy(body).contains(needle.as_str())
+    {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "This project cannot host the private link connection: it has no cluster or network peering with the provider and region.",
+            &[],
+        )));
+    }
+    Ok(())
+}
+
+/// Every call but create: the backend answers at once.
+#[allow(clippy::too_many_arguments)]
+fn execute_other(
+    inner: &mut Inner,
+    addr: SocketAddr,
+    op: FakeOp,
+    group: &str,
+    id: Option<&str>,
+    parts: &http::request::Parts,
+    body: &[u8],
+    version: &str,
+    now: Instant,
+) -> Response<Body> {
+    match (op, id) {
+        (FakeOp::List, _) => list(inner, addr, group, parts, now),
         (FakeOp::Get, Some(id)) => {
             let view = inner
                 .projects
@@ -781,6 +938,9 @@ fn execute(
             else {
                 return not_found(id, group);
             };
+            if validate::awaits_domain(&c.body) {
+                c.lifecycle_from = now;
+            }
             c.body.insert(
                 "dnsDomain".into(),
                 Value::String(domain.unwrap_or("").to_owned()),

@@ -1,14 +1,19 @@
 //! The bundled fake Atlas: the private link API on loopback, with rate limits and fault injection.
 //!
 //! It behaves like the real API as `reference/atlas-api.md` describes it (status codes, bodies,
-//! content types, paging, states, per-project token buckets, both auth schemes, error shape with
-//! `X-Error-Code`), so that a test passing against it means something. Tests, benchmarks, the
+//! content types, paging, states, read-only outputs, per-project token buckets shared with another
+//! client, both auth schemes, error shape with `X-Error-Code`, a backend that commits creates whose
+//! client has gone), so that a test passing against it means something. Tests, benchmarks, the
 //! `demo` command and users (`atlas-linkd fake-atlas`) run it; it only ever binds loopback.
+//!
+//! It shares no code or tables with the product (its validation tables are its own), so that it
+//! can catch the product's mistakes rather than repeat them.
 
 mod auth;
 mod cli;
 mod config;
 mod http;
+mod outputs;
 mod state;
 mod validate;
 
@@ -86,9 +91,14 @@ impl FakeAtlas {
         let local = listener
             .local_addr()
             .map_err(|source| FakeError::Bind { addr, source })?;
-        let shared = Arc::new(Shared::new(state::Inner::new(config), local));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let shared = Arc::new(Shared::new(
+            state::Inner::new(config),
+            local,
+            tracker.clone(),
+            shutdown.clone(),
+        ));
         let accept = tokio::spawn(http::accept_loop(
             listener,
             shared.clone(),
@@ -113,8 +123,9 @@ impl FakeAtlas {
         format!("http://{}", self.addr)
     }
 
+    /// What the fake has seen and done so far.
     pub fn counters(&self) -> Counters {
-        self.shared.lock().snapshot()
+        self.shared.lock().snapshot(tokio::time::Instant::now())
     }
 
     /// The project's connections as a get would show them (those being deleted included), in creation order.
@@ -141,6 +152,12 @@ impl FakeAtlas {
             .commit(group_id, map, tokio::time::Instant::now())
     }
 
+    /// Creates that passed validation and wait for the backend's commit (`commit_delay_ms`),
+    /// whether or not their client is still there.
+    pub fn pending_commits(&self) -> u64 {
+        self.shared.lock().pending_commits
+    }
+
     /// Revokes every OAuth token issued so far, as an operator rotating a service account's secret
     /// would: the next call with one gets 401.
     pub fn revoke_all_tokens(&self) {
@@ -163,7 +180,8 @@ impl FakeAtlas {
         self.shared.lock().set_faults(faults);
     }
 
-    /// Stops accepting, closes every connection and waits for the server's tasks to end.
+    /// Stops accepting, closes every connection and waits for the server's tasks to end. Commits
+    /// still pending are abandoned: nobody can look at the fake's state any more.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         if let Some(accept) = self.accept.take() {

@@ -1,8 +1,62 @@
 //! Checks a create body the way Atlas does (reasonably, not exhaustively) and computes the key that
 //! makes two bodies "the same connection" for duplicate detection.
+//!
+//! The tables here are the fake's own, written from the reference rather than taken from the
+//! product's model, so that a mistake in the product's tables shows up as a refusal here.
 
-use crate::model::{AuthScheme, Provider, Vendor};
 use serde_json::{Map, Value};
+
+/// Each provider and the vendors Atlas accepts for it; `GENERIC` is what an omitted vendor means.
+const PROVIDERS: [(&str, &[&str]); 3] = [
+    (
+        "AWS",
+        &["GENERIC", "MSK", "CONFLUENT", "KINESIS", "S3", "LAMBDA"],
+    ),
+    (
+        "AZURE",
+        &["GENERIC", "EVENTHUB", "CONFLUENT", "AZURE_BLOB_STORAGE"],
+    ),
+    ("GCP", &["GENERIC", "CONFLUENT", "PUBSUB"]),
+];
+
+/// `authenticationScheme` values Atlas accepts (MSK only; ignored for other vendors).
+const AUTH_SCHEMES: [&str; 3] = ["TLS", "SASL_SCRAM", "IAM"];
+
+/// What Atlas uses when an MSK create leaves `authenticationScheme` out.
+const MSK_DEFAULT_SCHEME: &str = "SASL_SCRAM";
+
+/// Atlas's project id pattern, `^[a-f0-9]{24}$` (upper case is refused).
+pub fn is_group_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The provider's canonical (upper-case) name; any case is accepted.
+fn provider_of(s: &str) -> Option<&'static str> {
+    PROVIDERS
+        .iter()
+        .map(|(p, _)| *p)
+        .find(|p| p.eq_ignore_ascii_case(s))
+}
+
+/// The vendor's canonical name if any provider knows it; any case is accepted.
+fn vendor_of(s: &str) -> Option<&'static str> {
+    PROVIDERS
+        .iter()
+        .flat_map(|(_, vendors)| vendors.iter().copied())
+        .find(|v| v.eq_ignore_ascii_case(s))
+}
+
+fn vendors_of(provider: &str) -> &'static [&'static str] {
+    PROVIDERS
+        .iter()
+        .find(|(p, _)| *p == provider)
+        .map(|(_, v)| *v)
+        .unwrap_or(&[])
+}
+
+fn is_auth_scheme(s: &str) -> bool {
+    AUTH_SCHEMES.iter().any(|a| a.eq_ignore_ascii_case(s))
+}
 
 /// One `badRequestDetail.fields` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +128,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
         }
         None => None,
         Some(p) => {
-            let parsed = Provider::parse(p);
+            let parsed = provider_of(p);
             if parsed.is_none() {
                 errors.push(err(
                     "provider",
@@ -85,9 +139,9 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
         }
     };
     let vendor = match text("vendor") {
-        None => Some(Vendor::Generic),
+        None => Some("GENERIC"),
         Some(v) => {
-            let parsed = Vendor::parse(v);
+            let parsed = vendor_of(v);
             if parsed.is_none() {
                 errors.push(err("vendor", format!("`{v}` is not a known vendor")));
             }
@@ -95,7 +149,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
         }
     };
     if let Some(scheme) = text("authenticationScheme")
-        && AuthScheme::parse(scheme).is_none()
+        && !is_auth_scheme(scheme)
     {
         errors.push(err(
             "authenticationScheme",
@@ -123,7 +177,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
         }
     }
     if let (Some(provider), Some(vendor)) = (provider, vendor) {
-        if !provider.vendors().contains(&vendor) {
+        if !vendors_of(provider).contains(&vendor) {
             errors.push(err(
                 "vendor",
                 format!("{vendor} is not a vendor of provider {provider}"),
@@ -146,7 +200,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
                     ));
                 }
             }
-            if (provider, vendor) == (Provider::Gcp, Vendor::Confluent)
+            if (provider, vendor) == ("GCP", "CONFLUENT")
                 && let Some(uris) = body
                     .get("gcpServiceAttachmentUris")
                     .and_then(Value::as_array)
@@ -164,34 +218,44 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
 }
 
 /// Required and forbidden fields per provider and vendor, from the reference's table.
-fn rules(provider: Provider, vendor: Vendor) -> (&'static [&'static str], &'static [&'static str]) {
+fn rules(provider: &str, vendor: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match (provider, vendor) {
-        (Provider::Aws, Vendor::Msk) => (&["arn"], &["region"]),
-        (Provider::Aws, Vendor::Confluent) => (
-            &["region", "serviceEndpointId", "dnsDomain", "dnsSubDomain"],
-            &[],
-        ),
-        (Provider::Aws, Vendor::S3 | Vendor::Kinesis | Vendor::Lambda) => {
-            (&["region", "serviceEndpointId"], &[])
-        }
-        (Provider::Azure, Vendor::Eventhub) => (&["region", "dnsDomain", "serviceEndpointId"], &[]),
-        (Provider::Azure, Vendor::Confluent) => (
+        ("AWS", "MSK") => (&["arn"], &["region"]),
+        // Confluent Enterprise and Serverless clusters are created without `dnsDomain`: Confluent
+        // produces it from the endpoint, and it is set later with PATCH.
+        ("AWS", "CONFLUENT") => (&["region", "serviceEndpointId", "dnsSubDomain"], &[]),
+        ("AWS", "S3" | "LAMBDA") => (&["region", "serviceEndpointId"], &[]),
+        // MongoDB's docs list only `region`; `serviceEndpointId` is accepted too.
+        ("AWS", "KINESIS") => (&["region"], &[]),
+        ("AZURE", "EVENTHUB") => (&["region", "dnsDomain", "serviceEndpointId"], &[]),
+        ("AZURE", "CONFLUENT") => (
             &["region", "dnsDomain", "azureResourceIds"],
             &["serviceEndpointId"],
         ),
-        (Provider::Azure, Vendor::AzureBlobStorage) => {
-            (&["region", "serviceEndpointId", "dnsDomain"], &[])
-        }
-        (Provider::Gcp, Vendor::Confluent) => {
-            (&["region", "dnsDomain", "gcpServiceAttachmentUris"], &[])
-        }
-        (Provider::Gcp, Vendor::Pubsub) => (&["region"], &[]),
+        ("AZURE", "AZURE_BLOB_STORAGE") => (&["region", "serviceEndpointId", "dnsDomain"], &[]),
+        ("GCP", "CONFLUENT") => (&["region", "dnsDomain", "gcpServiceAttachmentUris"], &[]),
+        ("GCP", "PUBSUB") => (&["region"], &[]),
         _ => (&[], &[]),
     }
 }
 
+/// An AWS Confluent connection created without `dnsDomain`: it stays `IDLE` ("pending") until a
+/// PATCH sets the domain.
+pub fn awaits_domain(body: &Map<String, Value>) -> bool {
+    let is = |k: &str, want: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case(want))
+    };
+    is("provider", "AWS")
+        && is("vendor", "CONFLUENT")
+        && body.get("dnsDomain").is_none_or(Value::is_null)
+}
+
 /// The body as a later get shows it: provider, vendor and scheme upper-cased, `GENERIC` for an
-/// omitted vendor, and (for MSK) the region Atlas derives from the ARN.
+/// omitted vendor, and for MSK the region Atlas derives from the ARN and the scheme it defaults to.
+/// `authenticationScheme` applies to MSK only, so other vendors' reads do not carry it. The region
+/// is never rewritten: Atlas returns it spelled as it was sent.
 pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
     let mut view = body.clone();
     for key in ["provider", "vendor", "authenticationScheme"] {
@@ -203,6 +267,14 @@ pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
         view.insert("vendor".into(), Value::String("GENERIC".into()));
     }
     let is_msk = view.get("vendor").and_then(Value::as_str) == Some("MSK");
+    if !is_msk {
+        view.remove("authenticationScheme");
+    } else if view.get("authenticationScheme").is_none_or(Value::is_null) {
+        view.insert(
+            "authenticationScheme".into(),
+            Value::String(MSK_DEFAULT_SCHEME.into()),
+        );
+    }
     if is_msk
         && !view.contains_key("region")
         && let Some(region) = view
@@ -216,7 +288,8 @@ pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
     view
 }
 
-/// The canonical form of a body for duplicate detection: case of enums and DNS names settled,
+/// The canonical form of a body for duplicate detection: case of enums, DNS names and regions settled,
+/// defaults filled in (vendor, MSK scheme),
 /// set-like lists sorted and without repeats, keys in a fixed (sorted) order.
 pub fn duplicate_key(body: &Map<String, Value>) -> String {
     let mut canon = stored_view(body);
@@ -226,6 +299,11 @@ pub fn duplicate_key(body: &Map<String, Value>) -> String {
     }
     if let Some(Value::String(d)) = canon.get_mut("dnsDomain") {
         *d = d.to_ascii_lowercase();
+    }
+    // `us-east-1`, `US_EAST_1` and `us_east_1` name one region: a second connection that differs
+    // only in spelling is still a duplicate (and costs the same).
+    if let Some(Value::String(r)) = canon.get_mut("region") {
+        *r = r.to_ascii_lowercase().replace('_', "-");
     }
     for list in LIST_FIELDS {
         if let Some(Value::Array(items)) = canon.get_mut(list) {
@@ -275,6 +353,73 @@ mod tests {
     }
 
     #[test]
+    fn group_ids_are_24_lower_hex() {
+        assert!(is_group_id("32b6e34b3d91647abb20e7b8"));
+        assert!(!is_group_id("32B6E34B3D91647ABB20E7B8"));
+        assert!(!is_group_id("32b6e34b3d91647abb20e7b"));
+        assert!(!is_group_id("32b6e34b3d91647abb20e7bg"));
+    }
+
+    #[test]
+    fn vendors_belong_to_their_provider_in_any_case() {
+        let ok = obj(
+            json!({"provider": "Azure", "vendor": "azure_blob_storage", "region": "eastus2",
+            "serviceEndpointId": "/subscriptions/x", "dnsDomain": "a.blob.core.windows.net"}),
+        );
+        assert!(
+            validate_create(&ok).is_empty(),
+            "{:?}",
+            validate_create(&ok)
+        );
+        let wrong = obj(json!({"provider": "gcp", "vendor": "msk", "region": "us-east1"}));
+        let errors = validate_create(&wrong);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .description
+                .contains("not a vendor of provider GCP")
+        );
+        let unknown = obj(json!({"provider": "AWS", "vendor": "KAFKA"}));
+        assert!(
+            validate_create(&unknown)[0]
+                .description
+                .contains("not a known vendor")
+        );
+        let scheme = obj(json!({"provider": "AWS", "vendor": "MSK",
+            "arn": "arn:aws:kafka:us-east-1:1:cluster/a/b", "authenticationScheme": "sasl_plain"}));
+        assert_eq!(validate_create(&scheme)[0].field, "authenticationScheme");
+    }
+
+    #[test]
+    fn aws_confluent_needs_no_domain_and_kinesis_only_a_region() {
+        let confluent = obj(
+            json!({"provider": "AWS", "vendor": "CONFLUENT", "region": "us-east-1",
+            "serviceEndpointId": "com.amazonaws.vpce.us-east-1.vpce-svc-0123", "dnsSubDomain": []}),
+        );
+        assert!(validate_create(&confluent).is_empty());
+        assert!(awaits_domain(&confluent));
+        let mut with_domain = confluent.clone();
+        with_domain.insert(
+            "dnsDomain".into(),
+            json!("abc.us-east-1.aws.confluent.cloud"),
+        );
+        assert!(!awaits_domain(&with_domain));
+        let mut no_subdomains = confluent.clone();
+        no_subdomains.remove("dnsSubDomain");
+        assert_eq!(validate_create(&no_subdomains)[0].field, "dnsSubDomain");
+        let kinesis = obj(json!({"provider": "aws", "vendor": "kinesis", "region": "us-east-1"}));
+        assert!(validate_create(&kinesis).is_empty());
+        let mut with_endpoint = kinesis.clone();
+        with_endpoint.insert(
+            "serviceEndpointId".into(),
+            json!("com.amazonaws.us-east-1.kinesis-streams"),
+        );
+        assert!(validate_create(&with_endpoint).is_empty());
+        let s3 = obj(json!({"provider": "AWS", "vendor": "S3", "region": "us-east-1"}));
+        assert_eq!(validate_create(&s3)[0].field, "serviceEndpointId");
+    }
+
+    #[test]
     fn every_problem_is_reported() {
         let bad = obj(json!({"vendor": "NOPE", "state": "DONE", "gcpConnectionIds": [1], "x": 1}));
         let fields: Vec<String> = validate_create(&bad).into_iter().map(|e| e.field).collect();
@@ -300,6 +445,42 @@ mod tests {
         let mut c = b.clone();
         c.insert("serviceEndpointId".into(), json!("other"));
         assert_ne!(duplicate_key(&a), duplicate_key(&c));
+    }
+
+    #[test]
+    fn msk_scheme_defaults_to_sasl_scram_and_other_vendors_drop_it() {
+        let bare = obj(json!({"provider": "AWS", "vendor": "MSK",
+            "arn": "arn:aws:kafka:us-east-1:1:cluster/a/b"}));
+        assert_eq!(stored_view(&bare)["authenticationScheme"], "SASL_SCRAM");
+        let mut explicit = bare.clone();
+        explicit.insert("authenticationScheme".into(), json!("sasl_scram"));
+        assert_eq!(duplicate_key(&bare), duplicate_key(&explicit));
+        explicit.insert("authenticationScheme".into(), json!("IAM"));
+        assert_ne!(duplicate_key(&bare), duplicate_key(&explicit));
+
+        let pubsub = obj(
+            json!({"provider": "GCP", "vendor": "PUBSUB", "region": "us-east1",
+            "authenticationScheme": "tls"}),
+        );
+        assert!(validate_create(&pubsub).is_empty());
+        assert!(stored_view(&pubsub).get("authenticationScheme").is_none());
+        let mut without = pubsub.clone();
+        without.remove("authenticationScheme");
+        assert_eq!(duplicate_key(&pubsub), duplicate_key(&without));
+    }
+
+    #[test]
+    fn regions_are_kept_as_sent_but_compared_loosely() {
+        let a = obj(
+            json!({"provider": "AWS", "vendor": "S3", "region": "US_EAST_1",
+            "serviceEndpointId": "com.amazonaws.us-east-1.s3"}),
+        );
+        assert_eq!(stored_view(&a)["region"], "US_EAST_1");
+        let mut b = a.clone();
+        b.insert("region".into(), json!("us-east-1"));
+        assert_eq!(duplicate_key(&a), duplicate_key(&b));
+        b.insert("region".into(), json!("us-east-2"));
+        assert_ne!(duplicate_key(&a), duplicate_key(&b));
     }
 
     #[test]
