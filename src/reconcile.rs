@@ -334,7 +334,9 @@ impl CallPermit<'_> {
     /// The answer's `RateLimit-Remaining`, if it carried one, corrects our view of the shared bucket.
     fn observe(&self, rate_limit: &crate::atlas::RateLimitInfo) {
         if let Some(remaining) = rate_limit.remaining {
-            self.gate.budget.observe(remaining, Instant::now());
+            self.gate
+                .budget
+                .observe(remaining, rate_limit.limit, Instant::now());
         }
     }
 }

@@ -162,19 +162,27 @@ async fn a_bucket_matching_the_config_sees_no_429() {
 
 #[tokio::test]
 async fn a_config_far_above_the_bucket_converges_counting_429s_and_honouring_retry_after() {
+    // `RateLimit-Remaining` keeps us inside the small bucket, so the 429s come from the other
+    // tools the fake pretends share it.
     let fake = FakeConfig {
         bucket: Some(BucketConfig {
             capacity: 10,
             refill: 10,
             period_secs: 1.0,
         }),
+        faults: Faults {
+            seed: 11,
+            p_429: 0.08,
+            retry_after_secs: 1,
+            ..Faults::default()
+        },
         ..FakeConfig::default()
     };
     let h = harness(fake, 2, 30, "").await;
     let report = h.pass().await;
     assert!(report.converged(), "{}", report.to_text());
     let sent = h.fake.counters().rate_limited;
-    assert!(sent > 0, "the fake's bucket never ran dry");
+    assert!(sent > 0, "no 429 was answered at all");
     assert_eq!(report.rate_limited, sent);
     assert_eq!(h.metrics.rate_limited_total.get(), sent);
     assert_eq!(

@@ -21,6 +21,10 @@ pub(crate) struct Budget {
 
 #[derive(Debug)]
 struct State {
+    /// Atlas's capacity where `RateLimit-Limit` says it is below the configured one (limits are not
+    /// part of Atlas's contract and may change), and the reserve scaled down with it.
+    capacity: f64,
+    reserve: f64,
     /// Atlas's tokens as we last estimated them at `at`; `None` until an answer said.
     tokens: Option<f64>,
     at: Instant,
@@ -36,6 +40,8 @@ impl Budget {
             refill: f64::from(refill.max(1)) / secs,
             reserve: f64::from(reserve),
             state: Mutex::new(State {
+                capacity: f64::from(capacity),
+                reserve: f64::from(reserve),
                 tokens: None,
                 at: Instant::now(),
                 in_flight: 0,
@@ -53,7 +59,7 @@ impl Budget {
         let elapsed = now.saturating_duration_since(state.at).as_secs_f64();
         state
             .tokens
-            .map(|t| (t + elapsed * self.refill).min(self.capacity))
+            .map(|t| (t + elapsed * self.refill).min(state.capacity))
     }
 
     /// Claims a token for a call about to be sent, or says how long to wait first. Without any word
@@ -61,7 +67,7 @@ impl Budget {
     pub(crate) fn try_send(&self, now: Instant) -> Result<(), Duration> {
         let mut state = self.state();
         if let Some(tokens) = self.aged(&state, now) {
-            let short = self.reserve + 1.0 - tokens;
+            let short = state.reserve + 1.0 - tokens;
             if short > 0.0 {
                 return Err(Duration::from_secs_f64((short / self.refill).min(3600.0))
                     .max(Duration::from_millis(1)));
@@ -73,12 +79,18 @@ impl Budget {
         Ok(())
     }
 
-    /// An answer to one of our calls said `remaining` tokens are left (after that call).
-    pub(crate) fn observe(&self, remaining: u64, now: Instant) {
+    /// An answer to one of our calls said `remaining` tokens are left (after that call), of
+    /// `limit` when it said that too.
+    pub(crate) fn observe(&self, remaining: u64, limit: Option<u64>, now: Instant) {
         let mut state = self.state();
+        if let Some(limit) = limit.map(|l| l as f64).filter(|l| *l >= 1.0) {
+            let capacity = limit.min(self.capacity);
+            state.capacity = capacity;
+            state.reserve = (self.reserve * capacity / self.capacity).floor();
+        }
         // Other calls of ours are on their way and may not be counted yet: assume they will be.
         let others = state.in_flight.saturating_sub(1);
-        state.tokens = Some((remaining as f64).min(self.capacity) - f64::from(others));
+        state.tokens = Some((remaining as f64).min(state.capacity) - f64::from(others));
         state.at = now;
     }
 
@@ -120,7 +132,7 @@ mod tests {
         let b = budget(2);
         let now = Instant::now();
         b.try_send(now).unwrap();
-        b.observe(5, now);
+        b.observe(5, None, now);
         b.finished();
         // 5 left: three may go (5, 4, 3 -> 2), then the reserve of 2 stays for the others.
         for _ in 0..3 {
@@ -139,7 +151,7 @@ mod tests {
             b.try_send(now).unwrap();
         }
         // The first answer says 3 left; three more of ours are still on their way.
-        b.observe(3, now);
+        b.observe(3, None, now);
         b.finished();
         assert!(b.try_send(now).is_err(), "3 - 3 in flight leaves nothing");
     }
@@ -149,12 +161,12 @@ mod tests {
         let b = budget(1);
         let t0 = Instant::now();
         b.try_send(t0).unwrap();
-        b.observe(20, t0);
+        b.observe(20, Some(20), t0);
         b.finished();
         // A second later our estimate is full again, but Atlas says another tool took most of it.
         let t1 = t0 + Duration::from_secs(1);
         b.try_send(t1).unwrap();
-        b.observe(1, t1);
+        b.observe(1, Some(20), t1);
         b.finished();
         assert!(b.try_send(t1).is_err());
     }
@@ -164,7 +176,7 @@ mod tests {
         let b = budget(0);
         let now = Instant::now();
         b.try_send(now).unwrap();
-        b.observe(10, now);
+        b.observe(10, None, now);
         b.finished();
         b.try_send(now).unwrap();
         b.emptied(now);
@@ -173,11 +185,28 @@ mod tests {
     }
 
     #[test]
+    fn a_lower_limit_from_atlas_lowers_the_capacity_and_the_reserve() {
+        // Configured 1,200 with a reserve of 60; Atlas says its bucket holds 10.
+        let b = Budget::new(1200, 600, Duration::from_secs(60), 60);
+        let t0 = Instant::now();
+        b.try_send(t0).unwrap();
+        b.observe(0, Some(10), t0);
+        b.finished();
+        // Ten tokens' refill later (a token per 100 ms) the bucket is full at 10, and the reserve
+        // is 60 * 10 / 1200 = 0: all ten may go, not one more.
+        let later = t0 + Duration::from_secs(3600);
+        for _ in 0..10 {
+            assert_eq!(b.try_send(later), Ok(()));
+        }
+        assert!(b.try_send(later).is_err());
+    }
+
+    #[test]
     fn refill_is_capped_at_capacity() {
         let b = budget(0);
         let t0 = Instant::now();
         b.try_send(t0).unwrap();
-        b.observe(0, t0);
+        b.observe(0, None, t0);
         b.finished();
         let later = t0 + Duration::from_secs(3600);
         for _ in 0..20 {

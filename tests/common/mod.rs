@@ -106,13 +106,15 @@ pub async fn harness(fake: FakeConfig, projects: usize, links: usize, extra: &st
 }
 
 impl Harness {
-    /// One pass through the library, with a fresh executor (as `--once` would).
+    /// One pass through the library, with a fresh executor and the options `--once` uses.
     pub async fn pass(&self) -> PassReport {
         let r = reconcile::start(&self.config, self.metrics.clone(), &test_env).unwrap();
-        let report = r
-            .run_pass(&self.desired, &PassOptions::default())
-            .await
-            .unwrap();
+        let options = PassOptions {
+            list_all: true,
+            wait_for_settle: true,
+            ..PassOptions::default()
+        };
+        let report = r.run_pass(&self.desired, &options).await.unwrap();
         r.shutdown().await;
         report
     }
