@@ -576,42 +576,57 @@ impl Reconciler {
             p = gate.slots.acquire() => p.ok()?,
             _ = cancel.cancelled() => return None,
         };
-        while let Some(until) = gate.paused_until() {
-            if until <= tokio::time::Instant::now() {
-                break;
+        let mut first_call = None;
+        loop {
+            while let Some(until) = gate.paused_until() {
+                if until <= tokio::time::Instant::now() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = cancel.cancelled() => return None,
+                }
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => {}
-                _ = cancel.cancelled() => return None,
+            // The one call that starts the bucket keeps that right across a second round.
+            if first_call.is_none() {
+                first_call = tokio::select! {
+                    first = gate.take_token() => first,
+                    _ = cancel.cancelled() => return None,
+                };
             }
+            // Then what Atlas says is left, less the reserve for the project's other tools.
+            while let Err(wait) = gate.budget.try_send(Instant::now()) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => return None,
+                }
+            }
+            let global = tokio::select! {
+                g = self.global.acquire() => g.ok(),
+                _ = cancel.cancelled() => None,
+            };
+            let Some(global) = global else {
+                // The call that `try_send` counted will not be sent after all.
+                gate.budget.finished();
+                return None;
+            };
+            // A 429 may have paused the project while this call waited: it waits out the pause too.
+            if gate
+                .paused_until()
+                .is_some_and(|until| until > tokio::time::Instant::now())
+            {
+                gate.budget.finished();
+                drop(global);
+                continue;
+            }
+            return Some(CallPermit {
+                gate,
+                first_call,
+                sent: Instant::now(),
+                _project: project,
+                _global: global,
+            });
         }
-        let first_call = tokio::select! {
-            first = gate.take_token() => first,
-            _ = cancel.cancelled() => return None,
-        };
-        // Then what Atlas says is left, less the reserve for the project's other tools.
-        while let Err(wait) = gate.budget.try_send(Instant::now()) {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.cancelled() => return None,
-            }
-        }
-        let global = tokio::select! {
-            g = self.global.acquire() => g.ok(),
-            _ = cancel.cancelled() => None,
-        };
-        let Some(global) = global else {
-            // The call that `try_send` counted will not be sent after all.
-            gate.budget.finished();
-            return None;
-        };
-        Some(CallPermit {
-            gate,
-            first_call,
-            sent: Instant::now(),
-            _project: project,
-            _global: global,
-        })
     }
 
     /// Sleeps unless cancelled; false when cancelled.
