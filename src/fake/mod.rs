@@ -152,6 +152,18 @@ impl FakeAtlas {
             .commit(group_id, map, tokio::time::Instant::now())
     }
 
+    /// Deletes a connection outright, as another tool whose delete completed long ago would; false
+    /// when there is no such connection.
+    pub fn remove(&self, group_id: &str, id: &str) -> bool {
+        let mut inner = self.shared.lock();
+        let Some(project) = inner.projects.get_mut(group_id) else {
+            return false;
+        };
+        let before = project.conns.len();
+        project.conns.retain(|c| c.id != id);
+        project.conns.len() < before
+    }
+
     /// Creates that passed validation and wait for the backend's commit (`commit_delay_ms`),
     /// whether or not their client is still there.
     pub fn pending_commits(&self) -> u64 {
