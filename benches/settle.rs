@@ -27,7 +27,7 @@ async fn run_once() {
     for p in 0..3 {
         yaml.push_str(&format!(
             "  - groupId: {:024x}\n    defaults: {{provider: AWS, vendor: S3, region: us-east-1}}\n    links:\n",
-            0x5e_0000_0000u64 + p as u64
+            0x5a_0000_0000u64 + p as u64
         ));
         for l in 0..4 {
             yaml.push_str(&format!(
@@ -81,7 +81,7 @@ async fn run_once() {
     let c = fake.counters();
     let held: usize = (0..3)
         .map(|p| {
-            fake.connections(&format!("{:024x}", 0x5e_0000_0000u64 + p))
+            fake.connections(&format!("{:024x}", 0x5a_0000_0000u64 + p))
                 .len()
         })
         .sum();
