@@ -25,14 +25,6 @@ fn peak_rss_mb() -> f64 {
 
 const LATENCY_MS: u64 = 20;
 
-fn env(key: &str) -> Option<String> {
-    match key {
-        "MONGODB_ATLAS_CLIENT_ID" => Some("mdb_sa_id_0123456789abcdef01234567".into()),
-        "MONGODB_ATLAS_CLIENT_SECRET" => Some("bench-secret".into()),
-        _ => None,
-    }
-}
-
 struct Outcome {
     created: usize,
     /// Mean wall time of one create call as the client saw it (the fake's latency plus everything else).
@@ -46,20 +38,7 @@ struct Outcome {
 async fn run(projects: usize, links: usize, fake: FakeConfig, config_extra: &str) -> Outcome {
     let fake = FakeAtlas::start(fake).await.expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut yaml = String::from("projects:\n");
-    for p in 0..projects {
-        yaml.push_str(&format!(
-            "  - groupId: {:024x}\n    defaults: {{provider: AWS, vendor: S3, region: us-east-1}}\n    links:\n",
-            0xbe_0000_0000u64 + p as u64
-        ));
-        for l in 0..links {
-            yaml.push_str(&format!(
-                "      - name: link-{l}\n        serviceEndpointId: com.amazonaws.vpce.us-east-1.vpce-svc-{p:04}{l:05}\n"
-            ));
-        }
-    }
-    std::fs::create_dir(dir.path().join("manifests")).expect("mkdir");
-    std::fs::write(dir.path().join("manifests/links.yaml"), yaml).expect("write manifest");
+    support::write_s3_manifest(dir.path(), 0xbe_0000_0000, projects, links);
     let config_path = dir.path().join("config.yaml");
     std::fs::write(
         &config_path,
@@ -69,10 +48,10 @@ async fn run(projects: usize, links: usize, fake: FakeConfig, config_extra: &str
         ),
     )
     .expect("write config");
-    let config = Config::load(&config_path, &env).expect("config");
+    let config = Config::load(&config_path, &support::env).expect("config");
     let desired = manifest::load(&config.manifests).expect("manifests");
     let metrics = Metrics::new();
-    let reconciler = reconcile::start(&config, metrics.clone(), &env).expect("start");
+    let reconciler = reconcile::start(&config, metrics.clone(), &support::env).expect("start");
     let started = Instant::now();
     let cpu_before = cpu_secs();
     let report = reconciler

@@ -11,6 +11,10 @@ use atlas_linkd::fake::{DuplicateMode, FakeAtlas, FakeConfig};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+mod support;
+
+/// Project ids start here.
+const BASE: u64 = 0x5a_0000_0000;
 const RUNS: usize = 3;
 const SETTLE_SECS: u64 = 5;
 
@@ -23,20 +27,7 @@ async fn run_once() {
     .await
     .expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut yaml = String::from("projects:\n");
-    for p in 0..3 {
-        yaml.push_str(&format!(
-            "  - groupId: {:024x}\n    defaults: {{provider: AWS, vendor: S3, region: us-east-1}}\n    links:\n",
-            0x5a_0000_0000u64 + p as u64
-        ));
-        for l in 0..4 {
-            yaml.push_str(&format!(
-                "      - name: link-{l}\n        serviceEndpointId: com.amazonaws.vpce.us-east-1.vpce-svc-{p:04}{l:05}\n"
-            ));
-        }
-    }
-    std::fs::create_dir(dir.path().join("manifests")).expect("mkdir");
-    std::fs::write(dir.path().join("manifests/links.yaml"), yaml).expect("write manifest");
+    support::write_s3_manifest(dir.path(), BASE, 3, 4);
     let config_path = dir.path().join("config.yaml");
     std::fs::write(
         &config_path,
@@ -80,10 +71,7 @@ async fn run_once() {
     let wall = started.elapsed().as_secs_f64();
     let c = fake.counters();
     let held: usize = (0..3)
-        .map(|p| {
-            fake.connections(&format!("{:024x}", 0x5a_0000_0000u64 + p))
-                .len()
-        })
+        .map(|p: usize| fake.connections(&support::project_id(BASE, p)).len())
         .sum();
     println!(
         "rerun exit {:?} in {wall:.2}s against a settle window of {SETTLE_SECS}s (ratio {:.2}); creates it sent: {}; connections in Atlas: {held}; duplicates: {}",

@@ -17,20 +17,16 @@ use atlas_linkd::metrics::Metrics;
 use atlas_linkd::reconcile::{self, PassOptions};
 use std::time::Instant;
 
+mod support;
+
+/// Project ids start here.
+const BASE: u64 = 0x5b_0000_0000;
 const PROJECTS: usize = 3;
 const LINKS: usize = 60;
 const CAPACITY: f64 = 20.0;
 const REFILL_PER_SEC: f64 = 20.0;
 const OTHER_PER_SEC: f64 = 10.0;
 const RUNS: usize = 3;
-
-fn env(key: &str) -> Option<String> {
-    match key {
-        "MONGODB_ATLAS_CLIENT_ID" => Some("mdb_sa_id_0123456789abcdef01234567".into()),
-        "MONGODB_ATLAS_CLIENT_SECRET" => Some("bench-secret".into()),
-        _ => None,
-    }
-}
 
 async fn run_once() {
     let fake = FakeAtlas::start(FakeConfig {
@@ -45,20 +41,7 @@ async fn run_once() {
     .await
     .expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut yaml = String::from("projects:\n");
-    for p in 0..PROJECTS {
-        yaml.push_str(&format!(
-            "  - groupId: {:024x}\n    defaults: {{provider: AWS, vendor: S3, region: us-east-1}}\n    links:\n",
-            0x5b_0000_0000u64 + p as u64
-        ));
-        for l in 0..LINKS {
-            yaml.push_str(&format!(
-                "      - name: link-{l}\n        serviceEndpointId: com.amazonaws.vpce.us-east-1.vpce-svc-{p:04}{l:05}\n"
-            ));
-        }
-    }
-    std::fs::create_dir(dir.path().join("manifests")).expect("mkdir");
-    std::fs::write(dir.path().join("manifests/links.yaml"), yaml).expect("write manifest");
+    support::write_s3_manifest(dir.path(), BASE, PROJECTS, LINKS);
     let config_path = dir.path().join("config.yaml");
     std::fs::write(
         &config_path,
@@ -69,9 +52,9 @@ async fn run_once() {
         ),
     )
     .expect("write config");
-    let config = Config::load(&config_path, &env).expect("config");
+    let config = Config::load(&config_path, &support::env).expect("config");
     let desired = manifest::load(&config.manifests).expect("manifests");
-    let reconciler = reconcile::start(&config, Metrics::new(), &env).expect("start");
+    let reconciler = reconcile::start(&config, Metrics::new(), &support::env).expect("start");
     let options = PassOptions {
         list_all: true,
         wait_for_settle: true,

@@ -471,6 +471,8 @@ enum CreateOutcome {
     /// A connection that shares the link's identity but differs elsewhere exists: neither adopted
     /// nor created beside.
     NearMatch(String),
+    /// Possibly committed by Atlas, and no listing could tell: the next pass decides.
+    Undecided(String),
     /// Possibly committed by Atlas, and the pass does not wait (the daemon): decided after this.
     InFlight {
         until_unix: i64,
@@ -929,6 +931,9 @@ impl Reconciler {
                     Ok(CreateOutcome::NearMatch(reason)) => {
                         report.conflicted.push(FailedLink::new(&key, reason))
                     }
+                    Ok(CreateOutcome::Undecided(reason)) => {
+                        report.unverified.push(FailedLink::new(&key, reason))
+                    }
                     Ok(CreateOutcome::InFlight { until_unix }) => {
                         report.add_in_flight(&key, until_unix)
                     }
@@ -1069,11 +1074,12 @@ impl Reconciler {
                     Ok(listing) => listing,
                     Err(Abandon::Cancelled) => return Ok(CreateOutcome::Interrupted),
                     Err(Abandon::Failed(e)) => {
-                        // Still in doubt: the failure keeps `sent_unix`, so the next pass lists first.
-                        let reason = format!(
-                            "outcome unknown and the project could not be listed to check: {e}"
-                        );
-                        return self.record_failure(link, prior_attempts, reason).await;
+                        // Still in doubt, which is not a failure of the link: the intent (with its
+                        // `sent_unix`) stays, so the next pass lists first and decides, without the
+                        // failure delay.
+                        return Ok(CreateOutcome::Undecided(format!(
+                            "a create got no answer, and the project could not be listed to check whether Atlas committed it (the next pass lists first): {e}"
+                        )));
                     }
                 };
                 if let Some(remote) = self.claim_match(link, &listing, claimed) {

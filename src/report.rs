@@ -52,7 +52,9 @@ pub struct PassReport {
     /// A create that got no answer may still be committed by Atlas: decided by a listing after
     /// `followUpUnix` (the daemon runs a pass then; `--once` waits within the pass instead).
     pub in_flight: Vec<FailedLink>,
-    /// Recorded, but its project could not be listed in a pass that promised to look (`--once`).
+    /// Not proven by a listing of this pass: recorded, but its project could not be listed in a
+    /// pass that promised to look (`--once`), or a create got no answer and no listing could tell
+    /// whether Atlas committed it.
     pub unverified: Vec<FailedLink>,
     /// The earliest instant (unix seconds) at which a pass can decide an in-flight create.
     pub follow_up_unix: Option<i64>,

@@ -53,3 +53,36 @@ pub fn timed<T>(cpu: fn() -> Duration, f: impl FnOnce() -> T) -> (T, Duration, D
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
+
+/// Credentials the fake accepts; nothing from the real environment.
+pub fn env(key: &str) -> Option<String> {
+    match key {
+        "MONGODB_ATLAS_CLIENT_ID" => Some("mdb_sa_id_0123456789abcdef01234567".into()),
+        "MONGODB_ATLAS_CLIENT_SECRET" => Some("bench-secret".into()),
+        _ => None,
+    }
+}
+
+/// The 24-hex id of project `p` of a benchmark whose ids start at `base` (pick a base whose hex
+/// digits do not read as a YAML number, e.g. no lone `e`).
+pub fn project_id(base: u64, p: usize) -> String {
+    format!("{:024x}", base + p as u64)
+}
+
+/// Writes `dir/manifests/links.yaml`: `projects` × `links` AWS S3 links, each with its own endpoint.
+pub fn write_s3_manifest(dir: &std::path::Path, base: u64, projects: usize, links: usize) {
+    let mut yaml = String::from("projects:\n");
+    for p in 0..projects {
+        yaml.push_str(&format!(
+            "  - groupId: {}\n    defaults: {{provider: AWS, vendor: S3, region: us-east-1}}\n    links:\n",
+            project_id(base, p)
+        ));
+        for l in 0..links {
+            yaml.push_str(&format!(
+                "      - name: link-{l}\n        serviceEndpointId: com.amazonaws.vpce.us-east-1.vpce-svc-{p:04}{l:05}\n"
+            ));
+        }
+    }
+    std::fs::create_dir_all(dir.join("manifests")).expect("mkdir");
+    std::fs::write(dir.join("manifests/links.yaml"), yaml).expect("write manifest");
+}

@@ -382,6 +382,9 @@ impl Daemon {
             failed = report.failed.len(),
             waiting = report.waiting.len(),
             not_attempted = report.not_attempted.len(),
+            conflicted = report.conflicted.len(),
+            in_flight = report.in_flight.len(),
+            unverified = report.unverified.len(),
             changed = report.changed.len(),
             orphaned = report.orphaned.len(),
             conflicts = report.conflicts,
@@ -406,10 +409,13 @@ impl Daemon {
         );
         if !converged {
             status.push_str(&format!(
-                " ({} failed, {} waiting, {} not attempted)",
+                " ({} failed, {} waiting, {} not attempted, {} conflicts, {} in flight, {} unverified)",
                 report.failed.len(),
                 report.waiting.len(),
-                report.not_attempted.len()
+                report.not_attempted.len(),
+                report.conflicted.len(),
+                report.in_flight.len(),
+                report.unverified.len()
             ));
         }
         if refresh.invalid_files > 0 {
