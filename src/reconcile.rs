@@ -753,7 +753,7 @@ impl Reconciler {
         let mut report = PassReport::new(now, desired.link_count());
 
         let records = self.ledger.records().await?;
-        let settings = self.plan_settings();
+        let settings = self.policy.plan_settings();
         let first = plan::plan(desired, &records, &Listings::new(), now, &settings);
         let mut to_list: BTreeSet<GroupId> = first.projects_to_list();
         if options.list_all {
@@ -962,10 +962,6 @@ impl Reconciler {
         report.sort();
         self.update_gauges(desired, &report).await;
         Ok(report)
-    }
-
-    pub fn plan_settings(&self) -> PlanSettings {
-        self.policy.plan_settings()
     }
 
     /// Lists `groups` in parallel. Returns complete listings, and why each other project could not be listed.

@@ -7,17 +7,10 @@ use atlas_linkd::fake::{DuplicateMode, FakeConfig, FakeOp, Fault, Faults, Script
 use atlas_linkd::ledger::{Change, Ledger};
 use atlas_linkd::model::{GroupId, LinkKey};
 use atlas_linkd::reconcile::{self, PassOptions};
-use common::{eventually, group_id, harness, test_env};
+use common::{eventually, group_id, harness, once, test_env};
 use serde_json::json;
 use std::process::{Output, Stdio};
 use std::time::Duration;
-use tokio::process::Command;
-
-fn once(config: &std::path::Path) -> Command {
-    let mut cmd = Command::from(common::binary(config));
-    cmd.arg("--once").kill_on_drop(true);
-    cmd
-}
 
 fn text(out: &Output) -> String {
     format!(

@@ -4,16 +4,9 @@ mod common;
 
 use atlas_linkd::fake::{DuplicateMode, FakeConfig};
 use atlas_linkd::ledger::{Ledger, Phase};
-use common::{eventually, harness};
+use common::{eventually, harness, once};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::Command;
-
-fn once(config: &std::path::Path) -> Command {
-    let mut cmd = Command::from(common::binary(config));
-    cmd.arg("--once").kill_on_drop(true);
-    cmd
-}
 
 #[tokio::test]
 async fn an_invalid_manifest_exits_2_without_a_single_api_call() {

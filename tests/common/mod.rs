@@ -160,6 +160,13 @@ impl Harness {
     }
 }
 
+/// `binary(config) --once` as an async child that is killed if the test drops it.
+pub fn once(config: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::from(binary(config));
+    cmd.arg("--once").kill_on_drop(true);
+    cmd
+}
+
 /// Polls `f` until it is true or `deadline` passes.
 pub async fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
