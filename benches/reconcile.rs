@@ -10,7 +10,8 @@ use atlas_linkd::config::Config;
 use atlas_linkd::fake::{BucketConfig, FakeAtlas, FakeConfig};
 use atlas_linkd::manifest;
 use atlas_linkd::metrics::Metrics;
-use atlas_linkd::reconcile::{self, PassOptions};
+use atlas_linkd::reconcile::PassOptions;
+use atlas_linkd::wiring;
 use std::time::{Duration, Instant};
 
 mod support;
@@ -51,7 +52,7 @@ async fn run(projects: usize, links: usize, fake: FakeConfig, config_extra: &str
     let config = Config::load(&config_path, &support::env).expect("config");
     let desired = manifest::load(&config.manifests).expect("manifests");
     let metrics = Metrics::new();
-    let reconciler = reconcile::start(&config, metrics.clone(), &support::env).expect("start");
+    let reconciler = wiring::start(&config, metrics.clone(), &support::env).expect("start");
     let started = Instant::now();
     let cpu_before = cpu_secs();
     let report = reconciler

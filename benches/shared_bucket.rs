@@ -14,7 +14,8 @@ use atlas_linkd::config::Config;
 use atlas_linkd::fake::{BucketConfig, FakeAtlas, FakeConfig};
 use atlas_linkd::manifest;
 use atlas_linkd::metrics::Metrics;
-use atlas_linkd::reconcile::{self, PassOptions};
+use atlas_linkd::reconcile::PassOptions;
+use atlas_linkd::wiring;
 use std::time::Instant;
 
 mod support;
@@ -54,7 +55,7 @@ async fn run_once() {
     .expect("write config");
     let config = Config::load(&config_path, &support::env).expect("config");
     let desired = manifest::load(&config.manifests).expect("manifests");
-    let reconciler = reconcile::start(&config, Metrics::new(), &support::env).expect("start");
+    let reconciler = wiring::start(&config, Metrics::new(), &support::env).expect("start");
     let options = PassOptions {
         list_all: true,
         wait_for_settle: true,

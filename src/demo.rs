@@ -6,12 +6,14 @@
 //! exists (adopted), a 409 from a concurrent create (counted, then adopted), a few 429s (the project is
 //! paused for `Retry-After`), a 503 on a create (listed, then created once), and a dropped connection.
 
-use crate::cli::{self, EXIT_NOT_ATTEMPTED};
 use crate::config::{Config, LogFormat};
+use crate::exit::Exit;
 use crate::fake::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
+use crate::logging::init_logging;
 use crate::manifest;
 use crate::metrics::Metrics;
-use crate::reconcile;
+use crate::once::run_once_pass;
+use crate::wiring;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -43,12 +45,12 @@ fn demo_env(key: &str) -> Option<String> {
 
 pub async fn run() -> ExitCode {
     let show_bar = std::io::stderr().is_terminal();
-    cli::init_logging(LogFormat::Auto, show_bar);
+    init_logging(LogFormat::Auto, show_bar);
     match run_inner(show_bar).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("atlas-linkd demo: error: {e:#}");
-            ExitCode::from(EXIT_NOT_ATTEMPTED)
+            Exit::NotAttempted.into()
         }
     }
 }
@@ -124,7 +126,7 @@ async fn run_inner(show_bar: bool) -> anyhow::Result<ExitCode> {
     )?;
     let config = Config::load(&config_path, &demo_env)?;
     let metrics = Metrics::new();
-    let reconciler = reconcile::start(&config, metrics.clone(), &demo_env)?;
+    let reconciler = wiring::start(&config, metrics.clone(), &demo_env)?;
 
     outln!(
         "demo: fake Atlas on {}, {} links in {} projects, ledger {}",
@@ -133,7 +135,7 @@ async fn run_inner(show_bar: bool) -> anyhow::Result<ExitCode> {
         desired.projects.len(),
         config.ledger.display()
     );
-    let code = cli::run_once_pass(&reconciler, &desired, show_bar).await;
+    let code = run_once_pass(&reconciler, &desired, show_bar).await;
     reconciler.shutdown().await;
 
     let c = fake.counters();

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("atlas-linkd: error: could not start the async runtime: {e}");
-            return ExitCode::from(atlas_linkd::cli::EXIT_NOT_ATTEMPTED);
+            return atlas_linkd::exit::Exit::NotAttempted.into();
         }
     };
     runtime.block_on(atlas_linkd::cli::run(cli))

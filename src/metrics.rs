@@ -19,6 +19,22 @@ pub mod outcome {
     pub const FAILURE: &str = "failure";
 }
 
+/// Reasons of `atlas_linkd_api_retries_total`: every value the executor emits, and no other.
+pub mod retry_reason {
+    /// A 429: the project is paused until `Retry-After`, then the call is sent again.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// A 5xx on a call that changes nothing (a listing), sent again after a backoff.
+    pub const SERVER_ERROR: &str = "server_error";
+    /// No HTTP answer at all (connection refused or reset, a timeout), sent again after a backoff.
+    pub const CONNECTION: &str = "connection";
+    /// A create that may have reached Atlas without an answer: decided by a listing after its settle
+    /// window, and sent again only if that listing shows nothing.
+    pub const AMBIGUOUS: &str = "ambiguous";
+    /// Another answer that `decide` retries (a 409 on a listing page).
+    pub const OTHER: &str = "other";
+    pub const ALL: [&str; 5] = [RATE_LIMITED, SERVER_ERROR, CONNECTION, AMBIGUOUS, OTHER];
+}
+
 /// Statuses of `atlas_linkd_links`.
 pub mod link_status {
     pub const DESIRED: &str = "desired";
@@ -115,7 +131,7 @@ impl Metrics {
         let api_retries_total = IntCounterVec::new(
             opts(
                 "api_retries_total",
-                "Atlas API calls retried, by reason (rate_limited, server_error, timeout, connection, ambiguous, conflict).",
+                "Atlas API calls retried, by reason (rate_limited, server_error, connection, ambiguous, other).",
             ),
             &["reason"],
         )?;
@@ -222,7 +238,8 @@ impl Metrics {
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on metric families that violate the text format, which ours cannot.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        String::from_utf8(buf)
+            .expect("the text format is UTF-8: names and label values are Rust strings")
     }
 
     /// Sets `atlas_linkd_remote_links{state}` from a full count, clearing states no longer seen.
@@ -254,7 +271,9 @@ mod tests {
         m.api_request_duration_seconds
             .with_label_values(&["create"])
             .observe(0.02);
-        m.api_retries_total.with_label_values(&["timeout"]).inc();
+        m.api_retries_total
+            .with_label_values(&[retry_reason::CONNECTION])
+            .inc();
         m.remote_links.with_label_values(&["DONE"]).set(1);
         m.reconcile_duration_seconds.observe(1.0);
         let text = m.render();

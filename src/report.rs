@@ -1,11 +1,11 @@
 //! Pass reports: what one reconcile pass did, as a summary a user reads (text) or a script reads (JSON).
 
+use crate::exit::Exit;
 use crate::model::LinkKey;
 use crate::plan::{Action, Plan};
-use crate::reconcile::Progress;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// A link that did not converge in this pass, and why, in words a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,9 +115,18 @@ impl PassReport {
         );
     }
 
-    /// The exit status of `--once`: 0 converged, 1 not converged.
+    /// The exit status of `--once`: converged or not.
+    pub fn exit(&self) -> Exit {
+        if self.converged() {
+            Exit::Converged
+        } else {
+            Exit::NotConverged
+        }
+    }
+
+    /// `exit` as its number: 0 converged, 1 not converged.
     pub fn exit_code(&self) -> u8 {
-        if self.converged() { 0 } else { 1 }
+        self.exit().code()
     }
 
     pub fn sort(&mut self) {
@@ -138,7 +147,8 @@ impl PassReport {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        serde_json::to_string_pretty(self)
+            .expect("a report is strings, numbers and lists: nothing serde_json can refuse")
     }
 
     /// The human summary: counts first, then every link that needs attention, with its reason.
@@ -254,52 +264,6 @@ pub fn plan_text(plan: &Plan) -> String {
         c.create, c.adopt, c.unchanged, c.changed, c.orphaned, c.waiting, c.conflict, c.inflight
     );
     out
-}
-
-/// Progress as log lines (off a terminal, and in the daemon): at most one every ten seconds.
-/// Build one per pass: the rate it reports counts from its creation.
-pub struct LogProgress {
-    total: std::sync::atomic::AtomicU64,
-    started: Instant,
-    last: std::sync::Mutex<Instant>,
-}
-
-impl Default for LogProgress {
-    fn default() -> Self {
-        LogProgress::new()
-    }
-}
-
-impl LogProgress {
-    pub fn new() -> LogProgress {
-        LogProgress {
-            total: Default::default(),
-            started: Instant::now(),
-            last: std::sync::Mutex::new(Instant::now()),
-        }
-    }
-}
-
-impl Progress for LogProgress {
-    fn start(&self, total: u64) {
-        self.total
-            .store(total, std::sync::atomic::Ordering::Relaxed);
-        if total > 0 {
-            tracing::info!(total, "creating links");
-        }
-    }
-    fn advance(&self, done: u64) {
-        let Ok(mut last) = self.last.lock() else {
-            return;
-        };
-        if last.elapsed() >= Duration::from_secs(10) {
-            *last = Instant::now();
-            let total = self.total.load(std::sync::atomic::Ordering::Relaxed);
-            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            tracing::info!(done, total, rate_per_sec = format!("{rate:.1}"), "progress");
-        }
-    }
-    fn finish(&self) {}
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use atlas_linkd::fake::{DuplicateMode, FakeConfig, FakeOp, Fault, Faults, Script
 use atlas_linkd::ledger::{Change, Ledger};
 use atlas_linkd::model::{GroupId, LinkKey};
 use atlas_linkd::reconcile::{self, PassOptions};
+use atlas_linkd::wiring;
 use common::{eventually, group_id, harness, once, test_env};
 use serde_json::json;
 use std::process::{Output, Stdio};
@@ -381,7 +382,7 @@ async fn a_link_that_falls_due_during_the_pass_is_not_created_without_a_listing(
             .unwrap();
         ledger.close().unwrap();
     }
-    let r = reconcile::start(&h.config, h.metrics.clone(), &test_env).unwrap();
+    let r = wiring::start(&h.config, h.metrics.clone(), &test_env).unwrap();
     let options = PassOptions::default(); // a daemon pass after a file change: lists what it must
     let report = r.run_pass(&h.desired, &options).await.unwrap();
     r.shutdown().await;

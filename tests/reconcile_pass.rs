@@ -260,7 +260,7 @@ async fn a_new_policy_takes_effect_on_the_next_pass() {
     };
     let h = harness(fake, 4, 6, "").await;
     let mut r =
-        atlas_linkd::reconcile::start(&h.config, h.metrics.clone(), &common::test_env).unwrap();
+        atlas_linkd::wiring::start(&h.config, h.metrics.clone(), &common::test_env).unwrap();
     let mut policy = atlas_linkd::reconcile::Policy::from_config(&h.config);
     policy.concurrency = 2;
     policy.per_project_concurrency = 1;

@@ -17,13 +17,17 @@ use super::manifests::{ManifestSet, Refresh};
 use super::{
     ManifestWatcher, Notifier, SignalEvent, Signals, Trigger, Triggers, Wake, watch_manifests,
 };
-use crate::cli::{EXIT_NOT_ATTEMPTED, init_logging, refuse_while as refuse};
 use crate::config::Config;
 use crate::endpoint::{self, Readiness};
+use crate::exit::{Exit, refuse_while as refuse};
+use crate::lock::LockExt;
+use crate::logging::init_logging;
 use crate::metrics::{Metrics, pass_result};
 use crate::model::DesiredState;
-use crate::reconcile::{self, PassOptions, Policy, Reconciler};
+use crate::progress::LogProgress;
+use crate::reconcile::{PassOptions, Policy, Reconciler, now_unix};
 use crate::report::{PassReport, format_unix};
+use crate::wiring;
 
 /// How long the manifests must be quiet before a change starts a pass: long enough to fold an editor's
 /// write-rename-chmod burst (or a `git pull` touching many files) into one pass, short enough that a
@@ -83,7 +87,7 @@ pub async fn run(config_path: PathBuf) -> ExitCode {
                 "atlas-linkd: error: cannot start: {} problem(s) in the manifests; fix them (`atlas-linkd validate` lists them) and start again",
                 problems.len()
             );
-            return ExitCode::from(EXIT_NOT_ATTEMPTED);
+            return Exit::NotAttempted.into();
         }
         Err(e) => return refuse("cannot start: loading the manifests failed", &e),
     };
@@ -95,7 +99,7 @@ pub async fn run(config_path: PathBuf) -> ExitCode {
         Err(e) => return refuse("cannot start", &e),
     };
 
-    let reconciler = match reconcile::start(&config, metrics.clone(), &env) {
+    let reconciler = match wiring::start(&config, metrics.clone(), &env) {
         Ok(r) => r,
         Err(e) => return refuse("cannot start", &e),
     };
@@ -171,7 +175,7 @@ pub async fn run(config_path: PathBuf) -> ExitCode {
         loop {
             if signals.recv().await == SignalEvent::ExitNow {
                 eprintln!("atlas-linkd: second signal: exiting without finishing the shutdown");
-                std::process::exit(1);
+                std::process::exit(Exit::NotConverged.code().into());
             }
         }
     });
@@ -200,7 +204,7 @@ pub async fn run(config_path: PathBuf) -> ExitCode {
     }
     reconciler.shutdown().await;
     tracing::info!("atlas-linkd stopped");
-    ExitCode::SUCCESS
+    Exit::Converged.into()
 }
 
 fn resync_period(config: &Config) -> Duration {
@@ -267,7 +271,7 @@ impl Daemon {
                         }
                         SignalEvent::ExitNow => {
                             eprintln!("atlas-linkd: second signal: exiting without waiting for the calls in flight");
-                            std::process::exit(1);
+                            std::process::exit(Exit::NotConverged.code().into());
                         }
                     },
                 }
@@ -306,7 +310,7 @@ impl Daemon {
             // The daemon does not hold a pass open for a settle window: it runs a follow-up pass.
             wait_for_settle: false,
             cancel,
-            progress: Some(std::sync::Arc::new(crate::report::LogProgress::new())),
+            progress: Some(Arc::new(LogProgress::new())),
         };
         let desired = self.desired.clone();
         let result = self.reconciler.run_pass(&desired, &options).await;
@@ -327,7 +331,7 @@ impl Daemon {
                     .set_ready(false, format!("the last pass failed: {reason}"));
                 warn_notify(self.notifier.status(&format!(
                     "last pass FAILED at {}: {reason}",
-                    format_unix(reconcile::now_unix())
+                    format_unix(now_unix())
                 )));
             }
         }
@@ -350,7 +354,7 @@ impl Daemon {
             .reconcile_passes_total
             .with_label_values(&[result])
             .inc();
-        let now = reconcile::now_unix();
+        let now = now_unix();
         if converged {
             self.metrics
                 .last_converged_timestamp_seconds
@@ -439,7 +443,7 @@ impl Daemon {
         let set = self.manifests.clone();
         let paths = self.config.manifests.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+            let mut set = set.lock_or_recover();
             let refresh = set.refresh(&paths);
             (refresh, set.desired())
         })

@@ -7,8 +7,9 @@ use atlas_linkd::fake::{FakeAtlas, FakeConfig};
 use atlas_linkd::manifest;
 use atlas_linkd::metrics::Metrics;
 use atlas_linkd::model::DesiredState;
-use atlas_linkd::reconcile::{self, PassOptions};
+use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::report::PassReport;
+use atlas_linkd::wiring;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -108,7 +109,7 @@ pub async fn harness(fake: FakeConfig, projects: usize, links: usize, extra: &st
 impl Harness {
     /// One pass through the library, with a fresh executor and the options `--once` uses.
     pub async fn pass(&self) -> PassReport {
-        let r = reconcile::start(&self.config, self.metrics.clone(), &test_env).unwrap();
+        let r = wiring::start(&self.config, self.metrics.clone(), &test_env).unwrap();
         let options = PassOptions {
             list_all: true,
             wait_for_settle: true,

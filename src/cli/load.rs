@@ -1,0 +1,46 @@
+//! Loading what every command needs first: the config, then every manifest, each problem printed.
+
+use crate::config::Config;
+use crate::exit::refuse;
+use crate::manifest;
+use crate::model::DesiredState;
+use std::path::{Path, PathBuf};
+
+/// The process environment, as `Config` and the credentials read it.
+pub fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .unwrap_or_else(|| Config::default_path(&env))
+}
+
+/// Loads the config and every manifest, printing every problem. `None` means exit 2.
+pub fn load(flag: Option<&Path>) -> Option<(Config, DesiredState)> {
+    let config = load_config(flag)?;
+    match manifest::load(&config.manifests) {
+        Ok(desired) => Some((config, desired)),
+        Err(problems) => {
+            for p in &problems.0 {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "atlas-linkd: {} problem(s) in the manifests; nothing was changed",
+                problems.0.len()
+            );
+            None
+        }
+    }
+}
+
+pub fn load_config(flag: Option<&Path>) -> Option<Config> {
+    let path = config_path(flag);
+    match Config::load(&path, &env) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            refuse(&e);
+            None
+        }
+    }
+}

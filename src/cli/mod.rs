@@ -1,0 +1,97 @@
+//! The command line: argument parsing and the dispatch to each command; one file per command.
+//!
+//! Exit statuses are `crate::exit::Exit` (README, "Command line and exit codes"): 0 converged / valid;
+//! 1 a pass ran but did not converge; 2 nothing was attempted (bad command line, invalid config or
+//! manifest, ledger in use, missing credentials).
+
+mod ledger;
+mod load;
+mod once;
+mod plan;
+mod validate;
+
+use crate::config::LogFormat;
+use crate::exit::refuse;
+use crate::logging::init_logging;
+use crate::{daemon, demo, fake};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Keeps MongoDB Atlas stream-processing private link connections in line with YAML manifests.
+///
+/// Without a command, runs as a daemon: a pass at start-up, on manifest changes, on SIGHUP and every
+/// `reconcile.resync_interval_secs`. With `--once`, runs one pass and exits 0 (converged), 1 (not
+/// converged) or 2 (nothing attempted).
+#[derive(Debug, Parser)]
+#[command(name = "atlas-linkd", version, about, long_about)]
+pub struct Cli {
+    /// Config file [default: $ATLAS_LINKD_CONFIG, then /etc/atlas-linkd/config.yaml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Run one reconcile pass, print a summary, and exit with its status.
+    #[arg(long)]
+    pub once: bool,
+
+    /// With --once: write the final metrics here in Prometheus text format (atomically, for
+    /// node_exporter's textfile collector).
+    #[arg(long, value_name = "PATH", requires = "once")]
+    pub metrics_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and check the config and every manifest; no network. Exit 0 when valid, 2 when not.
+    Validate,
+    /// Show what a pass would do; changes nothing.
+    Plan {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Do not list projects in Atlas: plan from the ledger alone (no credentials needed).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show the ledger: every link atlas-linkd has recorded.
+    Ledger {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Run the bundled fake Atlas on a loopback address (for tests, demos and trying things out).
+    FakeAtlas(Box<fake::FakeArgs>),
+    /// Start the fake Atlas, reconcile the example manifests against it once, and show what happened.
+    Demo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Runs the command the command line asks for and returns its exit status.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Some(Command::FakeAtlas(args)) => {
+            init_logging(LogFormat::Auto, false);
+            match fake::serve(*args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => refuse(&e),
+            }
+        }
+        Some(Command::Demo) => demo::run().await,
+        Some(Command::Validate) => validate::run(cli.config.as_deref()),
+        Some(Command::Ledger { output }) => ledger::run(cli.config.as_deref(), output),
+        Some(Command::Plan { output, offline }) => {
+            plan::run(cli.config.as_deref(), output, offline).await
+        }
+        None if cli.once => once::run(cli.config.as_deref(), cli.metrics_file.as_deref()).await,
+        None => {
+            let path = load::config_path(cli.config.as_deref());
+            daemon::run(path).await
+        }
+    }
+}

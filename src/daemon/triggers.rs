@@ -1,0 +1,281 @@
+//! When a pass runs: the triggers (start-up, manifest changes, resync timer, SIGHUP, the end of a
+//! settle window), coalesced by [`Triggers`] into one wake-up per pass.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::lock::LockExt;
+use crate::reconcile::instant_at_unix;
+
+/// Why a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Trigger {
+    /// The first pass after start-up.
+    Startup,
+    /// A manifest file changed.
+    FileChange,
+    /// The resync timer fired.
+    Resync,
+    /// SIGHUP (or `systemctl reload`): reload the config, then run a pass.
+    Reload,
+    /// The settle window of a create that got no answer has ended: a listing can now decide it.
+    Settle,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::FileChange => "file-change",
+            Trigger::Resync => "resync",
+            Trigger::Reload => "reload",
+            Trigger::Settle => "settle",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every trigger that arrived since the previous [`Triggers::next`], collapsed into one wake-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wake {
+    reasons: BTreeSet<Trigger>,
+}
+
+impl Wake {
+    pub fn contains(&self, t: Trigger) -> bool {
+        self.reasons.contains(&t)
+    }
+
+    /// The config must be re-read before this pass (a SIGHUP is among the reasons).
+    pub fn needs_reload(&self) -> bool {
+        self.contains(Trigger::Reload)
+    }
+
+    pub fn reasons(&self) -> impl Iterator<Item = Trigger> + '_ {
+        self.reasons.iter().copied()
+    }
+}
+
+impl std::fmt::Display for Wake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.reasons.iter().map(|t| t.as_str()).collect();
+        f.write_str(&names.join("+"))
+    }
+}
+
+/// Coalesces wake-ups into "run a pass now". Clones share one queue.
+///
+/// Any number of triggers that arrive while a pass runs collapse into ONE follow-up pass, which carries
+/// all their reasons (so a SIGHUP folded together with a file change still reloads the config).
+#[derive(Clone, Debug, Default)]
+pub struct Triggers {
+    inner: Arc<TriggersInner>,
+}
+
+#[derive(Debug, Default)]
+struct TriggersInner {
+    pending: Mutex<BTreeSet<Trigger>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Triggers {
+    pub fn new() -> Triggers {
+        Triggers::default()
+    }
+
+    pub fn trigger(&self, why: Trigger) {
+        self.lock().insert(why);
+        // `notify_one` stores a permit when nobody waits, so a trigger between `take` and `notified()`
+        // in `next` is not lost.
+        self.inner.notify.notify_one();
+    }
+
+    /// Waits until at least one trigger is pending, then takes all of them.
+    pub async fn next(&self) -> Wake {
+        loop {
+            if let Some(w) = self.try_next() {
+                return w;
+            }
+            self.inner.notify.notified().await;
+        }
+    }
+
+    /// Takes the pending triggers, if any, without waiting.
+    pub fn try_next(&self) -> Option<Wake> {
+        let reasons = std::mem::take(&mut *self.lock());
+        (!reasons.is_empty()).then_some(Wake { reasons })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Trigger>> {
+        self.inner.pending.lock_or_recover()
+    }
+
+    /// Fires [`Trigger::Resync`] every `period` (first after one full period) until `shutdown`.
+    /// Late ticks are delayed rather than bunched, so a long pass never queues a burst of resyncs.
+    pub fn spawn_resync(
+        &self,
+        period: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        // The config already bounds the period (`config::ranges::RESYNC_INTERVAL_SECS`); clamping
+        // here too keeps any caller from handing tokio a period whose `now + period` overflows and
+        // panics, here or inside `Interval` at each tick. A zero period would panic `interval_at`.
+        let longest = Duration::from_secs(*crate::config::ranges::RESYNC_INTERVAL_SECS.end());
+        let period = period.clamp(Duration::from_millis(1), longest);
+        tokio::spawn(async move {
+            let Some(start) = tokio::time::Instant::now().checked_add(period) else {
+                // Only a clock near the end of its range gets here: no resync beats a panic, and
+                // the other triggers still start passes.
+                tracing::warn!(
+                    period_secs = period.as_secs(),
+                    "the resync timer cannot be set this far ahead; periodic resyncs are off"
+                );
+                shutdown.cancelled().await;
+                return;
+            };
+            let mut tick = tokio::time::interval_at(start, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => this.trigger(Trigger::Resync),
+                }
+            }
+        })
+    }
+
+    /// Fires [`Trigger::Settle`] once at `at` (a wall-clock instant, unix seconds), unless `shutdown`.
+    pub fn spawn_settle(
+        &self,
+        at_unix: i64,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let at = instant_at_unix(at_unix);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep_until(at) => this.trigger(Trigger::Settle),
+            }
+        })
+    }
+
+    /// Turns every event of a manifest watcher into [`Trigger::FileChange`] until the channel closes
+    /// or `shutdown`.
+    pub fn spawn_forward(
+        &self,
+        mut events: mpsc::Receiver<()>,
+        why: Trigger,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    ev = events.recv() => match ev {
+                        Some(()) => this.trigger(why),
+                        None => return,
+                    },
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn triggers_during_a_pass_collapse_into_one_follow_up() {
+        let t = Triggers::new();
+        t.trigger(Trigger::Startup);
+        let first = t.next().await;
+        assert!(first.contains(Trigger::Startup));
+
+        // A "pass" is running; several triggers arrive meanwhile.
+        t.trigger(Trigger::FileChange);
+        t.trigger(Trigger::FileChange);
+        t.trigger(Trigger::Resync);
+        t.trigger(Trigger::Reload);
+        let follow_up = t.next().await;
+        assert_eq!(
+            follow_up.reasons().collect::<Vec<_>>(),
+            vec![Trigger::FileChange, Trigger::Resync, Trigger::Reload]
+        );
+        assert!(follow_up.needs_reload());
+        assert_eq!(follow_up.to_string(), "file-change+resync+reload");
+
+        // Nothing more is pending: exactly one follow-up.
+        assert!(t.try_next().is_none());
+        let waited = tokio::time::timeout(Duration::from_secs(3600), t.next()).await;
+        assert!(waited.is_err(), "no further pass without a new trigger");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_loop_wakes_on_a_trigger_from_another_task() {
+        let t = Triggers::new();
+        let t2 = t.clone();
+        let waiter = tokio::spawn(async move { t2.next().await });
+        tokio::task::yield_now().await;
+        t.trigger(Trigger::FileChange);
+        let w = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(w.contains(Trigger::FileChange));
+        assert!(!w.needs_reload());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_resync_period_does_not_panic_and_is_clamped() {
+        let t = Triggers::new();
+        let stop = CancellationToken::new();
+        let h = t.spawn_resync(Duration::from_secs(u64::MAX), stop.clone());
+        let week = Duration::from_secs(*crate::config::ranges::RESYNC_INTERVAL_SECS.end());
+        assert!(
+            tokio::time::timeout(week - Duration::from_secs(1), t.next())
+                .await
+                .is_err()
+        );
+        let w = tokio::time::timeout(Duration::from_secs(2), t.next())
+            .await
+            .expect("the clamped period (7 days) fires");
+        assert!(w.contains(Trigger::Resync));
+        stop.cancel();
+        h.await.expect("the timer task ends without a panic");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resync_timer_fires_each_period_and_stops_on_shutdown() {
+        let t = Triggers::new();
+        let stop = CancellationToken::new();
+        let h = t.spawn_resync(Duration::from_secs(300), stop.clone());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(299), t.next())
+                .await
+                .is_err()
+        );
+        let w = tokio::time::timeout(Duration::from_secs(2), t.next())
+            .await
+            .unwrap();
+        assert!(w.contains(Trigger::Resync));
+        // A long pass (three periods) yields one resync, not three.
+        tokio::time::sleep(Duration::from_secs(900)).await;
+        assert!(t.try_next().is_some());
+        assert!(t.try_next().is_none());
+        stop.cancel();
+        h.await.unwrap();
+    }
+}

@@ -1,0 +1,82 @@
+//! The `--once` pass: one pass with SIGINT/SIGTERM wired to a drain, its summary on stdout, its exit
+//! status, and the metrics file; shared by the `--once` command and `demo`.
+
+use crate::exit::{Exit, refuse};
+use crate::model::DesiredState;
+use crate::progress::{BarProgress, LogProgress, Progress};
+use crate::reconcile::{PassOptions, Reconciler};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs one pass with SIGINT/SIGTERM wired to a drain, and prints its report. Shared by `--once` and `demo`.
+pub async fn run_once_pass(
+    reconciler: &Reconciler,
+    desired: &DesiredState,
+    show_bar: bool,
+) -> ExitCode {
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
+    let progress: Arc<dyn Progress> = if show_bar {
+        Arc::new(BarProgress::new())
+    } else {
+        Arc::new(LogProgress::new())
+    };
+    // `--once` has no resync to save it: it looks at every managed project, and waits for creates
+    // that Atlas may still be committing, before it can say "converged".
+    let options = PassOptions {
+        list_all: true,
+        wait_for_settle: true,
+        cancel: cancel.clone(),
+        progress: Some(progress),
+    };
+    let result = reconciler.run_pass(desired, &options).await;
+    signals.abort();
+    match result {
+        Ok(report) => {
+            out!("{}", report.to_text());
+            report.exit().into()
+        }
+        Err(e) => {
+            // The pass started: not "nothing attempted", whatever `refuse` returns.
+            let _ = refuse(&e);
+            Exit::NotConverged.into()
+        }
+    }
+}
+
+/// First SIGINT/SIGTERM: stop starting calls and let in-flight ones finish and be recorded.
+/// A second one exits at once.
+pub async fn cancel_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    eprintln!("atlas-linkd: stopping: finishing calls in flight (signal again to exit at once)");
+    cancel.cancel();
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    std::process::exit(Exit::NotConverged.code().into());
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same directory, then a rename.
+pub fn write_metrics_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    // node_exporter usually runs as another user: the metrics are not secret.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
