@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::ApiError;
 use super::digest::{Challenge, Session};
+use crate::lock::LockExt;
 
 /// How long before expiry a token is replaced: 10 minutes, or half the lifetime when that is short.
 pub(crate) fn refresh_margin(ttl: Duration) -> Duration {
@@ -132,16 +133,14 @@ impl DigestState {
     }
 
     pub fn current(&self) -> Option<Arc<Session>> {
-        self.current.lock().ok().and_then(|g| g.clone())
+        self.current.lock_or_recover().clone()
     }
 
     /// Takes a new challenge, unless the session `used` was already replaced by another caller, in
     /// which case that newer session is returned.
     pub fn replace(&self, used: Option<&Arc<Session>>, challenge: Challenge) -> Arc<Session> {
         let fresh = Arc::new(Session::new(challenge));
-        let Ok(mut guard) = self.current.lock() else {
-            return fresh;
-        };
+        let mut guard = self.current.lock_or_recover();
         if let (Some(used), Some(now)) = (used, guard.as_ref())
             && !Arc::ptr_eq(used, now)
         {

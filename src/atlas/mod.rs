@@ -1,25 +1,30 @@
 //! The Atlas Admin API client: the only code that speaks HTTP to Atlas.
 //!
 //! Every call here is ONE attempt (plus the authentication handshakes: a digest challenge, one token
-//! refresh after a 401) and returns a classified result (`ErrorClass`). Retries, rate limiting and
-//! pausing belong to `reconcile`, which reads the class and `RateLimitInfo` and decides.
+//! refresh after a 401) and returns a classified result (`ErrorClass`), with the answer's rate-limit
+//! headers (`RateLimitInfo`). Retries, rate limiting and pausing belong to `reconcile`: what follows a
+//! failure is decided from the class alone (a 429's `Retry-After` travels inside it), while
+//! `RateLimitInfo` only corrects the executor's estimate of what is left in the project's shared bucket
+//! (`reconcile::budget`), which paces later calls.
 
 mod auth;
 mod client;
 mod credentials;
 mod digest;
 mod error;
+mod pager;
 mod wire;
 
 use std::time::Duration;
 
 use crate::model::GroupId;
 
-pub use client::{AtlasClient, ClientSettings, DEFAULT_ITEMS_PER_PAGE, MAX_PAGES, Page, Pager};
+pub use client::{AtlasClient, ClientSettings, Page};
 pub use credentials::{Credentials, CredentialsError};
 pub use error::{
     ApiError, AtlasErrorBody, BadRequestDetail, ClientBuildError, ErrorClass, FieldProblem,
 };
+pub use pager::{DEFAULT_ITEMS_PER_PAGE, MAX_PAGES, Pager};
 
 /// The longest `Retry-After` the client reports: a longer one, a date further ahead, or a number too
 /// large to read is clamped to this, so no server can make a caller wait (or overflow an `Instant`)

@@ -1,0 +1,130 @@
+//! Paging over one project's listing: `Pager`, one API call per page, and `AtlasClient::list`.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::{ApiError, AtlasClient, ErrorClass, Operation, RateLimitInfo};
+use crate::model::{GroupId, RemoteConnection};
+
+/// `itemsPerPage` of `pager` and `list`: Atlas's maximum.
+pub const DEFAULT_ITEMS_PER_PAGE: u32 = 500;
+/// A listing that has not ended after this many pages is refused rather than followed forever.
+pub const MAX_PAGES: u32 = 2_000;
+
+impl AtlasClient {
+    /// Pages through a project's connections, `DEFAULT_ITEMS_PER_PAGE` at a time.
+    pub fn pager(&self, group: &GroupId) -> Pager {
+        self.pager_with_page_size(group, DEFAULT_ITEMS_PER_PAGE)
+    }
+
+    pub fn pager_with_page_size(&self, group: &GroupId, items_per_page: u32) -> Pager {
+        Pager {
+            client: self.clone(),
+            group: group.clone(),
+            items_per_page: items_per_page.clamp(1, 500),
+            next_page_num: 1,
+            items: Vec::new(),
+            seen: HashSet::new(),
+            done: false,
+            rate_limit: RateLimitInfo::default(),
+        }
+    }
+
+    /// Every connection of a project, all pages. Any failed page fails the whole listing.
+    pub async fn list(&self, group: &GroupId) -> Result<Vec<RemoteConnection>, ApiError> {
+        let mut pager = self.pager(group);
+        while pager.next_page().await?.is_some() {}
+        Ok(pager.into_items())
+    }
+}
+
+/// Paging state for one project's listing. `next_page` is one API call; a failed call does not
+/// advance, so the executor can call it again under its own rate limiter and retry policy.
+///
+/// Stop rules: more pages while the page has a `next` link or fewer than `totalCount` items have
+/// been paged past; with neither signal, while pages come back full. An empty page always ends
+/// the listing. A short page that still carries a `next` link is followed: one extra call is cheap,
+/// a listing that is silently partial is not.
+pub struct Pager {
+    client: AtlasClient,
+    group: GroupId,
+    items_per_page: u32,
+    next_page_num: u32,
+    items: Vec<RemoteConnection>,
+    seen: HashSet<String>,
+    done: bool,
+    rate_limit: RateLimitInfo,
+}
+
+impl fmt::Debug for Pager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pager")
+            .field("group", &self.group)
+            .field("items_per_page", &self.items_per_page)
+            .field("next_page_num", &self.next_page_num)
+            .field("collected", &self.items.len())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Pager {
+    /// The next page's connections, or `None` once the listing is complete.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<RemoteConnection>>, ApiError> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.next_page_num > MAX_PAGES {
+            return Err(
+                ApiError::new(Operation::List, Some(&self.group), ErrorClass::Permanent)
+                    .what(format!(
+                        "the listing did not end after {MAX_PAGES} pages of {}",
+                        self.items_per_page
+                    ))
+                    .advice(
+                        "Atlas's paging looks broken; report it, the listing cannot be trusted",
+                    ),
+            );
+        }
+        let answer = self
+            .client
+            .list_page(&self.group, self.next_page_num, self.items_per_page)
+            .await?;
+        self.rate_limit = answer.rate_limit;
+        let page = answer.value;
+        let n = page.items.len() as u64;
+        let paged_past = u64::from(self.next_page_num - 1) * u64::from(self.items_per_page) + n;
+        let more = n > 0
+            && (page.has_next
+                || page.total_count.is_some_and(|t| paged_past < t)
+                || (page.total_count.is_none() && n >= u64::from(self.items_per_page)));
+        self.next_page_num += 1;
+        self.done = !more;
+        // Offset paging can show an item twice when the set shifts between pages.
+        for item in &page.items {
+            if self.seen.insert(item.id.clone()) {
+                self.items.push(item.clone());
+            }
+        }
+        Ok(Some(page.items))
+    }
+
+    /// Whether the listing is complete.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Rate-limit headers of the last page.
+    pub fn rate_limit(&self) -> RateLimitInfo {
+        self.rate_limit
+    }
+
+    pub fn group_id(&self) -> &GroupId {
+        &self.group
+    }
+
+    /// Everything collected so far (all of it once `next_page` returned `None`), without repeats.
+    pub fn into_items(self) -> Vec<RemoteConnection> {
+        self.items
+    }
+}
