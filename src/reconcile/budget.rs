@@ -7,6 +7,7 @@
 //! at or below it (less the calls of ours still on their way), and keeps `reserve` tokens for the
 //! others, which do not retry a 429: our calls wait for refill rather than take the last ones.
 
+use crate::lock::LockExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -49,10 +50,9 @@ impl Budget {
         }
     }
 
-    /// A poisoned lock only means another call panicked mid-update of plain numbers; the numbers are
-    /// still a usable estimate (see ARCHITECTURE.md's poison policy).
+    /// Plain numbers that stay a usable estimate whatever a panicking holder did: `crate::lock`'s policy.
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_or_recover()
     }
 
     fn aged(&self, state: &State, now: Instant) -> Option<f64> {
