@@ -994,7 +994,7 @@ mod tests {
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "ledger::tests::interrupted_transaction_leaves_earlier_state",
+                "ledger::store::tests::interrupted_transaction_leaves_earlier_state",
                 "--test-threads=1",
                 "--nocapture",
             ])
