@@ -55,10 +55,9 @@
 //! ```
 //! Actions are sorted by `(groupId, name)`; each declared or recorded link appears exactly once.
 
-use crate::ledger::{Phase, Record};
 use crate::model::{
     DesiredLink, DesiredState, Fingerprint, FxMap, FxSet, GroupId, IdentityKey, LinkKey, LinkSpec,
-    RemoteConnection, RemoteState,
+    Phase, Record, RemoteConnection, RemoteState,
 };
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
