@@ -1,0 +1,4 @@
+//! Moving to a folder, one concept per file (this commit only moves the file).
+
+mod check;
+pub use check::*;
