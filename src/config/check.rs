@@ -1,399 +1,16 @@
-//! The config file: raw serde types, defaults, and the validated `Config`.
-//!
-//! `Raw*` types mirror the YAML (every key defaulted, unknown keys refused); `Config::from_yaml`
-//! turns them into the validated `Config`, resolving relative paths against the config file's
-//! folder and applying the environment overrides. Credentials never live here.
+//! Checking the raw values: ranges and the relations between keys, the base URL and the metrics
+//! address, collected into one error; and `Config`'s constructors.
 
-pub use crate::model::AuthKind;
-use serde::Deserialize;
+use super::error::Problem;
+use super::raw::DEFAULT_RESERVE;
+use super::read::{Read, read};
+use super::{
+    AtlasSettings, BASE_URL_ENV, CONFIG_ENV, Config, ConfigError, DEFAULT_CONFIG_PATH, LogSettings,
+    MetricsSettings, RateLimitSettings, ReconcileSettings, RetrySettings, ranges,
+};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-
-/// Where the config is read from when `--config` is not given and `$ATLAS_LINKD_CONFIG` is unset.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/atlas-linkd/config.yaml";
-/// The environment variable naming the config file.
-pub const CONFIG_ENV: &str = "ATLAS_LINKD_CONFIG";
-/// The environment variable that overrides `atlas.base_url` (the name MongoDB's own tools use).
-pub const BASE_URL_ENV: &str = "MONGODB_ATLAS_BASE_URL";
-
-/// The allowed range of every number in the config, inclusive. Generous for an operator, and small
-/// enough that adding any of them to an `Instant` (or `secs * 1000`) is nowhere near overflow: a value
-/// read from a file never reaches the timer code unchecked.
-pub mod ranges {
-    use std::ops::RangeInclusive;
-
-    const HOUR: u64 = 3_600;
-    const DAY: u64 = 24 * HOUR;
-
-    /// `atlas.timeout_secs`: one HTTP call, connection and body included.
-    pub const TIMEOUT_SECS: RangeInclusive<u64> = 1..=HOUR;
-    /// `reconcile.resync_interval_secs`: a week without a full pass is already a long time.
-    pub const RESYNC_INTERVAL_SECS: RangeInclusive<u64> = 1..=7 * DAY;
-    /// `reconcile.concurrency`: calls in flight, all projects together.
-    pub const CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
-    /// `reconcile.per_project_concurrency` (and at most `reconcile.concurrency`).
-    pub const PER_PROJECT_CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
-    /// `reconcile.settle_secs`.
-    pub const SETTLE_SECS: RangeInclusive<u64> = 1..=DAY;
-    /// `rate_limit.capacity` (Atlas's is 1,200).
-    pub const CAPACITY: RangeInclusive<u64> = 1..=10_000_000;
-    /// `rate_limit.refill` (Atlas's is 500).
-    pub const REFILL: RangeInclusive<u64> = 1..=10_000_000;
-    /// `rate_limit.period_secs` (Atlas's is 60).
-    pub const PERIOD_SECS: RangeInclusive<u64> = 1..=DAY;
-    // `rate_limit.reserve` is 0 up to `rate_limit.capacity - 1`: a range that depends on capacity.
-    /// `retry.max_attempts`, the first attempt included.
-    pub const MAX_ATTEMPTS: RangeInclusive<u64> = 1..=100;
-    /// `retry.initial_backoff_ms` (and at most `retry.max_backoff_secs`).
-    pub const INITIAL_BACKOFF_MS: RangeInclusive<u64> = 1..=DAY * 1_000;
-    /// `retry.max_backoff_secs`.
-    pub const MAX_BACKOFF_SECS: RangeInclusive<u64> = 1..=DAY;
-    /// `retry.failure_delay_secs`.
-    pub const FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;
-    /// `retry.max_failure_delay_secs` (and at least `retry.failure_delay_secs`).
-    pub const MAX_FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;
-}
-
-// `reconcile.settle_secs` defaults to `atlas.timeout_secs`: any valid timeout must be a valid settle.
-const _: () = assert!(
-    *ranges::TIMEOUT_SECS.start() >= *ranges::SETTLE_SECS.start()
-        && *ranges::TIMEOUT_SECS.end() <= *ranges::SETTLE_SECS.end()
-);
-
-/// `rate_limit.reserve` when the config leaves it out: 60 tokens, but never more than a twentieth of
-/// the bucket, so a small configured bucket is not mostly reserved (or refused outright).
-const DEFAULT_RESERVE: u32 = 60;
-
-/// The validated configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// The config file it came from.
-    pub source: PathBuf,
-    pub atlas: AtlasSettings,
-    /// Manifest files and directories, resolved against the config file's folder.
-    pub manifests: Vec<PathBuf>,
-    /// The SQLite ledger, resolved likewise.
-    pub ledger: PathBuf,
-    pub reconcile: ReconcileSettings,
-    pub rate_limit: RateLimitSettings,
-    pub retry: RetrySettings,
-    pub metrics: MetricsSettings,
-    pub log: LogSettings,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AtlasSettings {
-    pub base_url: reqwest::Url,
-    pub auth: AuthKind,
-    pub timeout_secs: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReconcileSettings {
-    pub resync_interval_secs: u64,
-    pub concurrency: usize,
-    pub per_project_concurrency: usize,
-    /// A create sent without an answer is in flight at Atlas this long after it was sent: only a
-    /// listing that starts later may decide whether it was committed.
-    pub settle_secs: u64,
-}
-
-/// Per project; mirrors Atlas's "Streams" token bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitSettings {
-    pub capacity: u32,
-    pub refill: u32,
-    pub period_secs: u64,
-    /// Tokens of the project's bucket left to other tools: our calls wait for refill rather than take them.
-    /// Below `capacity`. Default: 60, or `capacity / 20` when that is less.
-    pub reserve: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetrySettings {
-    pub max_attempts: u32,
-    pub initial_backoff_ms: u64,
-    pub max_backoff_secs: u64,
-    /// A link whose create failed waits this long before a later pass tries it again, doubling with
-    /// each further failure, so a bad link cannot eat the project's rate budget.
-    pub failure_delay_secs: u64,
-    pub max_failure_delay_secs: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetricsSettings {
-    /// `None` turns the endpoint off.
-    pub listen: Option<SocketAddr>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogSettings {
-    pub format: LogFormat,
-}
-
-/// `log.format`: `auto` is human-readable on a terminal and JSON otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Auto,
-    Text,
-    Json,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw serde types
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawConfig {
-    atlas: RawAtlas,
-    manifests: Vec<PathBuf>,
-    ledger: PathBuf,
-    reconcile: RawReconcile,
-    rate_limit: RawRateLimit,
-    retry: RawRetry,
-    metrics: RawMetrics,
-    log: RawLog,
-}
-
-impl Default for RawConfig {
-    fn default() -> Self {
-        RawConfig {
-            atlas: RawAtlas::default(),
-            manifests: vec![PathBuf::from("manifests/")],
-            ledger: PathBuf::from("/var/lib/atlas-linkd/ledger.db"),
-            reconcile: RawReconcile::default(),
-            rate_limit: RawRateLimit::default(),
-            retry: RawRetry::default(),
-            metrics: RawMetrics::default(),
-            log: RawLog::default(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawAtlas {
-    base_url: String,
-    auth: AuthKind,
-    timeout_secs: u64,
-}
-
-impl Default for RawAtlas {
-    fn default() -> Self {
-        RawAtlas {
-            base_url: "https://cloud.mongodb.com".into(),
-            auth: AuthKind::ServiceAccount,
-            timeout_secs: 30,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawReconcile {
-    resync_interval_secs: u64,
-    concurrency: usize,
-    per_project_concurrency: usize,
-    /// Defaults to `atlas.timeout_secs`.
-    settle_secs: Option<u64>,
-}
-
-impl Default for RawReconcile {
-    fn default() -> Self {
-        RawReconcile {
-            resync_interval_secs: 300,
-            concurrency: 32,
-            per_project_concurrency: 4,
-            settle_secs: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRateLimit {
-    capacity: u32,
-    refill: u32,
-    period_secs: u64,
-    /// Defaults to `DEFAULT_RESERVE`, at most `capacity / 20`.
-    reserve: Option<u32>,
-}
-
-impl Default for RawRateLimit {
-    fn default() -> Self {
-        RawRateLimit {
-            capacity: 1200,
-            refill: 500,
-            period_secs: 60,
-            reserve: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRetry {
-    max_attempts: u32,
-    initial_backoff_ms: u64,
-    max_backoff_secs: u64,
-    failure_delay_secs: u64,
-    max_failure_delay_secs: u64,
-}
-
-impl Default for RawRetry {
-    fn default() -> Self {
-        RawRetry {
-            max_attempts: 6,
-            initial_backoff_ms: 1000,
-            max_backoff_secs: 60,
-            failure_delay_secs: 300,
-            max_failure_delay_secs: 21600,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawMetrics {
-    /// An explicit YAML null arrives as `None` and turns the endpoint off.
-    listen: Option<String>,
-}
-
-impl Default for RawMetrics {
-    fn default() -> Self {
-        RawMetrics {
-            listen: Some("127.0.0.1:9464".into()),
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLog {
-    format: LogFormat,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-fn at(line: Option<usize>, column: Option<usize>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!(":{l}:{c}"),
-        (Some(l), None) => format!(":{l}"),
-        _ => String::new(),
-    }
-}
-
-fn suggestion_text(s: &Option<String>) -> String {
-    match s {
-        Some(s) => format!("; did you mean `{s}`?"),
-        None => String::new(),
-    }
-}
-
-/// What is wrong with the config. Every message names the file and the key and says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error(
-        "cannot read config file {}: {source}; pass --config FILE or set ATLAS_LINKD_CONFIG",
-        path.display()
-    )]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "{}{}: unknown key `{key}`{}; remove it or check the documented config (config/config.yaml)",
-        path.display(), at(*line, *column), suggestion_text(suggestion)
-    )]
-    UnknownKey {
-        path: PathBuf,
-        key: String,
-        suggestion: Option<String>,
-        line: Option<usize>,
-        column: Option<usize>,
-        #[source]
-        source: serde_yaml::Error,
-    },
-    #[error("{}{}: {message}", path.display(), at(*line, *column))]
-    Yaml {
-        path: PathBuf,
-        message: String,
-        line: Option<usize>,
-        column: Option<usize>,
-        #[source]
-        source: serde_yaml::Error,
-    },
-    /// Every invalid value of a file that parsed, one per line, each naming the file and the key, so
-    /// one edit can fix them all. (Unknown keys and YAML errors stop the parse: one at a time.)
-    #[error("{}", render_problems(path, problems))]
-    Invalid {
-        path: PathBuf,
-        /// Never empty.
-        problems: Vec<Problem>,
-    },
-}
-
-/// One invalid value in the config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The dotted key (`retry.max_backoff_secs`), or the environment variable that set the value.
-    pub key: String,
-    /// What is wrong and what to do, worded to follow the key: "is 0, outside 1..=3600 ...".
-    pub message: String,
-}
-
-impl Problem {
-    fn new(key: &str, message: impl Into<String>) -> Self {
-        Problem {
-            key: key.to_owned(),
-            message: message.into(),
-        }
-    }
-}
-
-fn render_problems(path: &Path, problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("{}: `{}` {}", path.display(), p.key, p.message))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-impl ConfigError {
-    /// The invalid values, when the file parsed but some of them are out of bounds.
-    pub fn problems(&self) -> &[Problem] {
-        match self {
-            ConfigError::Invalid { problems, .. } => problems,
-            _ => &[],
-        }
-    }
-}
-
-/// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a suggestion.
-fn unknown_key(message: &str) -> Option<(String, Option<String>)> {
-    let start = message.find("unknown field `")? + "unknown field `".len();
-    let rest = &message[start..];
-    let end = rest.find('`')?;
-    let key = rest[..end].to_owned();
-    let expected: Vec<&str> = rest[end + 1..].split('`').skip(1).step_by(2).collect();
-    let lower = key.to_ascii_lowercase();
-    let suggestion = expected
-        .iter()
-        .map(|k| {
-            (
-                strsim::normalized_damerau_levenshtein(&lower, &k.to_ascii_lowercase()),
-                *k,
-            )
-        })
-        .filter(|(score, _)| *score >= 0.6)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k.to_owned());
-    Some((key, suggestion))
-}
 
 fn is_loopback(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else {
@@ -409,9 +26,11 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 }
 
 /// Collects every invalid value of one file, so the operator sees them all at once.
-#[derive(Default)]
 struct Checker {
     problems: Vec<Problem>,
+    /// Keys whose value could not be read (already reported): they hold defaults, which are not
+    /// worth a message of their own.
+    unreadable: HashSet<String>,
 }
 
 /// How a number is shown in a range message.
@@ -454,8 +73,16 @@ impl Checker {
         self.problems.push(Problem::new(key, message));
     }
 
+    /// Whether the key, or the section holding it, could not be read.
+    fn is_unreadable(&self, key: &str) -> bool {
+        self.unreadable.contains(key)
+            || key
+                .split_once('.')
+                .is_some_and(|(section, _)| self.unreadable.contains(section))
+    }
+
     /// Checks `value` against `range`; true when it is inside. The message names the value, the
-    /// range and which way to move.
+    /// range and which way to move. False, with no message, for a key that could not be read.
     fn range(
         &mut self,
         key: &str,
@@ -463,6 +90,9 @@ impl Checker {
         range: &std::ops::RangeInclusive<u64>,
         unit: Unit,
     ) -> bool {
+        if self.is_unreadable(key) {
+            return false;
+        }
         let (lo, hi) = (*range.start(), *range.end());
         if range.contains(&value) {
             return true;
@@ -557,47 +187,11 @@ impl Config {
         source: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        // An empty file is a config of defaults; serde_yaml would call it a missing value.
-        let raw: RawConfig = if text.trim().is_empty() {
-            RawConfig::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| {
-                let loc = e.location();
-                let (line, column) = (
-                    loc.as_ref().map(|l| l.line()),
-                    loc.as_ref().map(|l| l.column()),
-                );
-                let full = e.to_string();
-                let message = match full.find(" at line ") {
-                    Some(i) => full[..i].to_owned(),
-                    None => full.clone(),
-                };
-                match unknown_key(&message) {
-                    Some((key, suggestion)) => {
-                        // serde_yaml prefixes nested errors with the path, e.g. `reconcile: `.
-                        let key = match message.split_once(": unknown field") {
-                            Some((prefix, _)) if !prefix.contains(' ') => format!("{prefix}.{key}"),
-                            _ => key,
-                        };
-                        ConfigError::UnknownKey {
-                            path: source.to_path_buf(),
-                            key,
-                            suggestion,
-                            line,
-                            column,
-                            source: e,
-                        }
-                    }
-                    None => ConfigError::Yaml {
-                        path: source.to_path_buf(),
-                        message: format!("{message}; fix the config file"),
-                        line,
-                        column,
-                        source: e,
-                    },
-                }
-            })?
-        };
+        let Read {
+            raw,
+            problems: unreadable,
+            strict,
+        } = read(text, source)?;
         let base = source.parent().unwrap_or(Path::new(""));
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -608,7 +202,11 @@ impl Config {
         };
 
         // Past the parse, every value is checked and every problem collected before any is reported.
-        let mut c = Checker::default();
+        // A key that could not be read holds its default, which is neither checked nor compared.
+        let mut c = Checker {
+            problems: Vec::new(),
+            unreadable: unreadable.iter().map(|p| p.key.clone()).collect(),
+        };
         let (url_text, url_key) = match env(BASE_URL_ENV).filter(|v| !v.trim().is_empty()) {
             Some(v) => (v, BASE_URL_ENV),
             None => (raw.atlas.base_url.clone(), "atlas.base_url"),
@@ -663,7 +261,10 @@ impl Config {
                 );
                 // A create may reach Atlas as late as the moment we stop waiting for its answer; a
                 // window that ends before then would let a listing "prove" absent what is still coming.
-                if settle_ok && settle < raw.atlas.timeout_secs {
+                if settle_ok
+                    && !c.is_unreadable("atlas.timeout_secs")
+                    && settle < raw.atlas.timeout_secs
+                {
                     c.push(
                         "reconcile.settle_secs",
                         format!(
@@ -788,6 +389,19 @@ impl Config {
             },
         };
 
+        if let Some(strict) = strict {
+            let mut problems = unreadable;
+            problems.append(&mut c.problems);
+            // One problem alone keeps the parser's own error, with its exact line and column.
+            return Err(if problems.len() == 1 {
+                strict
+            } else {
+                ConfigError::Invalid {
+                    path: source.to_path_buf(),
+                    problems,
+                }
+            });
+        }
         // Every `None` above recorded a problem, so this refuses exactly when something was wrong.
         let (Some(base_url), Some(listen), true) = (base_url, listen, c.problems.is_empty()) else {
             return Err(c.into_error(source));
