@@ -1,4 +1,5 @@
-//! The validated domain: project ids, link keys, normalised link specs, their fingerprints, what Atlas reports, and what the ledger records.
+//! The validated domain: project ids, link keys, normalised link specs, their fingerprints, what Atlas
+//! reports, and what the ledger records of each link.
 //!
 //! Pure data. Nothing here does I/O or reads a clock; `manifest` builds these values, `plan` compares them,
 //! `atlas` converts them to and from the wire, and `ledger` stores them.
