@@ -490,3 +490,81 @@ fn a_settle_window_shorter_than_the_timeout_is_refused() {
     let default = load("atlas: {timeout_secs: 12}\n").unwrap();
     assert_eq!(default.reconcile.settle_secs, 12);
 }
+
+#[test]
+fn unknown_keys_wrong_types_and_bad_values_are_reported_together() {
+    let yaml = "\
+atlas:
+  timeout_secs: lots
+reconcile:
+  concurency: 8
+retry:
+  max_attempts: 0
+metrics:
+  listen: nowhere
+";
+    let err = load(yaml).unwrap_err();
+    let problems = err.problems();
+    let found: Vec<(&str, Option<usize>)> =
+        problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        found,
+        [
+            ("atlas.timeout_secs", Some(2)),
+            ("reconcile.concurency", Some(4)),
+            ("retry.max_attempts", None),
+            ("metrics.listen", None),
+        ],
+        "{err}"
+    );
+    let text = err.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with(
+            "/etc/atlas-linkd/config.yaml:2:3: `atlas.timeout_secs` cannot be read: invalid type"
+        ),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "/etc/atlas-linkd/config.yaml:4:3: `reconcile.concurency` is an unknown key"
+        ) && lines[1].contains("did you mean `concurrency`?"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("/etc/atlas-linkd/config.yaml: `retry.max_attempts` is 0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_top_level_unknown_key_does_not_hide_a_wrong_type_or_a_range_error() {
+    let err = load("manifest: [m/]\nreconcile: {concurrency: many, settle_secs: 0}\n").unwrap_err();
+    let found: Vec<(&str, Option<usize>, Option<usize>)> = err
+        .problems()
+        .iter()
+        .map(|p| (p.key.as_str(), p.line, p.column))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("manifest", Some(1), Some(1)),
+            ("reconcile.concurrency", Some(2), Some(13)),
+            ("reconcile.settle_secs", None, None),
+        ],
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("did you mean `manifests`?"),
+        "{err}"
+    );
+    // A key that could not be read is not compared with others: the wrong `timeout_secs` leaves
+    // the default in its place, and `settle_secs` is not called shorter than it.
+    let err = load(
+        "atlas: {timeout_secs: [1]}\nreconcile: {settle_secs: 10}\nretry: {max_attempts: 0}\n",
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["atlas.timeout_secs", "retry.max_attempts"], "{err}");
+}

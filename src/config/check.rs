@@ -1,0 +1,444 @@
+//! Checking the raw values: ranges and the relations between keys, the base URL and the metrics
+//! address, collected into one error; and `Config`'s constructors.
+
+use super::error::Problem;
+use super::raw::DEFAULT_RESERVE;
+use super::read::{Read, read};
+use super::{
+    AtlasSettings, BASE_URL_ENV, CONFIG_ENV, Config, ConfigError, DEFAULT_CONFIG_PATH, LogSettings,
+    MetricsSettings, RateLimitSettings, ReconcileSettings, RetrySettings, ranges,
+};
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Collects every invalid value of one file, so the operator sees them all at once.
+struct Checker {
+    problems: Vec<Problem>,
+    /// Keys whose value could not be read (already reported): they hold defaults, which are not
+    /// worth a message of their own.
+    unreadable: HashSet<String>,
+}
+
+/// How a number is shown in a range message.
+#[derive(Clone, Copy)]
+enum Unit {
+    Count,
+    Secs,
+    Millis,
+}
+
+impl Unit {
+    fn suffix(self) -> &'static str {
+        match self {
+            Unit::Count => "",
+            Unit::Secs => " s",
+            Unit::Millis => " ms",
+        }
+    }
+
+    /// The upper bound in words ("7 days"), when that reads better than the raw number.
+    fn words(self, n: u64) -> Option<String> {
+        let secs = match self {
+            Unit::Count => return None,
+            Unit::Secs => n,
+            Unit::Millis if n.is_multiple_of(1_000) => n / 1_000,
+            Unit::Millis => return None,
+        };
+        let plural = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+        match secs {
+            s if s >= 86_400 && s.is_multiple_of(86_400) => Some(plural(s / 86_400, "day")),
+            s if s >= 3_600 && s.is_multiple_of(3_600) => Some(plural(s / 3_600, "hour")),
+            s if s >= 60 && s.is_multiple_of(60) => Some(plural(s / 60, "minute")),
+            _ => None,
+        }
+    }
+}
+
+impl Checker {
+    fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem::new(key, message));
+    }
+
+    /// Whether the key, or the section holding it, could not be read.
+    fn is_unreadable(&self, key: &str) -> bool {
+        self.unreadable.contains(key)
+            || key
+                .split_once('.')
+                .is_some_and(|(section, _)| self.unreadable.contains(section))
+    }
+
+    /// Checks `value` against `range`; true when it is inside. The message names the value, the
+    /// range and which way to move. False, with no message, for a key that could not be read.
+    fn range(
+        &mut self,
+        key: &str,
+        value: u64,
+        range: &std::ops::RangeInclusive<u64>,
+        unit: Unit,
+    ) -> bool {
+        if self.is_unreadable(key) {
+            return false;
+        }
+        let (lo, hi) = (*range.start(), *range.end());
+        if range.contains(&value) {
+            return true;
+        }
+        let u = unit.suffix();
+        let words = unit
+            .words(hi)
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        let advice = if value < lo {
+            format!("raise it to at least {lo}{u}")
+        } else {
+            format!("lower it to at most {hi}{u}")
+        };
+        self.push(
+            key,
+            format!("is {value}{u}, outside the allowed range {lo}..={hi}{u}{words}: {advice}"),
+        );
+        false
+    }
+
+    fn into_error(self, path: &Path) -> ConfigError {
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: self.problems,
+        }
+    }
+}
+
+/// The base URL, or `None` after recording why it cannot be used.
+fn check_base_url(c: &mut Checker, text: &str, key: &str) -> Option<reqwest::Url> {
+    let url = match reqwest::Url::parse(text.trim()) {
+        Ok(url) => url,
+        Err(e) => {
+            c.push(
+                key,
+                format!("`{text}` is not a URL ({e}); use e.g. https://cloud.mongodb.com"),
+            );
+            return None;
+        }
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            c.push(
+                key,
+                format!(
+                    "`{text}` uses plain http to a host that is not loopback; credentials would cross the network unencrypted: use https"
+                ),
+            );
+            return None;
+        }
+        other => {
+            c.push(key, format!("`{text}` has scheme `{other}`; use https"));
+            return None;
+        }
+    }
+    if url.host().is_none() {
+        c.push(key, format!("`{text}` has no host"));
+        return None;
+    }
+    Some(url)
+}
+
+/// A `usize` setting as the `u64` the range checks take (saturating: a value too large for `u64`
+/// is out of every range anyway).
+fn wide(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+impl Config {
+    /// `$ATLAS_LINKD_CONFIG` if set, else `/etc/atlas-linkd/config.yaml`. (`--config` wins over both;
+    /// the command line applies it.)
+    pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+        env(CONFIG_ENV)
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    }
+
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_yaml(&text, path, env)
+    }
+
+    pub fn from_yaml(
+        text: &str,
+        source: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let Read {
+            raw,
+            problems: unreadable,
+            strict,
+        } = read(text, source)?;
+        let base = source.parent().unwrap_or(Path::new(""));
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        // Past the parse, every value is checked and every problem collected before any is reported.
+        // A key that could not be read holds its default, which is neither checked nor compared.
+        let mut c = Checker {
+            problems: Vec::new(),
+            unreadable: unreadable.iter().map(|p| p.key.clone()).collect(),
+        };
+        let (url_text, url_key) = match env(BASE_URL_ENV).filter(|v| !v.trim().is_empty()) {
+            Some(v) => (v, BASE_URL_ENV),
+            None => (raw.atlas.base_url.clone(), "atlas.base_url"),
+        };
+        let base_url = check_base_url(&mut c, &url_text, url_key);
+
+        c.range(
+            "atlas.timeout_secs",
+            raw.atlas.timeout_secs,
+            &ranges::TIMEOUT_SECS,
+            Unit::Secs,
+        );
+        let r = &raw.reconcile;
+        c.range(
+            "reconcile.resync_interval_secs",
+            r.resync_interval_secs,
+            &ranges::RESYNC_INTERVAL_SECS,
+            Unit::Secs,
+        );
+        let concurrency_ok = c.range(
+            "reconcile.concurrency",
+            wide(r.concurrency),
+            &ranges::CONCURRENCY,
+            Unit::Count,
+        );
+        let per_project_ok = c.range(
+            "reconcile.per_project_concurrency",
+            wide(r.per_project_concurrency),
+            &ranges::PER_PROJECT_CONCURRENCY,
+            Unit::Count,
+        );
+        // Relations are checked only between values that are each in range: one wrong value should
+        // give one message, not one more per relation it takes part in.
+        if concurrency_ok && per_project_ok && r.per_project_concurrency > r.concurrency {
+            c.push(
+                "reconcile.per_project_concurrency",
+                format!(
+                    "({}) may not exceed reconcile.concurrency ({}): lower it or raise concurrency",
+                    r.per_project_concurrency, r.concurrency
+                ),
+            );
+        }
+        // An explicit settle is checked; the default, the timeout, was checked as the timeout (and
+        // its range lies inside settle's).
+        let settle_secs = match r.settle_secs {
+            Some(settle) => {
+                let settle_ok = c.range(
+                    "reconcile.settle_secs",
+                    settle,
+                    &ranges::SETTLE_SECS,
+                    Unit::Secs,
+                );
+                // A create may reach Atlas as late as the moment we stop waiting for its answer; a
+                // window that ends before then would let a listing "prove" absent what is still coming.
+                if settle_ok
+                    && !c.is_unreadable("atlas.timeout_secs")
+                    && settle < raw.atlas.timeout_secs
+                {
+                    c.push(
+                        "reconcile.settle_secs",
+                        format!(
+                            "({settle} s) is shorter than atlas.timeout_secs ({} s): a create that timed out could still be committed after the window; raise it to at least the timeout, or leave it out to use the timeout",
+                            raw.atlas.timeout_secs
+                        ),
+                    );
+                }
+                settle
+            }
+            None => raw.atlas.timeout_secs,
+        };
+
+        let rl = &raw.rate_limit;
+        let capacity_ok = c.range(
+            "rate_limit.capacity",
+            rl.capacity.into(),
+            &ranges::CAPACITY,
+            Unit::Count,
+        );
+        c.range(
+            "rate_limit.refill",
+            rl.refill.into(),
+            &ranges::REFILL,
+            Unit::Count,
+        );
+        c.range(
+            "rate_limit.period_secs",
+            rl.period_secs,
+            &ranges::PERIOD_SECS,
+            Unit::Secs,
+        );
+        let reserve = rl
+            .reserve
+            .unwrap_or_else(|| DEFAULT_RESERVE.min(rl.capacity / 20));
+        if capacity_ok && reserve >= rl.capacity {
+            c.push(
+                "rate_limit.reserve",
+                format!(
+                    "is {reserve}, outside the allowed range 0..={} (below rate_limit.capacity, {}): \
+                     lower it or raise capacity; with the whole bucket left to other tools no call of \
+                     ours could ever start",
+                    rl.capacity - 1,
+                    rl.capacity
+                ),
+            );
+        }
+
+        let rt = &raw.retry;
+        c.range(
+            "retry.max_attempts",
+            rt.max_attempts.into(),
+            &ranges::MAX_ATTEMPTS,
+            Unit::Count,
+        );
+        let initial_ok = c.range(
+            "retry.initial_backoff_ms",
+            rt.initial_backoff_ms,
+            &ranges::INITIAL_BACKOFF_MS,
+            Unit::Millis,
+        );
+        let max_backoff_ok = c.range(
+            "retry.max_backoff_secs",
+            rt.max_backoff_secs,
+            &ranges::MAX_BACKOFF_SECS,
+            Unit::Secs,
+        );
+        // Both in range, so `max_backoff_secs * 1000` is at most 86,400,000.
+        if initial_ok && max_backoff_ok && rt.initial_backoff_ms > rt.max_backoff_secs * 1000 {
+            c.push(
+                "retry.initial_backoff_ms",
+                format!(
+                    "({} ms) exceeds retry.max_backoff_secs ({} s): lower it or raise the maximum",
+                    rt.initial_backoff_ms, rt.max_backoff_secs
+                ),
+            );
+        }
+        let failure_ok = c.range(
+            "retry.failure_delay_secs",
+            rt.failure_delay_secs,
+            &ranges::FAILURE_DELAY_SECS,
+            Unit::Secs,
+        );
+        let max_failure_ok = c.range(
+            "retry.max_failure_delay_secs",
+            rt.max_failure_delay_secs,
+            &ranges::MAX_FAILURE_DELAY_SECS,
+            Unit::Secs,
+        );
+        if failure_ok && max_failure_ok && rt.max_failure_delay_secs < rt.failure_delay_secs {
+            c.push(
+                "retry.max_failure_delay_secs",
+                format!(
+                    "({} s) is below retry.failure_delay_secs ({} s): raise it or lower the first delay",
+                    rt.max_failure_delay_secs, rt.failure_delay_secs
+                ),
+            );
+        }
+
+        if raw.manifests.is_empty() {
+            c.push(
+                "manifests",
+                "is empty: list at least one manifest file or directory",
+            );
+        }
+        if raw.ledger.as_os_str().is_empty() {
+            c.push("ledger", "is empty: give the ledger database's path");
+        }
+        let listen = match raw.metrics.listen.as_deref().map(str::trim) {
+            None => Some(None),
+            Some(addr) => match addr.parse::<SocketAddr>() {
+                Ok(a) => Some(Some(a)),
+                Err(e) => {
+                    c.push(
+                        "metrics.listen",
+                        format!(
+                            "`{addr}` is not an address and port ({e}); write e.g. 127.0.0.1:9464, or null to turn the endpoint off"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+
+        if let Some(strict) = strict {
+            let mut problems = unreadable;
+            problems.append(&mut c.problems);
+            // One problem alone keeps the parser's own error, with its exact line and column.
+            return Err(if problems.len() == 1 {
+                strict
+            } else {
+                ConfigError::Invalid {
+                    path: source.to_path_buf(),
+                    problems,
+                }
+            });
+        }
+        // Every `None` above recorded a problem, so this refuses exactly when something was wrong.
+        let (Some(base_url), Some(listen), true) = (base_url, listen, c.problems.is_empty()) else {
+            return Err(c.into_error(source));
+        };
+
+        Ok(Config {
+            source: source.to_path_buf(),
+            atlas: AtlasSettings {
+                base_url,
+                auth: raw.atlas.auth,
+                timeout_secs: raw.atlas.timeout_secs,
+            },
+            manifests: raw.manifests.iter().map(|p| resolve(p)).collect(),
+            ledger: resolve(&raw.ledger),
+            reconcile: ReconcileSettings {
+                resync_interval_secs: raw.reconcile.resync_interval_secs,
+                concurrency: raw.reconcile.concurrency,
+                per_project_concurrency: raw.reconcile.per_project_concurrency,
+                settle_secs,
+            },
+            rate_limit: RateLimitSettings {
+                capacity: raw.rate_limit.capacity,
+                refill: raw.rate_limit.refill,
+                period_secs: raw.rate_limit.period_secs,
+                reserve,
+            },
+            retry: RetrySettings {
+                max_attempts: raw.retry.max_attempts,
+                initial_backoff_ms: raw.retry.initial_backoff_ms,
+                max_backoff_secs: raw.retry.max_backoff_secs,
+                failure_delay_secs: raw.retry.failure_delay_secs,
+                max_failure_delay_secs: raw.retry.max_failure_delay_secs,
+            },
+            metrics: MetricsSettings { listen },
+            log: LogSettings {
+                format: raw.log.format,
+            },
+        })
+    }
+}

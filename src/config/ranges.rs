@@ -1,0 +1,36 @@
+//! The allowed range of every number in the config, inclusive. Generous for an operator, and small
+//! enough that adding any of them to an `Instant` (or `secs * 1000`) is nowhere near overflow: a value
+//! read from a file never reaches the timer code unchecked.
+
+use std::ops::RangeInclusive;
+
+const HOUR: u64 = 3_600;
+const DAY: u64 = 24 * HOUR;
+
+/// `atlas.timeout_secs`: one HTTP call, connection and body included.
+pub const TIMEOUT_SECS: RangeInclusive<u64> = 1..=HOUR;
+/// `reconcile.resync_interval_secs`: a week without a full pass is already a long time.
+pub const RESYNC_INTERVAL_SECS: RangeInclusive<u64> = 1..=7 * DAY;
+/// `reconcile.concurrency`: calls in flight, all projects together.
+pub const CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
+/// `reconcile.per_project_concurrency` (and at most `reconcile.concurrency`).
+pub const PER_PROJECT_CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
+/// `reconcile.settle_secs`.
+pub const SETTLE_SECS: RangeInclusive<u64> = 1..=DAY;
+/// `rate_limit.capacity` (Atlas's is 1,200).
+pub const CAPACITY: RangeInclusive<u64> = 1..=10_000_000;
+/// `rate_limit.refill` (Atlas's is 500).
+pub const REFILL: RangeInclusive<u64> = 1..=10_000_000;
+/// `rate_limit.period_secs` (Atlas's is 60).
+pub const PERIOD_SECS: RangeInclusive<u64> = 1..=DAY;
+// `rate_limit.reserve` is 0 up to `rate_limit.capacity - 1`: a range that depends on capacity.
+/// `retry.max_attempts`, the first attempt included.
+pub const MAX_ATTEMPTS: RangeInclusive<u64> = 1..=100;
+/// `retry.initial_backoff_ms` (and at most `retry.max_backoff_secs`).
+pub const INITIAL_BACKOFF_MS: RangeInclusive<u64> = 1..=DAY * 1_000;
+/// `retry.max_backoff_secs`.
+pub const MAX_BACKOFF_SECS: RangeInclusive<u64> = 1..=DAY;
+/// `retry.failure_delay_secs`.
+pub const FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;
+/// `retry.max_failure_delay_secs` (and at least `retry.failure_delay_secs`).
+pub const MAX_FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;

@@ -1,0 +1,83 @@
+//! The validated configuration and its sections, as the rest of the daemon reads them.
+
+use super::AuthKind;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The config file it came from.
+    pub source: PathBuf,
+    pub atlas: AtlasSettings,
+    /// Manifest files and directories, resolved against the config file's folder.
+    pub manifests: Vec<PathBuf>,
+    /// The SQLite ledger, resolved likewise.
+    pub ledger: PathBuf,
+    pub reconcile: ReconcileSettings,
+    pub rate_limit: RateLimitSettings,
+    pub retry: RetrySettings,
+    pub metrics: MetricsSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtlasSettings {
+    pub base_url: reqwest::Url,
+    pub auth: AuthKind,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    pub resync_interval_secs: u64,
+    pub concurrency: usize,
+    pub per_project_concurrency: usize,
+    /// A create sent without an answer is in flight at Atlas this long after it was sent: only a
+    /// listing that starts later may decide whether it was committed.
+    pub settle_secs: u64,
+}
+
+/// Per project; mirrors Atlas's "Streams" token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub capacity: u32,
+    pub refill: u32,
+    pub period_secs: u64,
+    /// Tokens of the project's bucket left to other tools: our calls wait for refill rather than take them.
+    /// Below `capacity`. Default: 60, or `capacity / 20` when that is less.
+    pub reserve: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_secs: u64,
+    /// A link whose create failed waits this long before a later pass tries it again, doubling with
+    /// each further failure, so a bad link cannot eat the project's rate budget.
+    pub failure_delay_secs: u64,
+    pub max_failure_delay_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// `None` turns the endpoint off.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// `log.format`: `auto` is human-readable on a terminal and JSON otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Auto,
+    Text,
+    Json,
+}

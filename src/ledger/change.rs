@@ -1,0 +1,72 @@
+//! `Change`: one write to the ledger, as the executor asks for it.
+
+use crate::model::{EndpointOutputs, Fingerprint, LinkKey, LinkSpec, RemoteState};
+
+/// One write to the ledger. Every change carries the time it happened (callers own the clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Written just before a create is sent, with `at_unix` the moment of sending rounded UP to the
+    /// second (it becomes `sent_unix`). Upsert: phase=intent, spec and fingerprint replaced, atlas_id cleared.
+    Intent {
+        key: LinkKey,
+        spec: LinkSpec,
+        fingerprint: Fingerprint,
+        at_unix: i64,
+    },
+    /// Atlas accepted the create. The row must exist (an `Intent` came first).
+    Created {
+        key: LinkKey,
+        atlas_id: String,
+        at_unix: i64,
+    },
+    /// A matching remote connection was recorded without a create. Upsert.
+    Adopted {
+        key: LinkKey,
+        spec: LinkSpec,
+        fingerprint: Fingerprint,
+        atlas_id: String,
+        remote_state: Option<RemoteState>,
+        remote_error: Option<String>,
+        outputs: EndpointOutputs,
+        at_unix: i64,
+    },
+    /// An attempt failed. Upsert; attempts += 1; atlas_id cleared.
+    Failed {
+        key: LinkKey,
+        spec: LinkSpec,
+        fingerprint: Fingerprint,
+        error: String,
+        next_attempt_unix: i64,
+        at_unix: i64,
+    },
+    /// The last state Atlas reported for a recorded link. The row must exist.
+    RemoteState {
+        key: LinkKey,
+        state: RemoteState,
+        error: Option<String>,
+        outputs: EndpointOutputs,
+        at_unix: i64,
+    },
+}
+
+impl Change {
+    pub fn key(&self) -> &LinkKey {
+        match self {
+            Change::Intent { key, .. }
+            | Change::Created { key, .. }
+            | Change::Adopted { key, .. }
+            | Change::Failed { key, .. }
+            | Change::RemoteState { key, .. } => key,
+        }
+    }
+
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Change::Intent { .. } => "intent",
+            Change::Created { .. } => "created",
+            Change::Adopted { .. } => "adopted",
+            Change::Failed { .. } => "failed",
+            Change::RemoteState { .. } => "remote state",
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The ledger: what atlas-linkd has done, in SQLite, one row per link, and the one-process lock around it.
+//!
+//! The ledger is the daemon's memory across crashes. A create is preceded by an `intent` row, so a
+//! crash mid-call leaves a trace that makes the next pass list and adopt instead of creating twice.
+//! Every write is a SQLite transaction in WAL mode with `synchronous=FULL`: committed means on disk.
+//! `LedgerHandle` puts a dedicated thread in front of the connection and commits every change queued
+//! while the previous commit ran in one transaction (group commit), so thousands of parallel creates
+//! cost a few fsyncs.
+//!
+//! What a row holds, `model::Record` and `model::Phase`, is domain data (`plan` reads it without
+//! touching SQLite); this module owns only how it is stored. `Change`, the ledger's write command,
+//! stays here: only the executor writes, and each variant's meaning is a row operation.
+
+mod change;
+mod error;
+mod handle;
+mod rows;
+mod schema;
+mod store;
+
+pub use change::Change;
+pub use error::LedgerError;
+pub use handle::LedgerHandle;
+pub use schema::SCHEMA_VERSION;
+pub use store::{Ledger, lock_path};
+
+// The domain types' old paths, kept for the code that still names them here (`reconcile`, and the
+// integration tests and benches), until those move to `crate::model`.
+pub use crate::model::{Phase, Record};
+
+#[cfg(test)]
+mod tests;

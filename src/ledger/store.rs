@@ -1,0 +1,309 @@
+//! `Ledger`: the SQLite store of one row per link, behind a one-process lock: open, read, apply.
+
+use super::rows::{RawRecord, write_change};
+use super::schema::{BUSY_TIMEOUT_MS, SCHEMA_VERSION, migrate, user_version};
+use super::{Change, LedgerError};
+use crate::model::{EndpointOutputs, GroupId, Record};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// An open ledger. `open` holds the process lock until the value is dropped.
+pub struct Ledger {
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
+    /// Held (and locked) for the ledger's lifetime; `None` for a read-only open.
+    _lock: Option<File>,
+    pub(super) commits: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.path)
+            .field("locked", &self._lock.is_some())
+            .finish()
+    }
+}
+
+/// `<ledger>.lock`, beside the ledger.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+fn take_lock(path: &Path) -> Result<File, LedgerError> {
+    let lock_path = lock_path(path);
+    let lock_err = |source| LedgerError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    // A fresh handle every time: flock locks belong to the open file description, so even a second
+    // `open` in the same process is refused.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let holder_pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Err(LedgerError::Locked {
+                path: path.to_owned(),
+                holder_pid,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+    }
+    file.set_len(0).map_err(lock_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(lock_err)?;
+    writeln!(file, "{}", std::process::id()).map_err(lock_err)?;
+    file.sync_all().map_err(lock_err)?;
+    Ok(file)
+}
+
+impl Ledger {
+    /// Opens (creating and migrating as needed) the ledger for writing, holding the process lock.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|source| LedgerError::CreateDir {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+        }
+        let lock = take_lock(path)?;
+        let create_err = |source| LedgerError::CreateFile {
+            path: path.to_owned(),
+            source,
+        };
+        // Create the file ourselves so it is owner-only from its first byte; SQLite gives the -wal
+        // and -shm files the database file's permissions.
+        let created = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(f) => {
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(create_err)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(create_err(e)),
+        }
+        let open_err = |source| LedgerError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(open_err)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_err(rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode is {mode}, WAL was requested"
+            ))));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(Ledger {
+            conn,
+            path: path.to_owned(),
+            _lock: Some(lock),
+            commits: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Opens the ledger for reading only, without the lock, beside a running daemon.
+    pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        if !path.exists() {
+            return Err(LedgerError::NotFound {
+                path: path.to_owned(),
+            });
+        }
+        let open_err = |source| LedgerError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(open_err)?;
+        let found = user_version(&conn, path)?;
+        if found > i64::from(SCHEMA_VERSION) {
+            return Err(LedgerError::TooNew {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found < i64::from(SCHEMA_VERSION) {
+            return Err(LedgerError::NotMigrated {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Ledger {
+            conn,
+            path: path.to_owned(),
+            _lock: None,
+            commits: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many write transactions this ledger has committed since it was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Every row, sorted by key.
+    pub fn records(&self) -> Result<Vec<Record>, LedgerError> {
+        let sql_err = |source| LedgerError::Sql {
+            path: self.path.clone(),
+            action: "read the records",
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
+                        remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix,
+                        sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id
+                 FROM links ORDER BY group_id, name",
+            )
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([]).map_err(sql_err)?;
+        let mut out = Vec::new();
+        // Rows come sorted by project, so each project id is parsed once and shared by its rows.
+        let mut group: Option<GroupId> = None;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
+            let opt_text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?));
+            let raw = RawRecord {
+                group_id: text(0).map_err(sql_err)?,
+                name: r.get(1).map_err(sql_err)?,
+                spec_json: r.get(2).map_err(sql_err)?,
+                fingerprint: text(3).map_err(sql_err)?,
+                atlas_id: r.get(4).map_err(sql_err)?,
+                phase: text(5).map_err(sql_err)?,
+                remote_state: opt_text(6).map_err(sql_err)?,
+                remote_error: r.get(7).map_err(sql_err)?,
+                attempts: r.get(8).map_err(sql_err)?,
+                last_error: r.get(9).map_err(sql_err)?,
+                next_attempt_unix: r.get(10).map_err(sql_err)?,
+                created_unix: r.get(11).map_err(sql_err)?,
+                updated_unix: r.get(12).map_err(sql_err)?,
+                sent_unix: r.get(13).map_err(sql_err)?,
+                outputs: EndpointOutputs {
+                    interface_endpoint_id: r.get(14).map_err(sql_err)?,
+                    interface_endpoint_name: r.get(15).map_err(sql_err)?,
+                    provider_account_id: r.get(16).map_err(sql_err)?,
+                },
+            };
+            let record = raw.decode(&self.path, group.as_ref())?;
+            if group.as_ref() != Some(&record.key.group_id) {
+                group = Some(record.key.group_id.clone());
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Applies every change in ONE transaction: all are recorded, or none.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let sql_err = |action| {
+            let path = path.clone();
+            move |source| LedgerError::Sql {
+                path,
+                action,
+                source,
+            }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err("begin a transaction"))?;
+        for change in changes {
+            write_change(&tx, &self.path, change)?;
+        }
+        tx.commit().map_err(sql_err("commit"))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits a group of changes, each under its own savepoint so that one bad change (say, a
+    /// `Created` with no row) fails alone. Returns one result per change, or the commit's failure.
+    pub(super) fn apply_group(
+        &mut self,
+        changes: &[&Change],
+    ) -> Result<Vec<Result<(), LedgerError>>, rusqlite::Error> {
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(changes.len());
+        for change in changes {
+            let sp = tx.savepoint()?;
+            match write_change(&sp, &self.path, change) {
+                Ok(()) => {
+                    sp.commit()?;
+                    results.push(Ok(()));
+                }
+                Err(e) => {
+                    // Dropping the savepoint rolls it back.
+                    drop(sp);
+                    results.push(Err(e));
+                }
+            }
+        }
+        tx.commit()?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(results)
+    }
+
+    /// Closes the connection, checkpointing the WAL, then releases the lock.
+    pub fn close(self) -> Result<(), LedgerError> {
+        let Ledger {
+            conn, path, _lock, ..
+        } = self;
+        conn.close().map_err(|(_, source)| LedgerError::Sql {
+            path,
+            action: "close",
+            source,
+        })
+    }
+}

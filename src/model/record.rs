@@ -1,0 +1,79 @@
+//! What is recorded of a link (`Record`) and where it stands (`Phase`): domain values that the
+//! ledger stores and `plan` reads, with no SQL in them.
+
+use super::{EndpointOutputs, Fingerprint, LinkKey, LinkSpec, RemoteState};
+use serde::Serialize;
+use std::fmt;
+
+/// Where a link stands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A create is about to be sent, or was sent with an unknown outcome.
+    Intent,
+    /// Atlas answered a create with success; `atlas_id` is set.
+    Created,
+    /// A matching connection was found in Atlas and recorded without a create.
+    Adopted,
+    /// The last attempt failed; `next_attempt_unix` says when to try again.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Intent => "intent",
+            Phase::Created => "created",
+            Phase::Adopted => "adopted",
+            Phase::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        match s {
+            "intent" => Some(Phase::Intent),
+            "created" => Some(Phase::Created),
+            "adopted" => Some(Phase::Adopted),
+            "failed" => Some(Phase::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One ledger row, decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub key: LinkKey,
+    /// The spec as last recorded (`LinkSpec::to_json`).
+    pub spec_json: String,
+    pub fingerprint: Fingerprint,
+    pub atlas_id: Option<String>,
+    pub phase: Phase,
+    pub remote_state: Option<RemoteState>,
+    pub remote_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_unix: Option<i64>,
+    /// When the last create was sent (rounded up to the second). A create that got no answer is in
+    /// flight at Atlas until this plus `settle_secs`.
+    pub sent_unix: Option<i64>,
+    /// What Atlas last reported of the connection's read-only outputs.
+    pub outputs: EndpointOutputs,
+    pub created_unix: i64,
+    pub updated_unix: i64,
+}
+
+impl Record {
+    /// The recorded spec, parsed.
+    pub fn spec(&self) -> Result<LinkSpec, serde_json::Error> {
+        serde_json::from_str(&self.spec_json)
+    }
+}

@@ -1,0 +1,279 @@
+//! What a plan says to do: the actions (`Action`, `CreateReason`), the plan and its counts, and
+//! their stable JSON form (the shape is in the module documentation of `plan`).
+
+use super::Listings;
+use crate::model::{
+    DesiredLink, Fingerprint, GroupId, LinkKey, Phase, RemoteConnection, RemoteState,
+};
+use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
+use std::collections::BTreeSet;
+
+/// Why a create is planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CreateReason {
+    /// Declared and never recorded.
+    New,
+    /// An intent left by a crash or an unknown outcome.
+    Resume,
+    /// After a failure: the delay is over, or the spec changed.
+    Retry,
+    /// Recorded as created or adopted, but gone from a complete listing.
+    Recreate,
+}
+
+impl CreateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreateReason::New => "new",
+            CreateReason::Resume => "resume",
+            CreateReason::Retry => "retry",
+            CreateReason::Recreate => "recreate",
+        }
+    }
+}
+
+/// What a pass does about one link.
+// The link and remote are boxed: a plan holds one action per link (100,000 and more), and
+// unboxed, every action would take the size of the largest variant (about 700 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send a create (after listing the project, if it has no listing yet).
+    Create {
+        link: Box<DesiredLink>,
+        reason: CreateReason,
+    },
+    /// Record this existing remote connection as the link; no create.
+    Adopt {
+        link: Box<DesiredLink>,
+        remote: Box<RemoteConnection>,
+    },
+    /// Created or adopted with the declared spec, and not known to be gone.
+    Unchanged {
+        key: LinkKey,
+        atlas_id: String,
+        remote_state: Option<RemoteState>,
+    },
+    /// Created or adopted with another spec. Reported, never deleted or recreated.
+    Changed {
+        key: LinkKey,
+        atlas_id: Option<String>,
+        recorded: Fingerprint,
+        desired: Fingerprint,
+    },
+    /// Recorded but no longer declared. Reported, never deleted.
+    Orphaned {
+        key: LinkKey,
+        atlas_id: Option<String>,
+        phase: Phase,
+    },
+    /// Failed recently; the next attempt is not due yet.
+    Waiting {
+        key: LinkKey,
+        until_unix: i64,
+        attempts: u32,
+        last_error: Option<String>,
+    },
+    /// Would be created, but an unclaimed connection of the project shares its identity and
+    /// differs in `fields` (API names): neither adopted nor created beside. Reported.
+    Conflict {
+        link: Box<DesiredLink>,
+        remote_id: String,
+        fields: Vec<&'static str>,
+    },
+    /// Would be created, but an earlier create of it may still be committed by Atlas until
+    /// `until_unix`: nothing is sent; a plan from a listing started at or after then decides.
+    InFlight {
+        link: Box<DesiredLink>,
+        until_unix: i64,
+    },
+}
+
+impl Action {
+    pub fn key(&self) -> &LinkKey {
+        match self {
+            Action::Create { link, .. }
+            | Action::Adopt { link, .. }
+            | Action::Conflict { link, .. }
+            | Action::InFlight { link, .. } => &link.key,
+            Action::Unchanged { key, .. }
+            | Action::Changed { key, .. }
+            | Action::Orphaned { key, .. }
+            | Action::Waiting { key, .. } => key,
+        }
+    }
+
+    /// The category name used in JSON and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "create",
+            Action::Adopt { .. } => "adopt",
+            Action::Unchanged { .. } => "unchanged",
+            Action::Changed { .. } => "changed",
+            Action::Orphaned { .. } => "orphaned",
+            Action::Waiting { .. } => "waiting",
+            Action::Conflict { .. } => "conflict",
+            Action::InFlight { .. } => "inflight",
+        }
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let key = self.key();
+        let fields = match self {
+            Action::Create { .. } => 6,
+            Action::Adopt { .. } => 6,
+            Action::Unchanged { .. } => 4,
+            Action::Changed { .. } => 5,
+            Action::Orphaned { .. } => 5,
+            Action::Waiting { .. } => 6,
+            Action::Conflict { .. } => 5,
+            Action::InFlight { .. } => 3,
+        };
+        let mut st = s.serialize_struct("Action", fields + 1)?;
+        st.serialize_field("action", self.kind())?;
+        st.serialize_field("groupId", &key.group_id)?;
+        st.serialize_field("name", &key.name)?;
+        match self {
+            Action::Create { link, reason } => {
+                st.serialize_field("reason", reason)?;
+                st.serialize_field("fingerprint", &link.fingerprint)?;
+                st.serialize_field("spec", &link.spec)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
+            Action::Adopt { link, remote } => {
+                st.serialize_field("atlasId", &remote.id)?;
+                st.serialize_field("remoteState", &remote.state)?;
+                st.serialize_field("fingerprint", &link.fingerprint)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
+            Action::Unchanged {
+                atlas_id,
+                remote_state,
+                ..
+            } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("remoteState", remote_state)?;
+            }
+            Action::Changed {
+                atlas_id,
+                recorded,
+                desired,
+                ..
+            } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("recordedFingerprint", recorded)?;
+                st.serialize_field("desiredFingerprint", desired)?;
+            }
+            Action::Orphaned {
+                atlas_id, phase, ..
+            } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("phase", phase)?;
+            }
+            Action::Waiting {
+                until_unix,
+                attempts,
+                last_error,
+                ..
+            } => {
+                st.serialize_field("untilUnix", until_unix)?;
+                st.serialize_field("attempts", attempts)?;
+                st.serialize_field("lastError", last_error)?;
+            }
+            Action::Conflict {
+                link,
+                remote_id,
+                fields,
+            } => {
+                st.serialize_field("atlasId", remote_id)?;
+                st.serialize_field("fields", fields)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
+            Action::InFlight { until_unix, .. } => {
+                st.serialize_field("untilUnix", until_unix)?;
+            }
+        }
+        st.end()
+    }
+}
+
+/// How many actions of each category a plan holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PlanCounts {
+    pub create: usize,
+    pub adopt: usize,
+    pub unchanged: usize,
+    pub changed: usize,
+    pub conflict: usize,
+    pub orphaned: usize,
+    pub waiting: usize,
+    pub inflight: usize,
+}
+
+impl PlanCounts {
+    pub fn total(&self) -> usize {
+        self.create
+            + self.adopt
+            + self.unchanged
+            + self.changed
+            + self.conflict
+            + self.orphaned
+            + self.waiting
+            + self.inflight
+    }
+}
+
+/// Every action of a pass, sorted by key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}
+
+impl Serialize for Plan {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Plan", 2)?;
+        st.serialize_field("counts", &self.counts())?;
+        st.serialize_field("actions", &self.actions)?;
+        st.end()
+    }
+}
+
+impl Plan {
+    /// Projects with any create or create in flight: the executor lists each of them (completely)
+    /// and plans again before creating anything, so a create never happens without a look at what
+    /// exists, and a create that Atlas committed without answering is found and adopted.
+    pub fn projects_to_list(&self) -> BTreeSet<GroupId> {
+        self.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Create { .. } | Action::InFlight { .. }))
+            .map(|a| a.key().group_id.clone())
+            .collect()
+    }
+
+    /// Of `projects_to_list`, those that `listings` does not cover yet.
+    pub fn projects_unlisted(&self, listings: &Listings) -> BTreeSet<GroupId> {
+        let mut out = self.projects_to_list();
+        out.retain(|g| !listings.contains_key(g));
+        out
+    }
+
+    pub fn counts(&self) -> PlanCounts {
+        let mut c = PlanCounts::default();
+        for a in &self.actions {
+            match a {
+                Action::Create { .. } => c.create += 1,
+                Action::Adopt { .. } => c.adopt += 1,
+                Action::Unchanged { .. } => c.unchanged += 1,
+                Action::Changed { .. } => c.changed += 1,
+                Action::Orphaned { .. } => c.orphaned += 1,
+                Action::Waiting { .. } => c.waiting += 1,
+                Action::Conflict { .. } => c.conflict += 1,
+                Action::InFlight { .. } => c.inflight += 1,
+            }
+        }
+        c
+    }
+}

@@ -1,0 +1,148 @@
+//! `plan()`: the pure decision of what a pass does, link by link.
+
+use super::index::{Claimed, ProjectIndex};
+use super::{Action, CreateReason, Listings, Plan, PlanSettings};
+use crate::model::{DesiredLink, DesiredState, FxMap, GroupId, Phase, Record};
+
+/// Whether a record was made from the spec a link now declares.
+fn same_spec(record: &Record, link: &DesiredLink) -> bool {
+    // Fingerprints recorded before regions and the MSK scheme were canonicalised may differ for
+    // the same spec; the recorded spec, fingerprinted today, settles it. Parsed only when the
+    // fingerprints differ, which is rare.
+    record.fingerprint == link.fingerprint
+        || record
+            .spec()
+            .is_ok_and(|spec| spec.fingerprint() == link.fingerprint)
+}
+
+/// Decides what a pass does. Pure: the same inputs give the same plan.
+///
+/// `now_unix` must be taken before any of `listings` was started (see the module documentation).
+pub fn plan(
+    desired: &DesiredState,
+    records: &[Record],
+    listings: &Listings,
+    now_unix: i64,
+    settings: &PlanSettings,
+) -> Plan {
+    // Desired links come in key order (nested BTreeMaps); with records in key order too (as
+    // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
+    // sorted plan, with no hashing and no sort.
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    let mut claimed = Claimed {
+        records: &sorted,
+        ids: None,
+    };
+    let indexes: FxMap<&GroupId, ProjectIndex> = listings
+        .iter()
+        .map(|(g, l)| (g, ProjectIndex::new(l)))
+        .collect();
+
+    let orphan = |r: &Record| Action::Orphaned {
+        key: r.key.clone(),
+        atlas_id: r.atlas_id.clone(),
+        phase: r.phase,
+    };
+    let mut pending = sorted.iter().copied().peekable();
+    let mut actions = Vec::with_capacity(desired.link_count().max(records.len()));
+    for link in desired.links() {
+        while let Some(r) = pending.next_if(|r| r.key < link.key) {
+            actions.push(orphan(r));
+        }
+        // A duplicated key in `records` cannot come from the ledger (it is the primary key);
+        // the first one wins and the rest are skipped.
+        let record = pending.next_if(|r| r.key == link.key);
+        while pending.next_if(|r| r.key == link.key).is_some() {}
+        let index = indexes.get(&link.key.group_id);
+        let reason = match record {
+            None => CreateReason::New,
+            Some(r) => match r.phase {
+                Phase::Created | Phase::Adopted => {
+                    if !same_spec(r, link) {
+                        actions.push(Action::Changed {
+                            key: link.key.clone(),
+                            atlas_id: r.atlas_id.clone(),
+                            recorded: r.fingerprint,
+                            desired: link.fingerprint,
+                        });
+                        continue;
+                    }
+                    match (&r.atlas_id, index) {
+                        (Some(id), Some(ix)) if !ix.by_id.contains_key(id.as_str()) => {
+                            CreateReason::Recreate
+                        }
+                        (Some(id), ix) => {
+                            // A listing is fresher than the record.
+                            let fresh = ix.and_then(|ix| ix.by_id.get(id.as_str()));
+                            actions.push(Action::Unchanged {
+                                key: link.key.clone(),
+                                atlas_id: id.clone(),
+                                remote_state: match fresh {
+                                    Some(c) => c.state.clone(),
+                                    None => r.remote_state.clone(),
+                                },
+                            });
+                            continue;
+                        }
+                        // Recorded as done but without an id: the record cannot vouch for
+                        // anything, so treat it like an unknown outcome.
+                        (None, _) => CreateReason::Resume,
+                    }
+                }
+                Phase::Intent => CreateReason::Resume,
+                Phase::Failed => {
+                    let due = r.next_attempt_unix.is_none_or(|t| t <= now_unix);
+                    if !due && same_spec(r, link) {
+                        actions.push(Action::Waiting {
+                            key: link.key.clone(),
+                            until_unix: r.next_attempt_unix.unwrap_or(now_unix),
+                            attempts: r.attempts,
+                            last_error: r.last_error.clone(),
+                        });
+                        continue;
+                    }
+                    CreateReason::Retry
+                }
+            },
+        };
+        // Before any create: the steps of "Before a create" in the module documentation.
+        let in_flight_until = record
+            .filter(|r| matches!(r.phase, Phase::Intent | Phase::Failed))
+            .and_then(|r| r.sent_unix)
+            .map(|sent| sent.saturating_add(settings.settle_secs));
+        if let Some(ix) = index
+            && let Some(remote) = ix.find(&link.spec, claimed.get())
+        {
+            claimed.get().insert(remote.id.as_str());
+            actions.push(Action::Adopt {
+                link: Box::new(link.clone()),
+                remote: Box::new(remote.clone()),
+            });
+        } else if let Some(ix) = index
+            && let Some((remote, fields)) = ix.near(&link.spec, claimed.get())
+        {
+            actions.push(Action::Conflict {
+                link: Box::new(link.clone()),
+                remote_id: remote.id.clone(),
+                fields,
+            });
+        } else if let Some(until_unix) = in_flight_until
+            && now_unix < until_unix
+        {
+            actions.push(Action::InFlight {
+                link: Box::new(link.clone()),
+                until_unix,
+            });
+        } else {
+            actions.push(Action::Create {
+                link: Box::new(link.clone()),
+                reason,
+            });
+        }
+    }
+    actions.extend(pending.map(orphan));
+    Plan { actions }
+}
