@@ -8,111 +8,37 @@
 //! 1 MB, freed file by file), `manifest::load`, `Ledger::open`, `Ledger::records()` and `plan()`,
 //! with the desired state, the records and the plan all alive at the end.
 
-use atlas_linkd::ledger::{Change, Ledger};
-use atlas_linkd::model::RemoteState;
+use atlas_linkd::ledger::Ledger;
 use atlas_linkd::plan::{Listings, PlanSettings, plan};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod support;
-use support::{mb, ms, process_cpu, status_kib};
+use support::{Scale, mb, ms, process_cpu, status_kib, write_adopted_ledger};
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration, std::time::Duration) {
     support::timed(process_cpu, f)
 }
 
-const FILES: usize = 20;
-const PROJECTS: usize = 1_000;
-const LINKS_PER_PROJECT: usize = 100;
+const SCALE: Scale = Scale {
+    files: 20,
+    projects: 1_000,
+    links: 100,
+};
 const NOW: i64 = 1_700_000_000;
 const SETTINGS: PlanSettings = PlanSettings { settle_secs: 30 };
-const BATCH: usize = 10_000;
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("{what}: {e}");
     std::process::exit(1);
 }
 
-fn link(out: &mut String, p: usize, l: usize) {
-    let name = format!("link-{p:04}-{l:03}");
-    match l % 5 {
-        0 => write!(
-            out,
-            "      - name: {name}\n        vendor: MSK\n        region: null\n        arn: arn:aws:kafka:us-east-1:123456789012:cluster/c{p}/{l}\n        authenticationScheme: IAM\n"
-        ),
-        1 => write!(
-            out,
-            "      - name: {name}\n        vendor: CONFLUENT\n        serviceEndpointId: com.amazonaws.vpce.us-east-1.vpce-svc-{p:08x}{l:04x}\n        dnsDomain: use1.p{p}l{l}.confluent.cloud\n        dnsSubDomain: [use1-az1, use1-az2, use1-az4]\n"
-        ),
-        2 => write!(
-            out,
-            "      - name: {name}\n        vendor: S3\n        region: us-west-{}\n        serviceEndpointId: com.amazonaws.us-east-1.s3-{p}-{l}\n",
-            l % 3 + 1
-        ),
-        3 => write!(
-            out,
-            "      - name: {name}\n        vendor: kinesis\n        serviceEndpointId: com.amazonaws.us-east-1.kinesis-{p}-{l}\n"
-        ),
-        _ => writeln!(
-            out,
-            "      - {{name: {name}, vendor: LAMBDA, serviceEndpointId: com.amazonaws.us-east-1.lambda-{p}-{l}}}"
-        ),
-    }
-    .unwrap_or_default();
-}
-
-fn generate(dir: &Path) -> usize {
-    let mut bytes = 0;
-    for f in 0..FILES {
-        let mut text = String::with_capacity(1 << 20);
-        for p in (f..PROJECTS).step_by(FILES) {
-            // Two documents per file, to exercise the multi-document path.
-            if p == f + FILES * (PROJECTS / FILES / 2) {
-                text.push_str("---\n");
-            }
-            if p < f + FILES || p == f + FILES * (PROJECTS / FILES / 2) {
-                text.push_str("projects:\n");
-            }
-            let _ = write!(
-                text,
-                "  - groupId: \"{p:024x}\"\n    name: project-{p}\n    defaults: {{provider: AWS, region: us-east-1}}\n    links:\n"
-            );
-            for l in 0..LINKS_PER_PROJECT {
-                link(&mut text, p, l);
-            }
-        }
-        bytes += text.len();
-        if let Err(e) = std::fs::write(dir.join(format!("m{f:02}.yaml")), text) {
-            fail("cannot write a manifest", e);
-        }
-    }
-    bytes
-}
-
 /// The child's job: record every declared link as adopted, as a finished first pass would.
 fn write_ledger(manifests: &Path, ledger: &Path) {
     let desired = atlas_linkd::manifest::load(&[manifests.to_path_buf()])
         .unwrap_or_else(|p| fail("unexpected problems", p));
-    let mut ledger = Ledger::open(ledger).unwrap_or_else(|e| fail("cannot open the ledger", e));
-    let changes: Vec<Change> = desired
-        .links()
-        .enumerate()
-        .map(|(i, link)| Change::Adopted {
-            key: link.key.clone(),
-            spec: link.spec.clone(),
-            fingerprint: link.fingerprint,
-            atlas_id: format!("{i:024x}"),
-            remote_state: Some(RemoteState::Done),
-            remote_error: None,
-            outputs: Default::default(),
-            at_unix: NOW,
-        })
-        .collect();
-    for chunk in changes.chunks(BATCH) {
-        if let Err(e) = ledger.apply(chunk) {
-            fail("cannot write the ledger", e);
-        }
+    if let Err(e) = write_adopted_ledger(ledger, &desired, NOW, |i, _| format!("{i:024x}")) {
+        fail("cannot write the ledger", e);
     }
 }
 
@@ -129,7 +55,9 @@ fn main() {
     if let Err(e) = std::fs::create_dir(&manifests) {
         fail("cannot create the manifest dir", e);
     }
-    let bytes = generate(&manifests);
+    let bytes = SCALE
+        .write(&manifests)
+        .unwrap_or_else(|e| fail("cannot write a manifest", e));
     let exe = std::env::current_exe().unwrap_or_else(|e| fail("cannot find this benchmark", e));
     let set_up = Instant::now();
     match std::process::Command::new(exe)
@@ -142,7 +70,8 @@ fn main() {
         Err(e) => fail("cannot run the ledger writer", e),
     }
     println!(
-        "set-up: {FILES} files, {:.1} MB of YAML; ledger written by a child process in {:.1} s",
+        "set-up: {} files, {:.1} MB of YAML; ledger written by a child process in {:.1} s",
+        SCALE.files,
         bytes as f64 / 1e6,
         set_up.elapsed().as_secs_f64()
     );
@@ -151,20 +80,20 @@ fn main() {
     let (desired, load_wall, load_cpu) =
         timed(|| atlas_linkd::manifest::load(std::slice::from_ref(&manifests)));
     let desired = desired.unwrap_or_else(|p| fail("unexpected problems", p));
-    assert_eq!(desired.link_count(), PROJECTS * LINKS_PER_PROJECT);
+    assert_eq!(desired.link_count(), SCALE.link_count());
     let after_load = status_kib("VmRSS:");
     let peak_load = status_kib("VmHWM:");
 
     let ledger = Ledger::open(&ledger_path).unwrap_or_else(|e| fail("cannot open the ledger", e));
     let (records, rec_wall, rec_cpu) = timed(|| ledger.records());
     let records = records.unwrap_or_else(|e| fail("cannot read the ledger", e));
-    assert_eq!(records.len(), PROJECTS * LINKS_PER_PROJECT);
+    assert_eq!(records.len(), SCALE.link_count());
     let after_records = status_kib("VmRSS:");
 
     let (result, plan_wall, plan_cpu) =
         timed(|| plan(&desired, &records, &Listings::new(), NOW, &SETTINGS));
     let counts = result.counts();
-    assert_eq!(counts.unchanged, PROJECTS * LINKS_PER_PROJECT, "{counts:?}");
+    assert_eq!(counts.unchanged, SCALE.link_count(), "{counts:?}");
     let after_plan = status_kib("VmRSS:");
     let peak = status_kib("VmHWM:");
 

@@ -1,7 +1,12 @@
 //! Executor throughput against the in-process fake Atlas: `cargo bench --bench reconcile`.
 //!
 //! Prints, does not assert (shared machines are noisy). Scenarios, all with 20 ms fake latency:
-//! 1. 10,000 links / 100 projects, concurrency 32: creates per second against the bound concurrency / latency.
+//! 0. the executor's own memory: 10,000 links / 100 projects at concurrency 32 against the fake in a
+//!    child process (`atlas-linkd fake-atlas`), run first so that this process's peak RSS (VmHWM) is
+//!    the executor's alone (plus this benchmark's few MB of runtime).
+//! 1. the same with the fake in this process: creates per second against the bound concurrency /
+//!    latency, the nominal one (32 / 20 ms) and the one at the create latency measured in scenario 2's
+//!    own quiet run (a latency measured under scenario 1's load would make that ratio 1 by construction).
 //! 2. the same links at concurrency 1 (a 300-link sample, it would take minutes otherwise): the speed-up.
 //! 3. a 50-token bucket refilling 50/s per project, in the fake and in the config alike: wall time against
 //!    the bucket's ideal, and the 429s received (target: none).
@@ -12,7 +17,9 @@ use atlas_linkd::manifest;
 use atlas_linkd::metrics::Metrics;
 use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::wiring;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
 
 mod support;
 
@@ -38,14 +45,40 @@ struct Outcome {
 
 async fn run(projects: usize, links: usize, fake: FakeConfig, config_extra: &str) -> Outcome {
     let fake = FakeAtlas::start(fake).await.expect("fake starts");
+    let outcome = run_against(&fake.base_url(), projects, links, config_extra).await;
+    fake.shutdown().await;
+    outcome
+}
+
+/// `atlas-linkd fake-atlas` with `args`, as a child process killed on drop, and its base URL.
+async fn fake_process(args: &[&str]) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_atlas-linkd"))
+        .arg("fake-atlas")
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start atlas-linkd fake-atlas");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .expect("the fake prints its base URL");
+    (child, line.trim().to_owned())
+}
+
+async fn run_against(base_url: &str, projects: usize, links: usize, config_extra: &str) -> Outcome {
     let dir = tempfile::tempdir().expect("temp dir");
     support::write_s3_manifest(dir.path(), 0xbe_0000_0000, projects, links);
     let config_path = dir.path().join("config.yaml");
     std::fs::write(
         &config_path,
         format!(
-            "atlas:\n  base_url: {}\nmanifests: [manifests/]\nledger: ledger.db\nmetrics:\n  listen: null\n{config_extra}",
-            fake.base_url()
+            "atlas:\n  base_url: {base_url}\nmanifests: [manifests/]\nledger: ledger.db\nmetrics:\n  listen: null\n{config_extra}"
         ),
     )
     .expect("write config");
@@ -63,7 +96,6 @@ async fn run(projects: usize, links: usize, fake: FakeConfig, config_extra: &str
     let cpu = cpu_secs() - cpu_before;
     reconciler.shutdown().await;
     assert!(report.converged(), "{}", report.to_text());
-    fake.shutdown().await;
     Outcome {
         created: report.created.len(),
         create_latency: {
@@ -90,16 +122,27 @@ fn main() {
         let unlimited = "rate_limit:\n  capacity: 1000000\n  refill: 1000000\n  period_secs: 1\n";
 
         let c = 32;
-        let a = run(
-            100,
-            100,
-            no_bucket.clone(),
-            &format!("{unlimited}reconcile:\n  concurrency: {c}\n  per_project_concurrency: 4\n"),
-        )
-        .await;
+        let concurrency_c =
+            format!("{unlimited}reconcile:\n  concurrency: {c}\n  per_project_concurrency: 4\n");
+
+        let before = support::status_kib("VmRSS:");
+        let (fake_child, base_url) =
+            fake_process(&["--listen", "127.0.0.1:0", "--no-bucket", "--latency-ms", "20"]).await;
+        let e = run_against(&base_url, 100, 100, &concurrency_c).await;
+        drop(fake_child);
+        println!(
+            "executor alone (fake in a child process): {} creates at concurrency {c} in {:.2}s = {:.0}/s; \
+             this process's RSS before {:.1} MB, peak (VmHWM) {:.1} MB",
+            e.created,
+            e.wall.as_secs_f64(),
+            e.created as f64 / e.wall.as_secs_f64(),
+            support::mb(before),
+            peak_rss_mb()
+        );
+
+        let a = run(100, 100, no_bucket.clone(), &concurrency_c).await;
         let rate_a = a.created as f64 / a.wall.as_secs_f64();
         let bound = c as f64 / (LATENCY_MS as f64 / 1000.0);
-        let measured_bound = c as f64 / a.create_latency.as_secs_f64();
         println!(
             "concurrency {c}: {} creates in {:.2}s = {rate_a:.0}/s; bound {bound:.0}/s; ratio {:.2} ({} API calls; CPU {:.2}s)",
             a.created,
@@ -109,9 +152,8 @@ fn main() {
             a.cpu_secs
         );
         println!(
-            "  mean create call {:.1} ms as the client saw it: bound at that latency {measured_bound:.0}/s, ratio {:.2}",
-            a.create_latency.as_secs_f64() * 1000.0,
-            rate_a / measured_bound
+            "  (mean create call under this load {:.1} ms as the client saw it: a symptom of the load, not a bound)",
+            a.create_latency.as_secs_f64() * 1000.0
         );
 
         let b = run(
@@ -127,6 +169,14 @@ fn main() {
             b.created,
             b.wall.as_secs_f64(),
             rate_a / rate_b
+        );
+        // The latency of one create with nothing else in flight, from its own run: what concurrency
+        // 32 could at best multiply.
+        let quiet_bound = c as f64 / b.create_latency.as_secs_f64();
+        println!(
+            "  mean create call at concurrency 1 {:.1} ms: bound {c} / that = {quiet_bound:.0}/s; concurrency {c} reached {:.2} of it",
+            b.create_latency.as_secs_f64() * 1000.0,
+            rate_a / quiet_bound
         );
 
         let bucket = FakeConfig {
@@ -159,6 +209,9 @@ fn main() {
                 d.cpu_secs
             );
         }
-        println!("peak RSS: {:.0} MB", peak_rss_mb());
+        println!(
+            "peak RSS of this process over all scenarios (executor and in-process fake): {:.0} MB",
+            peak_rss_mb()
+        );
     });
 }
