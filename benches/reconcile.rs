@@ -7,10 +7,10 @@
 //!    the bucket's ideal, and the 429s received (target: none).
 
 use atlas_linkd::config::Config;
-use atlas_linkd::fake::{BucketConfig, FakeAtlas, FakeConfig};
 use atlas_linkd::manifest;
 use atlas_linkd::metrics::Metrics;
 use atlas_linkd::reconcile::{self, PassOptions};
+use fake_atlas::{BucketConfig, FakeAtlas, FakeConfig};
 use std::time::{Duration, Instant};
 
 mod support;

@@ -4,11 +4,13 @@
 //! attempted (bad command line, invalid config or manifest, ledger in use, missing credentials).
 
 use crate::config::{Config, LogFormat};
+#[cfg(feature = "fake")]
+use crate::demo;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::model::DesiredState;
 use crate::reconcile::{self, PassOptions, Progress, Reconciler};
-use crate::{daemon, demo, fake, manifest, plan};
+use crate::{daemon, manifest, plan};
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use std::io::IsTerminal;
@@ -61,8 +63,10 @@ pub enum Command {
         output: Output,
     },
     /// Run the bundled fake Atlas on a loopback address (for tests, demos and trying things out).
-    FakeAtlas(Box<fake::FakeArgs>),
+    #[cfg(feature = "fake")]
+    FakeAtlas(Box<fake_atlas::FakeArgs>),
     /// Start the fake Atlas, reconcile the example manifests against it once, and show what happened.
+    #[cfg(feature = "fake")]
     Demo,
 }
 
@@ -123,13 +127,15 @@ pub fn init_logging(format: LogFormat, quiet_default: bool) {
 
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        #[cfg(feature = "fake")]
         Some(Command::FakeAtlas(args)) => {
             init_logging(LogFormat::Auto, false);
-            match fake::serve(*args).await {
+            match fake_atlas::serve(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => refuse(&e),
             }
         }
+        #[cfg(feature = "fake")]
         Some(Command::Demo) => demo::run().await,
         Some(Command::Validate) => {
             let Some((config, desired)) = load(cli.config.as_deref()) else {

@@ -8,10 +8,10 @@
 
 use crate::cli::{self, EXIT_NOT_ATTEMPTED};
 use crate::config::{Config, LogFormat};
-use crate::fake::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::reconcile;
+use fake_atlas::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

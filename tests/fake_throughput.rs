@@ -1,7 +1,7 @@
 //! How many requests a second the fake Atlas serves on this machine. Prints, never asserts timings:
 //! `cargo test --release --test fake_throughput -- --nocapture`.
 
-use atlas_linkd::fake::{FakeAtlas, FakeConfig};
+use fake_atlas::{FakeAtlas, FakeConfig};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::Instant;
