@@ -66,7 +66,7 @@ impl Bucket {
         }
     }
 
-    pub(super) fn whole_tokens(&self, scale: &Scale) -> u64 {
+    fn whole_tokens(&self, scale: &Scale) -> u64 {
         u64::try_from(self.units / scale.unit).unwrap_or(u64::MAX)
     }
 
