@@ -8,8 +8,8 @@ mod atlas_support;
 
 use std::time::{Duration, Instant};
 
-use atlas_linkd::fake::{FakeAtlas, FakeConfig};
 use atlas_support::*;
+use fake_atlas::{FakeAtlas, FakeConfig};
 
 fn calls() -> usize {
     if cfg!(debug_assertions) { 200 } else { 3000 }

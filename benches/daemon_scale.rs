@@ -22,7 +22,7 @@
 //!   at this scale is not run: at the executor's 1,400 creates/s it would take twelve minutes.
 
 use anyhow::{Context, Result, bail, ensure};
-use atlas_linkd::fake::{FakeAtlas, FakeConfig};
+use fake_atlas::{FakeAtlas, FakeConfig};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! creating then getting: `cargo bench --bench fake_throughput`. Prints the rate, never asserts a
 //! timing; asserts that every create committed once and every answer was 200.
 
-use atlas_linkd::fake::{FakeAtlas, FakeConfig};
+use fake_atlas::{FakeAtlas, FakeConfig};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::Instant;

@@ -12,11 +12,11 @@
 //!    the bucket's ideal, and the 429s received (target: none).
 
 use atlas_linkd::config::Config;
-use atlas_linkd::fake::{BucketConfig, FakeAtlas, FakeConfig};
 use atlas_linkd::manifest;
 use atlas_linkd::metrics::Metrics;
 use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::wiring;
+use fake_atlas::{BucketConfig, FakeAtlas, FakeConfig};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;

@@ -7,7 +7,7 @@
 //! for the window before a listing may decide, and should not take much longer. Also printed: the
 //! creates the rerun sent (0 is right) and the connections Atlas holds (12 is right).
 
-use atlas_linkd::fake::{DuplicateMode, FakeAtlas, FakeConfig};
+use fake_atlas::{DuplicateMode, FakeAtlas, FakeConfig};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

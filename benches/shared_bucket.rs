@@ -11,11 +11,11 @@
 //! - the other tool's calls, and how many of them the bucket refused.
 
 use atlas_linkd::config::Config;
-use atlas_linkd::fake::{BucketConfig, FakeAtlas, FakeConfig};
 use atlas_linkd::manifest;
 use atlas_linkd::metrics::Metrics;
 use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::wiring;
+use fake_atlas::{BucketConfig, FakeAtlas, FakeConfig};
 use std::time::Instant;
 
 mod support;

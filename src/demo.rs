@@ -8,12 +8,12 @@
 
 use crate::config::{Config, LogFormat};
 use crate::exit::Exit;
-use crate::fake::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
 use crate::logging::init_logging;
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::once::run_once_pass;
 use crate::wiring;
+use fake_atlas::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

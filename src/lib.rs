@@ -3,7 +3,8 @@
 //! Data flows one way: `manifest` loads YAML into a `model::DesiredState`; `plan` compares it, purely,
 //! with the `ledger` and with what `atlas` lists; `reconcile` carries the plan out against Atlas and
 //! records every outcome in the `ledger` and in `metrics`; `report` tells the user. `daemon` decides
-//! when a pass runs; `cli` is the command line. `fake` is the bundled fake Atlas.
+//! when a pass runs; `cli` is the command line. `demo` (default `fake` feature) runs one
+//! pass against the bundled fake Atlas, which is its own crate, `fake-atlas`.
 //! See ARCHITECTURE.md for the map and the invariants.
 
 /// `println!` that does not panic when stdout is closed (`atlas-linkd ledger | head`): what is printed is
@@ -27,10 +28,10 @@ pub mod atlas;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "fake")]
 pub mod demo;
 pub mod endpoint;
 pub mod exit;
-pub mod fake;
 pub mod ledger;
 pub mod lock;
 pub mod logging;

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use atlas_linkd::atlas::{ErrorClass, MAX_RETRY_AFTER, Operation};
-use atlas_linkd::fake::{
-    BucketConfig, DuplicateMode, FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault,
-};
 use atlas_linkd::model::{RemoteState, Vendor};
 use atlas_support::*;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use fake_atlas::{
+    BucketConfig, DuplicateMode, FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault,
+};
 
 fn script(op: FakeOp, nth: u64, fault: Fault) -> ScriptedFault {
     ScriptedFault {

@@ -8,10 +8,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use atlas_linkd::atlas::Credentials;
-use atlas_linkd::fake::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
 use atlas_support::*;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use fake_atlas::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);

@@ -3,8 +3,8 @@
 
 mod common;
 
-use atlas_linkd::fake::FakeConfig;
 use common::harness;
+use fake_atlas::FakeConfig;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

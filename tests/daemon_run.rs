@@ -5,9 +5,9 @@
 
 mod common;
 
-use atlas_linkd::fake::FakeConfig;
 use atlas_linkd::ledger::{Ledger, Phase};
 use common::{Harness, group_id, harness};
+use fake_atlas::FakeConfig;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;

@@ -3,12 +3,12 @@
 
 mod common;
 
-use atlas_linkd::fake::{DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
 use atlas_linkd::ledger::{Change, Ledger};
 use atlas_linkd::model::{GroupId, LinkKey};
 use atlas_linkd::reconcile::{self, PassOptions};
 use atlas_linkd::wiring;
 use common::{eventually, group_id, harness, once, test_env};
+use fake_atlas::{DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
 use serde_json::json;
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -272,7 +272,7 @@ async fn confluent_without_a_domain_and_kinesis_with_only_a_region_are_created()
 #[tokio::test]
 async fn a_bucket_shared_with_another_tool_converges_without_a_storm_of_429s() {
     let fake = FakeConfig {
-        bucket: Some(atlas_linkd::fake::BucketConfig {
+        bucket: Some(fake_atlas::BucketConfig {
             capacity: 20,
             refill: 20,
             period_secs: 1.0,

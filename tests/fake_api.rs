@@ -1,7 +1,7 @@
 //! The fake Atlas's private link API against the reference: create, get, list, delete, update,
 //! versions, validation, duplicates and states. Plain reqwest, not the project's client.
 
-use atlas_linkd::fake::{DuplicateMode, FakeAtlas, FakeConfig};
+use fake_atlas::{DuplicateMode, FakeAtlas, FakeConfig};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;

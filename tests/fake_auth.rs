@@ -1,7 +1,7 @@
 //! The fake Atlas's authentication: the service-account token flow (issue, expiry, revoke) and
 //! HTTP Digest for API keys (challenge, real hash check, nonce reuse, stale nonces).
 
-use atlas_linkd::fake::{FakeAtlas, FakeAuth, FakeConfig};
+use fake_atlas::{FakeAtlas, FakeAuth, FakeConfig};
 use md5::{Digest, Md5};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The `fake-atlas` flags: parsing into a configuration, refusing bad combinations and non-loopback addresses.
 
-use atlas_linkd::fake::{DuplicateMode, FakeArgs, FakeAuth, FakeError, serve};
 use clap::Parser;
+use fake_atlas::{DuplicateMode, FakeArgs, FakeAuth, FakeError, serve};
 
 #[derive(Parser, Debug)]
 struct Cli {

@@ -4,9 +4,7 @@
 //! Most tests run on tokio's paused clock: the fake's timers are tokio's, so moving the clock by
 //! hand gives exact instants without sleeping in real time.
 
-use atlas_linkd::fake::{
-    DuplicateMode, FakeAtlas, FakeConfig, FakeOp, Fault, Faults, ScriptedFault,
-};
+use fake_atlas::{DuplicateMode, FakeAtlas, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;

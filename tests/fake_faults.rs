@@ -1,9 +1,7 @@
 //! The fake Atlas's rate limit and fault injection: the token bucket, scripted and random faults,
 //! dropped connections before and after commit, latency, and the concurrency counters.
 
-use atlas_linkd::fake::{
-    BucketConfig, FakeAtlas, FakeConfig, FakeOp, Fault, Faults, ScriptedFault,
-};
+use fake_atlas::{BucketConfig, FakeAtlas, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;

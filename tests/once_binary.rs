@@ -2,9 +2,9 @@
 
 mod common;
 
-use atlas_linkd::fake::{DuplicateMode, FakeConfig};
 use atlas_linkd::ledger::{Ledger, Phase};
 use common::{eventually, harness, once};
+use fake_atlas::{DuplicateMode, FakeConfig};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -236,7 +236,7 @@ async fn sigterm_drains_in_flight_creates_records_them_and_exits_1() {
 #[tokio::test]
 async fn trace_logs_of_a_whole_run_hold_no_secret_token_or_authorization_header() {
     let fake = FakeConfig {
-        faults: atlas_linkd::fake::Faults {
+        faults: fake_atlas::Faults {
             seed: 3,
             p_500: 0.2,
             ..Default::default()

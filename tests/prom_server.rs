@@ -6,8 +6,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use atlas_linkd::fake::FakeConfig;
 use common::harness;
+use fake_atlas::FakeConfig;
 
 /// Kills the server when the test ends, however it ends.
 struct KillOnDrop(Child);

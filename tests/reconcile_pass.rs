@@ -3,11 +3,9 @@
 
 mod common;
 
-use atlas_linkd::fake::{
-    BucketConfig, DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault,
-};
 use atlas_linkd::ledger::{Ledger, Phase};
 use common::{group_id, harness};
+use fake_atlas::{BucketConfig, DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
 
 #[tokio::test]
 async fn many_projects_are_created_once_and_a_second_pass_creates_nothing() {

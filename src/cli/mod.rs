@@ -10,10 +10,10 @@ mod once;
 mod plan;
 mod validate;
 
-use crate::config::LogFormat;
-use crate::exit::refuse;
-use crate::logging::init_logging;
-use crate::{daemon, demo, fake};
+use crate::daemon;
+// Only the bundled fake's commands use these directly.
+#[cfg(feature = "fake")]
+use crate::{config::LogFormat, demo, exit::refuse, logging::init_logging};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,8 +61,10 @@ pub enum Command {
         output: Output,
     },
     /// Run the bundled fake Atlas on a loopback address (for tests, demos and trying things out).
-    FakeAtlas(Box<fake::FakeArgs>),
+    #[cfg(feature = "fake")]
+    FakeAtlas(Box<fake_atlas::FakeArgs>),
     /// Start the fake Atlas, reconcile the example manifests against it once, and show what happened.
+    #[cfg(feature = "fake")]
     Demo,
 }
 
@@ -75,13 +77,15 @@ pub enum Output {
 /// Runs the command the command line asks for and returns its exit status.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        #[cfg(feature = "fake")]
         Some(Command::FakeAtlas(args)) => {
             init_logging(LogFormat::Auto, false);
-            match fake::serve(*args).await {
+            match fake_atlas::serve(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => refuse(&e),
             }
         }
+        #[cfg(feature = "fake")]
         Some(Command::Demo) => demo::run().await,
         Some(Command::Validate) => validate::run(cli.config.as_deref()),
         Some(Command::Ledger { output }) => ledger::run(cli.config.as_deref(), output),

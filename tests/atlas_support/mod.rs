@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atlas_linkd::atlas::{AtlasClient, ClientSettings, Credentials, Observer, Operation};
-use atlas_linkd::fake::{FakeAtlas, FakeAuth, FakeConfig};
 use atlas_linkd::model::{AuthScheme, GroupId, LinkSpec, Provider, Vendor};
+use fake_atlas::{FakeAtlas, FakeAuth, FakeConfig};
 use secrecy::SecretString;
 
 pub const SA_ID: &str = "mdb_sa_id_0123456789abcdef01234567";

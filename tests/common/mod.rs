@@ -3,13 +3,13 @@
 #![allow(dead_code)]
 
 use atlas_linkd::config::Config;
-use atlas_linkd::fake::{FakeAtlas, FakeConfig};
 use atlas_linkd::manifest;
 use atlas_linkd::metrics::Metrics;
 use atlas_linkd::model::DesiredState;
 use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::report::PassReport;
 use atlas_linkd::wiring;
+use fake_atlas::{FakeAtlas, FakeConfig};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;

@@ -1,7 +1,7 @@
 //! Shared by the fake Atlas's own tests, which speak plain reqwest rather than the project's client.
 #![allow(dead_code)]
 
-use atlas_linkd::fake::FakeAtlas;
+use fake_atlas::FakeAtlas;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 

@@ -1,7 +1,7 @@
 //! Checks a create body the way Atlas does (reasonably, not exhaustively) and computes the key that
 //! makes two bodies "the same connection" for duplicate detection.
 //!
-//! The tables here are the fake's own, written from the reference rather than taken from the
+//! The tables here are the fake's own, written from Atlas's API documentation rather than taken from the
 //! product's model, so that a mistake in the product's tables shows up as a refusal here.
 
 use serde_json::{Map, Value};
@@ -217,7 +217,7 @@ pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
     errors
 }
 
-/// Required and forbidden fields per provider and vendor, from the reference's table.
+/// Required and forbidden fields per provider and vendor, from Atlas's documented table.
 fn rules(provider: &str, vendor: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match (provider, vendor) {
         ("AWS", "MSK") => (&["arn"], &["region"]),

@@ -1,13 +1,14 @@
 //! The bundled fake Atlas: the private link API on loopback, with rate limits and fault injection.
 //!
-//! It behaves like the real API as `reference/atlas-api.md` describes it (status codes, bodies,
-//! content types, paging, states, read-only outputs, per-project token buckets shared with another
-//! client, both auth schemes, error shape with `X-Error-Code`, a backend that commits creates whose
-//! client has gone), so that a test passing against it means something. Tests, benchmarks, the
+//! It behaves like the real Atlas Admin API v2 for stream private link connections (status codes,
+//! bodies, content types, paging, states, read-only outputs, per-project token buckets shared with
+//! another client, both auth schemes, error shape with `X-Error-Code`, a backend that commits creates
+//! whose client has gone), so that a test passing against it means something. Tests, benchmarks, the
 //! `demo` command and users (`atlas-linkd fake-atlas`) run it; it only ever binds loopback.
 //!
 //! It shares no code or tables with the product (its validation tables are its own), so that it
-//! can catch the product's mistakes rather than repeat them.
+//! can catch the product's mistakes rather than repeat them. Being its own crate, which does not
+//! depend on `atlas-linkd`, it cannot see the product at all.
 
 mod auth;
 mod cli;
