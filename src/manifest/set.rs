@@ -9,7 +9,7 @@ use super::merge::{LinkAt, ProjectAt, clashes, combine, label_clash, name_clash,
 use super::parse::{parse_file, parse_str};
 use super::problem::file_problem;
 use super::{FileManifest, Problem, Problems, discover};
-use crate::model::{DesiredLink, DesiredProject, DesiredState, Fingerprint, FxMap, GroupId};
+use crate::model::{DesiredLink, DesiredState, Fingerprint, FxMap, GroupId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
 use std::os::unix::fs::MetadataExt;
@@ -322,14 +322,11 @@ impl ManifestSet {
 
         let mut candidates: Vec<FileManifest> = Vec::new();
         for path in &on_disk {
-            let state = self
-                .files
-                .entry(path.clone())
-                .or_insert_with(|| FileState {
-                    seen: None,
-                    in_use: None,
-                    current: Current::InUse,
-                });
+            let state = self.files.entry(path.clone()).or_insert_with(|| FileState {
+                seen: None,
+                in_use: None,
+                current: Current::InUse,
+            });
             match look(path, state.seen, &mut self.counts) {
                 Look::Same(seen) => {
                     state.seen = seen;
@@ -418,8 +415,7 @@ impl ManifestSet {
         let mut new_named: FxMap<(&GroupId, &str), LinkAt<'_>> = FxMap::default();
         let mut new_specs: FxMap<(&GroupId, Fingerprint), LinkAt<'_>> = FxMap::default();
         let mut old_specs: FxMap<&GroupId, FxMap<Fingerprint, &DesiredLink>> = FxMap::default();
-        let mut labelled: BTreeMap<&GroupId, Vec<((&Path, usize), ProjectAt<'_>)>> =
-            BTreeMap::new();
+        let mut labelled: BTreeMap<&GroupId, Vec<Labelled<'_>>> = BTreeMap::new();
         for m in candidates {
             for (pos, p) in m.projects.iter().enumerate() {
                 let existing = self.desired.projects.get(&p.group_id);
@@ -548,7 +544,11 @@ impl ManifestSet {
                     decls.remove(&(file.clone(), pos));
                 }
                 if let Some(project) = desired.projects.get_mut(&e.group_id) {
-                    taken.extend(e.links.iter().filter_map(|(n, _)| project.links.remove(&**n)));
+                    taken.extend(
+                        e.links
+                            .iter()
+                            .filter_map(|(n, _)| project.links.remove(&**n)),
+                    );
                 }
             }
         }
@@ -577,11 +577,7 @@ impl ManifestSet {
                     continue;
                 }
             };
-            desired
-                .projects
-                .entry(group.clone())
-                .or_insert_with(DesiredProject::default)
-                .label = label;
+            desired.projects.entry(group.clone()).or_default().label = label;
         }
 
         let after = touched
@@ -628,6 +624,9 @@ fn declare_into(
         .collect();
     InUse { entries }
 }
+
+/// A labelled project entry at its place in path then file order.
+type Labelled<'a> = ((&'a Path, usize), ProjectAt<'a>);
 
 /// The pair as a merge in path order meets it: the later file's link first.
 fn ordered<'a>(a: LinkAt<'a>, b: LinkAt<'a>) -> (LinkAt<'a>, LinkAt<'a>) {

@@ -140,7 +140,13 @@ fn only_files_whose_identity_changed_are_read_again() {
     let paths = vec![dir.path().to_path_buf()];
     let mut set = ManifestSet::load(&paths).unwrap();
     let loaded = set.read_counts();
-    assert_eq!(loaded, ReadCounts { reads: 2, parses: 2 });
+    assert_eq!(
+        loaded,
+        ReadCounts {
+            reads: 2,
+            parses: 2
+        }
+    );
 
     let r = set.refresh(&paths);
     assert!(!r.changed);
@@ -153,22 +159,46 @@ fn only_files_whose_identity_changed_are_read_again() {
     let r = set.refresh(&paths);
     assert!(r.changed);
     assert_eq!(names(&set), ["a1", "b1", "b2"]);
-    assert_eq!(set.read_counts(), ReadCounts { reads: 3, parses: 3 });
+    assert_eq!(
+        set.read_counts(),
+        ReadCounts {
+            reads: 3,
+            parses: 3
+        }
+    );
 
     // A touch changes the mtime but not the bytes: read, not parsed.
     age(&b);
     let r = set.refresh(&paths);
     assert!(!r.changed);
-    assert_eq!(set.read_counts(), ReadCounts { reads: 4, parses: 3 });
+    assert_eq!(
+        set.read_counts(),
+        ReadCounts {
+            reads: 4,
+            parses: 3
+        }
+    );
     let r = set.refresh(&paths);
     assert!(!r.changed);
-    assert_eq!(set.read_counts(), ReadCounts { reads: 4, parses: 3 });
+    assert_eq!(
+        set.read_counts(),
+        ReadCounts {
+            reads: 4,
+            parses: 3
+        }
+    );
 
     // An in-place write of a.
     std::fs::write(&a, file("a", &["a1", "a9"])).unwrap();
     set.refresh(&paths);
     assert_eq!(names(&set), ["a1", "a9", "b1", "b2"]);
-    assert_eq!(set.read_counts(), ReadCounts { reads: 5, parses: 4 });
+    assert_eq!(
+        set.read_counts(),
+        ReadCounts {
+            reads: 5,
+            parses: 4
+        }
+    );
 }
 
 #[test]
@@ -183,7 +213,13 @@ fn a_write_within_the_same_tick_as_the_read_is_still_seen() {
     // it was when the load read the file (forced here, since a test cannot stop the clock).
     std::fs::write(&a, file("a", &["a2"])).unwrap();
     let now = Identity::of(&std::fs::metadata(&a).unwrap());
-    set.files.get_mut(&a).unwrap().seen.as_mut().unwrap().identity = now;
+    set.files
+        .get_mut(&a)
+        .unwrap()
+        .seen
+        .as_mut()
+        .unwrap()
+        .identity = now;
     let r = set.refresh(&paths);
     assert!(r.changed);
     assert_eq!(names(&set), ["a2"]);
@@ -196,7 +232,13 @@ fn a_write_within_the_same_tick_as_the_read_is_still_seen() {
     std::fs::write(&a, file("a", &["a3"])).unwrap();
     age(&a);
     let now = Identity::of(&std::fs::metadata(&a).unwrap());
-    set.files.get_mut(&a).unwrap().seen.as_mut().unwrap().identity = now;
+    set.files
+        .get_mut(&a)
+        .unwrap()
+        .seen
+        .as_mut()
+        .unwrap()
+        .identity = now;
     set.refresh(&paths);
     assert_eq!(set.read_counts(), before);
     assert_eq!(names(&set), ["a2"]);
@@ -221,17 +263,20 @@ fn load_reports_every_file_problem_and_the_clashes_of_the_good_files() {
 // The merged state against a reference: the previous daemon's algorithm, which parsed every file on
 // every refresh and merged all files' last good versions from scratch.
 
+/// `(project, label, links)`; each link is `(name, spec variant)`.
+type Generated = (usize, usize, Vec<(usize, usize)>);
+
 #[derive(Debug, Clone)]
 enum Op {
     /// `(project, label, links)` entries; each link is `(name, spec variant)`.
-    Write(usize, Vec<(usize, usize, Vec<(usize, usize)>)>),
+    Write(usize, Vec<Generated>),
     Invalid(usize),
     Delete(usize),
 }
 
 const FILES: [&str; 3] = ["a.yaml", "b.yaml", "c.yaml"];
 
-fn render(entries: &[(usize, usize, Vec<(usize, usize)>)]) -> String {
+fn render(entries: &[Generated]) -> String {
     let mut y = String::from("projects:\n");
     for (project, label, links) in entries {
         let group = [GROUP, GROUP_B][*project];
