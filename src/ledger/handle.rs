@@ -1,7 +1,9 @@
-//! `LedgerHandle`: the group-commit writer thread in front of a `Ledger`, for async callers.
+//! `LedgerHandle`: the group-commit writer thread in front of a `Ledger`, for async callers, and the
+//! writer's copy of every row in memory (`snapshot`), which a pass plans from.
 
 use super::{Change, Ledger, LedgerError};
-use crate::model::Record;
+use crate::model::{LinkKey, Record};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use tokio::sync::oneshot;
 enum Request {
     Apply(Box<Change>, oneshot::Sender<Result<(), LedgerError>>),
     Records(oneshot::Sender<Result<Vec<Record>, LedgerError>>),
+    Snapshot(oneshot::Sender<Result<Arc<Vec<Record>>, LedgerError>>),
     Close(oneshot::Sender<Result<(), LedgerError>>),
 }
 
@@ -77,6 +80,20 @@ impl LedgerHandle {
         rx.await.map_err(|_| self.closed())?
     }
 
+    /// Every row, sorted by key, including every change applied before this call: the writer's copy
+    /// in memory, read from SQLite once (on the first call) and kept up to date by the writer after
+    /// each commit. Used by passes, which would otherwise read every row on every pass.
+    ///
+    /// Let go of it before the next call: the writer folds the changes since the last call into the
+    /// same vector, in place when nobody else holds it, and copies all of it when someone does.
+    pub async fn snapshot(&self) -> Result<Arc<Vec<Record>>, LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Snapshot(tx))
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
     /// How many transactions the writer has committed.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
@@ -93,8 +110,100 @@ impl LedgerHandle {
     }
 }
 
+/// The writer's copy of every row.
+///
+/// Kept by the writer thread, not by the reconciler: this thread is the only writer of the ledger (the
+/// process holds its lock), it sees every change in commit order, and it updates the copy only after
+/// the transaction holding a change committed, from the row as committed, read back through the same
+/// connection. So the copy is what SQLite holds, including what the SQL itself decides (the attempt
+/// count, the columns an upsert clears), which a replay of each `Change` in Rust would have to repeat
+/// and could get wrong. A failed commit changes neither; a failed read-back drops the copy, to be read
+/// whole again by the next `snapshot`.
+#[derive(Default)]
+struct Memory {
+    /// `None` until the first `snapshot`, and after a failed read-back.
+    records: Option<Arc<Vec<Record>>>,
+    /// Rows committed since the last `snapshot`, as committed; folded into `records` by the next one.
+    /// Kept apart so that a pass holding the last snapshot does not make every commit copy it.
+    updates: BTreeMap<LinkKey, Record>,
+}
+
+impl Memory {
+    fn snapshot(&mut self, ledger: &Ledger) -> Result<Arc<Vec<Record>>, LedgerError> {
+        let records = match &mut self.records {
+            Some(r) => r,
+            None => {
+                // Everything committed so far is in this read.
+                self.updates.clear();
+                self.records.insert(Arc::new(ledger.records()?))
+            }
+        };
+        if !self.updates.is_empty() {
+            let rows = Arc::make_mut(records);
+            let mut added = false;
+            for (key, record) in std::mem::take(&mut self.updates) {
+                match rows.binary_search_by(|r| r.key.cmp(&key)) {
+                    Ok(i) => rows[i] = record,
+                    Err(_) => {
+                        rows.push(record);
+                        added = true;
+                    }
+                }
+            }
+            if added {
+                // Keys are unique; `Ledger::records` orders by (group_id, name) with SQLite's
+                // binary collation, which is `LinkKey`'s byte-wise order.
+                rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            }
+        }
+        Ok(Arc::clone(records))
+    }
+
+    /// After a commit: reads back the rows of the changes that were recorded.
+    fn committed(
+        &mut self,
+        ledger: &Ledger,
+        changes: &[&Change],
+        results: &[Result<(), LedgerError>],
+    ) {
+        if self.records.is_none() {
+            return;
+        }
+        for (change, result) in changes.iter().zip(results) {
+            if result.is_err() {
+                continue;
+            }
+            let key = change.key();
+            match ledger.record(key, Some(&key.group_id)) {
+                Ok(Some(record)) => {
+                    self.updates.insert(key.clone(), record);
+                }
+                // A recorded change always leaves its row; without it, trust nothing kept.
+                Ok(None) => {
+                    self.forget(&format!("the row of {key} is missing after its change"));
+                    return;
+                }
+                Err(e) => {
+                    self.forget(&e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, why: &str) {
+        tracing::warn!(
+            reason = why,
+            "reading back a committed ledger row failed; the next pass reads the whole ledger again"
+        );
+        self.records = None;
+        self.updates.clear();
+    }
+}
+
 fn commit_group(
     ledger: &mut Ledger,
+    memory: &mut Memory,
     batch: &mut Vec<(Change, oneshot::Sender<Result<(), LedgerError>>)>,
 ) {
     if batch.is_empty() {
@@ -103,12 +212,15 @@ fn commit_group(
     let changes: Vec<&Change> = batch.iter().map(|(c, _)| c).collect();
     match ledger.apply_group(&changes) {
         Ok(results) => {
+            memory.committed(ledger, &changes, &results);
+            drop(changes);
             for ((_, reply), result) in batch.drain(..).zip(results) {
                 // The caller may have given up waiting; its change is recorded all the same.
                 let _ = reply.send(result);
             }
         }
         Err(source) => {
+            drop(changes);
             let source = Arc::new(source);
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(LedgerError::GroupCommit {
@@ -122,6 +234,7 @@ fn commit_group(
 
 fn writer(mut ledger: Ledger, rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::new();
+    let mut memory = Memory::default();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(request) = next.take() {
@@ -129,11 +242,15 @@ fn writer(mut ledger: Ledger, rx: mpsc::Receiver<Request>) {
                 Request::Apply(change, reply) => batch.push((*change, reply)),
                 Request::Records(reply) => {
                     // Commit what came before, so a reader sees its own writes.
-                    commit_group(&mut ledger, &mut batch);
+                    commit_group(&mut ledger, &mut memory, &mut batch);
                     let _ = reply.send(ledger.records());
                 }
+                Request::Snapshot(reply) => {
+                    commit_group(&mut ledger, &mut memory, &mut batch);
+                    let _ = reply.send(memory.snapshot(&ledger));
+                }
                 Request::Close(reply) => {
-                    commit_group(&mut ledger, &mut batch);
+                    commit_group(&mut ledger, &mut memory, &mut batch);
                     let _ = reply.send(ledger.close());
                     return;
                 }
@@ -142,6 +259,6 @@ fn writer(mut ledger: Ledger, rx: mpsc::Receiver<Request>) {
                 next = rx.try_recv().ok();
             }
         }
-        commit_group(&mut ledger, &mut batch);
+        commit_group(&mut ledger, &mut memory, &mut batch);
     }
 }

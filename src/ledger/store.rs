@@ -3,7 +3,7 @@
 use super::rows::{RawRecord, write_change};
 use super::schema::{BUSY_TIMEOUT_MS, SCHEMA_VERSION, migrate, user_version};
 use super::{Change, LedgerError};
-use crate::model::{EndpointOutputs, GroupId, Record};
+use crate::model::{EndpointOutputs, GroupId, LinkKey, Record};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -75,6 +75,48 @@ fn take_lock(path: &Path) -> Result<File, LedgerError> {
     writeln!(file, "{}", std::process::id()).map_err(lock_err)?;
     file.sync_all().map_err(lock_err)?;
     Ok(file)
+}
+
+/// The columns `decode_row` reads, in its order.
+const COLUMNS: &str = "group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
+    remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix,
+    sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id";
+
+/// Decodes a row of `COLUMNS`; `previous` is the project id of the row before, shared when the same.
+fn decode_row(
+    r: &rusqlite::Row<'_>,
+    path: &Path,
+    previous: Option<&GroupId>,
+) -> Result<Record, LedgerError> {
+    let sql_err = |source| LedgerError::Sql {
+        path: path.to_owned(),
+        action: "read the records",
+        source,
+    };
+    let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
+    let opt_text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?));
+    let raw = RawRecord {
+        group_id: text(0).map_err(sql_err)?,
+        name: r.get(1).map_err(sql_err)?,
+        spec_json: r.get(2).map_err(sql_err)?,
+        fingerprint: text(3).map_err(sql_err)?,
+        atlas_id: r.get(4).map_err(sql_err)?,
+        phase: text(5).map_err(sql_err)?,
+        remote_state: opt_text(6).map_err(sql_err)?,
+        remote_error: r.get(7).map_err(sql_err)?,
+        attempts: r.get(8).map_err(sql_err)?,
+        last_error: r.get(9).map_err(sql_err)?,
+        next_attempt_unix: r.get(10).map_err(sql_err)?,
+        created_unix: r.get(11).map_err(sql_err)?,
+        updated_unix: r.get(12).map_err(sql_err)?,
+        sent_unix: r.get(13).map_err(sql_err)?,
+        outputs: EndpointOutputs {
+            interface_endpoint_id: r.get(14).map_err(sql_err)?,
+            interface_endpoint_name: r.get(15).map_err(sql_err)?,
+            provider_account_id: r.get(16).map_err(sql_err)?,
+        },
+    };
+    raw.decode(path, previous)
 }
 
 impl Ledger {
@@ -199,48 +241,49 @@ impl Ledger {
         };
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
-                        remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix,
-                        sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id
-                 FROM links ORDER BY group_id, name",
-            )
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM links ORDER BY group_id, name"
+            ))
             .map_err(sql_err)?;
         let mut rows = stmt.query([]).map_err(sql_err)?;
         let mut out = Vec::new();
         // Rows come sorted by project, so each project id is parsed once and shared by its rows.
         let mut group: Option<GroupId> = None;
         while let Some(r) = rows.next().map_err(sql_err)? {
-            let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
-            let opt_text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?));
-            let raw = RawRecord {
-                group_id: text(0).map_err(sql_err)?,
-                name: r.get(1).map_err(sql_err)?,
-                spec_json: r.get(2).map_err(sql_err)?,
-                fingerprint: text(3).map_err(sql_err)?,
-                atlas_id: r.get(4).map_err(sql_err)?,
-                phase: text(5).map_err(sql_err)?,
-                remote_state: opt_text(6).map_err(sql_err)?,
-                remote_error: r.get(7).map_err(sql_err)?,
-                attempts: r.get(8).map_err(sql_err)?,
-                last_error: r.get(9).map_err(sql_err)?,
-                next_attempt_unix: r.get(10).map_err(sql_err)?,
-                created_unix: r.get(11).map_err(sql_err)?,
-                updated_unix: r.get(12).map_err(sql_err)?,
-                sent_unix: r.get(13).map_err(sql_err)?,
-                outputs: EndpointOutputs {
-                    interface_endpoint_id: r.get(14).map_err(sql_err)?,
-                    interface_endpoint_name: r.get(15).map_err(sql_err)?,
-                    provider_account_id: r.get(16).map_err(sql_err)?,
-                },
-            };
-            let record = raw.decode(&self.path, group.as_ref())?;
+            let record = decode_row(r, &self.path, group.as_ref())?;
             if group.as_ref() != Some(&record.key.group_id) {
                 group = Some(record.key.group_id.clone());
             }
             out.push(record);
         }
         Ok(out)
+    }
+
+    /// The row of one link, if there is one. `group` is shared by the record when it is the same
+    /// project id.
+    pub(super) fn record(
+        &self,
+        key: &LinkKey,
+        group: Option<&GroupId>,
+    ) -> Result<Option<Record>, LedgerError> {
+        let sql_err = |source| LedgerError::Sql {
+            path: self.path.clone(),
+            action: "read a record",
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM links WHERE group_id = ?1 AND name = ?2"
+            ))
+            .map_err(sql_err)?;
+        let mut rows = stmt
+            .query(rusqlite::params![key.group_id.as_str(), key.name])
+            .map_err(sql_err)?;
+        match rows.next().map_err(sql_err)? {
+            Some(r) => Ok(Some(decode_row(r, &self.path, group)?)),
+            None => Ok(None),
+        }
     }
 
     /// Applies every change in ONE transaction: all are recorded, or none.

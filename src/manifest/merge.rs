@@ -1,14 +1,14 @@
-//! Clashes between links (within and across files) and merging clash-free files into the desired state.
+//! Clashes between links (within and across files), their messages, and merging clash-free files into
+//! the desired state.
 
-use super::parse::parse_file;
-use super::{FileManifest, LinkManifest, Problem, Problems, ProjectManifest, discover};
+use super::{FileManifest, LinkManifest, Problem, ProjectManifest};
 use crate::model::{DesiredLink, DesiredProject, DesiredState, Fingerprint, FxMap, GroupId};
 use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn link_path(p: &ProjectManifest, l: &LinkManifest) -> String {
-    format!("projects[{}].links[{}]", p.index, l.index)
+fn link_path(project: usize, link: usize) -> String {
+    format!("projects[{project}].links[{link}]")
 }
 
 fn location(file: &Path, line: Option<usize>, path: &str) -> String {
@@ -18,8 +18,96 @@ fn location(file: &Path, line: Option<usize>, path: &str) -> String {
     }
 }
 
-/// Where a link or project entry was first seen, for clash messages.
-type Seen<'a> = (&'a Path, &'a ProjectManifest, &'a LinkManifest);
+/// Where one link is declared, for clash messages.
+#[derive(Clone, Copy)]
+pub(super) struct LinkAt<'a> {
+    pub(super) file: &'a Path,
+    /// Index of the project entry in its document's `projects` list.
+    pub(super) project: usize,
+    /// Index of the link in its project entry's `links` list.
+    pub(super) link: usize,
+    pub(super) line: Option<usize>,
+    pub(super) name: &'a str,
+}
+
+impl<'a> LinkAt<'a> {
+    fn of(file: &'a Path, p: &ProjectManifest, l: &'a LinkManifest) -> LinkAt<'a> {
+        LinkAt {
+            file,
+            project: p.index,
+            link: l.index,
+            line: l.link.source.line,
+            name: &l.link.key.name,
+        }
+    }
+
+    fn path(&self) -> String {
+        link_path(self.project, self.link)
+    }
+}
+
+/// Where one labelled project entry is declared, for clash messages.
+#[derive(Clone, Copy)]
+pub(super) struct ProjectAt<'a> {
+    pub(super) file: &'a Path,
+    pub(super) index: usize,
+    pub(super) line: Option<usize>,
+    pub(super) label: &'a str,
+}
+
+impl ProjectAt<'_> {
+    fn path(&self) -> String {
+        format!("projects[{}]", self.index)
+    }
+}
+
+/// `later` names its project differently from `first`, the first entry that named it.
+pub(super) fn label_clash(group: &GroupId, later: ProjectAt<'_>, first: ProjectAt<'_>) -> Problem {
+    Problem {
+        file: later.file.to_path_buf(),
+        line: later.line,
+        column: None,
+        path: format!("{}.name", later.path()),
+        link: None,
+        message: format!(
+            "project {group} is named `{}` here but `{}` at {}: use one name",
+            later.label,
+            first.label,
+            location(first.file, first.line, &first.path())
+        ),
+    }
+}
+
+/// `later` reuses the name of `first` in the same project.
+pub(super) fn name_clash(group: &GroupId, later: LinkAt<'_>, first: LinkAt<'_>) -> Problem {
+    Problem {
+        file: later.file.to_path_buf(),
+        line: later.line,
+        column: None,
+        path: format!("{}.name", later.path()),
+        link: Some(later.name.to_owned()),
+        message: format!(
+            "link name used twice in project {group}: also at {}; rename one",
+            location(first.file, first.line, &first.path())
+        ),
+    }
+}
+
+/// `later` asks for the same connection as `first` in the same project.
+pub(super) fn spec_clash(later: LinkAt<'_>, first: LinkAt<'_>) -> Problem {
+    Problem {
+        file: later.file.to_path_buf(),
+        line: later.line,
+        column: None,
+        path: later.path(),
+        link: Some(later.name.to_owned()),
+        message: format!(
+            "asks for the same connection as link `{}` at {}: Atlas would get it twice; remove one",
+            first.name,
+            location(first.file, first.line, &first.path())
+        ),
+    }
+}
 
 /// Reports what clashes within and between files: a link name used twice in a project, two links
 /// of a project asking for the same connection, a project given two different names.
@@ -28,77 +116,45 @@ type Seen<'a> = (&'a Path, &'a ProjectManifest, &'a LinkManifest);
 /// check of 100,000 links allocates little more than its hash tables.
 pub(super) fn clashes<'a>(files: impl IntoIterator<Item = &'a FileManifest>) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut by_spec: FxMap<(&GroupId, Fingerprint), Seen<'a>> = FxMap::default();
-    let mut where_named: FxMap<(&GroupId, &str), Seen<'a>> = FxMap::default();
-    let mut labels: FxMap<&GroupId, (&str, &Path, &ProjectManifest)> = FxMap::default();
+    let mut by_spec: FxMap<(&GroupId, Fingerprint), LinkAt<'a>> = FxMap::default();
+    let mut where_named: FxMap<(&GroupId, &str), LinkAt<'a>> = FxMap::default();
+    let mut labels: FxMap<&GroupId, ProjectAt<'a>> = FxMap::default();
     for f in files {
         for p in &f.projects {
             if let Some(label) = &p.label {
+                let here = ProjectAt {
+                    file: &f.file,
+                    index: p.index,
+                    line: p.line,
+                    label,
+                };
                 match labels.get(&p.group_id) {
-                    Some((other, ofile, op)) if other != label => {
-                        problems.push(Problem {
-                            file: f.file.clone(),
-                            line: p.line,
-                            column: None,
-                            path: format!("{}.name", p.path()),
-                            link: None,
-                            message: format!(
-                                "project {} is named `{label}` here but `{other}` at {}: use one name",
-                                p.group_id,
-                                location(ofile, op.line, &op.path())
-                            ),
-                        });
+                    Some(first) if first.label != label => {
+                        problems.push(label_clash(&p.group_id, here, *first));
                     }
                     Some(_) => {}
                     None => {
-                        labels.insert(&p.group_id, (label, &f.file, p));
+                        labels.insert(&p.group_id, here);
                     }
                 }
             }
             where_named.reserve(p.links.len());
             by_spec.reserve(p.links.len());
             for l in &p.links {
-                let key = &l.link.key;
-                let seen: Seen<'a> = (&f.file, p, l);
-                match where_named.entry((&p.group_id, &key.name)) {
+                let here = LinkAt::of(&f.file, p, l);
+                match where_named.entry((&p.group_id, &l.link.key.name)) {
                     Entry::Occupied(o) => {
-                        let (ofile, op, ol) = *o.get();
-                        problems.push(Problem {
-                            file: f.file.clone(),
-                            line: l.link.source.line,
-                            column: None,
-                            path: format!("{}.name", link_path(p, l)),
-                            link: Some(key.name.clone()),
-                            message: format!(
-                                "link name used twice in project {}: also at {}; rename one",
-                                p.group_id,
-                                location(ofile, ol.link.source.line, &link_path(op, ol))
-                            ),
-                        });
+                        problems.push(name_clash(&p.group_id, here, *o.get()));
                         continue;
                     }
                     Entry::Vacant(v) => {
-                        v.insert(seen);
+                        v.insert(here);
                     }
                 }
                 match by_spec.entry((&p.group_id, l.link.fingerprint)) {
-                    Entry::Occupied(o) => {
-                        let (ofile, op, ol) = *o.get();
-                        problems.push(Problem {
-                            file: f.file.clone(),
-                            line: l.link.source.line,
-                            column: None,
-                            path: link_path(p, l),
-                            link: Some(key.name.clone()),
-                            message: format!(
-                                "asks for the same connection as link `{}` at {}: Atlas would get it twice; remove one",
-                                ol.link.key.name,
-                                location(ofile, ol.link.source.line, &link_path(op, ol))
-                            ),
-                        });
-                    }
+                    Entry::Occupied(o) => problems.push(spec_clash(here, *o.get())),
                     Entry::Vacant(v) => {
-                        v.insert(seen);
+                        v.insert(here);
                     }
                 }
             }
@@ -108,7 +164,7 @@ pub(super) fn clashes<'a>(files: impl IntoIterator<Item = &'a FileManifest>) -> 
 }
 
 /// Moves the links of files that are known to be free of clashes into one desired state.
-fn combine(files: impl IntoIterator<Item = FileManifest>) -> DesiredState {
+pub(super) fn combine(files: impl IntoIterator<Item = FileManifest>) -> DesiredState {
     // Each project's map is built in one go from all its links: `BTreeMap::from_iter` packs its
     // nodes full, where inserting one by one in name order leaves them about half empty (with
     // 100,000 links, about 25 MB of the desired state's 81 MB).
@@ -135,42 +191,5 @@ fn combine(files: impl IntoIterator<Item = FileManifest>) -> DesiredState {
                 (group, DesiredProject { label, links })
             })
             .collect(),
-    }
-}
-
-/// Merges validated files into the desired state, with the checks that span files.
-pub fn merge<'a>(
-    files: impl IntoIterator<Item = &'a FileManifest>,
-) -> Result<DesiredState, Problems> {
-    let files: Vec<&FileManifest> = files.into_iter().collect();
-    let problems = clashes(files.iter().copied());
-    if problems.is_empty() {
-        Ok(combine(files.into_iter().cloned()))
-    } else {
-        Err(Problems(problems))
-    }
-}
-
-/// Finds, parses and merges every manifest under `paths`, reporting every problem of every file.
-pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
-    let files = discover(paths)?;
-    let mut problems = Vec::new();
-    let mut good = Vec::with_capacity(files.len());
-    // One file at a time, on this thread. Parsing on two threads was no faster on the shared 2-core
-    // machine (the allocator, not the parser, is the bottleneck) and each thread's malloc arena kept
-    // its share of freed YAML trees interleaved with the links: 129 MB resident after loading
-    // 100,000 links, against 81 MB sequentially (`cargo bench --bench load`).
-    for result in files.iter().map(|f| parse_file(f)) {
-        match result {
-            Ok(m) => good.push(m),
-            Err(Problems(p)) => problems.extend(p),
-        }
-    }
-    // Clashes between the good files are worth reporting even when others are broken.
-    problems.extend(clashes(&good));
-    if problems.is_empty() {
-        Ok(combine(good))
-    } else {
-        Err(Problems(problems))
     }
 }

@@ -25,12 +25,13 @@ mod lines;
 mod merge;
 mod parse;
 mod problem;
+mod set;
 mod walk;
 
 pub use discover::discover;
-pub use merge::{load, merge};
 pub use parse::{FileManifest, LinkManifest, ProjectManifest, parse_file, parse_str};
 pub use problem::{Problem, Problems};
+pub use set::{ManifestSet, ReadCounts, Refresh, load};
 
 #[cfg(test)]
 mod tests;

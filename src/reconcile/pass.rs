@@ -47,7 +47,9 @@ impl Reconciler {
         let cancel = &options.cancel;
         let mut report = PassReport::new(now, desired.link_count());
 
-        let records = self.ledger.records().await?;
+        // The writer's copy in memory (see `LedgerHandle::snapshot`), let go before the gauges take
+        // the next one.
+        let records = self.ledger.snapshot().await?;
         let settings = self.policy.plan_settings();
         let first = plan::plan(desired, &records, &Listings::new(), now, &settings);
         let mut to_list: BTreeSet<GroupId> = first.projects_to_list();
@@ -252,6 +254,9 @@ impl Reconciler {
             self.counters.rate_limited.load(Ordering::Relaxed) - rate_limited_before;
         report.duration = started.elapsed();
         report.sort();
+        drop(projects);
+        drop(prior_attempts);
+        drop(records);
         self.update_gauges(desired, &report).await;
         Ok(report)
     }
@@ -311,7 +316,7 @@ impl Reconciler {
         set(metrics::link_status::CHANGED, report.changed.len());
         set(metrics::link_status::ORPHANED, report.orphaned.len());
 
-        if let Ok(records) = self.ledger.records().await {
+        if let Ok(records) = self.ledger.snapshot().await {
             let mut states: BTreeMap<String, i64> = BTreeMap::new();
             for r in records.iter().filter(|r| {
                 matches!(r.phase, Phase::Created | Phase::Adopted) && desired.get(&r.key).is_some()

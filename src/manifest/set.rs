@@ -1,0 +1,646 @@
+//! The one manifest loader (`ManifestSet`): `--once`, `plan`, `validate` and the daemon all load
+//! through it; the daemon then refreshes it, re-reading only the files that changed, keeping each
+//! file's last good version, and updating the merged desired state in place.
+//!
+//! Each link is held once: the merged `DesiredState` owns every `DesiredLink`; what is kept per file
+//! is only which names of which project entries it declared (to take them out again) and where.
+
+use super::merge::{LinkAt, ProjectAt, clashes, combine, label_clash, name_clash, spec_clash};
+use super::parse::{parse_file, parse_str};
+use super::problem::file_problem;
+use super::{FileManifest, Problem, Problems, discover};
+use crate::model::{DesiredLink, DesiredState, Fingerprint, FxMap, GroupId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hasher;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Finds, parses and merges every manifest under `paths`, reporting every problem of every file.
+pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
+    ManifestSet::load(paths).map(ManifestSet::into_desired)
+}
+
+/// How recent a file's mtime may be, at the moment it is read, for its metadata not to be trusted
+/// on the next refresh.
+///
+/// A write in the same timestamp tick as the read before it (the kernel's coarse clock: a few ms on
+/// ext4, 1 s or 2 s on some other file systems) and of the same size leaves device, inode, size, mtime
+/// and ctime all as they were. So a file whose mtime was this recent when it was read is read again
+/// on the next refresh, and its content hash decides whether it changed (no re-parse when not); once
+/// a read happens when the mtime is older than this, the metadata alone is trusted again (git's
+/// "racily clean" rule).
+const RACY_NS: i128 = 2_000_000_000;
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The version of a file last read.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    identity: Identity,
+    /// SipHash of the bytes: a racy file read again with the same bytes is not parsed again.
+    hash: u64,
+    /// The mtime was within `RACY_NS` of the read: read again next time whatever the metadata says.
+    racy: bool,
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+fn content_hash(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// One project entry of a file in use: enough to take its links out of the desired state again and
+/// to say where a link was declared.
+#[derive(Debug)]
+struct Entry {
+    group_id: GroupId,
+    /// Index in its document's `projects` list.
+    index: usize,
+    /// Each link's name and index in the entry's `links` list.
+    links: Vec<(Box<str>, u32)>,
+}
+
+/// What a file in use contributes to the desired state.
+#[derive(Debug)]
+struct InUse {
+    entries: Vec<Entry>,
+}
+
+/// One project entry, as the project's label and existence need it.
+#[derive(Debug, Clone)]
+struct Decl {
+    label: Option<String>,
+    index: usize,
+    line: Option<usize>,
+}
+
+/// Where the current content of a file stands.
+#[derive(Debug)]
+enum Current {
+    /// The content last read is the version in use.
+    InUse,
+    /// It does not parse or validate; the last good version (if any) stays in use.
+    Invalid(Vec<Problem>),
+    /// It is valid alone but clashed with other files; tried again on every refresh, since the
+    /// other files may change.
+    Clashing(FileManifest),
+}
+
+#[derive(Debug)]
+struct FileState {
+    seen: Option<Seen>,
+    in_use: Option<InUse>,
+    current: Current,
+}
+
+/// How many files a `ManifestSet` has read and parsed since it was loaded (for tests and logs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    pub reads: u64,
+    pub parses: u64,
+}
+
+/// The manifests as last accepted.
+#[derive(Debug, Default)]
+pub struct ManifestSet {
+    files: BTreeMap<PathBuf, FileState>,
+    /// Every project entry of the files in use, by project, in path then file order.
+    decls: FxMap<GroupId, BTreeMap<(Arc<Path>, usize), Decl>>,
+    desired: Arc<DesiredState>,
+    counts: ReadCounts,
+}
+
+/// What one [`ManifestSet::refresh`] found.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    /// Files whose current content is not in use: invalid, clashing with another file, or unreadable
+    /// paths. This is `atlas_linkd_manifest_errors`.
+    pub invalid_files: usize,
+    /// Every problem, for the log.
+    pub problems: Vec<Problem>,
+    /// Files that were in use and are gone from disk: their links are no longer declared.
+    pub removed: Vec<PathBuf>,
+    /// Whether the desired state differs from the one before.
+    pub changed: bool,
+}
+
+/// What looking at one file found.
+enum Look {
+    /// The same version as last read.
+    Same(Option<Seen>),
+    Parsed(Option<Seen>, Result<FileManifest, Problems>),
+}
+
+/// Stats `path` and reads and parses it only when its identity (or, for a racy file, its bytes)
+/// changed since `seen`.
+fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts) -> Look {
+    let started = now_ns();
+    let identity = match std::fs::metadata(path) {
+        Ok(meta) => Identity::of(&meta),
+        // Gone since discovery: reported as unreadable, as a failed read would be.
+        Err(e) => {
+            return Look::Parsed(
+                None,
+                Err(Problems(vec![file_problem(
+                    path,
+                    format!("cannot read this manifest file: {e}"),
+                )])),
+            );
+        }
+    };
+    if let Some(s) = seen
+        && s.identity == identity
+        && !s.racy
+    {
+        return Look::Same(seen);
+    }
+    counts.reads += 1;
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Look::Parsed(
+                None,
+                Err(Problems(vec![file_problem(
+                    path,
+                    format!("cannot read this manifest file: {e}"),
+                )])),
+            );
+        }
+    };
+    let now = Seen {
+        identity,
+        hash: content_hash(&bytes),
+        racy: identity.mtime_ns >= started - RACY_NS,
+    };
+    if seen.is_some_and(|s| s.hash == now.hash) {
+        return Look::Same(Some(now));
+    }
+    counts.parses += 1;
+    let parsed = match String::from_utf8(bytes) {
+        Ok(text) => parse_str(path, &text),
+        // Read again for the exact error text of every other reader of the manifests.
+        Err(_) => parse_file(path),
+    };
+    Look::Parsed(Some(now), parsed)
+}
+
+impl ManifestSet {
+    /// The start-up load: every file must be valid, since there is no earlier version to fall back
+    /// on. Reports every problem of every file, and the clashes between the valid ones.
+    pub fn load(paths: &[PathBuf]) -> Result<ManifestSet, Problems> {
+        let files = discover(paths)?;
+        let mut counts = ReadCounts::default();
+        let mut problems = Vec::new();
+        let mut good = Vec::with_capacity(files.len());
+        // One file at a time, on this thread. Parsing on two threads was no faster on the shared
+        // 2-core machine (the allocator, not the parser, is the bottleneck) and each thread's malloc
+        // arena kept its share of freed YAML trees interleaved with the links.
+        for path in &files {
+            match look(path, None, &mut counts) {
+                Look::Parsed(seen, Ok(m)) => good.push((seen, m)),
+                Look::Parsed(_, Err(Problems(p))) => problems.extend(p),
+                Look::Same(_) => unreachable!("a file never seen before is always parsed"),
+            }
+        }
+        // Clashes between the good files are worth reporting even when others are broken.
+        problems.extend(clashes(good.iter().map(|(_, m)| m)));
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        let mut set = ManifestSet {
+            counts,
+            ..ManifestSet::default()
+        };
+        for (seen, m) in &good {
+            let in_use = set.declare(m);
+            set.files.insert(
+                m.file.clone(),
+                FileState {
+                    seen: *seen,
+                    in_use: Some(in_use),
+                    current: Current::InUse,
+                },
+            );
+        }
+        set.desired = Arc::new(combine(good.into_iter().map(|(_, m)| m)));
+        Ok(set)
+    }
+
+    /// The desired state of the files in use.
+    pub fn desired(&self) -> Arc<DesiredState> {
+        self.desired.clone()
+    }
+
+    /// The desired state, without the bookkeeping for later refreshes.
+    pub fn into_desired(self) -> DesiredState {
+        Arc::unwrap_or_clone(self.desired)
+    }
+
+    /// Files whose last good version is in use.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files
+            .iter()
+            .filter(|(_, s)| s.in_use.is_some())
+            .map(|(p, _)| p.as_path())
+    }
+
+    /// How many files were read and parsed since the load (the load's own included).
+    pub fn read_counts(&self) -> ReadCounts {
+        self.counts
+    }
+
+    /// Looks at every manifest under `paths`, reading only those whose identity changed (device,
+    /// inode, size, mtime, ctime; see `RACY_NS` for a write within the same tick). A file that
+    /// parses replaces its last good version; one that does not keeps it (or, if it never parsed,
+    /// contributes nothing); one that is gone from disk is dropped. Should the new versions clash
+    /// across files (a link name declared twice), none of them is used this time (the files keep
+    /// their previous versions, and are tried again on the next refresh), and the clash is reported.
+    ///
+    /// The desired state is updated in place: when nobody else holds it (see `desired`), nothing is
+    /// copied but the links of the files that changed.
+    pub fn refresh(&mut self, paths: &[PathBuf]) -> Refresh {
+        let mut report = Refresh::default();
+        let on_disk = match discover(paths) {
+            Ok(f) => f,
+            Err(Problems(p)) => {
+                // A configured path that vanished may be an unmounted volume as much as an intended
+                // removal: keep every file's last good version until the paths resolve again.
+                report.invalid_files = distinct_files(&p);
+                report.problems = p;
+                return report;
+            }
+        };
+
+        let listed: BTreeSet<&PathBuf> = on_disk.iter().collect();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !listed.contains(p))
+            .cloned()
+            .collect();
+        let mut dropped: Vec<(PathBuf, InUse)> = Vec::new();
+        for path in gone {
+            if let Some(FileState {
+                in_use: Some(in_use),
+                ..
+            }) = self.files.remove(&path)
+            {
+                report.removed.push(path.clone());
+                dropped.push((path, in_use));
+            }
+        }
+
+        let mut candidates: Vec<FileManifest> = Vec::new();
+        for path in &on_disk {
+            let state = self.files.entry(path.clone()).or_insert_with(|| FileState {
+                seen: None,
+                in_use: None,
+                current: Current::InUse,
+            });
+            match look(path, state.seen, &mut self.counts) {
+                Look::Same(seen) => {
+                    state.seen = seen;
+                    if matches!(state.current, Current::Clashing(_))
+                        && let Current::Clashing(m) =
+                            std::mem::replace(&mut state.current, Current::InUse)
+                    {
+                        candidates.push(m);
+                    }
+                }
+                Look::Parsed(seen, Ok(m)) => {
+                    state.seen = seen;
+                    state.current = Current::InUse;
+                    candidates.push(m);
+                }
+                Look::Parsed(seen, Err(Problems(p))) => {
+                    state.seen = seen;
+                    state.current = Current::Invalid(p);
+                }
+            }
+        }
+        for state in self.files.values() {
+            if let Current::Invalid(p) = &state.current {
+                report.problems.extend(p.iter().cloned());
+            }
+        }
+
+        if !candidates.is_empty() {
+            let clash = self.check(&candidates, &dropped);
+            if !clash.is_empty() {
+                report.problems.extend(clash);
+                for m in candidates.drain(..) {
+                    if let Some(state) = self.files.get_mut(&m.file) {
+                        state.current = Current::Clashing(m);
+                    }
+                }
+            }
+        }
+        if !candidates.is_empty() || !dropped.is_empty() {
+            report.changed = self.apply(dropped, candidates);
+        }
+        report.invalid_files = self
+            .files
+            .values()
+            .filter(|s| !matches!(s.current, Current::InUse))
+            .count();
+        report
+    }
+
+    /// Where the link `name` of project `group`, in use from `file`, is declared.
+    fn link_at<'a>(&'a self, group: &GroupId, link: &'a DesiredLink) -> LinkAt<'a> {
+        let file: &Path = &link.source.file;
+        let found = self
+            .files
+            .get(file)
+            .and_then(|s| s.in_use.as_ref())
+            .into_iter()
+            .flat_map(|u| &u.entries)
+            .filter(|e| &e.group_id == group)
+            .find_map(|e| {
+                e.links
+                    .iter()
+                    .find(|(n, _)| **n == *link.key.name)
+                    .map(|(_, i)| (e.index, *i as usize))
+            });
+        let (project, index) = found.unwrap_or((0, 0));
+        LinkAt {
+            file,
+            project,
+            link: index,
+            line: link.source.line,
+            name: &link.key.name,
+        }
+    }
+
+    /// The clashes the candidates would bring: between themselves, and with the files in use that
+    /// neither change nor go. Each is reported as a full merge in path order would report it.
+    fn check(&self, candidates: &[FileManifest], dropped: &[(PathBuf, InUse)]) -> Vec<Problem> {
+        let changing: BTreeSet<&Path> = candidates
+            .iter()
+            .map(|m| m.file.as_path())
+            .chain(dropped.iter().map(|(p, _)| p.as_path()))
+            .collect();
+        let staying = |l: &&DesiredLink| !changing.contains(&*l.source.file);
+        let mut problems = Vec::new();
+        let mut new_named: FxMap<(&GroupId, &str), LinkAt<'_>> = FxMap::default();
+        let mut new_specs: FxMap<(&GroupId, Fingerprint), LinkAt<'_>> = FxMap::default();
+        let mut old_specs: FxMap<&GroupId, FxMap<Fingerprint, &DesiredLink>> = FxMap::default();
+        let mut labelled: BTreeMap<&GroupId, Vec<Labelled<'_>>> = BTreeMap::new();
+        for m in candidates {
+            for (pos, p) in m.projects.iter().enumerate() {
+                let existing = self.desired.projects.get(&p.group_id);
+                if let Some(label) = &p.label {
+                    labelled.entry(&p.group_id).or_default().push((
+                        (m.file.as_path(), pos),
+                        ProjectAt {
+                            file: &m.file,
+                            index: p.index,
+                            line: p.line,
+                            label,
+                        },
+                    ));
+                }
+                for l in &p.links {
+                    let here = LinkAt {
+                        file: &m.file,
+                        project: p.index,
+                        link: l.index,
+                        line: l.link.source.line,
+                        name: &l.link.key.name,
+                    };
+                    let name_key = (&p.group_id, l.link.key.name.as_str());
+                    let other = new_named.get(&name_key).copied().or_else(|| {
+                        existing
+                            .and_then(|e| e.links.get(&l.link.key.name))
+                            .filter(staying)
+                            .map(|d| self.link_at(&p.group_id, d))
+                    });
+                    if let Some(other) = other {
+                        let (later, first) = ordered(here, other);
+                        problems.push(name_clash(&p.group_id, later, first));
+                        continue;
+                    }
+                    new_named.insert(name_key, here);
+                    let olds = old_specs.entry(&p.group_id).or_insert_with(|| {
+                        existing
+                            .into_iter()
+                            .flat_map(|e| e.links.values())
+                            .filter(staying)
+                            .map(|d| (d.fingerprint, d))
+                            .collect()
+                    });
+                    let spec_key = (&p.group_id, l.link.fingerprint);
+                    let other = new_specs.get(&spec_key).copied().or_else(|| {
+                        olds.get(&l.link.fingerprint)
+                            .map(|d| self.link_at(&p.group_id, d))
+                    });
+                    match other {
+                        Some(other) => {
+                            let (later, first) = ordered(here, other);
+                            problems.push(spec_clash(later, first));
+                        }
+                        None => {
+                            new_specs.insert(spec_key, here);
+                        }
+                    }
+                }
+            }
+        }
+        for (group, mut entries) in labelled {
+            if let Some(decls) = self.decls.get(group) {
+                entries.extend(
+                    decls
+                        .iter()
+                        .filter(|((f, _), _)| !changing.contains(&**f))
+                        .filter_map(|((f, pos), d)| {
+                            let label = d.label.as_deref()?;
+                            Some((
+                                (&**f, *pos),
+                                ProjectAt {
+                                    file: f,
+                                    index: d.index,
+                                    line: d.line,
+                                    label,
+                                },
+                            ))
+                        }),
+                );
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let first = entries[0].1;
+            for (_, later) in &entries[1..] {
+                if later.label != first.label {
+                    problems.push(label_clash(group, *later, first));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Records the project entries of `m` (about to be in use) and returns what to keep of it.
+    fn declare(&mut self, m: &FileManifest) -> InUse {
+        declare_into(&mut self.decls, &Arc::from(m.file.as_path()), m)
+    }
+
+    /// Takes the files in `dropped` and the previous versions of `accepted` out of the desired state
+    /// and puts `accepted` in. Returns whether the desired state changed.
+    fn apply(&mut self, dropped: Vec<(PathBuf, InUse)>, accepted: Vec<FileManifest>) -> bool {
+        let mut outgoing: Vec<(Arc<Path>, InUse)> = dropped
+            .into_iter()
+            .map(|(p, u)| (Arc::from(p.as_path()), u))
+            .collect();
+        for m in &accepted {
+            if let Some(u) = self.files.get_mut(&m.file).and_then(|s| s.in_use.take()) {
+                outgoing.push((Arc::from(m.file.as_path()), u));
+            }
+        }
+        let mut touched: BTreeSet<GroupId> = BTreeSet::new();
+        for (_, u) in &outgoing {
+            touched.extend(u.entries.iter().map(|e| e.group_id.clone()));
+        }
+        for m in &accepted {
+            touched.extend(m.projects.iter().map(|p| p.group_id.clone()));
+        }
+        let before: Vec<Option<Option<String>>> = touched
+            .iter()
+            .map(|g| self.desired.projects.get(g).map(|p| p.label.clone()))
+            .collect();
+
+        let desired = Arc::make_mut(&mut self.desired);
+        let mut taken: Vec<DesiredLink> = Vec::new();
+        for (file, u) in &outgoing {
+            for (pos, e) in u.entries.iter().enumerate() {
+                if let Some(decls) = self.decls.get_mut(&e.group_id) {
+                    decls.remove(&(file.clone(), pos));
+                }
+                if let Some(project) = desired.projects.get_mut(&e.group_id) {
+                    taken.extend(
+                        e.links
+                            .iter()
+                            .filter_map(|(n, _)| project.links.remove(&**n)),
+                    );
+                }
+            }
+        }
+        let mut added = 0usize;
+        for m in accepted {
+            let file = Arc::from(m.file.as_path());
+            let in_use = declare_into(&mut self.decls, &file, &m);
+            for p in m.projects {
+                let project = desired.projects.entry(p.group_id).or_default();
+                for l in p.links {
+                    added += 1;
+                    project.links.insert(l.link.key.name.clone(), l.link);
+                }
+            }
+            if let Some(state) = self.files.get_mut(&m.file) {
+                state.in_use = Some(in_use);
+                state.current = Current::InUse;
+            }
+        }
+        for group in &touched {
+            let label = match self.decls.get(group) {
+                Some(d) if !d.is_empty() => d.values().find_map(|d| d.label.clone()),
+                _ => {
+                    self.decls.remove(group);
+                    desired.projects.remove(group);
+                    continue;
+                }
+            };
+            desired.projects.entry(group.clone()).or_default().label = label;
+        }
+
+        let after = touched
+            .iter()
+            .map(|g| desired.projects.get(g).map(|p| p.label.clone()));
+        added != taken.len()
+            || !after.eq(before)
+            || taken.iter().any(|old| desired.get(&old.key) != Some(old))
+    }
+}
+
+/// `ManifestSet::declare` without borrowing the whole set (the desired state is borrowed apart).
+fn declare_into(
+    decls: &mut FxMap<GroupId, BTreeMap<(Arc<Path>, usize), Decl>>,
+    file: &Arc<Path>,
+    m: &FileManifest,
+) -> InUse {
+    let entries = m
+        .projects
+        .iter()
+        .enumerate()
+        .map(|(pos, p)| {
+            decls.entry(p.group_id.clone()).or_default().insert(
+                (file.clone(), pos),
+                Decl {
+                    label: p.label.clone(),
+                    index: p.index,
+                    line: p.line,
+                },
+            );
+            Entry {
+                group_id: p.group_id.clone(),
+                index: p.index,
+                links: p
+                    .links
+                    .iter()
+                    .map(|l| {
+                        let index = u32::try_from(l.index).unwrap_or(u32::MAX);
+                        (Box::from(l.link.key.name.as_str()), index)
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    InUse { entries }
+}
+
+/// A labelled project entry at its place in path then file order.
+type Labelled<'a> = ((&'a Path, usize), ProjectAt<'a>);
+
+/// The pair as a merge in path order meets it: the later file's link first.
+fn ordered<'a>(a: LinkAt<'a>, b: LinkAt<'a>) -> (LinkAt<'a>, LinkAt<'a>) {
+    if a.file < b.file { (b, a) } else { (a, b) }
+}
+
+fn distinct_files(problems: &[Problem]) -> usize {
+    problems
+        .iter()
+        .map(|p| &p.file)
+        .collect::<BTreeSet<_>>()
+        .len()
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests;
