@@ -3,10 +3,10 @@
 
 mod common;
 
-use atlas_linkd::fake::FakeConfig;
 use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::wiring;
 use common::{harness, test_env};
+use fake_atlas::FakeConfig;
 
 #[tokio::test]
 async fn the_rows_in_memory_equal_a_fresh_read_after_every_kind_of_write() {
