@@ -1,15 +1,14 @@
 //! The Atlas client against the fake Atlas (and a small stub for answers the fake never gives):
 //! every operation, every error class, paging, and both authentication schemes.
 
-mod atlas_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::support::atlas::*;
+use crate::support::{CLIENT_ID, PUBLIC_KEY, eventually};
 use atlas_linkd::atlas::{ErrorClass, MAX_RETRY_AFTER, Operation};
 use atlas_linkd::model::{RemoteState, Vendor};
-use atlas_support::*;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use fake_atlas::{
@@ -249,7 +248,7 @@ async fn validation_error_is_permanent_and_names_the_fields() {
 async fn wrong_credentials_are_auth_errors() {
     let fake = FakeAtlas::start(sa_config()).await.unwrap();
     let wrong = atlas_linkd::atlas::Credentials::ServiceAccount {
-        client_id: SA_ID.into(),
+        client_id: CLIENT_ID.into(),
         client_secret: "wrong".to_owned().into(),
     };
     let err = client(&fake, wrong).list(&group(1)).await.unwrap_err();
@@ -262,7 +261,7 @@ async fn wrong_credentials_are_auth_errors() {
 
     let fake = FakeAtlas::start(key_config()).await.unwrap();
     let wrong = atlas_linkd::atlas::Credentials::ApiKey {
-        public_key: PUB_KEY.into(),
+        public_key: PUBLIC_KEY.into(),
         private_key: "wrong".to_owned().into(),
     };
     let err = client(&fake, wrong)
@@ -394,17 +393,6 @@ async fn a_failed_page_fails_the_listing_and_does_not_advance_the_pager() {
     assert_eq!(pager.into_items().len(), 1203);
 }
 
-async fn poll_until(deadline: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
-    let end = tokio::time::Instant::now() + deadline;
-    while tokio::time::Instant::now() < end {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn token_is_refreshed_before_it_expires() {
     let fake = FakeAtlas::start(FakeConfig {
@@ -418,12 +406,11 @@ async fn token_is_refreshed_before_it_expires() {
     c.list(&g).await.unwrap();
     c.list(&g).await.unwrap();
     assert_eq!(fake.counters().tokens_issued, 1);
-    let refreshed = poll_until(Duration::from_secs(10), async || {
+    eventually("a second token", Duration::from_secs(10), async || {
         c.list(&g).await.unwrap();
-        fake.counters().tokens_issued >= 2
+        (fake.counters().tokens_issued >= 2).then_some(())
     })
     .await;
-    assert!(refreshed);
     assert_eq!(
         fake.counters().requests_with("list", 401),
         0,
