@@ -28,10 +28,10 @@ use crate::model::{GroupId, LinkSpec, RemoteConnection};
 /// How to reach Atlas.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    pub base_url: Url,
+    pub(crate) base_url: Url,
     /// Whole-request timeout, connection and body included.
-    pub timeout: Duration,
-    pub user_agent: String,
+    pub(crate) timeout: Duration,
+    pub(crate) user_agent: String,
 }
 
 impl ClientSettings {
@@ -47,9 +47,9 @@ impl ClientSettings {
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    pub items: Vec<RemoteConnection>,
-    pub total_count: Option<u64>,
-    pub has_next: bool,
+    pub(crate) items: Vec<RemoteConnection>,
+    pub(crate) total_count: Option<u64>,
+    pub(crate) has_next: bool,
 }
 
 enum AuthState {

@@ -10,7 +10,7 @@ use crate::model::DesiredState;
 
 /// The manifests as the daemon last accepted them.
 #[derive(Debug, Default)]
-pub struct ManifestSet {
+pub(crate) struct ManifestSet {
     /// The last good parse of every file that is still on disk.
     good: BTreeMap<PathBuf, FileManifest>,
     desired: Arc<DesiredState>,
@@ -18,21 +18,21 @@ pub struct ManifestSet {
 
 /// What one [`ManifestSet::refresh`] found.
 #[derive(Debug, Default)]
-pub struct Refresh {
+pub(crate) struct Refresh {
     /// Files whose current content is not in use: invalid, clashing with another file, or unreadable
     /// paths. This is `atlas_linkd_manifest_errors`.
-    pub invalid_files: usize,
+    pub(crate) invalid_files: usize,
     /// Every problem, for the log.
-    pub problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
     /// Files that were in use and are gone from disk: their links are no longer declared.
-    pub removed: Vec<PathBuf>,
+    pub(crate) removed: Vec<PathBuf>,
     /// Whether the desired state differs from the one before.
-    pub changed: bool,
+    pub(crate) changed: bool,
 }
 
 impl ManifestSet {
     /// The start-up load: every file must be valid, since there is no earlier version to fall back on.
-    pub fn load(paths: &[PathBuf]) -> Result<ManifestSet, Problems> {
+    pub(crate) fn load(paths: &[PathBuf]) -> Result<ManifestSet, Problems> {
         let files = manifest::discover(paths)?;
         let mut problems = Vec::new();
         let mut good = BTreeMap::new();
@@ -59,12 +59,12 @@ impl ManifestSet {
     }
 
     /// The desired state of the files in use.
-    pub fn desired(&self) -> Arc<DesiredState> {
+    pub(crate) fn desired(&self) -> Arc<DesiredState> {
         self.desired.clone()
     }
 
     /// Files whose last good version is in use.
-    pub fn files(&self) -> impl Iterator<Item = &Path> {
+    pub(crate) fn files(&self) -> impl Iterator<Item = &Path> {
         self.good.keys().map(PathBuf::as_path)
     }
 
@@ -72,7 +72,7 @@ impl ManifestSet {
     /// does not keeps it (or, if it never parsed, contributes nothing); one that is gone from disk is
     /// dropped. Should the new versions clash across files (a link name declared twice), the files that
     /// changed in this refresh go back to their previous versions, and the clash is reported.
-    pub fn refresh(&mut self, paths: &[PathBuf]) -> Refresh {
+    pub(crate) fn refresh(&mut self, paths: &[PathBuf]) -> Refresh {
         let mut report = Refresh::default();
         let files = match manifest::discover(paths) {
             Ok(f) => f,

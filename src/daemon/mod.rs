@@ -3,7 +3,7 @@
 //! (`notify`). The loop that uses them is in `run`; the last-good-version bookkeeping of the manifests
 //! in `manifests`.
 
-pub mod manifests;
+pub(crate) mod manifests;
 mod notify;
 mod run;
 mod signals;
@@ -11,10 +11,11 @@ mod triggers;
 mod watcher;
 
 pub use notify::Notifier;
-pub use run::run;
-pub use signals::{SignalEvent, SignalKind, SignalState, Signals};
-pub use triggers::{Trigger, Triggers, Wake};
-pub use watcher::{ManifestWatcher, watch_manifests};
+pub(crate) use run::run;
+pub(crate) use signals::{SignalEvent, SignalKind, SignalState, Signals};
+pub(crate) use triggers::{Trigger, Triggers, Wake};
+pub(crate) use watcher::ManifestWatcher;
+pub use watcher::watch_manifests;
 
 use std::ffi::OsString;
 use std::io;

@@ -61,7 +61,7 @@ fn warn_notify(result: Result<(), super::DaemonError>) {
 
 /// Runs the daemon until SIGTERM/SIGINT, then drains and exits 0. Exit 2 when it cannot start (see the
 /// module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short.
-pub async fn run(config_path: PathBuf) -> ExitCode {
+pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let config = match Config::load(&config_path, &env) {
         Ok(c) => c,
         Err(e) => return refuse("cannot start", &e),

@@ -28,9 +28,11 @@ mod problem;
 mod walk;
 
 pub use discover::discover;
-pub use merge::{load, merge};
-pub use parse::{FileManifest, LinkManifest, ProjectManifest, parse_file, parse_str};
-pub use problem::{Problem, Problems};
+pub use merge::load;
+pub(crate) use merge::merge;
+pub(crate) use parse::{FileManifest, LinkManifest, ProjectManifest};
+pub use parse::{parse_file, parse_str};
+pub(crate) use problem::{Problem, Problems};
 
 #[cfg(test)]
 mod tests;

@@ -83,7 +83,7 @@ impl DesiredState {
     }
 
     /// Human label for a project: its manifest name if any, else its id.
-    pub fn project_label(&self, group_id: &GroupId) -> String {
+    pub(crate) fn project_label(&self, group_id: &GroupId) -> String {
         self.projects
             .get(group_id)
             .and_then(|p| p.label.clone())

@@ -82,7 +82,7 @@ impl LinkSpec {
     }
 
     /// This spec in normal form (see the type's documentation). Idempotent.
-    pub fn normalised(mut self) -> LinkSpec {
+    pub(crate) fn normalised(mut self) -> LinkSpec {
         self.dns_domain = self.dns_domain.map(|d| d.to_ascii_lowercase());
         normalise_set(&mut self.dns_sub_domain, true);
         normalise_set(&mut self.azure_resource_ids, false);

@@ -24,7 +24,7 @@ pub enum CreateReason {
 }
 
 impl CreateReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CreateReason::New => "new",
             CreateReason::Resume => "resume",
@@ -105,7 +105,7 @@ impl Action {
     }
 
     /// The category name used in JSON and reports.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Action::Create { .. } => "create",
             Action::Adopt { .. } => "adopt",
@@ -203,18 +203,18 @@ impl Serialize for Action {
 /// How many actions of each category a plan holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct PlanCounts {
-    pub create: usize,
+    pub(crate) create: usize,
     pub adopt: usize,
     pub unchanged: usize,
-    pub changed: usize,
-    pub conflict: usize,
-    pub orphaned: usize,
-    pub waiting: usize,
-    pub inflight: usize,
+    pub(crate) changed: usize,
+    pub(crate) conflict: usize,
+    pub(crate) orphaned: usize,
+    pub(crate) waiting: usize,
+    pub(crate) inflight: usize,
 }
 
 impl PlanCounts {
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.create
             + self.adopt
             + self.unchanged
@@ -254,7 +254,7 @@ impl Plan {
     }
 
     /// Of `projects_to_list`, those that `listings` does not cover yet.
-    pub fn projects_unlisted(&self, listings: &Listings) -> BTreeSet<GroupId> {
+    pub(crate) fn projects_unlisted(&self, listings: &Listings) -> BTreeSet<GroupId> {
         let mut out = self.projects_to_list();
         out.retain(|g| !listings.contains_key(g));
         out

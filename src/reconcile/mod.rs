@@ -41,8 +41,8 @@ mod policy;
 
 pub(crate) use clock::instant_at_unix;
 pub use clock::now_unix;
-pub use observer::{CallCounters, MetricsObserver};
-pub use pass::PassError;
+pub(crate) use observer::{CallCounters, MetricsObserver};
+pub(crate) use pass::PassError;
 pub use policy::Policy;
 
 use crate::atlas::{ApiError, AtlasClient};
@@ -85,7 +85,7 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(
+    pub(crate) fn new(
         client: AtlasClient,
         ledger: LedgerHandle,
         metrics: Metrics,
@@ -132,15 +132,15 @@ impl Reconciler {
         self.policy = policy;
     }
 
-    pub fn client(&self) -> &AtlasClient {
+    pub(crate) fn client(&self) -> &AtlasClient {
         &self.client
     }
 
-    pub fn ledger(&self) -> &LedgerHandle {
+    pub(crate) fn ledger(&self) -> &LedgerHandle {
         &self.ledger
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
