@@ -77,15 +77,6 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).ready
     }
-
-    /// The reason given with the last `set_ready`.
-    pub(crate) fn reason(&self) -> String {
-        self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .reason
-            .clone()
-    }
 }
 
 #[derive(Clone)]

@@ -32,7 +32,6 @@ pub(crate) mod retry_reason {
     pub(crate) const AMBIGUOUS: &str = "ambiguous";
     /// Another answer that `decide` retries (a 409 on a listing page).
     pub(crate) const OTHER: &str = "other";
-    pub(crate) const ALL: [&str; 5] = [RATE_LIMITED, SERVER_ERROR, CONNECTION, AMBIGUOUS, OTHER];
 }
 
 /// Statuses of `atlas_linkd_links`.
@@ -77,7 +76,6 @@ pub struct Metrics {
     pub reconcile_duration_seconds: Histogram,
     pub last_converged_timestamp_seconds: Gauge,
     pub manifest_errors: IntGauge,
-    pub(crate) build_info: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -211,6 +209,7 @@ impl Metrics {
         for r in pass_result::ALL {
             reconcile_passes_total.with_label_values(&[r]);
         }
+        // Registered and set once; nothing updates it, so the struct need not keep it.
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -229,7 +228,6 @@ impl Metrics {
             reconcile_duration_seconds,
             last_converged_timestamp_seconds,
             manifest_errors,
-            build_info,
         })
     }
 

@@ -146,11 +146,6 @@ impl PassReport {
         }
     }
 
-    pub(crate) fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self)
-            .expect("a report is strings, numbers and lists: nothing serde_json can refuse")
-    }
-
     /// The human summary: counts first, then every link that needs attention, with its reason.
     pub fn to_text(&self) -> String {
         let mut out = String::new();

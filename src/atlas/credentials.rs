@@ -147,18 +147,6 @@ impl Credentials {
         }
     }
 
-    /// `from_env` over this process's environment.
-    pub(crate) fn from_process_env(kind: AuthKind) -> Result<Credentials, CredentialsError> {
-        Credentials::from_env(kind, &|name| std::env::var(name).ok())
-    }
-
-    pub(crate) fn kind(&self) -> AuthKind {
-        match self {
-            Credentials::ServiceAccount { .. } => AuthKind::ServiceAccount,
-            Credentials::ApiKey { .. } => AuthKind::ApiKey,
-        }
-    }
-
     /// The non-secret half: the client id or the public key.
     pub(crate) fn identity(&self) -> &str {
         match self {

@@ -42,13 +42,13 @@ impl ErrorClass {
 
 /// One problem with one field of a request, as Atlas's `badRequestDetail.fields` lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldProblem {
+pub(crate) struct FieldProblem {
     pub(crate) field: String,
     pub(crate) description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BadRequestDetail {
+pub(crate) struct BadRequestDetail {
     pub(crate) fields: Vec<FieldProblem>,
 }
 

@@ -19,13 +19,11 @@ use std::time::Duration;
 
 use crate::model::GroupId;
 
-pub(crate) use client::Page;
 pub use client::{AtlasClient, ClientSettings};
 pub use credentials::Credentials;
 pub(crate) use credentials::CredentialsError;
 pub use error::{ApiError, ErrorClass};
-pub(crate) use error::{AtlasErrorBody, BadRequestDetail, ClientBuildError, FieldProblem};
-pub(crate) use pager::{DEFAULT_ITEMS_PER_PAGE, MAX_PAGES, Pager};
+pub(crate) use error::{AtlasErrorBody, ClientBuildError};
 
 /// The longest `Retry-After` the client reports: a longer one, a date further ahead, or a number too
 /// large to read is clamped to this, so no server can make a caller wait (or overflow an `Instant`)
@@ -52,15 +50,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub(crate) const ALL: [Operation; 6] = [
-        Operation::List,
-        Operation::Get,
-        Operation::Create,
-        Operation::Delete,
-        Operation::Token,
-        Operation::Revoke,
-    ];
-
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Operation::List => "list",

@@ -109,18 +109,9 @@ impl Pager {
         Ok(Some(page.items))
     }
 
-    /// Whether the listing is complete.
-    pub(crate) fn is_done(&self) -> bool {
-        self.done
-    }
-
     /// Rate-limit headers of the last page.
     pub(crate) fn rate_limit(&self) -> RateLimitInfo {
         self.rate_limit
-    }
-
-    pub(crate) fn group_id(&self) -> &GroupId {
-        &self.group
     }
 
     /// Everything collected so far (all of it once `next_page` returned `None`), without repeats.

@@ -14,7 +14,6 @@ mod types;
 
 pub use crate::model::AuthKind;
 pub use error::ConfigError;
-pub(crate) use error::Problem;
 pub(crate) use types::{
     AtlasSettings, LogSettings, MetricsSettings, RateLimitSettings, ReconcileSettings,
     RetrySettings,

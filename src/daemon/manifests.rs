@@ -2,7 +2,7 @@
 //! invalid keeps its links declared (they are never orphaned by a typo) while the other files move on.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::manifest::{self, FileManifest, Problem, Problems};
@@ -61,11 +61,6 @@ impl ManifestSet {
     /// The desired state of the files in use.
     pub(crate) fn desired(&self) -> Arc<DesiredState> {
         self.desired.clone()
-    }
-
-    /// Files whose last good version is in use.
-    pub(crate) fn files(&self) -> impl Iterator<Item = &Path> {
-        self.good.keys().map(PathBuf::as_path)
     }
 
     /// Re-reads every manifest under `paths`. A file that parses replaces its last good version; one that

@@ -12,7 +12,7 @@ mod watcher;
 
 pub use notify::Notifier;
 pub(crate) use run::run;
-pub(crate) use signals::{SignalEvent, SignalKind, SignalState, Signals};
+pub(crate) use signals::{SignalEvent, Signals};
 pub(crate) use triggers::{Trigger, Triggers, Wake};
 pub(crate) use watcher::ManifestWatcher;
 pub use watcher::watch_manifests;

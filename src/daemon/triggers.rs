@@ -59,10 +59,6 @@ impl Wake {
     pub(crate) fn needs_reload(&self) -> bool {
         self.contains(Trigger::Reload)
     }
-
-    pub(crate) fn reasons(&self) -> impl Iterator<Item = Trigger> + '_ {
-        self.reasons.iter().copied()
-    }
 }
 
 impl std::fmt::Display for Wake {
@@ -211,7 +207,7 @@ mod tests {
         t.trigger(Trigger::Reload);
         let follow_up = t.next().await;
         assert_eq!(
-            follow_up.reasons().collect::<Vec<_>>(),
+            follow_up.reasons.iter().copied().collect::<Vec<_>>(),
             vec![Trigger::FileChange, Trigger::Resync, Trigger::Reload]
         );
         assert!(follow_up.needs_reload());

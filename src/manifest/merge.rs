@@ -139,7 +139,7 @@ fn combine(files: impl IntoIterator<Item = FileManifest>) -> DesiredState {
 }
 
 /// Merges validated files into the desired state, with the checks that span files.
-pub fn merge<'a>(
+pub(crate) fn merge<'a>(
     files: impl IntoIterator<Item = &'a FileManifest>,
 ) -> Result<DesiredState, Problems> {
     let files: Vec<&FileManifest> = files.into_iter().collect();

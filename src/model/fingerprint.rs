@@ -16,7 +16,7 @@ pub struct Fingerprint(pub(crate) [u8; 32]);
 
 impl Fingerprint {
     /// The 64 lower-case hex digits.
-    pub(crate) fn to_hex(&self) -> String {
+    pub(crate) fn to_hex(self) -> String {
         hex::encode(self.0)
     }
 

@@ -127,11 +127,6 @@ impl Identity {
         Identity { keys }
     }
 
-    /// No identity: never a near-match.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Whether the two have a key in common.
     pub(crate) fn shares(&self, other: &Identity) -> bool {
         self.keys.iter().any(|k| other.keys.contains(k))

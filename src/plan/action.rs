@@ -1,7 +1,6 @@
 //! What a plan says to do: the actions (`Action`, `CreateReason`), the plan and its counts, and
 //! their stable JSON form (the shape is in the module documentation of `plan`).
 
-use super::Listings;
 use crate::model::{
     DesiredLink, Fingerprint, GroupId, LinkKey, Phase, RemoteConnection, RemoteState,
 };
@@ -213,19 +212,6 @@ pub struct PlanCounts {
     pub(crate) inflight: usize,
 }
 
-impl PlanCounts {
-    pub(crate) fn total(&self) -> usize {
-        self.create
-            + self.adopt
-            + self.unchanged
-            + self.changed
-            + self.conflict
-            + self.orphaned
-            + self.waiting
-            + self.inflight
-    }
-}
-
 /// Every action of a pass, sorted by key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
@@ -251,13 +237,6 @@ impl Plan {
             .filter(|a| matches!(a, Action::Create { .. } | Action::InFlight { .. }))
             .map(|a| a.key().group_id.clone())
             .collect()
-    }
-
-    /// Of `projects_to_list`, those that `listings` does not cover yet.
-    pub(crate) fn projects_unlisted(&self, listings: &Listings) -> BTreeSet<GroupId> {
-        let mut out = self.projects_to_list();
-        out.retain(|g| !listings.contains_key(g));
-        out
     }
 
     pub fn counts(&self) -> PlanCounts {

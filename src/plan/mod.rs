@@ -59,8 +59,8 @@ mod action;
 mod decide;
 mod index;
 
+pub(crate) use action::Plan;
 pub use action::{Action, CreateReason};
-pub(crate) use action::{Plan, PlanCounts};
 pub use decide::plan;
 
 use crate::model::{GroupId, RemoteConnection};

@@ -42,7 +42,6 @@ mod policy;
 pub(crate) use clock::instant_at_unix;
 pub use clock::now_unix;
 pub(crate) use observer::{CallCounters, MetricsObserver};
-pub(crate) use pass::PassError;
 pub use policy::Policy;
 
 use crate::atlas::{ApiError, AtlasClient};
@@ -130,18 +129,6 @@ impl Reconciler {
                 .clear();
         }
         self.policy = policy;
-    }
-
-    pub(crate) fn client(&self) -> &AtlasClient {
-        &self.client
-    }
-
-    pub(crate) fn ledger(&self) -> &LedgerHandle {
-        &self.ledger
-    }
-
-    pub(crate) fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     fn gate(&self, group: &GroupId) -> Arc<ProjectGate> {
