@@ -57,12 +57,11 @@ impl WireConnection {
     }
 }
 
+/// A paging link. Only `rel` is read: the pager asks for the next page by number, not by `href`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct WireLink {
     pub(crate) rel: Option<String>,
-    #[allow(dead_code)]
-    pub(crate) href: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
