@@ -196,18 +196,6 @@ impl AtlasClient {
         Ok(Answer { value, rate_limit })
     }
 
-    /// Requests deletion (Atlas answers 202; the connection goes away later).
-    pub async fn delete(&self, group: &GroupId, id: &str) -> Result<Answer<()>, ApiError> {
-        let url = self.connections_url(group, Some(id));
-        let reply = self
-            .call(Operation::Delete, Some(group), Method::DELETE, url, None)
-            .await?;
-        Ok(Answer {
-            value: (),
-            rate_limit: rate_limit_of(&reply.headers),
-        })
-    }
-
     /// One page (`page_num` from 1).
     pub async fn list_page(
         &self,

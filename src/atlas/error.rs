@@ -270,7 +270,7 @@ pub(crate) fn class_of_transport(op: Operation, e: &reqwest::Error) -> (ErrorCla
         ErrorClass::Retryable
     } else {
         match op {
-            Operation::Create | Operation::Delete => ErrorClass::Ambiguous,
+            Operation::Create => ErrorClass::Ambiguous,
             _ => ErrorClass::Retryable,
         }
     };
@@ -435,10 +435,6 @@ mod tests {
         );
         assert_eq!(
             class_of_status(Operation::List, 503, None),
-            ErrorClass::Retryable
-        );
-        assert_eq!(
-            class_of_status(Operation::Delete, 502, None),
             ErrorClass::Retryable
         );
         assert_eq!(
