@@ -4,7 +4,7 @@
 //! first create, idle RSS and CPU) are `cargo bench --bench daemon_scale -- small`.
 
 use crate::support::fake::{ACCEPT, bearer_token};
-use crate::support::harness::{self, Harness, group_id, harness};
+use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
 use atlas_linkd::ledger::Ledger;
 use atlas_linkd::model::Phase;
@@ -19,15 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Rewrites the harness's config: the metrics endpoint on `port`, fast retries, and `extra`.
 fn write_config(h: &Harness, port: u16, extra: &str) {

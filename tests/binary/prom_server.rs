@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::harness::{self, harness};
+use crate::support::harness::{self, free_port, harness};
 use crate::support::{eventually, lazy};
 use fake_atlas::FakeConfig;
 
@@ -16,12 +16,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    // Prometheus takes its listen address on the command line, so it needs a port number up front.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

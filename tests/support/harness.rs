@@ -157,6 +157,16 @@ impl Harness {
     }
 }
 
+/// A loopback port that was free a moment ago, for a program that takes its listen address on the
+/// command line (the daemon's metrics, Prometheus) and so needs a number up front.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `binary(config) --once` as an async child that is killed if the test drops it.
 pub(crate) fn once(config: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::from(binary(config));
