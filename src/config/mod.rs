@@ -12,7 +12,6 @@ mod raw;
 mod read;
 mod types;
 
-pub use crate::model::AuthKind;
 pub use error::ConfigError;
 pub(crate) use types::{
     AtlasSettings, LogSettings, MetricsSettings, RateLimitSettings, ReconcileSettings,
