@@ -1,15 +1,18 @@
 //! The client's cost per call against the fake, next to a plain reqwest loop doing the same GET:
 //! `cargo bench --bench atlas_overhead`. Prints figures, asserts only correctness (a digest call costs
 //! one request in steady state).
+// Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
+#![allow(clippy::unwrap_used)]
 
 // The clients and credentials the `atlas_*` tests use, so both measure the same set-up.
-#[path = "../tests/atlas_support/mod.rs"]
-mod atlas_support;
+#[path = "../tests/support/mod.rs"]
+mod test_support;
 
 use std::time::{Duration, Instant};
 
-use atlas_support::*;
 use fake_atlas::{FakeAtlas, FakeConfig};
+use test_support::atlas::*;
+use test_support::{CLIENT_ID, CLIENT_SECRET};
 
 fn calls() -> usize {
     if cfg!(debug_assertions) { 200 } else { 3000 }
@@ -47,7 +50,7 @@ async fn client_overhead_per_call() {
     let http = reqwest::Client::new();
     let token: serde_json::Value = http
         .post(format!("{}/api/oauth/token", fake.base_url()))
-        .basic_auth(SA_ID, Some(SA_SECRET))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await

@@ -20,6 +20,8 @@
 //! - `1m`: 1,000,000 links, 10,000 projects × 100, in 200 files (the `100k` files' shape, ten times
 //!   as many), converged the same way; a no-op `--once`, twice: wall and peak RSS. The creating pass
 //!   at this scale is not run: at the executor's 1,400 creates/s it would take twelve minutes.
+// Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
+#![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, bail, ensure};
 use fake_atlas::{FakeAtlas, FakeConfig};

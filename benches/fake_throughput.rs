@@ -1,6 +1,8 @@
 //! How many requests a second the fake Atlas serves on this machine, 16 clients (one project each)
 //! creating then getting: `cargo bench --bench fake_throughput`. Prints the rate, never asserts a
 //! timing; asserts that every create committed once and every answer was 200.
+// Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
+#![allow(clippy::unwrap_used)]
 
 use fake_atlas::{FakeAtlas, FakeConfig};
 use reqwest::{Client, StatusCode};

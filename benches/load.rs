@@ -7,6 +7,8 @@
 //! set-up's memory is not counted: the peak RSS printed covers generating the YAML (strings of about
 //! 1 MB, freed file by file), `manifest::load`, `Ledger::open`, `Ledger::records()` and `plan()`,
 //! with the desired state, the records and the plan all alive at the end.
+// Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
+#![allow(clippy::unwrap_used)]
 
 use atlas_linkd::ledger::Ledger;
 use atlas_linkd::plan::{Listings, PlanSettings, plan};

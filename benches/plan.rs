@@ -6,6 +6,8 @@
 //! the main figures are printed, plans a first pass against complete listings where every link
 //! is adopted (the adoption path's worst case).
 //! Run with `cargo bench --bench plan`. Targets: plan <= 200 ms, peak RSS <= 150 MB.
+// Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
+#![allow(clippy::unwrap_used)]
 
 use atlas_linkd::ledger::{Change, Ledger};
 use atlas_linkd::model::{

@@ -10,6 +10,8 @@
 //! 2. the same links at concurrency 1 (a 300-link sample, it would take minutes otherwise): the speed-up.
 //! 3. a 50-token bucket refilling 50/s per project, in the fake and in the config alike: wall time against
 //!    the bucket's ideal, and the 429s received (target: none).
+// Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
+#![allow(clippy::unwrap_used)]
 
 use atlas_linkd::config::Config;
 use atlas_linkd::manifest;

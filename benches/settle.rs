@@ -6,6 +6,8 @@
 //! it) against its settle window (`reconcile.settle_secs`, here the 5 s timeout): the rerun must wait
 //! for the window before a listing may decide, and should not take much longer. Also printed: the
 //! creates the rerun sent (0 is right) and the connections Atlas holds (12 is right).
+// Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
+#![allow(clippy::unwrap_used)]
 
 use fake_atlas::{DuplicateMode, FakeAtlas, FakeConfig};
 use std::process::Stdio;

@@ -43,7 +43,7 @@ fn demo_env(key: &str) -> Option<String> {
     }
 }
 
-pub async fn run() -> ExitCode {
+pub(crate) async fn run() -> ExitCode {
     let show_bar = std::io::stderr().is_terminal();
     init_logging(LogFormat::Auto, show_bar);
     match run_inner(show_bar).await {

@@ -77,15 +77,6 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).ready
     }
-
-    /// The reason given with the last `set_ready`.
-    pub fn reason(&self) -> String {
-        self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .reason
-            .clone()
-    }
 }
 
 #[derive(Clone)]
@@ -136,7 +127,7 @@ pub async fn bind(
 }
 
 /// The routes, separate from the socket so they can be exercised without one.
-pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
+pub(crate) fn router(metrics: Metrics, readiness: Readiness) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))

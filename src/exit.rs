@@ -18,7 +18,7 @@ pub enum Exit {
 
 impl Exit {
     /// The numeric status, as README's table gives it.
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Exit::Converged => 0,
             Exit::NotConverged => 1,
@@ -34,12 +34,12 @@ impl From<Exit> for ExitCode {
 }
 
 /// Prints an error and its chain of causes, the way `anyhow` would, and returns exit status 2.
-pub fn refuse(error: &dyn std::error::Error) -> ExitCode {
+pub(crate) fn refuse(error: &dyn std::error::Error) -> ExitCode {
     refuse_while("", error)
 }
 
 /// `refuse`, naming what was being done (`what`, unless empty). Stderr, since logging may not be set up.
-pub fn refuse_while(what: &str, error: &dyn std::error::Error) -> ExitCode {
+pub(crate) fn refuse_while(what: &str, error: &dyn std::error::Error) -> ExitCode {
     if what.is_empty() {
         eprintln!("atlas-linkd: error: {error}");
     } else {

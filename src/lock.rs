@@ -8,7 +8,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// `lock()` under the policy above.
-pub trait LockExt<T: ?Sized> {
+pub(crate) trait LockExt<T: ?Sized> {
     /// The guard, poisoned or not.
     fn lock_or_recover(&self) -> MutexGuard<'_, T>;
 }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 /// Sets up `tracing` on stderr: text on a terminal, JSON elsewhere, unless the config says otherwise.
 /// `RUST_LOG` overrides the level; the default is `info`, or `warn` when a progress bar owns the terminal.
-pub fn init_logging(format: LogFormat, quiet_default: bool) {
+pub(crate) fn init_logging(format: LogFormat, quiet_default: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if quiet_default { "warn" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -10,7 +10,7 @@ use prometheus::{
 };
 
 /// The prefix of every metric of ours.
-pub const NAMESPACE: &str = "atlas_linkd";
+pub(crate) const NAMESPACE: &str = "atlas_linkd";
 
 /// Outcomes of `atlas_linkd_creates_total`.
 pub mod outcome {
@@ -20,31 +20,30 @@ pub mod outcome {
 }
 
 /// Reasons of `atlas_linkd_api_retries_total`: every value the executor emits, and no other.
-pub mod retry_reason {
+pub(crate) mod retry_reason {
     /// A 429: the project is paused until `Retry-After`, then the call is sent again.
-    pub const RATE_LIMITED: &str = "rate_limited";
+    pub(crate) const RATE_LIMITED: &str = "rate_limited";
     /// A 5xx on a call that changes nothing (a listing), sent again after a backoff.
-    pub const SERVER_ERROR: &str = "server_error";
+    pub(crate) const SERVER_ERROR: &str = "server_error";
     /// No HTTP answer at all (connection refused or reset, a timeout), sent again after a backoff.
-    pub const CONNECTION: &str = "connection";
+    pub(crate) const CONNECTION: &str = "connection";
     /// A create that may have reached Atlas without an answer: decided by a listing after its settle
     /// window, and sent again only if that listing shows nothing.
-    pub const AMBIGUOUS: &str = "ambiguous";
+    pub(crate) const AMBIGUOUS: &str = "ambiguous";
     /// Another answer that `decide` retries (a 409 on a listing page).
-    pub const OTHER: &str = "other";
-    pub const ALL: [&str; 5] = [RATE_LIMITED, SERVER_ERROR, CONNECTION, AMBIGUOUS, OTHER];
+    pub(crate) const OTHER: &str = "other";
 }
 
 /// Statuses of `atlas_linkd_links`.
 pub mod link_status {
-    pub const DESIRED: &str = "desired";
-    pub const CONVERGED: &str = "converged";
-    pub const PENDING: &str = "pending";
-    pub const FAILED: &str = "failed";
-    pub const CHANGED: &str = "changed";
-    pub const ORPHANED: &str = "orphaned";
+    pub(crate) const DESIRED: &str = "desired";
+    pub(crate) const CONVERGED: &str = "converged";
+    pub(crate) const PENDING: &str = "pending";
+    pub(crate) const FAILED: &str = "failed";
+    pub(crate) const CHANGED: &str = "changed";
+    pub(crate) const ORPHANED: &str = "orphaned";
     /// Declared links that a near-match in Atlas keeps from being created or adopted.
-    pub const CONFLICT: &str = "conflict";
+    pub(crate) const CONFLICT: &str = "conflict";
     pub const ALL: [&str; 7] = [
         DESIRED, CONVERGED, PENDING, FAILED, CHANGED, ORPHANED, CONFLICT,
     ];
@@ -53,11 +52,11 @@ pub mod link_status {
 /// Results of `atlas_linkd_reconcile_passes_total`.
 pub mod pass_result {
     /// Every declared link converged.
-    pub const CONVERGED: &str = "converged";
+    pub(crate) const CONVERGED: &str = "converged";
     /// The pass ran; some links did not converge.
-    pub const PARTIAL: &str = "partial";
+    pub(crate) const PARTIAL: &str = "partial";
     /// The pass could not run (manifests unreadable, ledger error).
-    pub const ERROR: &str = "error";
+    pub(crate) const ERROR: &str = "error";
     pub const ALL: [&str; 3] = [CONVERGED, PARTIAL, ERROR];
 }
 
@@ -72,12 +71,11 @@ pub struct Metrics {
     pub api_retries_total: IntCounterVec,
     pub rate_limited_total: IntCounter,
     pub links: IntGaugeVec,
-    pub remote_links: IntGaugeVec,
+    pub(crate) remote_links: IntGaugeVec,
     pub reconcile_passes_total: IntCounterVec,
     pub reconcile_duration_seconds: Histogram,
     pub last_converged_timestamp_seconds: Gauge,
     pub manifest_errors: IntGauge,
-    pub build_info: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -211,6 +209,7 @@ impl Metrics {
         for r in pass_result::ALL {
             reconcile_passes_total.with_label_values(&[r]);
         }
+        // Registered and set once; nothing updates it, so the struct need not keep it.
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -229,7 +228,6 @@ impl Metrics {
             reconcile_duration_seconds,
             last_converged_timestamp_seconds,
             manifest_errors,
-            build_info,
         })
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Runs one pass with SIGINT/SIGTERM wired to a drain, and prints its report. Shared by `--once` and `demo`.
-pub async fn run_once_pass(
+pub(crate) async fn run_once_pass(
     reconciler: &Reconciler,
     desired: &DesiredState,
     show_bar: bool,
@@ -48,7 +48,7 @@ pub async fn run_once_pass(
 
 /// First SIGINT/SIGTERM: stop starting calls and let in-flight ones finish and be recorded.
 /// A second one exits at once.
-pub async fn cancel_on_signal(cancel: CancellationToken) {
+pub(crate) async fn cancel_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -64,7 +64,7 @@ pub async fn cancel_on_signal(cancel: CancellationToken) {
 }
 
 /// Writes `text` to `path` atomically: a temporary file in the same directory, then a rename.
-pub fn write_metrics_file(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_metrics_file(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {

@@ -14,7 +14,7 @@ pub trait Progress: Send + Sync {
 }
 
 /// A progress bar on stderr: links done / total, rate, ETA.
-pub struct BarProgress {
+pub(crate) struct BarProgress {
     bar: indicatif::ProgressBar,
 }
 
@@ -25,7 +25,7 @@ impl Default for BarProgress {
 }
 
 impl BarProgress {
-    pub fn new() -> BarProgress {
+    pub(crate) fn new() -> BarProgress {
         let bar = indicatif::ProgressBar::hidden();
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} links  {per_sec}  ETA {eta}",
@@ -53,7 +53,7 @@ impl Progress for BarProgress {
 
 /// Progress as log lines (off a terminal, and in the daemon): at most one every ten seconds.
 /// Build one per pass: the rate it reports counts from its creation.
-pub struct LogProgress {
+pub(crate) struct LogProgress {
     total: AtomicU64,
     started: Instant,
     last: Mutex<Instant>,
@@ -66,7 +66,7 @@ impl Default for LogProgress {
 }
 
 impl LogProgress {
-    pub fn new() -> LogProgress {
+    pub(crate) fn new() -> LogProgress {
         LogProgress {
             total: Default::default(),
             started: Instant::now(),

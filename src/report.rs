@@ -11,13 +11,13 @@ use std::time::{Duration, UNIX_EPOCH};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedLink {
     #[serde(rename = "groupId")]
-    pub group_id: String,
+    pub(crate) group_id: String,
     pub name: String,
     pub reason: String,
 }
 
 impl FailedLink {
-    pub fn new(key: &LinkKey, reason: String) -> FailedLink {
+    pub(crate) fn new(key: &LinkKey, reason: String) -> FailedLink {
         FailedLink {
             group_id: key.group_id.to_string(),
             name: key.name.clone(),
@@ -30,11 +30,11 @@ impl FailedLink {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PassReport {
-    pub started_unix: i64,
+    pub(crate) started_unix: i64,
     #[serde(serialize_with = "secs")]
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Declared links.
-    pub desired: usize,
+    pub(crate) desired: usize,
     pub created: Vec<LinkKey>,
     /// Found already in Atlas (before a create, or after a 409) and recorded without creating.
     pub adopted: Vec<LinkKey>,
@@ -45,27 +45,27 @@ pub struct PassReport {
     /// Failed on an earlier pass; waiting out the delay before the next try.
     pub waiting: Vec<FailedLink>,
     /// Not tried: the project could not be listed, or the pass was interrupted.
-    pub not_attempted: Vec<FailedLink>,
+    pub(crate) not_attempted: Vec<FailedLink>,
     /// A connection in Atlas shares the link's identity (the far end) but differs in other fields:
     /// neither adopted nor created beside, until the manifest or Atlas changes.
-    pub conflicted: Vec<FailedLink>,
+    pub(crate) conflicted: Vec<FailedLink>,
     /// A create that got no answer may still be committed by Atlas: decided by a listing after
     /// `followUpUnix` (the daemon runs a pass then; `--once` waits within the pass instead).
-    pub in_flight: Vec<FailedLink>,
+    pub(crate) in_flight: Vec<FailedLink>,
     /// Not proven by a listing of this pass: recorded, but its project could not be listed in a
     /// pass that promised to look (`--once`), or a create got no answer and no listing could tell
     /// whether Atlas committed it.
-    pub unverified: Vec<FailedLink>,
+    pub(crate) unverified: Vec<FailedLink>,
     /// The earliest instant (unix seconds) at which a pass can decide an in-flight create.
-    pub follow_up_unix: Option<i64>,
+    pub(crate) follow_up_unix: Option<i64>,
     pub unchanged: usize,
     /// Exist, but the manifest now asks for something else: reported, never recreated.
-    pub changed: Vec<LinkKey>,
+    pub(crate) changed: Vec<LinkKey>,
     /// In the ledger, no longer declared: reported, never deleted.
-    pub orphaned: Vec<LinkKey>,
+    pub(crate) orphaned: Vec<LinkKey>,
     pub api_calls: u64,
     pub rate_limited: u64,
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -73,13 +73,13 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// RFC 3339 UTC, seconds precision.
-pub fn format_unix(unix: i64) -> String {
+pub(crate) fn format_unix(unix: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
 impl PassReport {
-    pub fn new(started_unix: i64, desired: usize) -> PassReport {
+    pub(crate) fn new(started_unix: i64, desired: usize) -> PassReport {
         PassReport {
             started_unix,
             desired,
@@ -101,7 +101,7 @@ impl PassReport {
     }
 
     /// A link whose create may still be committed by Atlas until `until_unix`.
-    pub fn add_in_flight(&mut self, key: &LinkKey, until_unix: i64) {
+    pub(crate) fn add_in_flight(&mut self, key: &LinkKey, until_unix: i64) {
         self.in_flight.push(FailedLink::new(
             key,
             format!(
@@ -116,7 +116,7 @@ impl PassReport {
     }
 
     /// The exit status of `--once`: converged or not.
-    pub fn exit(&self) -> Exit {
+    pub(crate) fn exit(&self) -> Exit {
         if self.converged() {
             Exit::Converged
         } else {
@@ -129,7 +129,7 @@ impl PassReport {
         self.exit().code()
     }
 
-    pub fn sort(&mut self) {
+    pub(crate) fn sort(&mut self) {
         self.created.sort();
         self.adopted.sort();
         self.changed.sort();
@@ -144,11 +144,6 @@ impl PassReport {
         ] {
             list.sort_by(|a, b| (&a.group_id, &a.name).cmp(&(&b.group_id, &b.name)));
         }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self)
-            .expect("a report is strings, numbers and lists: nothing serde_json can refuse")
     }
 
     /// The human summary: counts first, then every link that needs attention, with its reason.
@@ -213,7 +208,7 @@ impl PassReport {
 }
 
 /// `plan`'s text output: one line per link that needs something, then the counts.
-pub fn plan_text(plan: &Plan) -> String {
+pub(crate) fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
     for action in &plan.actions {
         let key = action.key();

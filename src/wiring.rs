@@ -23,7 +23,7 @@ pub enum StartError {
 }
 
 /// The Atlas client the config describes, with credentials from the environment (or `$CREDENTIALS_DIRECTORY`).
-pub fn client_from_config(
+pub(crate) fn client_from_config(
     config: &Config,
     observer: Option<Arc<dyn Observer>>,
     env: &dyn Fn(&str) -> Option<String>,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(10);
 
 /// A loopback port that was free a moment ago.
-pub fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -20,7 +20,7 @@ pub fn free_port() -> Result<u16> {
 
 /// Writes `dir/config.yaml`: Atlas at `base_url`, manifests in `dir/manifests/`, the ledger in
 /// `dir/ledger.db`, JSON logs, the metrics endpoint on `metrics_port` (none without), and `extra`.
-pub fn write_config(
+pub(crate) fn write_config(
     dir: &Path,
     base_url: &str,
     metrics_port: Option<u16>,
@@ -40,7 +40,7 @@ pub fn write_config(
 
 /// `atlas-linkd --config CONFIG`, stdin closed, an empty environment but for `PATH` and the
 /// credentials the fake accepts.
-pub fn binary(config: &Path) -> Command {
+pub(crate) fn binary(config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atlas-linkd"));
     cmd.arg("--config")
         .arg(config)
@@ -56,17 +56,17 @@ pub fn binary(config: &Path) -> Command {
 }
 
 /// A running daemon; killed when dropped.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     log: PathBuf,
     port: u16,
     http: reqwest::Client,
-    pub started: Instant,
+    pub(crate) started: Instant,
 }
 
 impl Daemon {
     /// Starts the daemon on `config`, whose metrics endpoint listens on `port`; stderr goes to `log`.
-    pub fn spawn(config: &Path, port: u16, log: PathBuf) -> Result<Daemon> {
+    pub(crate) fn spawn(config: &Path, port: u16, log: PathBuf) -> Result<Daemon> {
         let mut cmd = binary(config);
         cmd.stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).context("create the daemon's log")?);
@@ -81,26 +81,26 @@ impl Daemon {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The daemon's resident set now, KiB.
-    pub fn rss_kib(&self) -> Option<u64> {
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
         super::pid_status_kib(self.pid(), "VmRSS:")
     }
 
     /// The daemon's peak resident set so far, KiB.
-    pub fn hwm_kib(&self) -> Option<u64> {
+    pub(crate) fn hwm_kib(&self) -> Option<u64> {
         super::pid_status_kib(self.pid(), "VmHWM:")
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The fields of the last "pass done" log line (JSON logs).
-    pub fn last_pass(&self) -> Option<serde_json::Value> {
+    pub(crate) fn last_pass(&self) -> Option<serde_json::Value> {
         self.log()
             .lines()
             .rev()
@@ -125,7 +125,7 @@ impl Daemon {
     }
 
     /// Passes of any result so far; `None` while the endpoint does not answer.
-    pub async fn passes(&self) -> Option<f64> {
+    pub(crate) async fn passes(&self) -> Option<f64> {
         let text = self.metrics().await?;
         Some(
             ["converged", "partial", "error"]
@@ -141,7 +141,11 @@ impl Daemon {
     }
 
     /// Polls until more than `before` passes have ended; fails after `deadline` or if the daemon exits.
-    pub async fn wait_passes_beyond(&mut self, before: f64, deadline: Duration) -> Result<f64> {
+    pub(crate) async fn wait_passes_beyond(
+        &mut self,
+        before: f64,
+        deadline: Duration,
+    ) -> Result<f64> {
         let end = Instant::now() + deadline;
         loop {
             if let Some(n) = self.passes().await
@@ -170,7 +174,7 @@ impl Drop for Daemon {
     }
 }
 
-pub fn sample_value(text: &str, sample: &str) -> Option<f64> {
+pub(crate) fn sample_value(text: &str, sample: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         l.strip_prefix(sample)
             .and_then(|rest| rest.strip_prefix(' '))
@@ -178,24 +182,24 @@ pub fn sample_value(text: &str, sample: &str) -> Option<f64> {
     })
 }
 
-pub fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// What one measured `--once` run did.
-pub struct OnceRun {
+pub(crate) struct OnceRun {
     /// Process start to exit, as the parent saw it.
-    pub wall: Duration,
+    pub(crate) wall: Duration,
     /// The child's peak resident set (`/usr/bin/time -f %M`: the kernel's `ru_maxrss` of the waited-for
     /// process), KiB.
-    pub max_rss_kib: u64,
+    pub(crate) max_rss_kib: u64,
     /// The highest `VmHWM` read from /proc every 5 ms while it ran, KiB: a cross-check of
     /// `max_rss_kib` that can only miss the growth of its last few milliseconds.
-    pub sampled_hwm_kib: Option<u64>,
-    pub exit_code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
+    pub(crate) sampled_hwm_kib: Option<u64>,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// A process group that is killed when dropped: `/usr/bin/time` and the binary under it.
@@ -216,7 +220,11 @@ impl Drop for Group {
 
 /// Runs `atlas-linkd --config CONFIG --once` under `/usr/bin/time`, in its own process group (killed
 /// if the benchmark fails before it ends); fails after `deadline`.
-pub async fn once_measured(dir: &Path, config: &Path, deadline: Duration) -> Result<OnceRun> {
+pub(crate) async fn once_measured(
+    dir: &Path,
+    config: &Path,
+    deadline: Duration,
+) -> Result<OnceRun> {
     let time_out = dir.join("time.out");
     let (out, err) = (dir.join("once.stdout"), dir.join("once.stderr"));
     let inner = binary(config);

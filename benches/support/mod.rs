@@ -2,7 +2,7 @@
 //! child's), timing, credentials, and the generated manifests and ledgers of the large scenarios.
 #![allow(dead_code)]
 
-pub mod daemon;
+pub(crate) mod daemon;
 
 use atlas_linkd::ledger::{Change, Ledger};
 use atlas_linkd::model::{DesiredLink, DesiredState, RemoteState};
@@ -11,12 +11,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A field of /proc/self/status in KiB, e.g. `VmRSS:` or `VmHWM:` (the peak).
-pub fn status_kib(field: &str) -> Option<u64> {
+pub(crate) fn status_kib(field: &str) -> Option<u64> {
     status_kib_of("self", field)
 }
 
 /// A field of /proc/PID/status in KiB; `None` once the process has exited (a zombie has no `Vm*`).
-pub fn pid_status_kib(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn pid_status_kib(pid: u32, field: &str) -> Option<u64> {
     status_kib_of(&pid.to_string(), field)
 }
 
@@ -27,12 +27,12 @@ fn status_kib_of(proc_dir: &str, field: &str) -> Option<u64> {
 }
 
 /// KiB as MB, NaN when unknown.
-pub fn mb(kib: Option<u64>) -> f64 {
+pub(crate) fn mb(kib: Option<u64>) -> f64 {
     kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
 }
 
 /// A field of /proc/self/status in MB.
-pub fn status_mb(field: &str) -> f64 {
+pub(crate) fn status_mb(field: &str) -> f64 {
     mb(status_kib(field))
 }
 
@@ -54,7 +54,7 @@ fn cpu_from(stat_path: &str) -> Duration {
 }
 
 /// One clock tick: the resolution of every CPU time read from /proc.
-pub fn tick() -> Duration {
+pub(crate) fn tick() -> Duration {
     static TICK: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
     *TICK.get_or_init(|| {
         let hz = std::process::Command::new("getconf")
@@ -70,33 +70,33 @@ pub fn tick() -> Duration {
 }
 
 /// User + system CPU ticks of process `pid`, all its threads.
-pub fn pid_cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn pid_cpu_ticks(pid: u32) -> u64 {
     ticks_from(&format!("/proc/{pid}/stat"))
 }
 
 /// This process's CPU time, all threads (exited ones included).
-pub fn process_cpu() -> Duration {
+pub(crate) fn process_cpu() -> Duration {
     cpu_from("/proc/self/stat")
 }
 
 /// This thread's CPU time.
-pub fn thread_cpu() -> Duration {
+pub(crate) fn thread_cpu() -> Duration {
     cpu_from("/proc/thread-self/stat")
 }
 
 /// Runs `f`, returning its result, its wall time and the CPU time `cpu` measured across it.
-pub fn timed<T>(cpu: fn() -> Duration, f: impl FnOnce() -> T) -> (T, Duration, Duration) {
+pub(crate) fn timed<T>(cpu: fn() -> Duration, f: impl FnOnce() -> T) -> (T, Duration, Duration) {
     let (wall, before) = (Instant::now(), cpu());
     let out = f();
     (out, wall.elapsed(), cpu().saturating_sub(before))
 }
 
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// Credentials the fake accepts; nothing from the real environment.
-pub fn env(key: &str) -> Option<String> {
+pub(crate) fn env(key: &str) -> Option<String> {
     match key {
         "MONGODB_ATLAS_CLIENT_ID" => Some("mdb_sa_id_0123456789abcdef01234567".into()),
         "MONGODB_ATLAS_CLIENT_SECRET" => Some("bench-secret".into()),
@@ -106,12 +106,12 @@ pub fn env(key: &str) -> Option<String> {
 
 /// The 24-hex id of project `p` of a benchmark whose ids start at `base` (pick a base whose hex
 /// digits do not read as a YAML number, e.g. no lone `e`).
-pub fn project_id(base: u64, p: usize) -> String {
+pub(crate) fn project_id(base: u64, p: usize) -> String {
     format!("{:024x}", base + p as u64)
 }
 
 /// Writes `dir/manifests/links.yaml`: `projects` × `links` AWS S3 links, each with its own endpoint.
-pub fn write_s3_manifest(dir: &std::path::Path, base: u64, projects: usize, links: usize) {
+pub(crate) fn write_s3_manifest(dir: &std::path::Path, base: u64, projects: usize, links: usize) {
     let mut yaml = String::from("projects:\n");
     for p in 0..projects {
         yaml.push_str(&format!(
@@ -160,24 +160,24 @@ fn scale_link(out: &mut String, p: usize, l: usize) {
 
 /// The shape of a large manifest tree: `projects` × `links` spread over `files` files.
 #[derive(Debug, Clone, Copy)]
-pub struct Scale {
-    pub files: usize,
-    pub projects: usize,
-    pub links: usize,
+pub(crate) struct Scale {
+    pub(crate) files: usize,
+    pub(crate) projects: usize,
+    pub(crate) links: usize,
 }
 
 impl Scale {
-    pub fn link_count(self) -> usize {
+    pub(crate) fn link_count(self) -> usize {
         self.projects * self.links
     }
 
     /// Project `p` goes to file `p % files`. The 24-hex id of project `p` is `p` itself, quoted.
-    pub fn project_id(p: usize) -> String {
+    pub(crate) fn project_id(p: usize) -> String {
         format!("{p:024x}")
     }
 
     /// The text of file `f`, with `extra` more links at the end of its last project (for edits).
-    pub fn file_text(self, f: usize, extra: usize) -> String {
+    pub(crate) fn file_text(self, f: usize, extra: usize) -> String {
         let per_file = self.projects / self.files;
         let mut text = String::with_capacity(per_file * self.links * 160);
         let last = (f..self.projects).step_by(self.files).next_back();
@@ -210,12 +210,12 @@ impl Scale {
     }
 
     /// The file name of file `f`.
-    pub fn file_name(f: usize) -> String {
+    pub(crate) fn file_name(f: usize) -> String {
         format!("m{f:03}.yaml")
     }
 
     /// Writes every file into `dir`; returns the bytes written.
-    pub fn write(self, dir: &Path) -> std::io::Result<usize> {
+    pub(crate) fn write(self, dir: &Path) -> std::io::Result<usize> {
         let mut bytes = 0;
         for f in 0..self.files {
             let text = self.file_text(f, 0);
@@ -231,7 +231,7 @@ const LEDGER_BATCH: usize = 10_000;
 
 /// Records every declared link as adopted with the id `atlas_id` gives it and Atlas state DONE, as a
 /// finished first pass would.
-pub fn write_adopted_ledger(
+pub(crate) fn write_adopted_ledger(
     path: &Path,
     desired: &DesiredState,
     at_unix: i64,

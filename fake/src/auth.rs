@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub const REALM: &str = "MMS Public API";
+pub(crate) const REALM: &str = "MMS Public API";
 /// Beyond this many remembered nonces (or tokens), dead ones are forgotten; clients of a forgotten nonce get `stale=true`.
 const MAX_REMEMBERED: usize = 10_000;
 

@@ -39,7 +39,7 @@ fn guid(rng: &mut SplitMix) -> String {
 /// `vpce-` endpoint id; only Azure names its private endpoint, so only Azure gets
 /// `interfaceEndpointName`. The account is a 12-digit AWS account, an Azure subscription id, or a
 /// GCP project id.
-pub fn add(view: &mut Map<String, Value>, provider: &str, id: &str) {
+pub(crate) fn add(view: &mut Map<String, Value>, provider: &str, id: &str) {
     let mut rng = SplitMix::new(seed_of(id));
     let (endpoint, name, account) = match provider {
         "AWS" => (

@@ -26,7 +26,7 @@ const AUTH_SCHEMES: [&str; 3] = ["TLS", "SASL_SCRAM", "IAM"];
 const MSK_DEFAULT_SCHEME: &str = "SASL_SCRAM";
 
 /// Atlas's project id pattern, `^[a-f0-9]{24}$` (upper case is refused).
-pub fn is_group_id(s: &str) -> bool {
+pub(crate) fn is_group_id(s: &str) -> bool {
     s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -60,7 +60,7 @@ fn is_auth_scheme(s: &str) -> bool {
 
 /// One `badRequestDetail.fields` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
+pub(crate) struct FieldError {
     pub field: String,
     pub description: String,
 }
@@ -98,7 +98,7 @@ const READ_ONLY: [&str; 7] = [
 ];
 
 /// Every problem with a create body; empty when Atlas would accept it.
-pub fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
+pub(crate) fn validate_create(body: &Map<String, Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for (key, value) in body {
         if READ_ONLY.contains(&key.as_str()) {
@@ -241,7 +241,7 @@ fn rules(provider: &str, vendor: &str) -> (&'static [&'static str], &'static [&'
 
 /// An AWS Confluent connection created without `dnsDomain`: it stays `IDLE` ("pending") until a
 /// PATCH sets the domain.
-pub fn awaits_domain(body: &Map<String, Value>) -> bool {
+pub(crate) fn awaits_domain(body: &Map<String, Value>) -> bool {
     let is = |k: &str, want: &str| {
         body.get(k)
             .and_then(Value::as_str)
@@ -256,7 +256,7 @@ pub fn awaits_domain(body: &Map<String, Value>) -> bool {
 /// omitted vendor, and for MSK the region Atlas derives from the ARN and the scheme it defaults to.
 /// `authenticationScheme` applies to MSK only, so other vendors' reads do not carry it. The region
 /// is never rewritten: Atlas returns it spelled as it was sent.
-pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
     let mut view = body.clone();
     for key in ["provider", "vendor", "authenticationScheme"] {
         if let Some(Value::String(s)) = view.get_mut(key) {
@@ -291,7 +291,7 @@ pub fn stored_view(body: &Map<String, Value>) -> Map<String, Value> {
 /// The canonical form of a body for duplicate detection: case of enums, DNS names and regions settled,
 /// defaults filled in (vendor, MSK scheme),
 /// set-like lists sorted and without repeats, keys in a fixed (sorted) order.
-pub fn duplicate_key(body: &Map<String, Value>) -> String {
+pub(crate) fn duplicate_key(body: &Map<String, Value>) -> String {
     let mut canon = stored_view(body);
     // The derived MSK region is not part of what was asked for.
     if !body.contains_key("region") {

@@ -27,8 +27,8 @@ struct CachedToken {
 
 /// A token and the generation it belongs to (so a 401 refreshes only the token it rejected).
 pub(crate) struct Token {
-    pub secret: SecretString,
-    pub generation: u64,
+    pub(crate) secret: SecretString,
+    pub(crate) generation: u64,
 }
 
 /// The OAuth token cache. Holding the async mutex across the fetch makes the refresh single-flight:
@@ -38,7 +38,7 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
-    pub fn new() -> TokenCache {
+    pub(crate) fn new() -> TokenCache {
         TokenCache {
             slot: tokio::sync::Mutex::new(None),
         }
@@ -58,7 +58,7 @@ impl TokenCache {
 
     /// The current token, fetching one when there is none or it is due for refresh. A failed
     /// refresh falls back on the old token while it is still valid.
-    pub async fn get<F, Fut>(&self, fetch: F) -> Result<Token, ApiError>
+    pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<Token, ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(SecretString, Duration), ApiError>>,
@@ -89,7 +89,7 @@ impl TokenCache {
 
     /// After Atlas rejected the token of `rejected` generation: fetch a new one, unless another
     /// caller already did.
-    pub async fn refresh_after_rejection<F, Fut>(
+    pub(crate) async fn refresh_after_rejection<F, Fut>(
         &self,
         rejected: u64,
         fetch: F,
@@ -113,7 +113,7 @@ impl TokenCache {
     }
 
     /// Removes the token (for revocation at shutdown).
-    pub async fn take(&self) -> Option<SecretString> {
+    pub(crate) async fn take(&self) -> Option<SecretString> {
         self.slot.lock().await.take().map(|t| t.token)
     }
 }
@@ -121,24 +121,28 @@ impl TokenCache {
 /// The cached digest nonce, and a lock so that only one call pays the bare challenge round trip.
 pub(crate) struct DigestState {
     current: Mutex<Option<Arc<Session>>>,
-    pub prime: tokio::sync::Mutex<()>,
+    pub(crate) prime: tokio::sync::Mutex<()>,
 }
 
 impl DigestState {
-    pub fn new() -> DigestState {
+    pub(crate) fn new() -> DigestState {
         DigestState {
             current: Mutex::new(None),
             prime: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub fn current(&self) -> Option<Arc<Session>> {
+    pub(crate) fn current(&self) -> Option<Arc<Session>> {
         self.current.lock_or_recover().clone()
     }
 
     /// Takes a new challenge, unless the session `used` was already replaced by another caller, in
     /// which case that newer session is returned.
-    pub fn replace(&self, used: Option<&Arc<Session>>, challenge: Challenge) -> Arc<Session> {
+    pub(crate) fn replace(
+        &self,
+        used: Option<&Arc<Session>>,
+        challenge: Challenge,
+    ) -> Arc<Session> {
         let fresh = Arc::new(Session::new(challenge));
         let mut guard = self.current.lock_or_recover();
         if let (Some(used), Some(now)) = (used, guard.as_ref())

@@ -28,10 +28,10 @@ use crate::model::{GroupId, LinkSpec, RemoteConnection};
 /// How to reach Atlas.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    pub base_url: Url,
+    pub(crate) base_url: Url,
     /// Whole-request timeout, connection and body included.
-    pub timeout: Duration,
-    pub user_agent: String,
+    pub(crate) timeout: Duration,
+    pub(crate) user_agent: String,
 }
 
 impl ClientSettings {
@@ -47,9 +47,9 @@ impl ClientSettings {
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    pub items: Vec<RemoteConnection>,
-    pub total_count: Option<u64>,
-    pub has_next: bool,
+    pub(crate) items: Vec<RemoteConnection>,
+    pub(crate) total_count: Option<u64>,
+    pub(crate) has_next: bool,
 }
 
 enum AuthState {
@@ -194,18 +194,6 @@ impl AtlasClient {
         let rate_limit = rate_limit_of(&reply.headers);
         let value = self.connection_of(op, group, &reply)?;
         Ok(Answer { value, rate_limit })
-    }
-
-    /// Requests deletion (Atlas answers 202; the connection goes away later).
-    pub async fn delete(&self, group: &GroupId, id: &str) -> Result<Answer<()>, ApiError> {
-        let url = self.connections_url(group, Some(id));
-        let reply = self
-            .call(Operation::Delete, Some(group), Method::DELETE, url, None)
-            .await?;
-        Ok(Answer {
-            value: (),
-            rate_limit: rate_limit_of(&reply.headers),
-        })
     }
 
     /// One page (`page_num` from 1).

@@ -131,7 +131,7 @@ impl Credentials {
     /// in `$CREDENTIALS_DIRECTORY` win over `MONGODB_ATLAS_CLIENT_ID` / `_CLIENT_SECRET`,
     /// `MONGODB_ATLAS_PUBLIC_API_KEY` / `_PRIVATE_API_KEY` (or `MONGODB_ATLAS_PUBLIC_KEY` /
     /// `_PRIVATE_KEY`). A trailing newline in a file is dropped.
-    pub fn from_env(
+    pub(crate) fn from_env(
         kind: AuthKind,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Credentials, CredentialsError> {
@@ -147,20 +147,8 @@ impl Credentials {
         }
     }
 
-    /// `from_env` over this process's environment.
-    pub fn from_process_env(kind: AuthKind) -> Result<Credentials, CredentialsError> {
-        Credentials::from_env(kind, &|name| std::env::var(name).ok())
-    }
-
-    pub fn kind(&self) -> AuthKind {
-        match self {
-            Credentials::ServiceAccount { .. } => AuthKind::ServiceAccount,
-            Credentials::ApiKey { .. } => AuthKind::ApiKey,
-        }
-    }
-
     /// The non-secret half: the client id or the public key.
-    pub fn identity(&self) -> &str {
+    pub(crate) fn identity(&self) -> &str {
         match self {
             Credentials::ServiceAccount { client_id, .. } => client_id,
             Credentials::ApiKey { public_key, .. } => public_key,

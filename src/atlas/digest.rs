@@ -8,10 +8,10 @@ use md5::{Digest, Md5};
 /// The parts of a `WWW-Authenticate: Digest ...` challenge this client uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Challenge {
-    pub realm: String,
-    pub nonce: String,
-    pub opaque: Option<String>,
-    pub stale: bool,
+    pub(crate) realm: String,
+    pub(crate) nonce: String,
+    pub(crate) opaque: Option<String>,
+    pub(crate) stale: bool,
 }
 
 /// Parses a Digest challenge; `None` for other schemes or when `nonce` is missing.
@@ -105,12 +105,12 @@ fn quote(s: &str) -> String {
 
 /// A nonce in use: every request takes the next `nc`.
 pub(crate) struct Session {
-    pub challenge: Challenge,
+    pub(crate) challenge: Challenge,
     nc: AtomicU32,
 }
 
 impl Session {
-    pub fn new(challenge: Challenge) -> Session {
+    pub(crate) fn new(challenge: Challenge) -> Session {
         Session {
             challenge,
             nc: AtomicU32::new(0),
@@ -118,7 +118,13 @@ impl Session {
     }
 
     /// The `Authorization` header value for one request (`uri` is the request target: path and query).
-    pub fn authorize(&self, username: &str, password: &str, method: &str, uri: &str) -> String {
+    pub(crate) fn authorize(
+        &self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+    ) -> String {
         let nc = self.nc.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let cnonce = hex::encode(rand::random::<[u8; 8]>());
         authorization(

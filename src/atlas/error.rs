@@ -28,7 +28,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             ErrorClass::Conflict => "conflict",
             ErrorClass::RateLimited { .. } => "rate_limited",
@@ -42,26 +42,26 @@ impl ErrorClass {
 
 /// One problem with one field of a request, as Atlas's `badRequestDetail.fields` lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldProblem {
-    pub field: String,
-    pub description: String,
+pub(crate) struct FieldProblem {
+    pub(crate) field: String,
+    pub(crate) description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BadRequestDetail {
-    pub fields: Vec<FieldProblem>,
+pub(crate) struct BadRequestDetail {
+    pub(crate) fields: Vec<FieldProblem>,
 }
 
 /// Atlas's error body (validated form of the wire shape).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AtlasErrorBody {
     /// The HTTP status Atlas repeats in the body.
-    pub error: Option<u16>,
-    pub error_code: Option<String>,
-    pub detail: Option<String>,
-    pub reason: Option<String>,
-    pub parameters: Vec<serde_json::Value>,
-    pub bad_request_detail: Option<BadRequestDetail>,
+    pub(crate) error: Option<u16>,
+    pub(crate) error_code: Option<String>,
+    pub(crate) detail: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) parameters: Vec<serde_json::Value>,
+    pub(crate) bad_request_detail: Option<BadRequestDetail>,
 }
 
 /// A failed Atlas call. `Display` says the operation, the project, the status, what Atlas said and
@@ -70,7 +70,7 @@ pub struct AtlasErrorBody {
 #[error("{}", self.render())]
 pub struct ApiError {
     pub operation: Operation,
-    pub group_id: Option<GroupId>,
+    pub(crate) group_id: Option<GroupId>,
     pub status: Option<u16>,
     pub class: ErrorClass,
     /// Atlas's error body, when the answer carried one.
@@ -85,10 +85,10 @@ pub struct ApiError {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Notes {
     /// What happened, when there is no status (timeout, connection, unreadable answer).
-    pub what: Option<String>,
+    pub(crate) what: Option<String>,
     /// The start of a body that was not Atlas's JSON error shape (a proxy page, say).
-    pub body_snippet: Option<String>,
-    pub advice: Option<String>,
+    pub(crate) body_snippet: Option<String>,
+    pub(crate) advice: Option<String>,
 }
 
 const SNIPPET_CHARS: usize = 200;
@@ -270,7 +270,7 @@ pub(crate) fn class_of_transport(op: Operation, e: &reqwest::Error) -> (ErrorCla
         ErrorClass::Retryable
     } else {
         match op {
-            Operation::Create | Operation::Delete => ErrorClass::Ambiguous,
+            Operation::Create => ErrorClass::Ambiguous,
             _ => ErrorClass::Retryable,
         }
     };
@@ -435,10 +435,6 @@ mod tests {
         );
         assert_eq!(
             class_of_status(Operation::List, 503, None),
-            ErrorClass::Retryable
-        );
-        assert_eq!(
-            class_of_status(Operation::Delete, 502, None),
             ErrorClass::Retryable
         );
         assert_eq!(

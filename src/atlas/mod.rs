@@ -19,12 +19,11 @@ use std::time::Duration;
 
 use crate::model::GroupId;
 
-pub use client::{AtlasClient, ClientSettings, Page};
-pub use credentials::{Credentials, CredentialsError};
-pub use error::{
-    ApiError, AtlasErrorBody, BadRequestDetail, ClientBuildError, ErrorClass, FieldProblem,
-};
-pub use pager::{DEFAULT_ITEMS_PER_PAGE, MAX_PAGES, Pager};
+pub use client::{AtlasClient, ClientSettings};
+pub use credentials::Credentials;
+pub(crate) use credentials::CredentialsError;
+pub use error::{ApiError, ErrorClass};
+pub(crate) use error::{AtlasErrorBody, ClientBuildError};
 
 /// The longest `Retry-After` the client reports: a longer one, a date further ahead, or a number too
 /// large to read is clamped to this, so no server can make a caller wait (or overflow an `Instant`)
@@ -32,10 +31,10 @@ pub use pager::{DEFAULT_ITEMS_PER_PAGE, MAX_PAGES, Pager};
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 
 /// The API version this client speaks, sent as `Accept` (and `Content-Type` on POST).
-pub const API_MEDIA_TYPE: &str = "application/vnd.atlas.2023-02-01+json";
+pub(crate) const API_MEDIA_TYPE: &str = "application/vnd.atlas.2023-02-01+json";
 
 /// The default `User-Agent`: `atlas-linkd/<version>`.
-pub fn default_user_agent() -> String {
+pub(crate) fn default_user_agent() -> String {
     format!("atlas-linkd/{}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -45,27 +44,16 @@ pub enum Operation {
     List,
     Get,
     Create,
-    Delete,
     Token,
     Revoke,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
-        Operation::List,
-        Operation::Get,
-        Operation::Create,
-        Operation::Delete,
-        Operation::Token,
-        Operation::Revoke,
-    ];
-
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Operation::List => "list",
             Operation::Get => "get",
             Operation::Create => "create",
-            Operation::Delete => "delete",
             Operation::Token => "token",
             Operation::Revoke => "revoke",
         }
@@ -77,7 +65,6 @@ impl Operation {
             Operation::List => "list private link connections",
             Operation::Get => "get a private link connection",
             Operation::Create => "create a private link connection",
-            Operation::Delete => "delete a private link connection",
             Operation::Token => "obtain an OAuth access token",
             Operation::Revoke => "revoke the OAuth access token",
         }

@@ -7,9 +7,9 @@ use super::{ApiError, AtlasClient, ErrorClass, Operation, RateLimitInfo};
 use crate::model::{GroupId, RemoteConnection};
 
 /// `itemsPerPage` of `pager` and `list`: Atlas's maximum.
-pub const DEFAULT_ITEMS_PER_PAGE: u32 = 500;
+pub(crate) const DEFAULT_ITEMS_PER_PAGE: u32 = 500;
 /// A listing that has not ended after this many pages is refused rather than followed forever.
-pub const MAX_PAGES: u32 = 2_000;
+pub(crate) const MAX_PAGES: u32 = 2_000;
 
 impl AtlasClient {
     /// Pages through a project's connections, `DEFAULT_ITEMS_PER_PAGE` at a time.
@@ -109,18 +109,9 @@ impl Pager {
         Ok(Some(page.items))
     }
 
-    /// Whether the listing is complete.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
     /// Rate-limit headers of the last page.
-    pub fn rate_limit(&self) -> RateLimitInfo {
+    pub(crate) fn rate_limit(&self) -> RateLimitInfo {
         self.rate_limit
-    }
-
-    pub fn group_id(&self) -> &GroupId {
-        &self.group
     }
 
     /// Everything collected so far (all of it once `next_page` returned `None`), without repeats.

@@ -10,28 +10,28 @@ use crate::model::{EndpointOutputs, RemoteConnection, RemoteState};
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct WireConnection {
     #[serde(rename = "_id")]
-    pub id: Option<String>,
-    pub provider: Option<String>,
-    pub vendor: Option<String>,
-    pub region: Option<String>,
-    pub arn: Option<String>,
-    pub service_endpoint_id: Option<String>,
-    pub dns_domain: Option<String>,
-    pub dns_sub_domain: Option<Vec<String>>,
-    pub azure_resource_ids: Option<Vec<String>>,
-    pub gcp_connection_ids: Option<Vec<String>>,
-    pub gcp_service_attachment_uris: Option<Vec<String>>,
-    pub authentication_scheme: Option<String>,
-    pub state: Option<String>,
-    pub error_message: Option<String>,
-    pub interface_endpoint_id: Option<String>,
-    pub interface_endpoint_name: Option<String>,
-    pub provider_account_id: Option<String>,
+    pub(crate) id: Option<String>,
+    pub(crate) provider: Option<String>,
+    pub(crate) vendor: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) arn: Option<String>,
+    pub(crate) service_endpoint_id: Option<String>,
+    pub(crate) dns_domain: Option<String>,
+    pub(crate) dns_sub_domain: Option<Vec<String>>,
+    pub(crate) azure_resource_ids: Option<Vec<String>>,
+    pub(crate) gcp_connection_ids: Option<Vec<String>>,
+    pub(crate) gcp_service_attachment_uris: Option<Vec<String>>,
+    pub(crate) authentication_scheme: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) error_message: Option<String>,
+    pub(crate) interface_endpoint_id: Option<String>,
+    pub(crate) interface_endpoint_name: Option<String>,
+    pub(crate) provider_account_id: Option<String>,
 }
 
 impl WireConnection {
     /// `None` when Atlas sent no `_id`: such an object cannot be tracked.
-    pub fn into_remote(self) -> Option<RemoteConnection> {
+    pub(crate) fn into_remote(self) -> Option<RemoteConnection> {
         let id = self.id.filter(|id| !id.is_empty())?;
         Some(RemoteConnection {
             id,
@@ -57,24 +57,23 @@ impl WireConnection {
     }
 }
 
+/// A paging link. Only `rel` is read: the pager asks for the next page by number, not by `href`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct WireLink {
-    pub rel: Option<String>,
-    #[allow(dead_code)]
-    pub href: Option<String>,
+    pub(crate) rel: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct WirePage {
-    pub links: Vec<WireLink>,
-    pub results: Vec<WireConnection>,
-    pub total_count: Option<u64>,
+    pub(crate) links: Vec<WireLink>,
+    pub(crate) results: Vec<WireConnection>,
+    pub(crate) total_count: Option<u64>,
 }
 
 impl WirePage {
-    pub fn has_next(&self) -> bool {
+    pub(crate) fn has_next(&self) -> bool {
         self.links.iter().any(|l| {
             l.rel
                 .as_deref()
@@ -86,32 +85,32 @@ impl WirePage {
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct WireFieldProblem {
-    pub field: Option<String>,
-    pub description: Option<String>,
+    pub(crate) field: Option<String>,
+    pub(crate) description: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct WireBadRequestDetail {
-    pub fields: Vec<WireFieldProblem>,
+    pub(crate) fields: Vec<WireFieldProblem>,
 }
 
 /// Atlas's error body, and the OAuth endpoint's (`error` is then a string, with `error_description`).
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct WireError {
-    pub error: Option<serde_json::Value>,
-    pub error_code: Option<String>,
-    pub detail: Option<String>,
-    pub reason: Option<String>,
-    pub parameters: Option<Vec<serde_json::Value>>,
-    pub bad_request_detail: Option<WireBadRequestDetail>,
+    pub(crate) error: Option<serde_json::Value>,
+    pub(crate) error_code: Option<String>,
+    pub(crate) detail: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) parameters: Option<Vec<serde_json::Value>>,
+    pub(crate) bad_request_detail: Option<WireBadRequestDetail>,
     #[serde(rename = "error_description")]
-    pub error_description: Option<String>,
+    pub(crate) error_description: Option<String>,
 }
 
 impl WireError {
-    pub fn into_body(self) -> AtlasErrorBody {
+    pub(crate) fn into_body(self) -> AtlasErrorBody {
         let (error, oauth_code) = match self.error {
             Some(serde_json::Value::Number(n)) => {
                 (n.as_u64().and_then(|n| u16::try_from(n).ok()), None)
@@ -141,9 +140,9 @@ impl WireError {
 
 #[derive(Deserialize)]
 pub(crate) struct WireToken {
-    pub access_token: String,
+    pub(crate) access_token: String,
     #[serde(default)]
-    pub expires_in: Option<u64>,
+    pub(crate) expires_in: Option<u64>,
 }
 
 // Never print the token, even by accident.

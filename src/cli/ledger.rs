@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Shows the ledger.
-pub fn run(flag: Option<&Path>, output: Output) -> ExitCode {
+pub(crate) fn run(flag: Option<&Path>, output: Output) -> ExitCode {
     let Some(config) = load_config(flag) else {
         return Exit::NotAttempted.into();
     };

@@ -7,17 +7,17 @@ use crate::model::DesiredState;
 use std::path::{Path, PathBuf};
 
 /// The process environment, as `Config` and the credentials read it.
-pub fn env(key: &str) -> Option<String> {
+pub(crate) fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
-pub fn config_path(flag: Option<&Path>) -> PathBuf {
+pub(crate) fn config_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
         .unwrap_or_else(|| Config::default_path(&env))
 }
 
 /// Loads the config and every manifest, printing every problem. `None` means exit 2.
-pub fn load(flag: Option<&Path>) -> Option<(Config, DesiredState)> {
+pub(crate) fn load(flag: Option<&Path>) -> Option<(Config, DesiredState)> {
     let config = load_config(flag)?;
     match manifest::load(&config.manifests) {
         Ok(desired) => Some((config, desired)),
@@ -34,7 +34,7 @@ pub fn load(flag: Option<&Path>) -> Option<(Config, DesiredState)> {
     }
 }
 
-pub fn load_config(flag: Option<&Path>) -> Option<Config> {
+pub(crate) fn load_config(flag: Option<&Path>) -> Option<Config> {
     let path = config_path(flag);
     match Config::load(&path, &env) {
         Ok(c) => Some(c),

@@ -28,23 +28,23 @@ use std::process::ExitCode;
 pub struct Cli {
     /// Config file [default: $ATLAS_LINKD_CONFIG, then /etc/atlas-linkd/config.yaml]
     #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// Run one reconcile pass, print a summary, and exit with its status.
     #[arg(long)]
-    pub once: bool,
+    pub(crate) once: bool,
 
     /// With --once: write the final metrics here in Prometheus text format (atomically, for
     /// node_exporter's textfile collector).
     #[arg(long, value_name = "PATH", requires = "once")]
-    pub metrics_file: Option<PathBuf>,
+    pub(crate) metrics_file: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Load and check the config and every manifest; no network. Exit 0 when valid, 2 when not.
     Validate,
     /// Show what a pass would do; changes nothing.
@@ -69,7 +69,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }

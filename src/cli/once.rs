@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// `--once`: one pass, a summary on stdout, exit 0 / 1 / 2.
-pub async fn run(flag: Option<&Path>, metrics_file: Option<&Path>) -> ExitCode {
+pub(crate) async fn run(flag: Option<&Path>, metrics_file: Option<&Path>) -> ExitCode {
     let Some((config, desired)) = load(flag) else {
         return Exit::NotAttempted.into();
     };

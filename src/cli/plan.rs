@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Prints the plan; exit 1 when a project cannot be listed (a partial listing proves nothing).
-pub async fn run(flag: Option<&Path>, output: Output, offline: bool) -> ExitCode {
+pub(crate) async fn run(flag: Option<&Path>, output: Output, offline: bool) -> ExitCode {
     let Some((config, desired)) = load(flag) else {
         return Exit::NotAttempted.into();
     };

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Exit 0 when the config and every manifest are valid, 2 (every problem printed) when not.
-pub fn run(flag: Option<&Path>) -> ExitCode {
+pub(crate) fn run(flag: Option<&Path>) -> ExitCode {
     let Some((config, desired)) = load(flag) else {
         return Exit::NotAttempted.into();
     };

@@ -12,19 +12,19 @@ mod raw;
 mod read;
 mod types;
 
-pub use crate::model::AuthKind;
-pub use error::{ConfigError, Problem};
-pub use types::{
-    AtlasSettings, Config, LogFormat, LogSettings, MetricsSettings, RateLimitSettings,
-    ReconcileSettings, RetrySettings,
+pub use error::ConfigError;
+pub(crate) use types::{
+    AtlasSettings, LogSettings, MetricsSettings, RateLimitSettings, ReconcileSettings,
+    RetrySettings,
 };
+pub use types::{Config, LogFormat};
 
 /// Where the config is read from when `--config` is not given and `$ATLAS_LINKD_CONFIG` is unset.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/atlas-linkd/config.yaml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/atlas-linkd/config.yaml";
 /// The environment variable naming the config file.
-pub const CONFIG_ENV: &str = "ATLAS_LINKD_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "ATLAS_LINKD_CONFIG";
 /// The environment variable that overrides `atlas.base_url` (the name MongoDB's own tools use).
-pub const BASE_URL_ENV: &str = "MONGODB_ATLAS_BASE_URL";
+pub(crate) const BASE_URL_ENV: &str = "MONGODB_ATLAS_BASE_URL";
 
 // `reconcile.settle_secs` defaults to `atlas.timeout_secs`: any valid timeout must be a valid settle.
 const _: () = assert!(

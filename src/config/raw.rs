@@ -1,6 +1,7 @@
 //! The raw serde types: the YAML as written, every key defaulted, unknown keys refused.
 
-use super::{AuthKind, LogFormat};
+use super::LogFormat;
+use crate::model::AuthKind;
 use serde::Deserialize;
 use std::path::PathBuf;
 

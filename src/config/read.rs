@@ -16,12 +16,12 @@ use std::path::Path;
 /// The raw config, as far as it could be read.
 pub(super) struct Read {
     /// Every readable value; defaults in place of the problems.
-    pub raw: RawConfig,
+    pub(crate) raw: RawConfig,
     /// One per unknown key or value of the wrong type, in file order.
-    pub problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
     /// The error the strict parse stopped at, when `problems` is not empty: the one to report
     /// when it is the file's only problem.
-    pub strict: Option<ConfigError>,
+    pub(crate) strict: Option<ConfigError>,
 }
 
 /// Reads `text`. Fails only when nothing past the error can be read: a YAML syntax error, or a

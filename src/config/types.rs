@@ -1,6 +1,6 @@
 //! The validated configuration and its sections, as the rest of the daemon reads them.
 
-use super::AuthKind;
+use crate::model::AuthKind;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,9 +1,8 @@
 //! The daemon: its error type, and its building blocks re-exported: when a pass runs (`triggers`), the
 //! manifest watcher (`watcher`), signal handling (`signals`), and the systemd notify protocol
-//! (`notify`). The loop that uses them is in `run`; the last-good-version bookkeeping of the manifests
-//! in `manifests`.
+//! (`notify`). The loop that uses them is in `run`; it keeps the manifests with the one loader,
+//! `manifest::ManifestSet`.
 
-pub mod manifests;
 mod notify;
 mod run;
 mod signals;
@@ -11,10 +10,11 @@ mod triggers;
 mod watcher;
 
 pub use notify::Notifier;
-pub use run::run;
-pub use signals::{SignalEvent, SignalKind, SignalState, Signals};
-pub use triggers::{Trigger, Triggers, Wake};
-pub use watcher::{ManifestWatcher, watch_manifests};
+pub(crate) use run::run;
+pub(crate) use signals::{SignalEvent, Signals};
+pub(crate) use triggers::{Trigger, Triggers, Wake};
+pub(crate) use watcher::ManifestWatcher;
+pub use watcher::watch_manifests;
 
 use std::ffi::OsString;
 use std::io;

@@ -31,7 +31,7 @@ impl Notifier {
 
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (the watchdog counts only when it is
     /// meant for this process).
-    pub fn from_env() -> Notifier {
+    pub(crate) fn from_env() -> Notifier {
         let socket = std::env::var_os("NOTIFY_SOCKET");
         let pid_ok = match std::env::var("WATCHDOG_PID") {
             Ok(p) => p.trim().parse::<u32>().ok() == Some(std::process::id()),

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::manifests::{ManifestSet, Refresh};
 use super::{
     ManifestWatcher, Notifier, SignalEvent, Signals, Trigger, Triggers, Wake, watch_manifests,
 };
@@ -22,6 +21,7 @@ use crate::endpoint::{self, Readiness};
 use crate::exit::{Exit, refuse_while as refuse};
 use crate::lock::LockExt;
 use crate::logging::init_logging;
+use crate::manifest::{ManifestSet, Refresh};
 use crate::metrics::{Metrics, pass_result};
 use crate::model::DesiredState;
 use crate::progress::LogProgress;
@@ -61,7 +61,7 @@ fn warn_notify(result: Result<(), super::DaemonError>) {
 
 /// Runs the daemon until SIGTERM/SIGINT, then drains and exits 0. Exit 2 when it cannot start (see the
 /// module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short.
-pub async fn run(config_path: PathBuf) -> ExitCode {
+pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let config = match Config::load(&config_path, &env) {
         Ok(c) => c,
         Err(e) => return refuse("cannot start", &e),

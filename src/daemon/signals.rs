@@ -4,7 +4,7 @@ use super::DaemonError;
 
 /// What a received signal asks of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalEvent {
+pub(crate) enum SignalEvent {
     /// SIGHUP: reload the config and run a pass.
     Reload,
     /// The first SIGTERM or SIGINT: stop starting calls, drain, exit.
@@ -15,7 +15,7 @@ pub enum SignalEvent {
 
 /// The signals we handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalKind {
+pub(crate) enum SignalKind {
     Hup,
     Term,
     Int,
@@ -23,12 +23,12 @@ pub enum SignalKind {
 
 /// The pure part of signal handling: how many terminations were seen decides the answer.
 #[derive(Debug, Default, Clone)]
-pub struct SignalState {
+pub(crate) struct SignalState {
     terminations: u32,
 }
 
 impl SignalState {
-    pub fn on(&mut self, kind: SignalKind) -> SignalEvent {
+    pub(crate) fn on(&mut self, kind: SignalKind) -> SignalEvent {
         match kind {
             SignalKind::Hup => SignalEvent::Reload,
             SignalKind::Term | SignalKind::Int => {
@@ -46,7 +46,7 @@ impl SignalState {
 /// SIGHUP, SIGTERM and SIGINT as [`SignalEvent`]s. Creating it replaces the default actions (so a
 /// SIGTERM no longer kills the process outright) for the life of the process.
 #[derive(Debug)]
-pub struct Signals {
+pub(crate) struct Signals {
     hup: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -55,7 +55,7 @@ pub struct Signals {
 
 impl Signals {
     /// Must be called inside a tokio runtime.
-    pub fn new() -> Result<Signals, DaemonError> {
+    pub(crate) fn new() -> Result<Signals, DaemonError> {
         use tokio::signal::unix::{SignalKind as K, signal};
         let install = |kind: K, name: &'static str| {
             signal(kind).map_err(|source| DaemonError::Signal {
@@ -72,7 +72,7 @@ impl Signals {
     }
 
     /// The next signal's meaning. Cancel-safe: usable in `tokio::select!`.
-    pub async fn recv(&mut self) -> SignalEvent {
+    pub(crate) async fn recv(&mut self) -> SignalEvent {
         let kind = tokio::select! {
             Some(()) = self.hup.recv() => SignalKind::Hup,
             Some(()) = self.term.recv() => SignalKind::Term,

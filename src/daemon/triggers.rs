@@ -13,7 +13,7 @@ use crate::reconcile::instant_at_unix;
 
 /// Why a pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// The first pass after start-up.
     Startup,
     /// A manifest file changed.
@@ -27,7 +27,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Trigger::Startup => "startup",
             Trigger::FileChange => "file-change",
@@ -46,22 +46,18 @@ impl std::fmt::Display for Trigger {
 
 /// Every trigger that arrived since the previous [`Triggers::next`], collapsed into one wake-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wake {
+pub(crate) struct Wake {
     reasons: BTreeSet<Trigger>,
 }
 
 impl Wake {
-    pub fn contains(&self, t: Trigger) -> bool {
+    pub(crate) fn contains(&self, t: Trigger) -> bool {
         self.reasons.contains(&t)
     }
 
     /// The config must be re-read before this pass (a SIGHUP is among the reasons).
-    pub fn needs_reload(&self) -> bool {
+    pub(crate) fn needs_reload(&self) -> bool {
         self.contains(Trigger::Reload)
-    }
-
-    pub fn reasons(&self) -> impl Iterator<Item = Trigger> + '_ {
-        self.reasons.iter().copied()
     }
 }
 
@@ -77,7 +73,7 @@ impl std::fmt::Display for Wake {
 /// Any number of triggers that arrive while a pass runs collapse into ONE follow-up pass, which carries
 /// all their reasons (so a SIGHUP folded together with a file change still reloads the config).
 #[derive(Clone, Debug, Default)]
-pub struct Triggers {
+pub(crate) struct Triggers {
     inner: Arc<TriggersInner>,
 }
 
@@ -88,11 +84,11 @@ struct TriggersInner {
 }
 
 impl Triggers {
-    pub fn new() -> Triggers {
+    pub(crate) fn new() -> Triggers {
         Triggers::default()
     }
 
-    pub fn trigger(&self, why: Trigger) {
+    pub(crate) fn trigger(&self, why: Trigger) {
         self.lock().insert(why);
         // `notify_one` stores a permit when nobody waits, so a trigger between `take` and `notified()`
         // in `next` is not lost.
@@ -100,7 +96,7 @@ impl Triggers {
     }
 
     /// Waits until at least one trigger is pending, then takes all of them.
-    pub async fn next(&self) -> Wake {
+    pub(crate) async fn next(&self) -> Wake {
         loop {
             if let Some(w) = self.try_next() {
                 return w;
@@ -110,7 +106,7 @@ impl Triggers {
     }
 
     /// Takes the pending triggers, if any, without waiting.
-    pub fn try_next(&self) -> Option<Wake> {
+    pub(crate) fn try_next(&self) -> Option<Wake> {
         let reasons = std::mem::take(&mut *self.lock());
         (!reasons.is_empty()).then_some(Wake { reasons })
     }
@@ -121,7 +117,7 @@ impl Triggers {
 
     /// Fires [`Trigger::Resync`] every `period` (first after one full period) until `shutdown`.
     /// Late ticks are delayed rather than bunched, so a long pass never queues a burst of resyncs.
-    pub fn spawn_resync(
+    pub(crate) fn spawn_resync(
         &self,
         period: Duration,
         shutdown: CancellationToken,
@@ -155,7 +151,7 @@ impl Triggers {
     }
 
     /// Fires [`Trigger::Settle`] once at `at` (a wall-clock instant, unix seconds), unless `shutdown`.
-    pub fn spawn_settle(
+    pub(crate) fn spawn_settle(
         &self,
         at_unix: i64,
         shutdown: CancellationToken,
@@ -172,7 +168,7 @@ impl Triggers {
 
     /// Turns every event of a manifest watcher into [`Trigger::FileChange`] until the channel closes
     /// or `shutdown`.
-    pub fn spawn_forward(
+    pub(crate) fn spawn_forward(
         &self,
         mut events: mpsc::Receiver<()>,
         why: Trigger,
@@ -211,7 +207,7 @@ mod tests {
         t.trigger(Trigger::Reload);
         let follow_up = t.next().await;
         assert_eq!(
-            follow_up.reasons().collect::<Vec<_>>(),
+            follow_up.reasons.iter().copied().collect::<Vec<_>>(),
             vec![Trigger::FileChange, Trigger::Resync, Trigger::Reload]
         );
         assert!(follow_up.needs_reload());

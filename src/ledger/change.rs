@@ -50,7 +50,7 @@ pub enum Change {
 }
 
 impl Change {
-    pub fn key(&self) -> &LinkKey {
+    pub(crate) fn key(&self) -> &LinkKey {
         match self {
             Change::Intent { key, .. }
             | Change::Created { key, .. }

@@ -24,9 +24,5 @@ pub use handle::LedgerHandle;
 pub use schema::SCHEMA_VERSION;
 pub use store::{Ledger, lock_path};
 
-// The domain types' old paths, kept for the code that still names them here (`reconcile`, and the
-// integration tests and benches), until those move to `crate::model`.
-pub use crate::model::{Phase, Record};
-
 #[cfg(test)]
 mod tests;

@@ -223,15 +223,6 @@ impl Ledger {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// How many write transactions this ledger has committed since it was opened.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
-
     /// Every row, sorted by key.
     pub fn records(&self) -> Result<Vec<Record>, LedgerError> {
         let sql_err = |source| LedgerError::Sql {

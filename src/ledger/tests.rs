@@ -3,7 +3,7 @@
 use super::rows::{RawRecord, write_change};
 use super::*;
 use crate::model::{
-    AuthScheme, EndpointOutputs, GroupId, LinkKey, LinkSpec, Provider, RemoteState, Vendor,
+    AuthScheme, EndpointOutputs, GroupId, LinkKey, LinkSpec, Phase, Provider, RemoteState, Vendor,
 };
 use rusqlite::TransactionBehavior;
 use std::path::Path;

@@ -29,9 +29,11 @@ mod set;
 mod walk;
 
 pub use discover::discover;
-pub use parse::{FileManifest, LinkManifest, ProjectManifest, parse_file, parse_str};
-pub use problem::{Problem, Problems};
-pub use set::{ManifestSet, ReadCounts, Refresh, load};
+pub(crate) use parse::{FileManifest, LinkManifest, ProjectManifest};
+pub use parse::{parse_file, parse_str};
+pub(crate) use problem::{Problem, Problems};
+pub use set::load;
+pub(crate) use set::{ManifestSet, Refresh};
 
 #[cfg(test)]
 mod tests;

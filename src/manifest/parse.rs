@@ -13,34 +13,28 @@ use std::path::{Path, PathBuf};
 /// The validated content of one manifest file: the projects of all its documents, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileManifest {
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     pub projects: Vec<ProjectManifest>,
 }
 
 /// One `projects[i]` entry of one document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectManifest {
-    pub group_id: GroupId,
-    pub label: Option<String>,
+    pub(crate) group_id: GroupId,
+    pub(crate) label: Option<String>,
     /// 0-based index of the YAML document in the file.
-    pub document: usize,
+    pub(crate) document: usize,
     /// Index in the document's `projects` list.
-    pub index: usize,
-    pub line: Option<usize>,
+    pub(crate) index: usize,
+    pub(crate) line: Option<usize>,
     pub links: Vec<LinkManifest>,
-}
-
-impl ProjectManifest {
-    pub fn path(&self) -> String {
-        format!("projects[{}]", self.index)
-    }
 }
 
 /// One validated link with its position in its project entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkManifest {
     /// Index in the project entry's `links` list.
-    pub index: usize,
+    pub(crate) index: usize,
     pub link: DesiredLink,
 }
 

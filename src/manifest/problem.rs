@@ -61,9 +61,6 @@ impl fmt::Display for Problems {
 impl std::error::Error for Problems {}
 
 impl Problems {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
     pub fn len(&self) -> usize {
         self.0.len()
     }

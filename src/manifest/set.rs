@@ -125,14 +125,14 @@ struct FileState {
 
 /// How many files a `ManifestSet` has read and parsed since it was loaded (for tests and logs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadCounts {
+pub(crate) struct ReadCounts {
     pub reads: u64,
     pub parses: u64,
 }
 
 /// The manifests as last accepted.
 #[derive(Debug, Default)]
-pub struct ManifestSet {
+pub(crate) struct ManifestSet {
     files: BTreeMap<PathBuf, FileState>,
     /// Every project entry of the files in use, by project, in path then file order.
     decls: FxMap<GroupId, BTreeMap<(Arc<Path>, usize), Decl>>,
@@ -142,7 +142,7 @@ pub struct ManifestSet {
 
 /// What one [`ManifestSet::refresh`] found.
 #[derive(Debug, Default)]
-pub struct Refresh {
+pub(crate) struct Refresh {
     /// Files whose current content is not in use: invalid, clashing with another file, or unreadable
     /// paths. This is `atlas_linkd_manifest_errors`.
     pub invalid_files: usize,
@@ -217,7 +217,7 @@ fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts) -> Look {
 impl ManifestSet {
     /// The start-up load: every file must be valid, since there is no earlier version to fall back
     /// on. Reports every problem of every file, and the clashes between the valid ones.
-    pub fn load(paths: &[PathBuf]) -> Result<ManifestSet, Problems> {
+    pub(crate) fn load(paths: &[PathBuf]) -> Result<ManifestSet, Problems> {
         let files = discover(paths)?;
         let mut counts = ReadCounts::default();
         let mut problems = Vec::new();
@@ -257,25 +257,18 @@ impl ManifestSet {
     }
 
     /// The desired state of the files in use.
-    pub fn desired(&self) -> Arc<DesiredState> {
+    pub(crate) fn desired(&self) -> Arc<DesiredState> {
         self.desired.clone()
     }
 
     /// The desired state, without the bookkeeping for later refreshes.
-    pub fn into_desired(self) -> DesiredState {
+    pub(crate) fn into_desired(self) -> DesiredState {
         Arc::unwrap_or_clone(self.desired)
     }
 
-    /// Files whose last good version is in use.
-    pub fn files(&self) -> impl Iterator<Item = &Path> {
-        self.files
-            .iter()
-            .filter(|(_, s)| s.in_use.is_some())
-            .map(|(p, _)| p.as_path())
-    }
-
     /// How many files were read and parsed since the load (the load's own included).
-    pub fn read_counts(&self) -> ReadCounts {
+    #[cfg(test)]
+    pub(crate) fn read_counts(&self) -> ReadCounts {
         self.counts
     }
 
@@ -288,7 +281,7 @@ impl ManifestSet {
     ///
     /// The desired state is updated in place: when nobody else holds it (see `desired`), nothing is
     /// copied but the links of the files that changed.
-    pub fn refresh(&mut self, paths: &[PathBuf]) -> Refresh {
+    pub(crate) fn refresh(&mut self, paths: &[PathBuf]) -> Refresh {
         let mut report = Refresh::default();
         let on_disk = match discover(paths) {
             Ok(f) => f,

@@ -81,12 +81,4 @@ impl DesiredState {
     pub fn get(&self, key: &LinkKey) -> Option<&DesiredLink> {
         self.projects.get(&key.group_id)?.links.get(&key.name)
     }
-
-    /// Human label for a project: its manifest name if any, else its id.
-    pub fn project_label(&self, group_id: &GroupId) -> String {
-        self.projects
-            .get(group_id)
-            .and_then(|p| p.label.clone())
-            .unwrap_or_else(|| group_id.to_string())
-    }
 }

@@ -12,23 +12,23 @@ use std::fmt;
 /// planning); written as 64 lower-case hex digits everywhere it leaves the process (Display,
 /// serde, the ledger).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Fingerprint(pub [u8; 32]);
+pub struct Fingerprint(pub(crate) [u8; 32]);
 
 impl Fingerprint {
     /// The 64 lower-case hex digits.
-    pub fn to_hex(&self) -> String {
+    pub(crate) fn to_hex(self) -> String {
         hex::encode(self.0)
     }
 
     /// Parses 64 hex digits, as `to_hex` writes them.
-    pub fn from_hex(s: &str) -> Option<Fingerprint> {
+    pub(crate) fn from_hex(s: &str) -> Option<Fingerprint> {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).ok()?;
         Some(Fingerprint(out))
     }
 
     /// The first 12 hex digits, for humans.
-    pub fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         hex::encode(&self.0[..6])
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// A writable field of a link that matching compares, known by its API name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Field {
+pub(crate) enum Field {
     Region,
     Arn,
     ServiceEndpointId,
@@ -20,7 +20,7 @@ pub enum Field {
 
 impl Field {
     /// In the API's order, which is also the order `near_match` names them in.
-    pub const ALL: [Field; 9] = [
+    pub(crate) const ALL: [Field; 9] = [
         Field::Region,
         Field::Arn,
         Field::ServiceEndpointId,
@@ -32,7 +32,7 @@ impl Field {
         Field::AuthenticationScheme,
     ];
 
-    pub fn api_name(self) -> &'static str {
+    pub(crate) fn api_name(self) -> &'static str {
         match self {
             Field::Region => "region",
             Field::Arn => "arn",
@@ -68,7 +68,7 @@ impl fmt::Display for Field {
 /// - GCP CONFLUENT: `gcpServiceAttachmentUris` or `dnsDomain`.
 /// - GCP PUBSUB: `region`.
 /// - GENERIC (any provider): `serviceEndpointId`; a GENERIC link without it has no identity.
-pub fn identity_fields(provider: Provider, vendor: Vendor) -> &'static [Field] {
+pub(crate) fn identity_fields(provider: Provider, vendor: Vendor) -> &'static [Field] {
     match (provider, vendor) {
         (Provider::Aws, Vendor::Msk) => &[Field::Arn],
         (Provider::Aws, Vendor::Confluent | Vendor::S3 | Vendor::Lambda) => {
@@ -90,20 +90,20 @@ pub fn identity_fields(provider: Provider, vendor: Vendor) -> &'static [Field] {
 /// One value of an identity field, canonicalised, with the provider and vendor it belongs to (a
 /// value identifies only within its own kind of link).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct IdentityKey {
-    pub provider: Provider,
-    pub vendor: Vendor,
-    pub field: Field,
+pub(crate) struct IdentityKey {
+    pub(crate) provider: Provider,
+    pub(crate) vendor: Vendor,
+    pub(crate) field: Field,
     /// Regions as `canonical_region` writes them; every other value in ASCII lower case. Case is
     /// ignored even where the far end's own name is case-sensitive: a near-match found wrongly is
     /// reported and waits for a human, one missed is a duplicate connection billed every hour.
-    pub value: String,
+    pub(crate) value: String,
 }
 
 /// What identifies the far end of a link or connection: its `IdentityKey`s, sorted, no repeats.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Identity {
-    pub keys: Vec<IdentityKey>,
+pub(crate) struct Identity {
+    pub(crate) keys: Vec<IdentityKey>,
 }
 
 impl Identity {
@@ -127,13 +127,8 @@ impl Identity {
         Identity { keys }
     }
 
-    /// No identity: never a near-match.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Whether the two have a key in common.
-    pub fn shares(&self, other: &Identity) -> bool {
+    pub(crate) fn shares(&self, other: &Identity) -> bool {
         self.keys.iter().any(|k| other.keys.contains(k))
     }
 }

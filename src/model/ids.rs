@@ -13,7 +13,7 @@ pub struct GroupId(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an Atlas project id: expected 24 lower-case hex digits")]
-pub struct InvalidGroupId(pub String);
+pub struct InvalidGroupId(pub(crate) String);
 
 impl GroupId {
     pub fn parse(s: &str) -> Result<Self, InvalidGroupId> {

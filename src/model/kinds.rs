@@ -27,7 +27,7 @@ pub enum Provider {
 impl Provider {
     pub const ALL: [Provider; 3] = [Provider::Aws, Provider::Azure, Provider::Gcp];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Provider::Aws => "AWS",
             Provider::Azure => "AZURE",
@@ -36,7 +36,7 @@ impl Provider {
     }
 
     /// Case-insensitive, as Atlas accepts `aws` and stores `AWS`.
-    pub fn parse(s: &str) -> Option<Provider> {
+    pub(crate) fn parse(s: &str) -> Option<Provider> {
         Provider::ALL
             .into_iter()
             .find(|p| p.as_str().eq_ignore_ascii_case(s))
@@ -86,7 +86,7 @@ pub enum Vendor {
 }
 
 impl Vendor {
-    pub const ALL: [Vendor; 9] = [
+    pub(crate) const ALL: [Vendor; 9] = [
         Vendor::Generic,
         Vendor::Msk,
         Vendor::Confluent,
@@ -98,7 +98,7 @@ impl Vendor {
         Vendor::Pubsub,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Vendor::Generic => "GENERIC",
             Vendor::Msk => "MSK",
@@ -113,7 +113,7 @@ impl Vendor {
     }
 
     /// Case-insensitive.
-    pub fn parse(s: &str) -> Option<Vendor> {
+    pub(crate) fn parse(s: &str) -> Option<Vendor> {
         Vendor::ALL
             .into_iter()
             .find(|v| v.as_str().eq_ignore_ascii_case(s))
@@ -136,9 +136,10 @@ pub enum AuthScheme {
 }
 
 impl AuthScheme {
-    pub const ALL: [AuthScheme; 3] = [AuthScheme::Tls, AuthScheme::SaslScram, AuthScheme::Iam];
+    pub(crate) const ALL: [AuthScheme; 3] =
+        [AuthScheme::Tls, AuthScheme::SaslScram, AuthScheme::Iam];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuthScheme::Tls => "TLS",
             AuthScheme::SaslScram => "SASL_SCRAM",
@@ -147,7 +148,7 @@ impl AuthScheme {
     }
 
     /// Case-insensitive.
-    pub fn parse(s: &str) -> Option<AuthScheme> {
+    pub(crate) fn parse(s: &str) -> Option<AuthScheme> {
         AuthScheme::ALL
             .into_iter()
             .find(|a| a.as_str().eq_ignore_ascii_case(s))

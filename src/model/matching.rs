@@ -51,7 +51,7 @@ impl LinkSpec {
     /// What identifies the far end of this link: the values of `identity_fields` that it sets,
     /// canonicalised. Empty for a link that sets none of them (a `GENERIC` link without
     /// `serviceEndpointId`, say): such a link is never a near-match.
-    pub fn identity(&self) -> Identity {
+    pub(crate) fn identity(&self) -> Identity {
         Identity::of(self.provider, self.vendor, self.view())
     }
 

@@ -18,12 +18,13 @@ mod spec;
 pub use desired::{DesiredLink, DesiredProject, DesiredState, Source};
 pub use fingerprint::Fingerprint;
 pub(crate) use fx::{FxMap, FxSet};
-pub use identity::{Field, Identity, IdentityKey, identity_fields};
-pub use ids::{GroupId, InvalidGroupId, LinkKey};
+pub(crate) use identity::{Field, Identity, IdentityKey};
+pub use ids::{GroupId, LinkKey};
 pub use kinds::{AuthKind, AuthScheme, Provider, Vendor};
 pub use record::{Phase, Record};
 pub use remote::{EndpointOutputs, RemoteConnection, RemoteState};
-pub use spec::{LinkSpec, canonical_region, regions_equal};
+pub use spec::LinkSpec;
+pub(crate) use spec::{canonical_region, regions_equal};
 
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Phase::Intent => "intent",
             Phase::Created => "created",
@@ -29,7 +29,7 @@ impl Phase {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Phase> {
+    pub(crate) fn parse(s: &str) -> Option<Phase> {
         match s {
             "intent" => Some(Phase::Intent),
             "created" => Some(Phase::Created),

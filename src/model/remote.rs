@@ -19,7 +19,7 @@ pub enum RemoteState {
 }
 
 impl RemoteState {
-    pub fn parse(s: &str) -> RemoteState {
+    pub(crate) fn parse(s: &str) -> RemoteState {
         match s.to_ascii_uppercase().as_str() {
             "IDLE" => RemoteState::Idle,
             "WORKING" => RemoteState::Working,
@@ -32,7 +32,7 @@ impl RemoteState {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             RemoteState::Idle => "IDLE",
             RemoteState::Working => "WORKING",
@@ -45,7 +45,7 @@ impl RemoteState {
         }
     }
 
-    pub fn is_deleting(&self) -> bool {
+    pub(crate) fn is_deleting(&self) -> bool {
         matches!(
             self,
             RemoteState::DeleteRequested | RemoteState::Deleting | RemoteState::Deleted
@@ -98,7 +98,7 @@ pub struct RemoteConnection {
 impl RemoteConnection {
     /// What identifies the far end of this connection (see `identity_fields`). Empty when Atlas
     /// reports no provider, or a provider or vendor this build does not know.
-    pub fn identity(&self) -> Identity {
+    pub(crate) fn identity(&self) -> Identity {
         let provider = self.provider.as_deref().and_then(Provider::parse);
         let vendor = Vendor::parse(self.vendor.as_deref().unwrap_or("GENERIC"));
         match (provider, vendor) {

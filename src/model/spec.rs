@@ -82,7 +82,7 @@ impl LinkSpec {
     }
 
     /// This spec in normal form (see the type's documentation). Idempotent.
-    pub fn normalised(mut self) -> LinkSpec {
+    pub(crate) fn normalised(mut self) -> LinkSpec {
         self.dns_domain = self.dns_domain.map(|d| d.to_ascii_lowercase());
         normalise_set(&mut self.dns_sub_domain, true);
         normalise_set(&mut self.azure_resource_ids, false);
@@ -105,7 +105,7 @@ impl LinkSpec {
 /// Atlas echoes a region as it was sent, and MongoDB's own docs and answers spell one region
 /// `us-east-1`, `us_east_1` and `US_EAST_1`: all are the same region. Lower case with `-` is the
 /// cloud providers' own spelling, so most regions are canonical as written.
-pub fn canonical_region(region: &str) -> Cow<'_, str> {
+pub(crate) fn canonical_region(region: &str) -> Cow<'_, str> {
     if region.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') {
         Cow::Owned(
             region
@@ -122,7 +122,7 @@ pub fn canonical_region(region: &str) -> Cow<'_, str> {
 }
 
 /// Whether two regions are the same: equal ignoring ASCII case, with `-` and `_` equal.
-pub fn regions_equal(a: &str, b: &str) -> bool {
+pub(crate) fn regions_equal(a: &str, b: &str) -> bool {
     let canon = |c: u8| match c {
         b'_' => b'-',
         c => c.to_ascii_lowercase(),

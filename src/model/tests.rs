@@ -1,5 +1,6 @@
 //! Unit tests of the domain types: ids, specs and their normal form, fingerprints, matching and identity.
 
+use super::identity::identity_fields;
 use super::*;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -425,7 +426,7 @@ fn near_match_per_provider_and_vendor() {
     for row in rows() {
         let what = format!("{} {}", row.spec.provider, row.spec.vendor);
         let spec = &row.spec;
-        assert!(!spec.identity().is_empty(), "{what}");
+        assert!(spec.identity() != Identity::default(), "{what}");
         let exact = echo("r1", spec);
         assert!(spec.matches(&exact), "{what}");
         assert_eq!(
@@ -516,7 +517,7 @@ fn generic_without_an_endpoint_has_no_identity_and_is_never_a_near_match() {
         gcp_connection_ids: strings(&["1"]),
         ..LinkSpec::new(Provider::Gcp, Vendor::Generic)
     };
-    assert!(spec.identity().is_empty());
+    assert_eq!(spec.identity(), Identity::default());
     let remote = RemoteConnection {
         gcp_connection_ids: strings(&["2"]),
         ..echo("r1", &spec)
@@ -528,7 +529,7 @@ fn generic_without_an_endpoint_has_no_identity_and_is_never_a_near_match() {
         provider: Some("MARS".into()),
         ..echo("r1", &msk())
     };
-    assert!(unknown.identity().is_empty());
+    assert_eq!(unknown.identity(), Identity::default());
 }
 
 #[test]

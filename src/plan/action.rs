@@ -1,7 +1,6 @@
 //! What a plan says to do: the actions (`Action`, `CreateReason`), the plan and its counts, and
 //! their stable JSON form (the shape is in the module documentation of `plan`).
 
-use super::Listings;
 use crate::model::{
     DesiredLink, Fingerprint, GroupId, LinkKey, Phase, RemoteConnection, RemoteState,
 };
@@ -24,7 +23,7 @@ pub enum CreateReason {
 }
 
 impl CreateReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CreateReason::New => "new",
             CreateReason::Resume => "resume",
@@ -105,7 +104,7 @@ impl Action {
     }
 
     /// The category name used in JSON and reports.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Action::Create { .. } => "create",
             Action::Adopt { .. } => "adopt",
@@ -203,27 +202,14 @@ impl Serialize for Action {
 /// How many actions of each category a plan holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct PlanCounts {
-    pub create: usize,
+    pub(crate) create: usize,
     pub adopt: usize,
     pub unchanged: usize,
-    pub changed: usize,
-    pub conflict: usize,
-    pub orphaned: usize,
-    pub waiting: usize,
-    pub inflight: usize,
-}
-
-impl PlanCounts {
-    pub fn total(&self) -> usize {
-        self.create
-            + self.adopt
-            + self.unchanged
-            + self.changed
-            + self.conflict
-            + self.orphaned
-            + self.waiting
-            + self.inflight
-    }
+    pub(crate) changed: usize,
+    pub(crate) conflict: usize,
+    pub(crate) orphaned: usize,
+    pub(crate) waiting: usize,
+    pub(crate) inflight: usize,
 }
 
 /// Every action of a pass, sorted by key.
@@ -251,13 +237,6 @@ impl Plan {
             .filter(|a| matches!(a, Action::Create { .. } | Action::InFlight { .. }))
             .map(|a| a.key().group_id.clone())
             .collect()
-    }
-
-    /// Of `projects_to_list`, those that `listings` does not cover yet.
-    pub fn projects_unlisted(&self, listings: &Listings) -> BTreeSet<GroupId> {
-        let mut out = self.projects_to_list();
-        out.retain(|g| !listings.contains_key(g));
-        out
     }
 
     pub fn counts(&self) -> PlanCounts {

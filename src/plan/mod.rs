@@ -59,7 +59,8 @@ mod action;
 mod decide;
 mod index;
 
-pub use action::{Action, CreateReason, Plan, PlanCounts};
+pub(crate) use action::Plan;
+pub use action::{Action, CreateReason};
 pub use decide::plan;
 
 use crate::model::{GroupId, RemoteConnection};
@@ -86,7 +87,7 @@ pub struct PlanSettings {
 
 impl PlanSettings {
     /// From the config's `reconcile.settle_secs`; a value past `i64::MAX` seconds is as good as forever.
-    pub fn from_settle_secs(settle_secs: u64) -> PlanSettings {
+    pub(crate) fn from_settle_secs(settle_secs: u64) -> PlanSettings {
         PlanSettings {
             settle_secs: i64::try_from(settle_secs).unwrap_or(i64::MAX),
         }

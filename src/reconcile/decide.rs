@@ -19,20 +19,20 @@ pub(crate) enum Op {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Attempts {
     /// Failures that count against `max_attempts` (5xx, timeouts, connection errors).
-    pub failures: u32,
+    pub(crate) failures: u32,
     /// 429s: Atlas said when to come back, so waiting is not failing, but not forever either.
-    pub rate_limited: u32,
+    pub(crate) rate_limited: u32,
 }
 
 /// The limits `decide` applies; a slice of the executor's `Policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
-    pub max_attempts: u32,
-    pub max_rate_limited: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_rate_limited: u32,
     /// The longest wait after a 429, whatever `Retry-After` says (a broken proxy can say 2099).
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// How long an unanswered create may still be committed by Atlas after it was sent.
-    pub settle: Duration,
+    pub(crate) settle: Duration,
 }
 
 /// What a listing that decides an uncertain create does when it shows no matching connection.

@@ -41,8 +41,7 @@ mod policy;
 
 pub(crate) use clock::instant_at_unix;
 pub use clock::now_unix;
-pub use observer::{CallCounters, MetricsObserver};
-pub use pass::PassError;
+pub(crate) use observer::{CallCounters, MetricsObserver};
 pub use policy::Policy;
 
 use crate::atlas::{ApiError, AtlasClient};
@@ -85,7 +84,7 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(
+    pub(crate) fn new(
         client: AtlasClient,
         ledger: LedgerHandle,
         metrics: Metrics,
@@ -101,6 +100,11 @@ impl Reconciler {
             projects: Mutex::new(HashMap::new()),
             counters,
         }
+    }
+
+    /// The ledger this reconciler writes: how a test compares the rows it keeps in memory with SQLite.
+    pub fn ledger(&self) -> &LedgerHandle {
+        &self.ledger
     }
 
     /// Revokes the OAuth token (if any) and closes the ledger, flushing what is queued.
@@ -130,18 +134,6 @@ impl Reconciler {
                 .clear();
         }
         self.policy = policy;
-    }
-
-    pub fn client(&self) -> &AtlasClient {
-        &self.client
-    }
-
-    pub fn ledger(&self) -> &LedgerHandle {
-        &self.ledger
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     fn gate(&self, group: &GroupId) -> Arc<ProjectGate> {

@@ -10,19 +10,19 @@ use std::time::Duration;
 
 /// Counts of API calls, so a pass can report its own share. Fed by the client's observer hook.
 #[derive(Debug, Default)]
-pub struct CallCounters {
+pub(crate) struct CallCounters {
     pub(super) requests: AtomicU64,
     pub(super) rate_limited: AtomicU64,
 }
 
 /// The client's observer: every HTTP exchange becomes metrics and counts.
-pub struct MetricsObserver {
+pub(crate) struct MetricsObserver {
     metrics: Metrics,
     counters: Arc<CallCounters>,
 }
 
 impl MetricsObserver {
-    pub fn new(metrics: Metrics) -> (Arc<MetricsObserver>, Arc<CallCounters>) {
+    pub(crate) fn new(metrics: Metrics) -> (Arc<MetricsObserver>, Arc<CallCounters>) {
         let counters = Arc::new(CallCounters::default());
         let observer = Arc::new(MetricsObserver {
             metrics,

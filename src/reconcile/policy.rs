@@ -14,23 +14,23 @@ pub struct Policy {
     pub concurrency: usize,
     pub per_project_concurrency: usize,
     /// Atlas's per-project bucket as we mirror it: `capacity` burst, `refill` tokens per `period`.
-    pub bucket_capacity: u32,
-    pub bucket_refill: u32,
-    pub bucket_period: Duration,
+    pub(crate) bucket_capacity: u32,
+    pub(crate) bucket_refill: u32,
+    pub(crate) bucket_period: Duration,
     /// Attempts per call for errors that may pass (5xx, timeouts, connection errors). 429s do not count:
     /// Atlas said when to come back, so waiting is not failing.
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) initial_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// How many 429s in a row one call accepts before it gives up for this pass.
-    pub max_rate_limited: u32,
+    pub(crate) max_rate_limited: u32,
     /// A link that failed waits this long before the next pass tries it again, doubling per failure.
-    pub failure_delay: Duration,
-    pub max_failure_delay: Duration,
+    pub(crate) failure_delay: Duration,
+    pub(crate) max_failure_delay: Duration,
     /// A create sent without an answer may be committed by Atlas until this long after it was sent.
-    pub settle: Duration,
+    pub(crate) settle: Duration,
     /// Tokens of each project's bucket left to the other tools of the project.
-    pub reserve: u32,
+    pub(crate) reserve: u32,
 }
 
 impl Policy {
@@ -53,7 +53,7 @@ impl Policy {
     }
 
     /// What the planner needs of the policy.
-    pub fn plan_settings(&self) -> PlanSettings {
+    pub(crate) fn plan_settings(&self) -> PlanSettings {
         PlanSettings::from_settle_secs(self.settle.as_secs())
     }
 

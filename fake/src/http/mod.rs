@@ -37,7 +37,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         inner: Inner,
         addr: SocketAddr,
         tracker: TaskTracker,
@@ -52,7 +52,7 @@ impl Shared {
     }
 
     /// A poisoned lock only means a panic elsewhere; the data is still the best we have.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

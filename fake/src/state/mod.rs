@@ -106,7 +106,7 @@ fn count_other_client(counters: &mut Counters, group: &str, replayed: Replayed) 
 }
 
 impl Inner {
-    pub fn new(config: FakeConfig) -> Inner {
+    pub(crate) fn new(config: FakeConfig) -> Inner {
         let seed = config.faults.seed;
         let entropy = {
             use std::hash::{BuildHasher, RandomState};
@@ -128,12 +128,12 @@ impl Inner {
         }
     }
 
-    pub fn set_faults(&mut self, faults: Faults) {
+    pub(crate) fn set_faults(&mut self, faults: Faults) {
         self.fault_rng = SplitMix::new(faults.seed);
         self.config.faults = faults;
     }
 
-    pub fn random_hex(&mut self, bytes: usize) -> String {
+    pub(crate) fn random_hex(&mut self, bytes: usize) -> String {
         let mut out = String::with_capacity(bytes * 2);
         while out.len() < bytes * 2 {
             out.push_str(&format!("{:016x}", self.id_rng.next_u64()));
@@ -143,7 +143,7 @@ impl Inner {
     }
 
     /// A 24-hex id shaped like a MongoDB ObjectId: seconds, then randomness, then a sequence.
-    pub fn new_id(&mut self) -> String {
+    pub(crate) fn new_id(&mut self) -> String {
         self.id_seq += 1;
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -158,7 +158,7 @@ impl Inner {
         )
     }
 
-    pub fn record(&mut self, op: &str, status: u16) {
+    pub(crate) fn record(&mut self, op: &str, status: u16) {
         *self
             .counters
             .requests
@@ -174,7 +174,7 @@ impl Inner {
         }
     }
 
-    pub fn enter(&mut self, group: Option<&str>) {
+    pub(crate) fn enter(&mut self, group: Option<&str>) {
         self.in_flight += 1;
         self.counters.peak_concurrent = self.counters.peak_concurrent.max(self.in_flight);
         if let Some(g) = group {
@@ -189,7 +189,7 @@ impl Inner {
         }
     }
 
-    pub fn leave(&mut self, group: Option<&str>) {
+    pub(crate) fn leave(&mut self, group: Option<&str>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(g) = group
             && let Some(n) = self.in_flight_by_project.get_mut(g)
@@ -199,7 +199,7 @@ impl Inner {
     }
 
     /// Remembers a 429 sent to `group`, to spot calls that do not wait for its `Retry-After`.
-    pub fn note_rate_limited(&mut self, group: &str, now: Instant, retry_after_secs: u64) {
+    pub(crate) fn note_rate_limited(&mut self, group: &str, now: Instant, retry_after_secs: u64) {
         let project = self.projects.entry(group.to_owned()).or_default();
         // A scripted `Retry-After` can be anything; beyond the clock's range it never ends.
         let until = now
@@ -209,7 +209,7 @@ impl Inner {
     }
 
     /// Counts a call that arrives inside the last 429's `Retry-After` window.
-    pub fn check_retry_after(&mut self, group: &str, now: Instant) {
+    pub(crate) fn check_retry_after(&mut self, group: &str, now: Instant) {
         let early = self
             .projects
             .get(group)
@@ -235,7 +235,7 @@ impl Inner {
     }
 
     /// Takes a token for a call to `group`; the answer's rate headers say what was left right after.
-    pub fn take_token(&mut self, group: &str, now: Instant) -> Take {
+    pub(crate) fn take_token(&mut self, group: &str, now: Instant) -> Take {
         let Some((scale, bucket)) = self.touch_bucket(group, now) else {
             return Take::Ok(None);
         };
@@ -250,13 +250,13 @@ impl Inner {
     }
 
     /// The rate headers of a call that took no token (refused before the rate limit).
-    pub fn rate_headers(&mut self, group: &str, now: Instant) -> Option<RateHeaders> {
+    pub(crate) fn rate_headers(&mut self, group: &str, now: Instant) -> Option<RateHeaders> {
         self.touch_bucket(group, now)
             .map(|(scale, bucket)| RateHeaders::of(&scale, bucket))
     }
 
     /// Counts this call and returns the fault it gets, if any: a script entry first, then chance.
-    pub fn fault_for(&mut self, op: FakeOp, group: Option<&str>) -> Option<Fault> {
+    pub(crate) fn fault_for(&mut self, op: FakeOp, group: Option<&str>) -> Option<Fault> {
         let overall = {
             let n = self.op_calls.entry((op, None)).or_insert(0);
             *n += 1;
@@ -317,7 +317,7 @@ impl Inner {
     }
 
     /// Forgets connections whose deletion has completed.
-    pub fn purge(&mut self, group: &str, now: Instant) {
+    pub(crate) fn purge(&mut self, group: &str, now: Instant) {
         let delete = Duration::from_millis(self.config.delete_ms);
         if let Some(p) = self.projects.get_mut(group) {
             p.conns.retain(|c| {
@@ -328,7 +328,7 @@ impl Inner {
     }
 
     /// Stores a connection; returns its id.
-    pub fn commit(&mut self, group: &str, body: Map<String, Value>, now: Instant) -> String {
+    pub(crate) fn commit(&mut self, group: &str, body: Map<String, Value>, now: Instant) -> String {
         let id = self.new_id();
         let key = validate::duplicate_key(&body);
         let fails = self
@@ -353,7 +353,7 @@ impl Inner {
 
     /// The backend's half of a create: duplicates are judged now, at commit time, not when the
     /// create arrived.
-    pub fn commit_create(
+    pub(crate) fn commit_create(
         &mut self,
         group: &str,
         body: Map<String, Value>,
@@ -377,7 +377,7 @@ impl Inner {
     }
 
     /// A live (not being deleted) connection in `group` with the same normalised body.
-    pub fn find_duplicate(&self, group: &str, key: &str) -> Option<&Stored> {
+    pub(crate) fn find_duplicate(&self, group: &str, key: &str) -> Option<&Stored> {
         self.projects
             .get(group)?
             .conns
@@ -386,7 +386,7 @@ impl Inner {
     }
 
     /// A connection as a get shows it.
-    pub fn view(&self, conn: &Stored, now: Instant) -> Value {
+    pub(crate) fn view(&self, conn: &Stored, now: Instant) -> Value {
         let mut view = validate::stored_view(&conn.body);
         view.insert("_id".into(), Value::String(conn.id.clone()));
         let state = match conn.deleted {
@@ -439,7 +439,7 @@ impl Inner {
 
     /// The counters as of `now`: the other client's calls due by then are replayed first, so the
     /// figures do not depend on when the projects were last called.
-    pub fn snapshot(&mut self, now: Instant) -> Counters {
+    pub(crate) fn snapshot(&mut self, now: Instant) -> Counters {
         if let Some(cfg) = self.config.bucket {
             let scale = Scale::of(&cfg);
             let per_sec = other_rate(self.config.other_client_per_sec);

@@ -10,7 +10,7 @@ fn a_near_match_is_a_conflict_not_a_create() {
     assert_eq!(conflict(only(&p)), ("r1", &["authenticationScheme"][..]));
     assert!(p.projects_to_list().is_empty());
     let c = p.counts();
-    assert_eq!((c.conflict, c.create, c.total()), (1, 0, 1));
+    assert_eq!((c.conflict, c.create, total(&c)), (1, 0, 1));
     let json = serde_json::to_value(&p).unwrap();
     assert_eq!(json["counts"]["conflict"], 1);
     assert_eq!(

@@ -1,9 +1,7 @@
 //! The real binary's offline commands: `validate` on the whole invalid corpus and the examples, `plan`
 //! (offline and against the fake), and `ledger`.
 
-mod common;
-
-use common::harness;
+use crate::support::harness::{self, harness};
 use fake_atlas::FakeConfig;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -14,7 +12,7 @@ fn root() -> PathBuf {
 
 /// Runs the binary with a clean environment (and test credentials, which offline commands ignore).
 fn run(args: &[&str], config: &Path) -> Output {
-    common::binary(config).args(args).output().unwrap()
+    harness::binary(config).args(args).output().unwrap()
 }
 
 fn config_for(dir: &Path, manifests: &Path) -> PathBuf {

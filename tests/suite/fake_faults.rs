@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::time::Instant;
 
-mod fake_support;
-use fake_support::{ACCEPT, GROUP, bearer_token};
+use crate::support::eventually;
+use crate::support::fake::{ACCEPT, GROUP, bearer_token};
 
 const OTHER: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -102,14 +102,10 @@ async fn bucket_answers_429_at_the_right_count_and_refills() {
     // Another project has its own bucket.
     assert_eq!(api.list(OTHER).await.status(), StatusCode::OK);
     // Refill: within the deadline a call gets through again.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if api.list(GROUP).await.status() == StatusCode::OK {
-            break;
-        }
-        assert!(Instant::now() < deadline, "bucket never refilled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the bucket to refill", Duration::from_secs(5), async || {
+        (api.list(GROUP).await.status() == StatusCode::OK).then_some(())
+    })
+    .await;
     assert!(api.fake.counters().rate_limited >= 1);
 }
 
@@ -453,21 +449,21 @@ async fn another_client_drains_the_shared_bucket_and_its_refusals_are_counted() 
     assert!(left <= 5, "{left}");
     // The other client takes a token every 20 ms: within a fraction of a second the bucket is
     // empty although this client made a single call.
-    let deadline = Instant::now() + Duration::from_secs(5);
     let mut ours = 1;
-    loop {
-        let resp = api.list(GROUP).await;
-        ours += 1;
-        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+    eventually(
+        "the other client to drain it",
+        Duration::from_secs(5),
+        async || {
+            let resp = api.list(GROUP).await;
+            ours += 1;
+            if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+                return None;
+            }
             assert_eq!(resp.headers()["ratelimit-remaining"], "0");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the other client never drained it"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            Some(())
+        },
+    )
+    .await;
     assert!(ours <= 6, "drained by someone else: {ours} calls of ours");
     let c = api.fake.counters();
     // Six tokens (nothing refills in five seconds), and all but our last call took one.
@@ -478,11 +474,12 @@ async fn another_client_drains_the_shared_bucket_and_its_refusals_are_counted() 
     );
     assert_eq!(c.other_client_calls_by_project[GROUP], c.other_client_calls);
     // From now on (one token an hour) the other client's calls are refused, and counted.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while api.fake.counters().other_client_refused < 5 {
-        assert!(Instant::now() < deadline, "{:?}", api.fake.counters());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "5 refusals of the other client",
+        Duration::from_secs(5),
+        async || (api.fake.counters().other_client_refused >= 5).then_some(()),
+    )
+    .await;
     let c = api.fake.counters();
     assert_eq!(
         c.other_client_refused_by_project[GROUP],

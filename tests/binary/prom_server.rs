@@ -1,12 +1,11 @@
 //! A real Prometheus server (the `prometheus` binary) scrapes the real daemon on 127.0.0.1 and our
 //! series shows up in its query API. Fails, not skips, without the binary (Debian package `prometheus`).
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::harness;
+use crate::support::harness::{self, free_port, harness};
+use crate::support::{eventually, lazy};
 use fake_atlas::FakeConfig;
 
 /// Kills the server when the test ends, however it ends.
@@ -19,12 +18,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> u16 {
-    // Prometheus takes its listen address on the command line, so it needs a port number up front.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_daemon() {
     // The daemon: 2 projects × 4 links against the fake, metrics on a loopback port.
@@ -34,7 +27,7 @@ async fn prometheus_scrapes_the_daemon() {
         .unwrap()
         .replace("listen: null", &format!("listen: 127.0.0.1:{port}"));
     std::fs::write(&h.config_path, config).unwrap();
-    let daemon = common::binary(&h.config_path)
+    let daemon = harness::binary(&h.config_path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -74,11 +67,16 @@ async fn prometheus_scrapes_the_daemon() {
         .build()
         .unwrap();
     let url = format!("http://{web}/api/v1/query");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let found = loop {
+    let prometheus_log = dir.path().join("prometheus.log");
+    let what = lazy(|| {
+        format!(
+            "atlas_linkd_creates_total in Prometheus; its log:\n{}",
+            std::fs::read_to_string(&prometheus_log).unwrap_or_default()
+        )
+    });
+    let found = eventually(what, Duration::from_secs(60), async || {
         if let Ok(Some(status)) = server.0.try_wait() {
-            let log =
-                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(&prometheus_log).unwrap_or_default();
             panic!("prometheus exited early ({status}):\n{log}");
         }
         let resp = client
@@ -92,15 +90,11 @@ async fn prometheus_scrapes_the_daemon() {
             // The first scrapes may come before the start-up pass has finished.
             && first["value"][1] == "8"
         {
-            break first.clone();
+            return Some(first.clone());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no atlas_linkd_creates_total in Prometheus within 60 s; its log:\n{}",
-            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        None
+    })
+    .await;
     assert_eq!(found["metric"]["job"], "atlas-linkd");
     assert_eq!(found["metric"]["instance"], target);
     assert_eq!(found["value"][1], "8", "{found}");

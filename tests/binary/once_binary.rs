@@ -1,9 +1,9 @@
 //! The real binary's `--once` against an in-process fake Atlas: exit codes, crash safety, the metrics file.
 
-mod common;
-
-use atlas_linkd::ledger::{Ledger, Phase};
-use common::{eventually, harness, once};
+use crate::support::harness::{harness, once};
+use crate::support::{CLIENT_SECRET, eventually};
+use atlas_linkd::ledger::Ledger;
+use atlas_linkd::model::Phase;
 use fake_atlas::{DuplicateMode, FakeConfig};
 use std::process::Stdio;
 use std::time::Duration;
@@ -80,11 +80,12 @@ async fn killed_mid_pass_then_run_again_every_link_exists_exactly_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = eventually(Duration::from_secs(30), || {
-        h.fake.counters().creates_committed >= 10
-    })
+    eventually(
+        "the pass to get going",
+        Duration::from_secs(30),
+        async || (h.fake.counters().creates_committed >= 10).then_some(()),
+    )
     .await;
-    assert!(started, "the pass never got going");
     child.kill().await.unwrap(); // SIGKILL, then reaped
 
     assert!(
@@ -140,14 +141,12 @@ async fn a_second_process_on_the_same_ledger_exits_2_naming_the_holder() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(
-        eventually(Duration::from_secs(30), || h
-            .fake
-            .counters()
-            .creates_committed
-            >= 1)
-        .await
-    );
+    eventually(
+        "a first committed create",
+        Duration::from_secs(30),
+        async || (h.fake.counters().creates_committed >= 1).then_some(()),
+    )
+    .await;
     let pid = first.id().unwrap();
     let out = once(&h.config_path).output().await.unwrap();
     first.kill().await.unwrap();
@@ -192,14 +191,10 @@ async fn sigterm_drains_in_flight_creates_records_them_and_exits_1() {
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    assert!(
-        eventually(Duration::from_secs(30), || h
-            .fake
-            .counters()
-            .creates_committed
-            >= 4)
-        .await
-    );
+    eventually("4 committed creates", Duration::from_secs(30), async || {
+        (h.fake.counters().creates_committed >= 4).then_some(())
+    })
+    .await;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -255,12 +250,7 @@ async fn trace_logs_of_a_whole_run_hold_no_secret_token_or_authorization_header(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(all.len() > 10_000, "trace logging did not happen: {all}");
-    for needle in [
-        "test-client-secret-value",
-        "Bearer",
-        "Basic ",
-        "authorization: ",
-    ] {
+    for needle in [CLIENT_SECRET, "Bearer", "Basic ", "authorization: "] {
         assert!(!all.contains(needle), "`{needle}` appears in the output");
     }
     assert!(

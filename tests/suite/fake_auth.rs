@@ -7,14 +7,9 @@ use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::time::Instant;
 
-const GROUP: &str = "32b6e34b3d91647abb20e7b8";
-const ACCEPT: &str = "application/vnd.atlas.2023-02-01+json";
-const CLIENT_ID: &str = "mdb_sa_id_0123456789abcdef01234567";
-const CLIENT_SECRET: &str = "mdb_sa_sk_not-a-real-secret";
-const PUBLIC_KEY: &str = "abcdefgh";
-const PRIVATE_KEY: &str = "01234567-89ab-cdef-0123-456789abcdef";
+use crate::support::fake::{ACCEPT, GROUP};
+use crate::support::{CLIENT_ID, CLIENT_SECRET, PRIVATE_KEY, PUBLIC_KEY, eventually};
 
 fn path() -> String {
     format!("/api/atlas/v2/groups/{GROUP}/streams/privateLinkConnections")
@@ -112,16 +107,15 @@ async fn tokens_expire_after_their_ttl() {
         list_with_bearer(&http, &fake, t).await.status(),
         StatusCode::OK
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually("the token to expire", Duration::from_secs(5), async || {
         let status = list_with_bearer(&http, &fake, t).await.status();
         if status == StatusCode::UNAUTHORIZED {
-            break;
+            return Some(());
         }
         assert_eq!(status, StatusCode::OK);
-        assert!(Instant::now() < deadline, "token never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        None
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Config file: defaults, unknown keys, relative paths, the base URL override and its http rule.
 
-use atlas_linkd::config::{AuthKind, Config, ConfigError, LogFormat, ranges};
+use atlas_linkd::config::{Config, ConfigError, LogFormat, ranges};
+use atlas_linkd::model::AuthKind;
 use std::path::{Path, PathBuf};
 
 fn no_env(_: &str) -> Option<String> {

@@ -3,29 +3,22 @@
 //! live `/metrics` through promtool, and an idle daemon that makes no API calls. The figures (save to
 //! first create, idle RSS and CPU) are `cargo bench --bench daemon_scale -- small`.
 
-mod common;
-
-use atlas_linkd::ledger::{Ledger, Phase};
-use common::{Harness, group_id, harness};
+use crate::support::fake::{ACCEPT, bearer_token};
+use crate::support::harness::{self, Harness, free_port, group_id, harness};
+use crate::support::{eventually, lazy};
+use atlas_linkd::ledger::Ledger;
+use atlas_linkd::model::Phase;
 use fake_atlas::FakeConfig;
+use std::cell::RefCell;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Rewrites the harness's config: the metrics endpoint on `port`, fast retries, and `extra`.
 fn write_config(h: &Harness, port: u16, extra: &str) {
@@ -52,7 +45,7 @@ struct Daemon {
 impl Daemon {
     fn spawn(h: &Harness, port: u16, name: &str, env: &[(&str, &str)]) -> Daemon {
         let log = h.dir.path().join(format!("{name}.log"));
-        let mut cmd = common::binary(&h.config_path);
+        let mut cmd = harness::binary(&h.config_path);
         cmd.stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
@@ -80,7 +73,7 @@ impl Daemon {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
@@ -123,53 +116,50 @@ impl Daemon {
 
     /// Polls until `sample` has `value`; panics with the log and the metrics after `DEADLINE`.
     async fn wait_metric(&self, sample: &str, value: f64) {
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if self.metric(sample).await == Some(value) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "{sample} never reached {value}\n--- metrics\n{}\n--- log\n{}",
-            self.metrics().await,
-            self.log()
-        );
+        let last = RefCell::new(String::new());
+        let what = lazy(|| {
+            format!(
+                "{sample} to reach {value}\n--- metrics\n{}\n--- log\n{}",
+                last.borrow(),
+                self.log()
+            )
+        });
+        eventually(what, DEADLINE, async || {
+            let text = self.metrics().await;
+            let reached = sample_value(&text, sample) == Some(value);
+            *last.borrow_mut() = text;
+            reached.then_some(())
+        })
+        .await;
     }
 
     /// Polls until more than `before` passes have ended.
     async fn wait_passes_beyond(&self, before: f64) {
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if self.passes().await > before {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("no pass after {before}\n--- log\n{}", self.log());
+        let what = lazy(|| format!("a pass after {before}\n--- log\n{}", self.log()));
+        eventually(what, DEADLINE, async || {
+            (self.passes().await > before).then_some(())
+        })
+        .await;
     }
 
     async fn wait_exit(&mut self) -> ExitStatus {
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the daemon did not exit\n--- log\n{}", self.log());
+        let log = self.log.clone();
+        let child = &mut self.child;
+        let what = lazy(|| format!("the daemon to exit\n--- log\n{}", read_log(&log)));
+        eventually(what, DEADLINE, async || child.try_wait().unwrap()).await
     }
 
     async fn wait_log(&self, needle: &str) {
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if self.log().contains(needle) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the log never said {needle:?}\n--- log\n{}", self.log());
+        let what = lazy(|| format!("the log to say {needle:?}\n--- log\n{}", self.log()));
+        eventually(what, DEADLINE, async || {
+            self.log().contains(needle).then_some(())
+        })
+        .await;
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 impl Drop for Daemon {
@@ -257,15 +247,11 @@ async fn follows_manifest_changes_keeps_broken_files_and_serves_promtool_clean_m
     let extra = manifests.join("extra.yaml");
     let creates_before = h.fake.counters().requests_of("create");
     std::fs::write(&extra, project_yaml(7, 2)).unwrap();
-    let end = Instant::now() + DEADLINE;
-    while h.fake.counters().requests_of("create") == creates_before {
-        assert!(
-            Instant::now() < end,
-            "no create after the save\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let what = lazy(|| format!("a create after the save\n{}", d.log()));
+    eventually(what, DEADLINE, async || {
+        (h.fake.counters().requests_of("create") != creates_before).then_some(())
+    })
+    .await;
     d.wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 8.0)
         .await;
     d.wait_metric("atlas_linkd_links{status=\"desired\"}", 8.0)
@@ -324,11 +310,11 @@ async fn sigterm_during_a_slow_pass_exits_0_with_every_started_create_recorded()
         "reconcile:\n  concurrency: 4\n  per_project_concurrency: 4\n",
     );
     let mut d = Daemon::spawn(&h, port, "daemon", &[]);
-    let end = Instant::now() + DEADLINE;
-    while h.fake.counters().creates_committed < 4 {
-        assert!(Instant::now() < end, "no creates\n{}", d.log());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = lazy(|| format!("4 creates\n{}", d.log()));
+    eventually(what, DEADLINE, async || {
+        (h.fake.counters().creates_committed >= 4).then_some(())
+    })
+    .await;
     d.signal("TERM");
     let status = d.wait_exit().await;
     assert_eq!(status.code(), Some(0), "{}", d.log());
@@ -436,18 +422,8 @@ impl NotifySocket {
     }
 
     async fn wait_for(&self, from: usize, what: &str, f: impl Fn(&str) -> bool) -> usize {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(i) = self.position(from, &f) {
-                return i;
-            }
-            assert!(
-                Instant::now() < end,
-                "no {what} after message {from}: {:?}",
-                self.all()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let what = lazy(|| format!("{what} after message {from}: {:?}", self.all()));
+        eventually(what, DEADLINE, async || self.position(from, &f)).await
     }
 }
 
@@ -580,11 +556,11 @@ async fn resync_records_remote_states_and_recreates_a_deleted_connection() {
     delete_in_fake(&h, &group, victim["_id"].as_str().unwrap()).await;
     assert_eq!(h.fake.connections(&group).len(), 3);
 
-    let end = Instant::now() + DEADLINE;
-    while h.fake.counters().creates_committed < 5 {
-        assert!(Instant::now() < end, "not recreated\n{}", d.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = lazy(|| format!("the deleted link to be recreated\n{}", d.log()));
+    eventually(what, DEADLINE, async || {
+        (h.fake.counters().creates_committed >= 5).then_some(())
+    })
+    .await;
     let now = h.fake.connections(&group);
     assert_eq!(now.len(), 4);
     assert_eq!(
@@ -600,23 +576,14 @@ async fn resync_records_remote_states_and_recreates_a_deleted_connection() {
 
 async fn delete_in_fake(h: &Harness, group: &str, id: &str) {
     let http = reqwest::Client::new();
-    let token: serde_json::Value = http
-        .post(format!("{}/api/oauth/token", h.fake.base_url()))
-        .basic_auth("mdb_sa_id_0123456789abcdef01234567", Some("secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = bearer_token(&http, &h.fake).await;
     let resp = http
         .delete(format!(
             "{}/api/atlas/v2/groups/{group}/streams/privateLinkConnections/{id}",
             h.fake.base_url()
         ))
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .header("Accept", "application/vnd.atlas.2023-02-01+json")
+        .bearer_auth(token)
+        .header("Accept", ACCEPT)
         .send()
         .await
         .unwrap();
@@ -662,11 +629,11 @@ async fn a_second_sigterm_exits_at_once_with_status_1() {
         "reconcile:\n  concurrency: 1\n  per_project_concurrency: 1\n",
     );
     let mut d = Daemon::spawn(&h, port, "daemon", &[]);
-    let end = Instant::now() + DEADLINE;
-    while h.fake.counters().creates_committed < 1 {
-        assert!(Instant::now() < end, "no creates\n{}", d.log());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = lazy(|| format!("a first create\n{}", d.log()));
+    eventually(what, DEADLINE, async || {
+        (h.fake.counters().creates_committed >= 1).then_some(())
+    })
+    .await;
     d.signal("TERM");
     d.wait_log("stopping").await;
     d.signal("INT");

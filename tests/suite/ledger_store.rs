@@ -1,11 +1,9 @@
 //! Integration tests of the SQLite ledger: migrations, durability across reopen, the process lock,
 //! permissions, read-only opens and group commit.
 
-use atlas_linkd::ledger::{
-    Change, Ledger, LedgerError, LedgerHandle, Phase, SCHEMA_VERSION, lock_path,
-};
+use atlas_linkd::ledger::{Change, Ledger, LedgerError, LedgerHandle, SCHEMA_VERSION, lock_path};
 use atlas_linkd::model::{
-    AuthScheme, EndpointOutputs, GroupId, LinkKey, LinkSpec, Provider, RemoteState, Vendor,
+    AuthScheme, EndpointOutputs, GroupId, LinkKey, LinkSpec, Phase, Provider, RemoteState, Vendor,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

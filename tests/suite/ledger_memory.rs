@@ -1,11 +1,10 @@
 //! The ledger rows a pass plans from are kept in memory by the writer: after passes with creates,
 //! adoptions, failures and remote-state updates, that copy equals a fresh read of SQLite.
 
-mod common;
-
+use crate::support::harness::harness;
+use crate::support::test_env;
 use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::wiring;
-use common::{harness, test_env};
 use fake_atlas::FakeConfig;
 
 #[tokio::test]

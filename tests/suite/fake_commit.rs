@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-mod fake_support;
-use fake_support::{ACCEPT, GROUP, bearer_token};
+use crate::support::fake::{ACCEPT, GROUP, bearer_token};
 
 struct Api {
     fake: FakeAtlas,

@@ -1,10 +1,9 @@
 //! The executor against the fake Atlas through the library: exactly once under every fault the fake
 //! can inject, adoption, conflicts, rate limits and permanent errors.
 
-mod common;
-
-use atlas_linkd::ledger::{Ledger, Phase};
-use common::{group_id, harness};
+use crate::support::harness::{group_id, harness};
+use atlas_linkd::ledger::Ledger;
+use atlas_linkd::model::Phase;
 use fake_atlas::{BucketConfig, DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
 
 #[tokio::test]
@@ -257,8 +256,8 @@ async fn a_new_policy_takes_effect_on_the_next_pass() {
         ..FakeConfig::default()
     };
     let h = harness(fake, 4, 6, "").await;
-    let mut r =
-        atlas_linkd::wiring::start(&h.config, h.metrics.clone(), &common::test_env).unwrap();
+    let mut r = atlas_linkd::wiring::start(&h.config, h.metrics.clone(), &crate::support::test_env)
+        .unwrap();
     let mut policy = atlas_linkd::reconcile::Policy::from_config(&h.config);
     policy.concurrency = 2;
     policy.per_project_concurrency = 1;

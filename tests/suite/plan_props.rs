@@ -4,10 +4,9 @@
 //! planned beside an unclaimed match or near-match, and no create is planned while an earlier one
 //! may still be committed by Atlas.
 
-use atlas_linkd::ledger::{Phase, Record};
 use atlas_linkd::model::{
-    AuthScheme, DesiredLink, DesiredState, GroupId, LinkKey, LinkSpec, Provider, RemoteConnection,
-    RemoteState, Source, Vendor,
+    AuthScheme, DesiredLink, DesiredState, GroupId, LinkKey, LinkSpec, Phase, Provider, Record,
+    RemoteConnection, RemoteState, Source, Vendor,
 };
 use atlas_linkd::plan::{Action, CreateReason, Listings, PlanSettings, RemoteListing, plan};
 use proptest::prelude::*;

@@ -1,13 +1,12 @@
 //! Never a duplicate against a slow, real Atlas, and "converged" only after a look: each case of
 //! issue 8, through the real binary against a fake that commits after the client has gone.
 
-mod common;
-
+use crate::support::harness::{self, group_id, harness, once};
+use crate::support::{eventually, test_env};
 use atlas_linkd::ledger::{Change, Ledger};
 use atlas_linkd::model::{GroupId, LinkKey};
 use atlas_linkd::reconcile::{self, PassOptions};
 use atlas_linkd::wiring;
-use common::{eventually, group_id, harness, once, test_env};
 use fake_atlas::{DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
 use serde_json::json;
 use std::process::{Output, Stdio};
@@ -48,8 +47,12 @@ async fn killed_while_atlas_is_still_committing_then_run_again_at_once_creates_n
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let all_sent = eventually(Duration::from_secs(30), || h.fake.pending_commits() == 12).await;
-    assert!(all_sent, "12 creates never reached the fake's backend");
+    eventually(
+        "12 creates to reach the fake's backend",
+        Duration::from_secs(30),
+        async || (h.fake.pending_commits() == 12).then_some(()),
+    )
+    .await;
     child.kill().await.unwrap(); // SIGKILL, then reaped
     assert_eq!(h.fake.counters().creates_committed, 0);
 
@@ -89,7 +92,10 @@ async fn resets_while_atlas_goes_on_working_leave_every_link_exactly_once() {
         h.fake.counters().connections_dropped > 0,
         "no create was reset: the case did not happen"
     );
-    assert!(eventually(Duration::from_secs(10), || h.fake.pending_commits() == 0).await);
+    eventually("no pending commit", Duration::from_secs(10), async || {
+        (h.fake.pending_commits() == 0).then_some(())
+    })
+    .await;
     assert_eq!(h.fake.counters().duplicates, 0);
     h.assert_exactly_once();
 }
@@ -116,7 +122,10 @@ async fn gateway_timeouts_whose_backend_commits_anyway_leave_every_link_exactly_
         c.requests_with("create", 502) + c.requests_with("create", 504) > 0,
         "no gateway error happened"
     );
-    assert!(eventually(Duration::from_secs(10), || h.fake.pending_commits() == 0).await);
+    eventually("no pending commit", Duration::from_secs(10), async || {
+        (h.fake.pending_commits() == 0).then_some(())
+    })
+    .await;
     assert_eq!(h.fake.counters().duplicates, 0);
     h.assert_exactly_once();
 }
@@ -239,7 +248,7 @@ async fn authentication_scheme_outside_msk_is_refused_by_validation() {
             group_id(0)
         ),
     );
-    let mut cmd = common::binary(&h.config_path);
+    let mut cmd = harness::binary(&h.config_path);
     let out = cmd.arg("validate").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -336,7 +345,7 @@ async fn a_huge_resync_interval_is_refused_before_anything_runs() {
         format!("{config}reconcile:\n  resync_interval_secs: 18446744073709551615\n"),
     )
     .unwrap();
-    let out = common::binary(&h.config_path).output().unwrap();
+    let out = harness::binary(&h.config_path).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("reconcile.resync_interval_secs"));
     assert_eq!(h.fake.counters().total_requests(), 0);
@@ -486,7 +495,10 @@ mod schedules {
         }
         let last = last.unwrap();
         assert_eq!(last.status.code(), Some(0), "{}", text(&last));
-        assert!(eventually(Duration::from_secs(10), || h.fake.pending_commits() == 0).await);
+        eventually("no pending commit", Duration::from_secs(10), async || {
+            (h.fake.pending_commits() == 0).then_some(())
+        })
+        .await;
         assert_eq!(h.fake.counters().duplicates, 0, "{}", text(&last));
         h.assert_exactly_once();
     }

@@ -1,6 +1,5 @@
-//! Shared set-up for the integration tests: generated manifests, a config pointing at an in-process fake
-//! Atlas, and one-call passes.
-#![allow(dead_code)]
+//! The harness: generated manifests, a config pointing at an in-process fake Atlas, one-call passes,
+//! and the real binary run with the test environment.
 
 use atlas_linkd::config::Config;
 use atlas_linkd::manifest;
@@ -11,16 +10,17 @@ use atlas_linkd::report::PassReport;
 use atlas_linkd::wiring;
 use fake_atlas::{FakeAtlas, FakeConfig};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+use super::test_env;
+
 /// The 24-hex id of test project `i`.
-pub fn group_id(i: usize) -> String {
+pub(crate) fn group_id(i: usize) -> String {
     format!("{:024x}", 0xa7_0000_0000_0000u64 + i as u64)
 }
 
 /// Writes `projects` × `links` AWS S3 links (each with a distinct endpoint) as a manifest in `dir`.
-pub fn write_manifest(dir: &Path, projects: usize, links: usize) -> PathBuf {
+pub(crate) fn write_manifest(dir: &Path, projects: usize, links: usize) -> PathBuf {
     let mut yaml = String::from("projects:\n");
     for p in 0..projects {
         yaml.push_str(&format!(
@@ -39,18 +39,9 @@ pub fn write_manifest(dir: &Path, projects: usize, links: usize) -> PathBuf {
     path
 }
 
-/// Environment for tests: credentials the fake accepts, nothing from the real environment.
-pub fn test_env(key: &str) -> Option<String> {
-    match key {
-        "MONGODB_ATLAS_CLIENT_ID" => Some("mdb_sa_id_0123456789abcdef01234567".into()),
-        "MONGODB_ATLAS_CLIENT_SECRET" => Some("test-client-secret-value".into()),
-        _ => None,
-    }
-}
-
 /// The real binary with `--config CONFIG`, stdin closed, and an empty environment but for `PATH` and
 /// the credentials `test_env` gives (which the fake accepts and offline commands ignore).
-pub fn binary(config: &Path) -> std::process::Command {
+pub(crate) fn binary(config: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_atlas-linkd"));
     cmd.arg("--config")
         .arg(config)
@@ -65,18 +56,23 @@ pub fn binary(config: &Path) -> std::process::Command {
     cmd
 }
 
-pub struct Harness {
-    pub fake: FakeAtlas,
-    pub dir: TempDir,
-    pub config_path: PathBuf,
-    pub config: Config,
-    pub desired: DesiredState,
-    pub metrics: Metrics,
+pub(crate) struct Harness {
+    pub(crate) fake: FakeAtlas,
+    pub(crate) dir: TempDir,
+    pub(crate) config_path: PathBuf,
+    pub(crate) config: Config,
+    pub(crate) desired: DesiredState,
+    pub(crate) metrics: Metrics,
 }
 
 /// A fake Atlas, `projects` × `links` declared links, and a config whose extra YAML is `extra`
 /// (appended; it may set `reconcile:`, `rate_limit:`, `retry:`).
-pub async fn harness(fake: FakeConfig, projects: usize, links: usize, extra: &str) -> Harness {
+pub(crate) async fn harness(
+    fake: FakeConfig,
+    projects: usize,
+    links: usize,
+    extra: &str,
+) -> Harness {
     let fake = FakeAtlas::start(fake).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_manifest(dir.path(), projects, links);
@@ -108,7 +104,7 @@ pub async fn harness(fake: FakeConfig, projects: usize, links: usize, extra: &st
 
 impl Harness {
     /// One pass through the library, with a fresh executor and the options `--once` uses.
-    pub async fn pass(&self) -> PassReport {
+    pub(crate) async fn pass(&self) -> PassReport {
         let r = wiring::start(&self.config, self.metrics.clone(), &test_env).unwrap();
         let options = PassOptions {
             list_all: true,
@@ -121,7 +117,7 @@ impl Harness {
     }
 
     /// Passes until one converges, at most `max` of them.
-    pub async fn converge(&self, max: usize) -> Vec<PassReport> {
+    pub(crate) async fn converge(&self, max: usize) -> Vec<PassReport> {
         let mut reports = Vec::new();
         for _ in 0..max {
             let report = self.pass().await;
@@ -135,7 +131,7 @@ impl Harness {
     }
 
     /// Asserts that every declared link exists exactly once in the fake, and nothing else does.
-    pub fn assert_exactly_once(&self) {
+    pub(crate) fn assert_exactly_once(&self) {
         for (group, project) in &self.desired.projects {
             let remote = self.fake.connections(group.as_str());
             for link in project.links.values() {
@@ -156,26 +152,24 @@ impl Harness {
         }
     }
 
-    pub fn ledger_path(&self) -> PathBuf {
+    pub(crate) fn ledger_path(&self) -> PathBuf {
         self.config.ledger.clone()
     }
 }
 
+/// A loopback port that was free a moment ago, for a program that takes its listen address on the
+/// command line (the daemon's metrics, Prometheus) and so needs a number up front.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `binary(config) --once` as an async child that is killed if the test drops it.
-pub fn once(config: &Path) -> tokio::process::Command {
+pub(crate) fn once(config: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::from(binary(config));
     cmd.arg("--once").kill_on_drop(true);
     cmd
-}
-
-/// Polls `f` until it is true or `deadline` passes.
-pub async fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
 }

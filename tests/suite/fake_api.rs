@@ -6,8 +6,8 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-mod fake_support;
-use fake_support::{ACCEPT, GROUP, bearer_token};
+use crate::support::eventually;
+use crate::support::fake::{ACCEPT, GROUP, bearer_token};
 
 struct Api {
     fake: FakeAtlas,
@@ -68,25 +68,6 @@ fn msk(n: u32) -> Value {
 
 fn is_hex24(s: &str) -> bool {
     s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// Polls `f` until it returns Some, or fails after a deadline.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test]
@@ -154,26 +135,22 @@ async fn state_moves_idle_working_done_and_failed_gets_a_message() {
     let (_, echo) = api.create(GROUP, &msk(1)).await;
     let id = echo["_id"].as_str().unwrap().to_owned();
     let mut seen: Vec<String> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while seen.last().map(String::as_str) != Some("DONE") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never DONE: {seen:?}"
-        );
+    eventually("state DONE", Duration::from_secs(5), async || {
         let (_, got) = api.get(GROUP, &id).await;
         let state = got["state"].as_str().unwrap_or("").to_owned();
         if seen.last() != Some(&state) {
             seen.push(state);
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        (seen.last().map(String::as_str) == Some("DONE")).then_some(())
+    })
+    .await;
     assert_eq!(seen.first().map(String::as_str), Some("IDLE"));
     assert!(seen.contains(&"WORKING".to_owned()), "{seen:?}");
     let mut doomed = msk(2);
     doomed["arn"] = json!("arn:aws:kafka:us-east-1:1:cluster/doomed/1");
     let (_, echo) = api.create(GROUP, &doomed).await;
     let id = echo["_id"].as_str().unwrap().to_owned();
-    let got = eventually("FAILED", || async {
+    let got = eventually("state FAILED", Duration::from_secs(5), async || {
         let (_, got) = api.get(GROUP, &id).await;
         (got["state"] == "FAILED").then_some(got)
     })
@@ -203,7 +180,7 @@ async fn delete_answers_202_then_get_404_after_delete_ms() {
         got["state"] == "DELETE_REQUESTED" || got["state"] == "DELETING",
         "{got}"
     );
-    let body = eventually("404", || async {
+    let body = eventually("a 404", Duration::from_secs(5), async || {
         let (status, body) = api.get(GROUP, &id).await;
         (status == StatusCode::NOT_FOUND).then_some(body)
     })

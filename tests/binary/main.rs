@@ -1,0 +1,19 @@
+//! Tests that run the real `atlas-linkd` binary (or another program: promtool, Prometheus,
+//! systemd-analyze), and the parts of the daemon and the fake closest to them: the CLI, `--once`,
+//! the daemon, `demo`, `fake-atlas` flags, sd_notify and the manifest watcher.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli_commands;
+mod daemon_run;
+mod demo;
+mod exactly_once;
+mod fake_cli;
+mod notify_socket;
+mod notify_watch;
+mod once_binary;
+mod prom_promtool;
+mod prom_server;
+mod systemd_unit;

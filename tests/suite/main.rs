@@ -1,0 +1,20 @@
+//! The library's and the fake Atlas's integration tests, one module per area, in one binary so the
+//! library is linked once. Tests that run the real `atlas-linkd` binary are in `tests/binary/`.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod atlas_client;
+mod config_load;
+mod endpoint_http;
+mod fake_api;
+mod fake_auth;
+mod fake_commit;
+mod fake_faults;
+mod ledger_memory;
+mod ledger_store;
+mod manifest_corpus;
+mod manifest_fingerprint;
+mod plan_props;
+mod reconcile_pass;
