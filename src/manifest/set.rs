@@ -206,11 +206,19 @@ fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts) -> Look {
         return Look::Same(Some(now));
     }
     counts.parses += 1;
-    let parsed = match String::from_utf8(bytes) {
+    // A parser panic is a bug; it must not take the daemon down, nor stop a refresh halfway through
+    // its bookkeeping: the file counts as invalid and keeps its last good version.
+    let parsed = std::panic::catch_unwind(|| match String::from_utf8(bytes) {
         Ok(text) => parse_str(path, &text),
         // Read again for the exact error text of every other reader of the manifests.
         Err(_) => parse_file(path),
-    };
+    })
+    .unwrap_or_else(|_| {
+        Err(Problems(vec![file_problem(
+            path,
+            "internal error while parsing this file; please report it".to_owned(),
+        )]))
+    });
     Look::Parsed(Some(now), parsed)
 }
 
