@@ -5,8 +5,8 @@
 //! every link recorded, nothing to create, so no project is listed. A second scenario, run after
 //! the main figures are printed, plans a first pass against complete listings where every link
 //! is adopted. Every link there is an MSK link with its own ARN, so each adoption is one lookup in
-//! the ARN index: the adoption path's best case. Links the index cannot narrow (no `arn` and no
-//! `serviceEndpointId`, e.g. AWS Kinesis or Azure Event Hubs) scan their project's unclaimed
+//! the ARN index: the adoption path's best case. Links the index cannot narrow (whose spec sets
+//! neither `arn` nor `serviceEndpointId`) scan their project's unclaimed
 //! connections instead, which this benchmark does not measure.
 //! Run with `cargo bench --bench plan`. Targets: plan <= 200 ms, peak RSS <= 150 MB.
 // Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
