@@ -69,7 +69,8 @@ impl Progress for BarProgress {
     }
     fn advance(&self, done: u64) {
         let position = self.decided.load(Ordering::Relaxed) + done;
-        // Never backwards, whichever of two racing calls comes last.
+        // A count smaller than the bar shows never moves it back. (The executor calls this from one
+        // task as creates end, so counts come in order; this is a guard, not a lock.)
         if position > self.bar.position() {
             self.bar.set_position(position);
         }
