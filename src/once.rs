@@ -2,6 +2,7 @@
 //! status, and the metrics file; shared by the `--once` command and `demo`.
 
 use crate::exit::{Exit, refuse};
+use crate::logging::TERMINAL_BAR;
 use crate::model::DesiredState;
 use crate::progress::{BarProgress, LogProgress, Progress};
 use crate::reconcile::{PassOptions, Reconciler};
@@ -57,7 +58,9 @@ pub(crate) async fn cancel_on_signal(cancel: CancellationToken) {
         return;
     };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    eprintln!("atlas-linkd: stopping: finishing calls in flight (signal again to exit at once)");
+    TERMINAL_BAR.write_around(|| {
+        eprintln!("atlas-linkd: stopping: finishing calls in flight (signal again to exit at once)")
+    });
     cancel.cancel();
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     std::process::exit(Exit::NotConverged.code().into());

@@ -26,7 +26,24 @@ impl FailedLink {
     }
 }
 
+/// A link in the JSON form of a report: `{"groupId", "name"}`, the keys `plan` and `ledger` use.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyEntry<'a> {
+    group_id: &'a str,
+    name: &'a str,
+}
+
+fn key_entries<S: serde::Serializer>(keys: &[LinkKey], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(keys.iter().map(|k| KeyEntry {
+        group_id: k.group_id.as_str(),
+        name: &k.name,
+    }))
+}
+
 /// What one pass did. Links appear in exactly one list (or in `unchanged`, which is a count).
+/// Its JSON form has camelCase keys, and every link in it is an object with `groupId` and `name`
+/// (the shape is in README, "Machine-readable output").
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PassReport {
@@ -35,8 +52,10 @@ pub struct PassReport {
     pub(crate) duration: Duration,
     /// Declared links.
     pub(crate) desired: usize,
+    #[serde(serialize_with = "key_entries")]
     pub created: Vec<LinkKey>,
     /// Found already in Atlas (before a create, or after a 409) and recorded without creating.
+    #[serde(serialize_with = "key_entries")]
     pub adopted: Vec<LinkKey>,
     /// 409 answers received (each then resolved by a listing).
     pub conflicts: u64,
@@ -60,8 +79,10 @@ pub struct PassReport {
     pub(crate) follow_up_unix: Option<i64>,
     pub unchanged: usize,
     /// Exist, but the manifest now asks for something else: reported, never recreated.
+    #[serde(serialize_with = "key_entries")]
     pub(crate) changed: Vec<LinkKey>,
     /// In the ledger, no longer declared: reported, never deleted.
+    #[serde(serialize_with = "key_entries")]
     pub(crate) orphaned: Vec<LinkKey>,
     pub api_calls: u64,
     pub rate_limited: u64,
@@ -337,5 +358,68 @@ mod tests {
         assert!(text.contains("orders-msk"));
         assert!(text.contains("VALIDATION_ERROR"));
         assert!(text.contains("NOT converged"));
+    }
+
+    fn keys(v: &serde_json::Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {v}"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn json_keys_are_camel_case_and_every_link_has_group_id_and_name() {
+        let mut r = PassReport::new(1_700_000_000, 6);
+        r.created.push(key("a"));
+        r.adopted.push(key("b"));
+        r.changed.push(key("c"));
+        r.orphaned.push(key("d"));
+        r.failed
+            .push(FailedLink::new(&key("e"), "400 VALIDATION_ERROR".into()));
+        r.add_in_flight(&key("f"), 1_700_000_030);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            keys(&json),
+            [
+                "adopted",
+                "apiCalls",
+                "changed",
+                "conflicted",
+                "conflicts",
+                "created",
+                "desired",
+                "duration",
+                "failed",
+                "followUpUnix",
+                "inFlight",
+                "interrupted",
+                "notAttempted",
+                "orphaned",
+                "rateLimited",
+                "startedUnix",
+                "unchanged",
+                "unverified",
+                "waiting"
+            ]
+        );
+        for list in ["created", "adopted", "changed", "orphaned"] {
+            let entry = &json[list][0];
+            assert_eq!(keys(entry), ["groupId", "name"], "{list}: {entry}");
+            assert_eq!(entry["groupId"], "32b6e34b3d91647abb20e7b8");
+        }
+        for list in ["failed", "inFlight"] {
+            let entry = &json[list][0];
+            assert_eq!(
+                keys(entry),
+                ["groupId", "name", "reason"],
+                "{list}: {entry}"
+            );
+        }
+        assert_eq!(json["created"][0]["name"], "a");
+        assert_eq!(json["followUpUnix"], 1_700_000_030);
     }
 }

@@ -126,8 +126,8 @@ impl Serialize for Action {
             Action::Adopt { .. } => 6,
             Action::Unchanged { .. } => 4,
             Action::Changed { .. } => 5,
-            Action::Orphaned { .. } => 5,
-            Action::Waiting { .. } => 6,
+            Action::Orphaned { .. } => 4,
+            Action::Waiting { .. } => 5,
             Action::Conflict { .. } => 5,
             Action::InFlight { .. } => 3,
         };

@@ -170,7 +170,7 @@ impl Reconciler {
 
         let total: usize = jobs.values().map(Vec::len).sum();
         if let Some(p) = &options.progress {
-            p.start(total as u64);
+            p.start(desired.link_count() as u64, total as u64);
         }
         let done = AtomicU64::new(0);
         let conflicts = AtomicU64::new(0);

@@ -15,6 +15,18 @@ fn run(args: &[&str], config: &Path) -> Output {
     harness::binary(config).args(args).output().unwrap()
 }
 
+/// The keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort_unstable();
+    k
+}
+
 fn config_for(dir: &Path, manifests: &Path) -> PathBuf {
     let path = dir.join("config.yaml");
     std::fs::write(
@@ -102,6 +114,21 @@ fn validate_accepts_the_examples_and_plan_offline_lists_every_create() {
     let out = run(&["plan", "--offline", "--output", "json"], &config);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["counts"]["create"], 26, "{plan}");
+    let create = &plan["actions"][0];
+    assert_eq!(
+        keys(create),
+        [
+            "action",
+            "fingerprint",
+            "groupId",
+            "name",
+            "reason",
+            "source",
+            "spec"
+        ],
+        "{create}"
+    );
+    assert_eq!(create["action"], "create");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,6 +156,32 @@ async fn plan_lists_atlas_and_shows_adoptions_and_ledger_shows_the_pass() {
         "{stdout}"
     );
     assert!(stdout.contains("plan: 5 to create, 1 to adopt"), "{stdout}");
+    let config = h.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || run(&["plan", "--output", "json"], &config))
+        .await
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let adopt = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "adopt")
+        .unwrap_or_else(|| panic!("no adoption: {plan}"));
+    assert_eq!(
+        keys(adopt),
+        [
+            "action",
+            "atlasId",
+            "fingerprint",
+            "groupId",
+            "name",
+            "remoteState",
+            "source"
+        ],
+        "{adopt}"
+    );
+    assert_eq!(adopt["groupId"], link.key.group_id.as_str());
+    assert_eq!(adopt["name"], link.key.name.as_str());
     assert_eq!(
         h.fake.counters().requests_of("create"),
         0,
@@ -144,4 +197,36 @@ async fn plan_lists_atlas_and_shows_adoptions_and_ledger_shows_the_pass() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 6);
     assert!(rows.iter().all(|r| r["atlasId"].is_string()), "{rows:?}");
+    let row = rows
+        .iter()
+        .find(|r| r["groupId"] == link.key.group_id.as_str() && r["name"] == link.key.name.as_str())
+        .unwrap_or_else(|| panic!("no row for {}: {rows:?}", link.key));
+    assert_eq!(
+        keys(row),
+        [
+            "atlasId",
+            "attempts",
+            "createdUnix",
+            "fingerprint",
+            "groupId",
+            "lastError",
+            "name",
+            "nextAttemptUnix",
+            "outputs",
+            "phase",
+            "remoteError",
+            "remoteState",
+            "sentUnix",
+            "spec",
+            "updatedUnix"
+        ],
+        "{row}"
+    );
+    assert_eq!(row["phase"], "adopted");
+    // The recorded spec is the object `plan` shows for a create, not a string of JSON.
+    assert_eq!(
+        row["spec"],
+        serde_json::from_str::<serde_json::Value>(&link.spec.to_json()).unwrap(),
+        "{row}"
+    );
 }
