@@ -36,6 +36,7 @@ pub(crate) async fn run_once_pass(
     match result {
         Ok(report) => {
             out!("{}", report.to_text());
+            crate::phases::mark("report printed");
             report.exit().into()
         }
         Err(e) => {
