@@ -70,10 +70,14 @@ impl Reconciler {
 
         // Each listing is reduced as it arrives (`RemoteListing::reduce`): of the connections that
         // records hold, only what the plan and the ledger read is kept.
-        let held: FxSet<&str> = records
-            .iter()
-            .filter_map(|r| r.atlas_id.as_deref())
-            .collect();
+        let held: FxSet<&str> = if to_list.is_empty() {
+            FxSet::default()
+        } else {
+            records
+                .iter()
+                .filter_map(|r| r.atlas_id.as_deref())
+                .collect()
+        };
         let (listings, list_failures) = self.list_projects(&to_list, &held, cancel).await;
         drop(held);
         phases::mark("listings");
