@@ -276,7 +276,27 @@ async fn noop_once(dir: &Path, fake: &FakeAtlas, what: &str) -> Result<OnceRun> 
         mb(Some(run.max_rss_kib)),
         mb(run.sampled_hwm_kib)
     );
+    print_phases(&run.stderr);
     Ok(run)
+}
+
+/// The `atlas_linkd::phases` lines of a run's log, as a table (none unless `RUST_LOG` enables them).
+fn print_phases(stderr: &str) {
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains("\"atlas_linkd::phases\""))
+    {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        println!(
+            "    {:<24} {:>7} ms  RSS {:>5} MB  peak {:>5} MB",
+            v["phase"].as_str().unwrap_or("?"),
+            v["elapsed_ms"],
+            v["rss_mb"],
+            v["hwm_mb"]
+        );
+    }
 }
 
 async fn hundred_k() -> Result<()> {

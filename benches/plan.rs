@@ -148,7 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             })
             .collect();
-        listings.insert(group.clone(), RemoteListing { connections });
+        listings.insert(group.clone(), RemoteListing::new(connections));
     }
     let (cold, cold_wall, cold_cpu) = timed(|| plan(&desired, &[], &listings, NOW, &SETTINGS));
     println!(

@@ -37,6 +37,7 @@ pub(crate) async fn run_once_pass(
     match result {
         Ok(report) => {
             out!("{}", report.to_text());
+            crate::phases::mark("report printed");
             report.exit().into()
         }
         Err(e) => {

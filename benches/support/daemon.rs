@@ -47,7 +47,13 @@ pub(crate) fn binary(config: &Path) -> Command {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdin(Stdio::null());
-    for key in ["MONGODB_ATLAS_CLIENT_ID", "MONGODB_ATLAS_CLIENT_SECRET"] {
+    // `RUST_LOG=info,atlas_linkd::phases=debug cargo bench …` shows where a `--once` spends its time.
+    for key in [
+        "MONGODB_ATLAS_CLIENT_ID",
+        "MONGODB_ATLAS_CLIENT_SECRET",
+        "RUST_LOG",
+        "MALLOC_ARENA_MAX",
+    ] {
         if let Some(value) = super::env(key) {
             cmd.env(key, value);
         }

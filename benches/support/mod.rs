@@ -95,11 +95,13 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Credentials the fake accepts; nothing from the real environment.
+/// Credentials the fake accepts, and `RUST_LOG` (for the phase lines) and `MALLOC_ARENA_MAX` (glibc)
+/// from the real environment; nothing else of it.
 pub(crate) fn env(key: &str) -> Option<String> {
     match key {
         "MONGODB_ATLAS_CLIENT_ID" => Some("mdb_sa_id_0123456789abcdef01234567".into()),
         "MONGODB_ATLAS_CLIENT_SECRET" => Some("bench-secret".into()),
+        "RUST_LOG" | "MALLOC_ARENA_MAX" => std::env::var(key).ok(),
         _ => None,
     }
 }

@@ -33,7 +33,7 @@ impl AtlasClient {
     /// Every connection of a project, all pages. Any failed page fails the whole listing.
     pub async fn list(&self, group: &GroupId) -> Result<Vec<RemoteConnection>, ApiError> {
         let mut pager = self.pager(group);
-        while pager.next_page().await?.is_some() {}
+        while pager.advance().await?.is_some() {}
         Ok(pager.into_items())
     }
 }
@@ -71,6 +71,37 @@ impl fmt::Debug for Pager {
 impl Pager {
     /// The next page's connections, or `None` once the listing is complete.
     pub async fn next_page(&mut self) -> Result<Option<Vec<RemoteConnection>>, ApiError> {
+        let Some(items) = self.fetch().await? else {
+            return Ok(None);
+        };
+        for item in &items {
+            if self.seen.insert(item.id.clone()) {
+                self.items.push(item.clone());
+            }
+        }
+        Ok(Some(items))
+    }
+
+    /// `next_page` for a caller that wants only the whole listing (`into_items`): the page's size,
+    /// its connections moved into the listing rather than copied.
+    pub(crate) async fn advance(&mut self) -> Result<Option<usize>, ApiError> {
+        let Some(items) = self.fetch().await? else {
+            return Ok(None);
+        };
+        let n = items.len();
+        self.items.reserve(n);
+        for item in items {
+            if self.seen.insert(item.id.clone()) {
+                self.items.push(item);
+            }
+        }
+        Ok(Some(n))
+    }
+
+    /// One page, or `None` once the listing is complete; the paging state advances, the caller
+    /// collects the items (without repeats: offset paging can show an item twice when the set
+    /// shifts between pages).
+    async fn fetch(&mut self) -> Result<Option<Vec<RemoteConnection>>, ApiError> {
         if self.done {
             return Ok(None);
         }
@@ -100,12 +131,6 @@ impl Pager {
                 || (page.total_count.is_none() && n >= u64::from(self.items_per_page)));
         self.next_page_num += 1;
         self.done = !more;
-        // Offset paging can show an item twice when the set shifts between pages.
-        for item in &page.items {
-            if self.seen.insert(item.id.clone()) {
-                self.items.push(item.clone());
-            }
-        }
         Ok(Some(page.items))
     }
 

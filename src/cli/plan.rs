@@ -56,7 +56,7 @@ pub(crate) async fn run(flag: Option<&Path>, output: Output, offline: bool) -> E
         for (group, listed) in results {
             match listed {
                 Ok(connections) => {
-                    listings.insert(group, plan::RemoteListing { connections });
+                    listings.insert(group, plan::RemoteListing::new(connections));
                 }
                 Err(e) => {
                     eprintln!("atlas-linkd: could not list project {group}: {e}");

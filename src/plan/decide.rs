@@ -81,7 +81,7 @@ pub fn plan(
                                 key: link.key.clone(),
                                 atlas_id: id.clone(),
                                 remote_state: match fresh {
-                                    Some(c) => c.state.clone(),
+                                    Some(state) => state.cloned(),
                                     None => r.remote_state.clone(),
                                 },
                             });

@@ -9,7 +9,8 @@ use std::cell::OnceCell;
 /// link needs it.
 pub(super) struct ProjectIndex<'a> {
     listing: &'a RemoteListing,
-    pub(super) by_id: FxMap<&'a str, &'a RemoteConnection>,
+    /// Every listed id, held or not (see `RemoteListing::reduce`), with its state.
+    pub(super) by_id: FxMap<&'a str, Option<&'a RemoteState>>,
     adoption: OnceCell<AdoptionIndex<'a>>,
 }
 
@@ -25,10 +26,13 @@ struct AdoptionIndex<'a> {
 
 impl<'a> ProjectIndex<'a> {
     pub(super) fn new(listing: &'a RemoteListing) -> Self {
-        let mut by_id =
-            FxMap::with_capacity_and_hasher(listing.connections.len(), Default::default());
-        for c in &listing.connections {
-            by_id.entry(c.id.as_str()).or_insert(c);
+        let mut by_id = FxMap::with_capacity_and_hasher(
+            listing.connections.len() + listing.held.len(),
+            Default::default(),
+        );
+        // An id listed twice (both copies are held, or neither): the first one wins.
+        for (id, listed) in listing.states() {
+            by_id.entry(id).or_insert(listed.state);
         }
         ProjectIndex {
             listing,

@@ -63,14 +63,101 @@ pub(crate) use action::Plan;
 pub use action::{Action, CreateReason};
 pub use decide::plan;
 
-use crate::model::{GroupId, RemoteConnection};
+use crate::model::{EndpointOutputs, GroupId, RemoteConnection, RemoteState};
 use std::collections::BTreeMap;
 
 /// A COMPLETE listing of one project's connections (every page). A partial listing must not be
 /// passed: absence from a listing is read as "gone from Atlas".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RemoteListing {
+    /// Connections that may be adopted or near-match a link: all of them, unless `reduce` moved
+    /// those a record holds to `held`.
     pub connections: Vec<RemoteConnection>,
+    /// Connections whose id a record holds, kept only as far as a plan and the ledger read them
+    /// (see `reduce`). Empty unless `reduce` filled it.
+    pub held: Vec<HeldConnection>,
+}
+
+/// A listed connection whose id a record already holds: what a plan reads of it (that it exists,
+/// its state) and what the ledger records of it (state, error, outputs). A plan never adopts it nor
+/// counts it as a near-match (adoption is one-to-one), so the rest of its fields is not needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldConnection {
+    pub id: String,
+    pub state: Option<RemoteState>,
+    pub error_message: Option<String>,
+    /// Boxed: all absent for most connections, and a listing can hold a million of these.
+    pub outputs: Option<Box<EndpointOutputs>>,
+}
+
+/// What a plan and the ledger read of any listed connection, held or not.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListedState<'a> {
+    pub(crate) state: Option<&'a RemoteState>,
+    pub(crate) error_message: Option<&'a String>,
+    pub(crate) outputs: Option<&'a EndpointOutputs>,
+}
+
+impl ListedState<'_> {
+    /// The outputs, all absent when none were reported.
+    pub(crate) fn outputs(&self) -> EndpointOutputs {
+        self.outputs.cloned().unwrap_or_default()
+    }
+}
+
+impl RemoteListing {
+    /// A listing of `connections`, none of them reduced.
+    pub fn new(connections: Vec<RemoteConnection>) -> RemoteListing {
+        RemoteListing {
+            connections,
+            held: Vec::new(),
+        }
+    }
+
+    /// Moves each connection whose id `is_held` (an id a record holds) to `held`, keeping only what
+    /// a plan and the ledger read of it. A plan of the reduced listing is the plan of the whole one:
+    /// adoption and near-matches skip every id a record holds. Listing order is kept within each part.
+    pub fn reduce(&mut self, is_held: impl Fn(&str) -> bool) {
+        let (held, free): (Vec<_>, Vec<_>) = std::mem::take(&mut self.connections)
+            .into_iter()
+            .partition(|c| is_held(&c.id));
+        self.connections = free;
+        self.held.reserve_exact(held.len());
+        self.held.extend(held.into_iter().map(|c| {
+            let outputs = (c.outputs != EndpointOutputs::default()).then(|| Box::new(c.outputs));
+            HeldConnection {
+                id: c.id,
+                state: c.state,
+                error_message: c.error_message,
+                outputs,
+            }
+        }));
+    }
+
+    /// Every listed connection's id with what is read of it, the unreduced ones first.
+    pub(crate) fn states(&self) -> impl Iterator<Item = (&str, ListedState<'_>)> {
+        let free = self.connections.iter().map(|c| {
+            (
+                c.id.as_str(),
+                ListedState {
+                    state: c.state.as_ref(),
+                    error_message: c.error_message.as_ref(),
+                    outputs: Some(&c.outputs),
+                },
+            )
+        });
+        let held = self.held.iter().map(|h| {
+            (
+                h.id.as_str(),
+                ListedState {
+                    state: h.state.as_ref(),
+                    error_message: h.error_message.as_ref(),
+                    outputs: h.outputs.as_deref(),
+                },
+            )
+        });
+        free.chain(held)
+    }
 }
 
 /// Complete listings of the projects that were listed. A project without an entry was not listed,

@@ -4,7 +4,7 @@
 use super::Reconciler;
 use super::decide::{self, Attempts, Next, Op};
 use crate::atlas::{ApiError, ErrorClass};
-use crate::model::{GroupId, RemoteConnection};
+use crate::model::{FxSet, GroupId, RemoteConnection};
 use crate::plan::{Listings, RemoteListing};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -35,7 +35,7 @@ impl Reconciler {
                 let Some(permit) = gate.admit(&self.global, cancel).await else {
                     return Err(Abandon::Cancelled);
                 };
-                let result = pager.next_page().await;
+                let result = pager.advance().await;
                 permit.observe(&match &result {
                     Ok(_) => pager.rate_limit(),
                     Err(e) => e.rate_limit,
@@ -98,9 +98,12 @@ impl Reconciler {
     }
 
     /// Lists `groups` in parallel. Returns complete listings, and why each other project could not be listed.
+    /// Each listing is reduced (`RemoteListing::reduce`) as it arrives: the connections whose id is
+    /// in `held` keep only what a plan and the ledger read.
     pub(super) async fn list_projects(
         &self,
         groups: &BTreeSet<GroupId>,
+        held: &FxSet<&str>,
         cancel: &CancellationToken,
     ) -> (Listings, BTreeMap<GroupId, String>) {
         let mut listings = Listings::new();
@@ -112,7 +115,9 @@ impl Reconciler {
         while let Some((group, result)) = tasks.next().await {
             match result {
                 Ok(connections) => {
-                    listings.insert(group.clone(), RemoteListing { connections });
+                    let mut listing = RemoteListing::new(connections);
+                    listing.reduce(|id| held.contains(id));
+                    listings.insert(group.clone(), listing);
                 }
                 Err(Abandon::Cancelled) => {
                     failures.insert(group.clone(), "interrupted".to_string());

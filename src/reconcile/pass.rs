@@ -6,13 +6,15 @@ use super::Reconciler;
 use super::clock::now_unix;
 use super::create::{CreateJob, CreateOutcome, near_match_reason};
 use crate::ledger::{Change, LedgerError};
-use crate::lock::LockExt;
 use crate::metrics;
-use crate::model::{DesiredLink, DesiredState, GroupId, LinkKey, Phase, Record, RemoteConnection};
-use crate::plan::{self, Action, CreateReason, Listings};
+use crate::model::{
+    DesiredLink, DesiredState, EndpointOutputs, FxMap, FxSet, GroupId, LinkKey, Phase, Record,
+};
+use crate::phases;
+use crate::plan::{self, Action, CreateReason, ListedState, Listings};
 use crate::report::{FailedLink, PassReport};
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,10 @@ pub enum PassError {
     #[error("could not read the ledger")]
     Ledger(#[from] LedgerError),
 }
+
+/// How many remote-state changes wait for the ledger at once: two of its group commits' worth
+/// (it takes up to 4,096 queued changes per transaction), so it never waits for the pass.
+const REMOTE_STATE_WRITES: usize = 8192;
 
 /// A create the plan asks for, before the pass hands it to a task.
 struct Job {
@@ -50,24 +56,35 @@ impl Reconciler {
         // The writer's copy in memory (see `LedgerHandle::snapshot`), let go before the gauges take
         // the next one.
         let records = self.ledger.snapshot().await?;
+        phases::mark("ledger read");
         let settings = self.policy.plan_settings();
         let first = plan::plan(desired, &records, &Listings::new(), now, &settings);
+        phases::mark("first plan");
         let mut to_list: BTreeSet<GroupId> = first.projects_to_list();
+        // An action for every link: let go of them before the listings arrive.
+        drop(first);
         if options.list_all {
             to_list.extend(desired.projects.keys().cloned());
             to_list.extend(records.iter().map(|r| r.key.group_id.clone()));
         }
 
-        let (listings, list_failures) = self.list_projects(&to_list, cancel).await;
+        // Each listing is reduced as it arrives (`RemoteListing::reduce`): of the connections that
+        // records hold, only what the plan and the ledger read is kept.
+        let held: FxSet<&str> = if to_list.is_empty() {
+            FxSet::default()
+        } else {
+            records
+                .iter()
+                .filter_map(|r| r.atlas_id.as_deref())
+                .collect()
+        };
+        let (listings, list_failures) = self.list_projects(&to_list, &held, cancel).await;
+        drop(held);
+        phases::mark("listings");
         let plan = plan::plan(desired, &records, &listings, now, &settings);
+        phases::mark("second plan");
         self.record_remote_states(&records, &listings, now).await?;
-
-        // Ids that a record already holds, or that this pass adopts or creates: never adopted twice.
-        let claimed: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(
-            records.iter().filter_map(|r| r.atlas_id.clone()).collect(),
-        ));
-        let prior_attempts: HashMap<&LinkKey, u32> =
-            records.iter().map(|r| (&r.key, r.attempts)).collect();
+        phases::mark("remote states recorded");
 
         let mut jobs: BTreeMap<GroupId, Vec<Job>> = BTreeMap::new();
         let mut adoptions = Vec::new();
@@ -162,12 +179,22 @@ impl Reconciler {
                 .map(|(link, remote)| self.record_adoption(link, remote)),
         )
         .await?;
+        // Ids that a record already holds, or that this pass adopts or creates: never adopted twice.
+        // Only creates read them (and their prior attempts): a pass with none builds neither.
+        let mut claimed: HashSet<String> = HashSet::new();
+        let mut prior_attempts: HashMap<&LinkKey, u32> = HashMap::new();
+        if !jobs.is_empty() {
+            claimed.extend(records.iter().filter_map(|r| r.atlas_id.clone()));
+            prior_attempts.extend(records.iter().map(|r| (&r.key, r.attempts)));
+        }
         for (link, remote) in adoptions {
-            claimed.lock_or_recover().insert(remote.id.clone());
+            claimed.insert(remote.id.clone());
             tracing::info!(link = %link.key, atlas_id = %remote.id, "adopted an existing connection");
             report.adopted.push(link.key);
         }
+        let claimed = Arc::new(Mutex::new(claimed));
 
+        phases::mark("actions sorted");
         let total: usize = jobs.values().map(Vec::len).sum();
         if let Some(p) = &options.progress {
             p.start(desired.link_count() as u64, total as u64);
@@ -257,7 +284,9 @@ impl Reconciler {
         drop(projects);
         drop(prior_attempts);
         drop(records);
+        phases::mark("pass done");
         self.update_gauges(desired, &report).await;
+        phases::mark("gauges");
         Ok(report)
     }
 
@@ -268,31 +297,34 @@ impl Reconciler {
         listings: &Listings,
         now: i64,
     ) -> Result<(), LedgerError> {
-        let by_id: HashMap<&str, &RemoteConnection> = listings
-            .values()
-            .flat_map(|l| l.connections.iter())
-            .map(|c| (c.id.as_str(), c))
-            .collect();
+        let by_id: FxMap<&str, ListedState<'_>> =
+            listings.values().flat_map(|l| l.states()).collect();
         let changes = records.iter().filter_map(|record| {
             let id = record.atlas_id.as_deref()?;
             // Only a listing of the record's own project speaks for it.
             listings.get(&record.key.group_id)?;
             let remote = by_id.get(id)?;
-            let state = remote.state.as_ref()?;
+            let state = remote.state?;
+            let no_outputs = EndpointOutputs::default();
+            let outputs = remote.outputs.unwrap_or(&no_outputs);
             let changed = record.remote_state.as_ref() != Some(state)
-                || record.remote_error != remote.error_message
-                || record.outputs != remote.outputs;
+                || record.remote_error.as_ref() != remote.error_message
+                || record.outputs != *outputs;
             changed.then(|| Change::RemoteState {
                 key: record.key.clone(),
                 state: state.clone(),
-                error: remote.error_message.clone(),
-                outputs: remote.outputs.clone(),
+                error: remote.error_message.cloned(),
+                outputs: remote.outputs(),
                 at_unix: now,
             })
         });
-        // Concurrently, so the ledger commits them in a few transactions rather than one each.
-        futures::future::try_join_all(changes.map(|c| self.ledger.apply(c))).await?;
-        Ok(())
+        // Concurrently, so the ledger commits them in a few transactions rather than one each; but
+        // a bounded number at a time: after Atlas filled in its outputs, every record changes, and a
+        // million changes and their waiting futures at once cost gigabytes.
+        futures::stream::iter(changes.map(|c| self.ledger.apply(c)))
+            .buffer_unordered(REMOTE_STATE_WRITES)
+            .try_for_each(|()| futures::future::ready(Ok(())))
+            .await
     }
 
     /// `atlas_linkd_links{status}` and `atlas_linkd_remote_links{state}` after a pass.

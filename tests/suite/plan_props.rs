@@ -127,12 +127,20 @@ proptest! {
                         ..Default::default()
                     })
                     .collect();
-                (gid(*g), RemoteListing { connections })
+                (gid(*g), RemoteListing::new(connections))
             })
             .collect();
 
         let p = plan(&desired, &records, &listings, NOW, &SETTINGS);
         prop_assert_eq!(&p, &plan(&desired, &records, &listings, NOW, &SETTINGS));
+
+        // Listings reduced to what a plan reads of the connections that records hold plan the same.
+        let held_ids: HashSet<&str> = records.iter().filter_map(|r| r.atlas_id.as_deref()).collect();
+        let mut reduced = listings.clone();
+        for listing in reduced.values_mut() {
+            listing.reduce(|id| held_ids.contains(id));
+        }
+        prop_assert_eq!(&p, &plan(&desired, &records, &reduced, NOW, &SETTINGS));
 
         // Every declared or recorded key exactly once, in order.
         let keys: Vec<&LinkKey> = p.actions.iter().map(Action::key).collect();

@@ -100,7 +100,7 @@ fn failed(l: &DesiredLink, next: i64) -> Record {
 }
 
 fn listing(group: u8, conns: Vec<RemoteConnection>) -> Listings {
-    Listings::from([(g(group), RemoteListing { connections: conns })])
+    Listings::from([(g(group), RemoteListing::new(conns))])
 }
 
 /// Of `projects_to_list`, those that `listings` does not cover yet.
@@ -518,6 +518,78 @@ fn actions_are_sorted_and_counted_and_serialise_stably() {
     assert_eq!(json["actions"][1]["groupId"], g(1).to_string());
     assert_eq!(json["actions"][1]["spec"]["vendor"], "MSK");
     assert_eq!(json["actions"][1]["source"], "m.yaml:3");
+}
+
+#[test]
+fn reduce_keeps_of_held_connections_what_is_read_and_the_rest_whole() {
+    let spec = msk("a");
+    let mut held_one = remote("h1", &spec);
+    held_one.state = Some(RemoteState::Failed);
+    held_one.error_message = Some("boom".into());
+    held_one.outputs.interface_endpoint_id = Some("vpce-1".into());
+    let free = remote("f1", &msk("b"));
+    let held_two = remote("h2", &msk("c"));
+    let mut l = RemoteListing::new(vec![held_one, free.clone(), held_two]);
+    l.reduce(|id| id.starts_with('h'));
+
+    assert_eq!(l.connections, [free]);
+    assert_eq!(l.held.len(), 2);
+    assert_eq!(l.held[0].id, "h1");
+    assert_eq!(l.held[0].state, Some(RemoteState::Failed));
+    assert_eq!(l.held[0].error_message.as_deref(), Some("boom"));
+    assert_eq!(
+        l.held[0]
+            .outputs
+            .as_deref()
+            .and_then(|o| o.interface_endpoint_id.as_deref()),
+        Some("vpce-1")
+    );
+    // No outputs reported: nothing boxed.
+    assert_eq!(l.held[1].id, "h2");
+    assert!(l.held[1].outputs.is_none());
+    let ids: Vec<&str> = l.states().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["f1", "h1", "h2"]);
+    let (_, h1) = l.states().nth(1).unwrap();
+    assert_eq!(
+        h1.outputs().interface_endpoint_id.as_deref(),
+        Some("vpce-1")
+    );
+}
+
+#[test]
+fn a_reduced_listing_plans_as_the_whole_one() {
+    let kept = link(1, "kept", msk("k"));
+    let gone = link(1, "gone", msk("g"));
+    let new = link(1, "new", msk("n"));
+    let near = link(1, "near", msk("x"));
+    let recs = [
+        record(&kept, Phase::Created, Some("id-kept")),
+        record(&gone, Phase::Adopted, Some("id-gone")),
+    ];
+    let mut kept_remote = remote("id-kept", &msk("k"));
+    kept_remote.state = Some(RemoteState::Working);
+    let mut other = remote("id-other", &msk("x"));
+    other.authentication_scheme = Some("SASL_SSL".into());
+    let whole = listing(
+        1,
+        vec![
+            kept_remote,
+            remote("id-new", &msk("n")),
+            remote("id-g2", &msk("g")),
+            other,
+        ],
+    );
+    let mut reduced = whole.clone();
+    let held = ["id-kept", "id-gone"];
+    for l in reduced.values_mut() {
+        l.reduce(|id| held.contains(&id));
+        assert_eq!(l.held.len(), 1);
+    }
+    let d = desired(&[kept, gone, new, near]);
+    let p = plan(&d, &recs, &whole, NOW, &S);
+    assert_eq!(p, plan(&d, &recs, &reduced, NOW, &S));
+    let kinds: Vec<&str> = p.actions.iter().map(Action::kind).collect();
+    assert_eq!(kinds, ["adopt", "unchanged", "conflict", "adopt"]);
 }
 
 mod in_flight;
