@@ -292,9 +292,11 @@ fn project_schema(rules: Vec<Value>) -> Value {
                 "type": "string",
                 "pattern": GROUP_ID_PATTERN,
             },
+            // Not a `$ref` with a sibling: draft-07 ignores keywords beside `$ref`.
             name: {
                 "description": "A note for readers of the file; otherwise unused.",
-                "$ref": "#/definitions/string",
+                "type": "string",
+                "pattern": TRIMMED_PATTERN,
             },
             defaults: {"$ref": "#/definitions/defaults"},
             links: {

@@ -57,6 +57,31 @@ fn the_committed_schema_is_the_commands_output() {
     assert!(jsonschema::draft7::meta::is_valid(&parsed));
 }
 
+/// Draft-07 ignores keywords beside `$ref`, so a description or constraint there would be lost.
+#[test]
+fn no_ref_has_siblings() {
+    fn walk(v: &Value, at: &str) {
+        match v {
+            Value::Object(map) => {
+                assert!(
+                    !map.contains_key("$ref") || map.len() == 1,
+                    "{at}: `$ref` with siblings"
+                );
+                for (k, v) in map {
+                    walk(v, &format!("{at}/{k}"));
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(&schema::manifest_schema(), "#");
+}
+
 #[test]
 fn every_valid_manifest_passes_the_schema() {
     let mut files = manifest::discover(&[root().join("config/manifests")]).unwrap();
