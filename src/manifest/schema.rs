@@ -144,8 +144,10 @@ fn auth_pattern() -> String {
     any_case_pattern(AuthScheme::ALL.iter().map(|a| a.as_str()))
 }
 
+const TRIMMED_MESSAGE: &str = "must not be empty or have leading or trailing spaces";
+
 fn string_schema() -> Value {
-    json!({"type": "string", "pattern": TRIMMED_PATTERN})
+    json!({"type": "string", "pattern": TRIMMED_PATTERN, "patternErrorMessage": TRIMMED_MESSAGE})
 }
 
 fn string_ref() -> Value {
@@ -191,9 +193,14 @@ fn field_schema(field: LinkField, in_link: bool) -> Value {
         if let Some(max) = max_items(field) {
             s.insert("maxItems".into(), max.into());
         }
-    } else if let (true, Some((pattern, _))) = (in_link, &vocabulary) {
+    } else if let (true, Some((pattern, values))) = (in_link, &vocabulary) {
         s.insert("type".into(), json!(["string", "null"]));
         s.insert("pattern".into(), pattern.clone().into());
+        // What yaml-language-server shows instead of the pattern itself.
+        s.insert(
+            "patternErrorMessage".into(),
+            format!("use one of {} (any case)", values.join(", ")).into(),
+        );
     } else {
         s.insert("anyOf".into(), json!([{"type": "null"}, string_ref()]));
     }
@@ -238,6 +245,7 @@ fn link_schema(rules: Vec<Value>) -> Value {
             "description": "A unique name for the link within its project: starts with a letter or digit; at most 100 letters, digits, `-`, `_` and `.`.",
             "type": "string",
             "pattern": LINK_NAME_PATTERN,
+            "patternErrorMessage": "a link name starts with a letter or digit and holds at most 100 letters, digits, `-`, `_` and `.`",
         }),
     );
     for field in LinkField::ALL {
@@ -291,12 +299,14 @@ fn project_schema(rules: Vec<Value>) -> Value {
                 "description": "The Atlas project id: 24 lower-case hex digits, as in the project's Atlas URL.",
                 "type": "string",
                 "pattern": GROUP_ID_PATTERN,
+                "patternErrorMessage": "an Atlas project id is 24 lower-case hex digits (0-9, a-f)",
             },
             // Not a `$ref` with a sibling: draft-07 ignores keywords beside `$ref`.
             name: {
                 "description": "A note for readers of the file; otherwise unused.",
                 "type": "string",
                 "pattern": TRIMMED_PATTERN,
+                "patternErrorMessage": TRIMMED_MESSAGE,
             },
             defaults: {"$ref": "#/definitions/defaults"},
             links: {
@@ -564,32 +574,42 @@ fn rules() -> Vec<Rule> {
     });
 
     // Values from `defaults` are checked only in the links that inherit them.
+    let one_of = |values: Vec<&str>| values.join(", ");
     let inherited = [
         (
             LinkField::Provider,
             provider_pattern(&Provider::ALL),
-            "not a provider: use AWS, AZURE or GCP",
+            format!(
+                "`provider` is not one of {} (any case)",
+                one_of(Provider::ALL.iter().map(|p| p.as_str()).collect())
+            ),
         ),
         (
             LinkField::Vendor,
             vendor_pattern(&Vendor::ALL),
-            "not a vendor",
+            format!(
+                "`vendor` is not one of {} (any case)",
+                one_of(Vendor::ALL.iter().map(|v| v.as_str()).collect())
+            ),
         ),
         (
             LinkField::AuthenticationScheme,
             auth_pattern(),
-            "not an authentication scheme: use TLS, SASL_SCRAM or IAM",
+            format!(
+                "`authenticationScheme` is not one of {} (any case)",
+                one_of(AuthScheme::ALL.iter().map(|a| a.as_str()).collect())
+            ),
         ),
         (
             LinkField::Arn,
             "^arn:aws:kafka".to_owned(),
-            "must start with `arn:aws:kafka` (the ARN of an MSK cluster)",
+            "`arn` must start with `arn:aws:kafka` (the ARN of an MSK cluster)".to_owned(),
         ),
     ];
-    for (field, pattern, what) in inherited {
+    for (field, pattern, message) in inherited {
         rules.push(Rule {
             atoms: vec![string_not(field, &pattern)],
-            message: format!("`{}` is {what}", field.key()),
+            message,
             // The link's own provider, vendor and scheme are checked by their properties' patterns.
             inherited_only: field != LinkField::Arn,
         });
