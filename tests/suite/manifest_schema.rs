@@ -319,19 +319,22 @@ fn candidates(key: &str) -> Vec<Value> {
     }
 }
 
-const KEYS: [&str; 11] = [
-    "provider",
-    "vendor",
-    "region",
-    "arn",
-    "serviceEndpointId",
-    "dnsDomain",
-    "dnsSubDomain",
-    "azureResourceIds",
-    "gcpConnectionIds",
-    "gcpServiceAttachmentUris",
-    "authenticationScheme",
-];
+/// The link fields, as the schema lists them (refused keys and `name` aside), so that a new field
+/// is generated too.
+fn link_keys() -> &'static [String] {
+    static KEYS: OnceLock<Vec<String>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let schema = schema::manifest_schema();
+        let properties = schema["definitions"]["link"]["properties"]
+            .as_object()
+            .unwrap();
+        properties
+            .iter()
+            .filter(|(k, v)| *k != "name" && v.get("not").is_none())
+            .map(|(k, _)| k.clone())
+            .collect()
+    })
+}
 
 /// One valid link (all its fields its own) per provider/vendor pair: the generator mutates these, so
 /// that most manifests are valid or nearly so, where the schema's rules matter.
@@ -361,8 +364,8 @@ type LinkPlan = (usize, Vec<bool>, Vec<(usize, usize)>);
 fn link_plan() -> impl Strategy<Value = LinkPlan> {
     (
         0usize..13,
-        proptest::collection::vec(proptest::bool::weighted(0.2), KEYS.len()),
-        proptest::collection::vec((0..KEYS.len(), 0usize..16), 0..3),
+        proptest::collection::vec(proptest::bool::weighted(0.2), link_keys().len()),
+        proptest::collection::vec((0..link_keys().len(), 0usize..16), 0..3),
     )
 }
 
@@ -379,7 +382,7 @@ proptest! {
     fn the_schema_refuses_only_what_the_validator_refuses(
         defaults in proptest::option::of(proptest::collection::vec(
             proptest::option::weighted(0.15, 0usize..16),
-            KEYS.len(),
+            link_keys().len(),
         )),
         links in proptest::collection::vec(link_plan(), 1..4),
     ) {
@@ -387,9 +390,9 @@ proptest! {
         let mut project = json!({"groupId": "32b6e34b3d91647abb20e7b8"});
         if let Some(d) = &defaults {
             let mut map = serde_json::Map::new();
-            for (key, choice) in KEYS.iter().zip(d) {
+            for (key, choice) in link_keys().iter().zip(d) {
                 if let Some(i) = choice {
-                    map.insert((*key).into(), pick(key, *i));
+                    map.insert(key.clone(), pick(key, *i));
                 }
             }
             project["defaults"] = Value::Object(map);
@@ -399,13 +402,13 @@ proptest! {
             .enumerate()
             .map(|(n, (seed, inherit, changes))| {
                 let mut link = seeds[*seed].as_object().unwrap().clone();
-                for (key, leave) in KEYS.iter().zip(inherit) {
+                for (key, leave) in link_keys().iter().zip(inherit) {
                     if *leave {
-                        link.remove(*key);
+                        link.remove(key);
                     }
                 }
                 for (k, i) in changes {
-                    link.insert(KEYS[*k].into(), pick(KEYS[*k], *i));
+                    link.insert(link_keys()[*k].clone(), pick(&link_keys()[*k], *i));
                 }
                 link.insert("name".into(), json!(format!("l{n}")));
                 Value::Object(link)
