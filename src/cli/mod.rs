@@ -8,6 +8,7 @@ mod ledger;
 mod load;
 mod once;
 mod plan;
+mod schema;
 mod validate;
 
 use crate::daemon;
@@ -55,6 +56,8 @@ pub(crate) enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Print the JSON Schema of the manifest format (for editors; `validate` stays the authority).
+    Schema,
     /// Show the ledger: every link atlas-linkd has recorded.
     Ledger {
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         #[cfg(feature = "fake")]
         Some(Command::Demo) => demo::run().await,
         Some(Command::Validate) => validate::run(cli.config.as_deref()),
+        Some(Command::Schema) => schema::run(),
         Some(Command::Ledger { output }) => ledger::run(cli.config.as_deref(), output),
         Some(Command::Plan { output, offline }) => {
             plan::run(cli.config.as_deref(), output, offline).await

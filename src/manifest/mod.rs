@@ -25,6 +25,7 @@ mod lines;
 mod merge;
 mod parse;
 mod problem;
+pub mod schema;
 mod set;
 mod walk;
 

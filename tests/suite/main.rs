@@ -16,5 +16,6 @@ mod ledger_memory;
 mod ledger_store;
 mod manifest_corpus;
 mod manifest_fingerprint;
+mod manifest_schema;
 mod plan_props;
 mod reconcile_pass;
