@@ -13,28 +13,12 @@
 
 use super::check::{forbidden_fields, required_fields};
 use super::fields::LinkField;
+use super::walk::{PROJECT_KEYS, READ_ONLY, TOP_KEYS};
 use crate::model::{AuthScheme, Provider, Vendor};
 use serde_json::{Map, Value, json};
 
 /// The schema's `$id`. The modeline in a manifest points at the file, not at this.
 pub const SCHEMA_ID: &str = "urn:atlas-linkd:manifest.schema.json";
-
-/// Keys of a manifest document and of a project entry. `walk.rs` keeps its own copies (private there);
-/// a test compares these with the keys its "unknown key" messages list.
-const TOP_KEYS: [&str; 1] = ["projects"];
-const PROJECT_KEYS: [&str; 4] = ["groupId", "name", "defaults", "links"];
-
-/// Fields Atlas reports but sets itself, refused in a link and in `defaults` (as in `walk.rs`; a test
-/// checks that the validator refuses each).
-const READ_ONLY: [&str; 7] = [
-    "_id",
-    "state",
-    "errorMessage",
-    "interfaceEndpointId",
-    "interfaceEndpointName",
-    "providerAccountId",
-    "links",
-];
 
 /// Mirrors `walk::link_name_ok` (a test compares the two on a set of names).
 const LINK_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$";

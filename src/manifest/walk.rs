@@ -8,8 +8,8 @@ use serde_yaml::{Mapping, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-/// Fields Atlas reports but sets itself.
-const READ_ONLY: [&str; 7] = [
+/// Fields Atlas reports but sets itself, refused in a link and in `defaults` (the schema uses this too).
+pub(super) const READ_ONLY: [&str; 7] = [
     "_id",
     "state",
     "errorMessage",
@@ -19,8 +19,9 @@ const READ_ONLY: [&str; 7] = [
     "links",
 ];
 
-const TOP_KEYS: [&str; 1] = ["projects"];
-const PROJECT_KEYS: [&str; 4] = ["groupId", "name", "defaults", "links"];
+/// Keys of a manifest document and of a project entry (the schema uses these too).
+pub(super) const TOP_KEYS: [&str; 1] = ["projects"];
+pub(super) const PROJECT_KEYS: [&str; 4] = ["groupId", "name", "defaults", "links"];
 
 /// A near miss among `known`, case-only misses included.
 pub(super) fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
