@@ -4,8 +4,10 @@
 //! 1 a pass ran but did not converge; 2 nothing was attempted (bad command line, invalid config or
 //! manifest, ledger in use, missing credentials).
 
+mod completions;
 mod ledger;
 mod load;
+mod man;
 mod once;
 mod plan;
 mod schema;
@@ -15,7 +17,7 @@ use crate::daemon;
 // Only the bundled fake's commands use these directly.
 #[cfg(feature = "fake")]
 use crate::{config::LogFormat, demo, exit::refuse, logging::init_logging};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,6 +71,13 @@ pub(crate) enum Command {
     /// Start the fake Atlas, reconcile the example manifests against it once, and show what happened.
     #[cfg(feature = "fake")]
     Demo,
+    /// Print a shell completion script on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `atlas-linkd man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +105,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Plan { output, offline }) => {
             plan::run(cli.config.as_deref(), output, offline).await
         }
+        Some(Command::Completions { shell }) => completions::run(shell, Cli::command()),
+        Some(Command::Man) => man::run(Cli::command()),
         None if cli.once => once::run(cli.config.as_deref(), cli.metrics_file.as_deref()).await,
         None => {
             let path = load::config_path(cli.config.as_deref());

@@ -14,6 +14,7 @@ mod fake_cli;
 mod notify_socket;
 mod notify_watch;
 mod once_binary;
+mod packaging;
 mod prom_promtool;
 mod prom_server;
 mod systemd_unit;
