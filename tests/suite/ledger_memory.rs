@@ -16,21 +16,7 @@ async fn the_rows_in_memory_equal_a_fresh_read_after_every_kind_of_write() {
     };
     let h = harness(fake, 2, 6, "").await;
     // Two links of project 0 exist already: `Adopted` rows.
-    for link in h
-        .desired
-        .projects
-        .values()
-        .next()
-        .unwrap()
-        .links
-        .values()
-        .take(2)
-    {
-        h.fake.insert(
-            link.key.group_id.as_str(),
-            serde_json::from_str(&link.spec.to_json()).unwrap(),
-        );
-    }
+    h.insert_existing(2);
     let r = wiring::start(&h.config, h.metrics.clone(), &test_env).unwrap();
     let options = PassOptions {
         list_all: true,

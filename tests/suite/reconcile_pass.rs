@@ -48,21 +48,7 @@ async fn existing_connections_are_adopted_and_a_409_is_counted_then_resolved() {
     });
     let h = harness(fake, 2, 5, "").await;
     // Two links of project 0 exist already.
-    for link in h
-        .desired
-        .projects
-        .values()
-        .next()
-        .unwrap()
-        .links
-        .values()
-        .take(2)
-    {
-        h.fake.insert(
-            link.key.group_id.as_str(),
-            serde_json::from_str(&link.spec.to_json()).unwrap(),
-        );
-    }
+    h.insert_existing(2);
     let report = h.pass().await;
     assert!(report.converged(), "{}", report.to_text());
     assert_eq!(report.conflicts, 1);

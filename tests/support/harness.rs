@@ -103,6 +103,18 @@ pub(crate) async fn harness(
 }
 
 impl Harness {
+    /// Puts the first `n` declared links of the first project into the fake, as if another tool (or an
+    /// earlier run) had created them: a pass must adopt them, not create them again.
+    pub(crate) fn insert_existing(&self, n: usize) {
+        let project = self.desired.projects.values().next().unwrap();
+        for link in project.links.values().take(n) {
+            self.fake.insert(
+                link.key.group_id.as_str(),
+                serde_json::from_str(&link.spec.to_json()).unwrap(),
+            );
+        }
+    }
+
     /// One pass through the library, with a fresh executor and the options `--once` uses.
     pub(crate) async fn pass(&self) -> PassReport {
         let r = wiring::start(&self.config, self.metrics.clone(), &test_env).unwrap();
