@@ -103,6 +103,12 @@ impl Action {
         }
     }
 
+    /// Whether its project must be listed (completely) before the pass acts on it: a create, or a
+    /// create that may be in flight. See `Plan::projects_to_list`.
+    pub fn needs_listing(&self) -> bool {
+        matches!(self, Action::Create { .. } | Action::InFlight { .. })
+    }
+
     /// The category name used in JSON and reports.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
@@ -234,7 +240,7 @@ impl Plan {
     pub fn projects_to_list(&self) -> BTreeSet<GroupId> {
         self.actions
             .iter()
-            .filter(|a| matches!(a, Action::Create { .. } | Action::InFlight { .. }))
+            .filter(|a| a.needs_listing())
             .map(|a| a.key().group_id.clone())
             .collect()
     }

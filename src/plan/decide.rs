@@ -25,6 +25,24 @@ pub fn plan(
     now_unix: i64,
     settings: &PlanSettings,
 ) -> Plan {
+    let mut actions = Vec::with_capacity(desired.link_count().max(records.len()));
+    plan_each(desired, records, listings, now_unix, settings, |a| {
+        actions.push(a)
+    });
+    Plan { actions }
+}
+
+/// `plan`, handing each action to `each` in the plan's order instead of collecting them: a pass
+/// acts on them one at a time, and a plan of a million links, nearly all unchanged, would
+/// otherwise be held whole (well over 100 MB) only to be counted.
+pub fn plan_each(
+    desired: &DesiredState,
+    records: &[Record],
+    listings: &Listings,
+    now_unix: i64,
+    settings: &PlanSettings,
+    mut each: impl FnMut(Action),
+) {
     // Desired links come in key order (nested BTreeMaps); with records in key order too (as
     // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
     // sorted plan, with no hashing and no sort.
@@ -47,10 +65,9 @@ pub fn plan(
         phase: r.phase,
     };
     let mut pending = sorted.iter().copied().peekable();
-    let mut actions = Vec::with_capacity(desired.link_count().max(records.len()));
     for link in desired.links() {
         while let Some(r) = pending.next_if(|r| r.key < link.key) {
-            actions.push(orphan(r));
+            each(orphan(r));
         }
         // A duplicated key in `records` cannot come from the ledger (it is the primary key);
         // the first one wins and the rest are skipped.
@@ -62,7 +79,7 @@ pub fn plan(
             Some(r) => match r.phase {
                 Phase::Created | Phase::Adopted => {
                     if !same_spec(r, link) {
-                        actions.push(Action::Changed {
+                        each(Action::Changed {
                             key: link.key.clone(),
                             atlas_id: r.atlas_id.clone(),
                             recorded: r.fingerprint,
@@ -77,7 +94,7 @@ pub fn plan(
                         (Some(id), ix) => {
                             // A listing is fresher than the record.
                             let fresh = ix.and_then(|ix| ix.by_id.get(id.as_str()));
-                            actions.push(Action::Unchanged {
+                            each(Action::Unchanged {
                                 key: link.key.clone(),
                                 atlas_id: id.clone(),
                                 remote_state: match fresh {
@@ -96,7 +113,7 @@ pub fn plan(
                 Phase::Failed => {
                     let due = r.next_attempt_unix.is_none_or(|t| t <= now_unix);
                     if !due && same_spec(r, link) {
-                        actions.push(Action::Waiting {
+                        each(Action::Waiting {
                             key: link.key.clone(),
                             until_unix: r.next_attempt_unix.unwrap_or(now_unix),
                             attempts: r.attempts,
@@ -117,14 +134,14 @@ pub fn plan(
             && let Some(remote) = ix.find(&link.spec, claimed.get())
         {
             claimed.get().insert(remote.id.as_str());
-            actions.push(Action::Adopt {
+            each(Action::Adopt {
                 link: Box::new(link.clone()),
                 remote: Box::new(remote.clone()),
             });
         } else if let Some(ix) = index
             && let Some((remote, fields)) = ix.near(&link.spec, claimed.get())
         {
-            actions.push(Action::Conflict {
+            each(Action::Conflict {
                 link: Box::new(link.clone()),
                 remote_id: remote.id.clone(),
                 fields,
@@ -132,17 +149,16 @@ pub fn plan(
         } else if let Some(until_unix) = in_flight_until
             && now_unix < until_unix
         {
-            actions.push(Action::InFlight {
+            each(Action::InFlight {
                 link: Box::new(link.clone()),
                 until_unix,
             });
         } else {
-            actions.push(Action::Create {
+            each(Action::Create {
                 link: Box::new(link.clone()),
                 reason,
             });
         }
     }
-    actions.extend(pending.map(orphan));
-    Plan { actions }
+    pending.for_each(|r| each(orphan(r)));
 }

@@ -61,7 +61,7 @@ mod index;
 
 pub(crate) use action::Plan;
 pub use action::{Action, CreateReason};
-pub use decide::plan;
+pub use decide::{plan, plan_each};
 
 use crate::model::{EndpointOutputs, GroupId, RemoteConnection, RemoteState};
 use std::collections::BTreeMap;
