@@ -17,7 +17,7 @@ use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +58,15 @@ impl Reconciler {
         let records = self.ledger.snapshot().await?;
         phases::mark("ledger read");
         let settings = self.policy.plan_settings();
-        let first = plan::plan(desired, &records, &Listings::new(), now, &settings);
+        // Of the first plan, only which projects it needs listed (`Plan::projects_to_list`): its
+        // actions, one for every link, are not kept.
+        let mut to_list: BTreeSet<GroupId> = BTreeSet::new();
+        plan::plan_each(desired, &records, &Listings::new(), now, &settings, |a| {
+            if a.needs_listing() {
+                to_list.insert(a.key().group_id.clone());
+            }
+        });
         phases::mark("first plan");
-        let mut to_list: BTreeSet<GroupId> = first.projects_to_list();
-        // An action for every link: let go of them before the listings arrive.
-        drop(first);
         if options.list_all {
             to_list.extend(desired.projects.keys().cloned());
             to_list.extend(records.iter().map(|r| r.key.group_id.clone()));
@@ -81,14 +85,15 @@ impl Reconciler {
         let (listings, list_failures) = self.list_projects(&to_list, &held, cancel).await;
         drop(held);
         phases::mark("listings");
-        let plan = plan::plan(desired, &records, &listings, now, &settings);
-        phases::mark("second plan");
+        // Before the second plan, which reads the snapshot taken above and not the ledger, so these
+        // writes do not change it.
         self.record_remote_states(&records, &listings, now).await?;
         phases::mark("remote states recorded");
 
         let mut jobs: BTreeMap<GroupId, Vec<Job>> = BTreeMap::new();
         let mut adoptions = Vec::new();
-        for action in plan.actions {
+        // Each action is handled as the plan makes it: a plan held whole would be an action per link.
+        plan::plan_each(desired, &records, &listings, now, &settings, |action| {
             match action {
                 Action::Create { link, reason } => {
                     // The guard of "never a duplicate": a create needs a complete listing of its
@@ -170,7 +175,8 @@ impl Reconciler {
                     }
                 }
             }
-        }
+        });
+        phases::mark("second plan");
 
         // Concurrently, so the ledger commits them in a few transactions rather than one each.
         futures::future::try_join_all(
@@ -297,27 +303,29 @@ impl Reconciler {
         listings: &Listings,
         now: i64,
     ) -> Result<(), LedgerError> {
-        let by_id: FxMap<&str, ListedState<'_>> =
-            listings.values().flat_map(|l| l.states()).collect();
-        let changes = records.iter().filter_map(|record| {
-            let id = record.atlas_id.as_deref()?;
-            // Only a listing of the record's own project speaks for it.
-            listings.get(&record.key.group_id)?;
-            let remote = by_id.get(id)?;
-            let state = remote.state?;
-            let no_outputs = EndpointOutputs::default();
-            let outputs = remote.outputs.unwrap_or(&no_outputs);
-            let changed = record.remote_state.as_ref() != Some(state)
-                || record.remote_error.as_ref() != remote.error_message
-                || record.outputs != *outputs;
-            changed.then(|| Change::RemoteState {
-                key: record.key.clone(),
-                state: state.clone(),
-                error: remote.error_message.cloned(),
-                outputs: remote.outputs(),
-                at_unix: now,
+        // Project by project (records come sorted by key, so a project's records are together): the
+        // states of one listing at a time are indexed, not those of every listing at once, which at
+        // a million connections took more memory than anything else at this point of the pass.
+        // A record whose project was listed is looked up in every listing, as it always was; the
+        // index of all of them is built only when its own listing does not show its id.
+        let all: OnceLock<FxMap<&str, ListedState<'_>>> = OnceLock::new();
+        let all = &all;
+        let changes = records
+            .chunk_by(|a, b| a.key.group_id == b.key.group_id)
+            .filter_map(|project| {
+                // Only a listing of the record's own project speaks for it.
+                let listing = listings.get(&project[0].key.group_id)?;
+                let own: FxMap<&str, ListedState<'_>> = listing.states().collect();
+                Some(project.iter().filter_map(move |record| {
+                    let id = record.atlas_id.as_deref()?;
+                    let remote = own.get(id).or_else(|| {
+                        all.get_or_init(|| listings.values().flat_map(|l| l.states()).collect())
+                            .get(id)
+                    })?;
+                    remote_state_change(record, remote, now)
+                }))
             })
-        });
+            .flatten();
         // Concurrently, so the ledger commits them in a few transactions rather than one each; but
         // a bounded number at a time: after Atlas filled in its outputs, every record changes, and a
         // million changes and their waiting futures at once cost gigabytes.
@@ -363,4 +371,21 @@ impl Reconciler {
             m.set_remote_states(states.iter().map(|(s, n)| (s.as_str(), *n)));
         }
     }
+}
+
+/// The change that records what a listing shows of a recorded connection, if it differs.
+fn remote_state_change(record: &Record, remote: &ListedState<'_>, now: i64) -> Option<Change> {
+    let state = remote.state?;
+    let no_outputs = EndpointOutputs::default();
+    let outputs = remote.outputs.unwrap_or(&no_outputs);
+    let changed = record.remote_state.as_ref() != Some(state)
+        || record.remote_error.as_ref() != remote.error_message
+        || record.outputs != *outputs;
+    changed.then(|| Change::RemoteState {
+        key: record.key.clone(),
+        state: state.clone(),
+        error: remote.error_message.cloned(),
+        outputs: remote.outputs(),
+        at_unix: now,
+    })
 }
