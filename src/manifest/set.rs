@@ -94,6 +94,9 @@ struct Entry {
 #[derive(Debug)]
 struct InUse {
     entries: Vec<Entry>,
+    /// The content hash of the bytes this version was parsed from: a file written back to exactly
+    /// this (a broken edit undone) is this version again, not a change.
+    hash: Option<u64>,
 }
 
 /// One project entry, as the project's label and existence need it.
@@ -250,7 +253,10 @@ impl ManifestSet {
             ..ManifestSet::default()
         };
         for (seen, m) in &good {
-            let in_use = set.declare(m);
+            let in_use = InUse {
+                hash: seen.map(|s| s.hash),
+                ..set.declare(m)
+            };
             set.files.insert(
                 m.file.clone(),
                 FileState {
@@ -339,9 +345,18 @@ impl ManifestSet {
                     }
                 }
                 Look::Parsed(seen, Ok(m)) => {
+                    let in_use_again = matches!(
+                        (&state.in_use, seen),
+                        (Some(InUse { hash: Some(h), .. }), Some(s)) if *h == s.hash
+                    );
                     state.seen = seen;
                     state.current = Current::InUse;
-                    candidates.push(m);
+                    // Back to the bytes of the version in use (a broken edit undone): nothing changes,
+                    // so it is no candidate, and a clash among the files that do change cannot count
+                    // it invalid.
+                    if !in_use_again {
+                        candidates.push(m);
+                    }
                 }
                 Look::Parsed(seen, Err(Problems(p))) => {
                     state.seen = seen;
@@ -565,7 +580,10 @@ impl ManifestSet {
                 }
             }
             if let Some(state) = self.files.get_mut(&m.file) {
-                state.in_use = Some(in_use);
+                state.in_use = Some(InUse {
+                    hash: state.seen.map(|s| s.hash),
+                    ..in_use
+                });
                 state.current = Current::InUse;
             }
         }
@@ -623,7 +641,10 @@ fn declare_into(
             }
         })
         .collect();
-    InUse { entries }
+    InUse {
+        entries,
+        hash: None,
+    }
 }
 
 /// A labelled project entry at its place in path then file order.
