@@ -39,6 +39,19 @@ fn age(path: &Path) {
         .unwrap();
 }
 
+/// Makes the set believe `path`'s metadata is exactly what it saw when it last read the file, as
+/// when a write lands within the same timestamp tick (a test cannot stop the file system's clock).
+fn metadata_as_if_unchanged(set: &mut ManifestSet, path: &Path) {
+    let now = Identity::of(&std::fs::metadata(path).unwrap());
+    set.files
+        .get_mut(path)
+        .unwrap()
+        .seen
+        .as_mut()
+        .unwrap()
+        .identity = now;
+}
+
 #[test]
 fn a_broken_file_keeps_its_last_good_links_and_a_deleted_file_drops_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,14 +225,7 @@ fn a_write_within_the_same_tick_as_the_read_is_still_seen() {
     // Same size, other bytes; and the file system's clock did not tick: the metadata is exactly as
     // it was when the load read the file (forced here, since a test cannot stop the clock).
     std::fs::write(&a, file("a", &["a2"])).unwrap();
-    let now = Identity::of(&std::fs::metadata(&a).unwrap());
-    set.files
-        .get_mut(&a)
-        .unwrap()
-        .seen
-        .as_mut()
-        .unwrap()
-        .identity = now;
+    metadata_as_if_unchanged(&mut set, &a);
     let r = set.refresh(&paths);
     assert!(r.changed);
     assert_eq!(names(&set), ["a2"]);
@@ -231,14 +237,7 @@ fn a_write_within_the_same_tick_as_the_read_is_still_seen() {
     let before = set.read_counts();
     std::fs::write(&a, file("a", &["a3"])).unwrap();
     age(&a);
-    let now = Identity::of(&std::fs::metadata(&a).unwrap());
-    set.files
-        .get_mut(&a)
-        .unwrap()
-        .seen
-        .as_mut()
-        .unwrap()
-        .identity = now;
+    metadata_as_if_unchanged(&mut set, &a);
     set.refresh(&paths);
     assert_eq!(set.read_counts(), before);
     assert_eq!(names(&set), ["a2"]);
