@@ -19,7 +19,8 @@ pub(crate) fn config_path(flag: Option<&Path>) -> PathBuf {
 /// Loads the config and every manifest, printing every problem. `None` means exit 2.
 pub(crate) fn load(flag: Option<&Path>) -> Option<(Config, DesiredState)> {
     let config = load_config(flag)?;
-    match manifest::load(&config.manifests) {
+    let limits = manifest::ReadLimits::new(config.limits.manifest_file_max_bytes);
+    match manifest::load_with(&config.manifests, &limits) {
         Ok(desired) => Some((config, desired)),
         Err(problems) => {
             for p in &problems.0 {

@@ -5,8 +5,9 @@ use super::error::Problem;
 use super::raw::DEFAULT_RESERVE;
 use super::read::{Read, read};
 use super::{
-    AtlasSettings, BASE_URL_ENV, CONFIG_ENV, Config, ConfigError, DEFAULT_CONFIG_PATH, LogSettings,
-    MetricsSettings, RateLimitSettings, ReconcileSettings, RetrySettings, ranges,
+    AtlasSettings, BASE_URL_ENV, CONFIG_ENV, Config, ConfigError, DEFAULT_CONFIG_PATH,
+    LimitSettings, LogSettings, MetricsSettings, RateLimitSettings, ReconcileSettings,
+    RetrySettings, ranges,
 };
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -364,6 +365,13 @@ impl Config {
             );
         }
 
+        c.range(
+            "limits.manifest_file_max_bytes",
+            raw.limits.manifest_file_max_bytes,
+            &ranges::MANIFEST_FILE_MAX_BYTES,
+            Unit::Count,
+        );
+
         if raw.manifests.is_empty() {
             c.push(
                 "manifests",
@@ -438,6 +446,9 @@ impl Config {
             metrics: MetricsSettings { listen },
             log: LogSettings {
                 format: raw.log.format,
+            },
+            limits: LimitSettings {
+                manifest_file_max_bytes: raw.limits.manifest_file_max_bytes,
             },
         })
     }

@@ -14,8 +14,8 @@ mod types;
 
 pub use error::ConfigError;
 pub(crate) use types::{
-    AtlasSettings, LogSettings, MetricsSettings, RateLimitSettings, ReconcileSettings,
-    RetrySettings,
+    AtlasSettings, LimitSettings, LogSettings, MetricsSettings, RateLimitSettings,
+    ReconcileSettings, RetrySettings,
 };
 pub use types::{Config, LogFormat};
 

@@ -32,5 +32,8 @@ pub const INITIAL_BACKOFF_MS: RangeInclusive<u64> = 1..=DAY * 1_000;
 pub const MAX_BACKOFF_SECS: RangeInclusive<u64> = 1..=DAY;
 /// `retry.failure_delay_secs`.
 pub const FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;
+/// `limits.manifest_file_max_bytes`: 1 KiB (a few links) to 1 GiB (millions; the file is held in
+/// memory while it is parsed).
+pub const MANIFEST_FILE_MAX_BYTES: RangeInclusive<u64> = 1_024..=1_073_741_824;
 /// `retry.max_failure_delay_secs` (and at least `retry.failure_delay_secs`).
 pub const MAX_FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;

@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub(super) retry: RawRetry,
     pub(super) metrics: RawMetrics,
     pub(super) log: RawLog,
+    pub(super) limits: RawLimits,
 }
 
 impl Default for RawConfig {
@@ -33,6 +34,7 @@ impl Default for RawConfig {
             retry: RawRetry::default(),
             metrics: RawMetrics::default(),
             log: RawLog::default(),
+            limits: RawLimits::default(),
         }
     }
 }
@@ -138,4 +140,18 @@ impl Default for RawMetrics {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLog {
     pub(super) format: LogFormat,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLimits {
+    pub(super) manifest_file_max_bytes: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            manifest_file_max_bytes: crate::manifest::DEFAULT_MANIFEST_FILE_MAX_BYTES,
+        }
+    }
 }

@@ -20,6 +20,7 @@ pub struct Config {
     pub retry: RetrySettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
+    pub limits: LimitSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +71,13 @@ pub struct MetricsSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogSettings {
     pub format: LogFormat,
+}
+
+/// What the daemon accepts from the files it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// A manifest file larger than this is refused, unread.
+    pub manifest_file_max_bytes: u64,
 }
 
 /// `log.format`: `auto` is human-readable on a terminal and JSON otherwise.

@@ -21,7 +21,7 @@ use crate::endpoint::{self, Readiness};
 use crate::exit::{Exit, refuse_while as refuse};
 use crate::lock::LockExt;
 use crate::logging::init_logging;
-use crate::manifest::{ManifestSet, Refresh};
+use crate::manifest::{ManifestSet, ReadLimits, Refresh};
 use crate::metrics::{Metrics, pass_result};
 use crate::model::DesiredState;
 use crate::progress::LogProgress;
@@ -76,7 +76,8 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let metrics = Metrics::new();
 
     let paths = config.manifests.clone();
-    let loaded = tokio::task::spawn_blocking(move || ManifestSet::load(&paths)).await;
+    let limits = ReadLimits::new(config.limits.manifest_file_max_bytes);
+    let loaded = tokio::task::spawn_blocking(move || ManifestSet::load_with(&paths, limits)).await;
     let manifests = match loaded {
         Ok(Ok(set)) => set,
         Ok(Err(problems)) => {
@@ -460,8 +461,10 @@ impl Daemon {
     async fn refresh_manifests(&mut self) -> (Refresh, Arc<DesiredState>) {
         let set = self.manifests.clone();
         let paths = self.config.manifests.clone();
+        let limits = ReadLimits::new(self.config.limits.manifest_file_max_bytes);
         let joined = tokio::task::spawn_blocking(move || {
             let mut set = set.lock_or_recover();
+            set.set_limits(limits);
             let refresh = set.refresh(&paths);
             (refresh, set.desired())
         })

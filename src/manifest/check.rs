@@ -1,6 +1,7 @@
 //! Checking one link: what each provider and vendor requires and forbids, and building its spec.
 
 use super::fields::{FieldVal, Fields, LinkField, Origin};
+use super::problem::quote;
 use super::walk::FileCtx;
 use crate::model::{AuthScheme, LinkSpec, Provider, Vendor};
 
@@ -128,7 +129,8 @@ pub(super) fn check_link(
                     fpath(LinkField::Provider),
                     name,
                     format!(
-                        "`{s}` is not a provider: use AWS, AZURE or GCP{}",
+                        "`{}` is not a provider: use AWS, AZURE or GCP{}",
+                        quote(s),
                         origin_note(o)
                     ),
                 );
@@ -152,7 +154,8 @@ pub(super) fn check_link(
                     fpath(LinkField::Vendor),
                     name,
                     format!(
-                        "`{s}` is not a vendor for {p}: use one of {} (or omit it for GENERIC){}",
+                        "`{}` is not a vendor for {p}: use one of {} (or omit it for GENERIC){}",
+                        quote(s),
                         vendor_list(p),
                         origin_note(o)
                     ),
@@ -173,7 +176,8 @@ pub(super) fn check_link(
                     fpath(LinkField::Vendor),
                     name,
                     format!(
-                        "`{s}` is not a vendor: use one of {choices}{}",
+                        "`{}` is not a vendor: use one of {choices}{}",
+                        quote(s),
                         origin_note(o)
                     ),
                 );
@@ -191,7 +195,8 @@ pub(super) fn check_link(
                     fpath(LinkField::AuthenticationScheme),
                     name,
                     format!(
-                        "`{s}` is not an authentication scheme: use TLS, SASL_SCRAM or IAM{}",
+                        "`{}` is not an authentication scheme: use TLS, SASL_SCRAM or IAM{}",
+                        quote(s),
                         origin_note(o)
                     ),
                 );
@@ -208,7 +213,8 @@ pub(super) fn check_link(
             fpath(LinkField::Arn),
             name,
             format!(
-                "`{arn}` must start with `arn:aws:kafka` (the ARN of an MSK cluster){}",
+                "`{}` must start with `arn:aws:kafka` (the ARN of an MSK cluster){}",
+                quote(arn),
                 origin_note(o)
             ),
         );
@@ -297,12 +303,13 @@ fn vendor_list(p: Provider) -> String {
         .join(", ")
 }
 
-pub(super) fn group_id_message(s: &str) -> String {
-    let hex = s.bytes().all(|b| b.is_ascii_hexdigit());
-    if s.len() == 24 && hex {
+pub(super) fn group_id_message(value: &str) -> String {
+    let hex = value.bytes().all(|b| b.is_ascii_hexdigit());
+    let s = quote(value);
+    if value.len() == 24 && hex {
         format!(
             "`{s}` has upper-case letters: Atlas project ids are lower-case hex; write `{}`",
-            s.to_ascii_lowercase()
+            value.to_ascii_lowercase()
         )
     } else if !hex {
         format!(
@@ -311,7 +318,7 @@ pub(super) fn group_id_message(s: &str) -> String {
     } else {
         format!(
             "`{s}` has {} digits; an Atlas project id has 24 lower-case hex digits",
-            s.len()
+            value.len()
         )
     }
 }

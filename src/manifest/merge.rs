@@ -1,6 +1,7 @@
 //! Clashes between links (within and across files), their messages, and merging clash-free files into
 //! the desired state.
 
+use super::problem::quote;
 use super::{FileManifest, LinkManifest, Problem, ProjectManifest};
 use crate::model::{DesiredLink, DesiredProject, DesiredState, Fingerprint, FxMap, GroupId};
 use std::collections::BTreeMap;
@@ -71,8 +72,8 @@ pub(super) fn label_clash(group: &GroupId, later: ProjectAt<'_>, first: ProjectA
         link: None,
         message: format!(
             "project {group} is named `{}` here but `{}` at {}: use one name",
-            later.label,
-            first.label,
+            quote(later.label),
+            quote(first.label),
             location(first.file, first.line, &first.path())
         ),
     }

@@ -25,16 +25,19 @@ mod lines;
 mod merge;
 mod parse;
 mod problem;
+mod read;
 pub mod schema;
 mod set;
+mod tags;
 mod walk;
 
 pub use discover::discover;
 pub(crate) use parse::{FileManifest, LinkManifest, ProjectManifest};
 pub use parse::{parse_file, parse_str};
 pub(crate) use problem::{Problem, Problems};
-pub use set::load;
+pub use read::{DEFAULT_MANIFEST_FILE_MAX_BYTES, ReadLimits};
 pub(crate) use set::{ManifestSet, Refresh};
+pub use set::{load, load_with};
 
 #[cfg(test)]
 mod tests;

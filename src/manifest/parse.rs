@@ -3,6 +3,9 @@
 use super::lines::LineIndex;
 use super::merge::clashes;
 use super::problem::file_problem;
+use super::problem::{quote, shorten_quoted};
+use super::read::{ReadLimits, Reader};
+use super::tags::explicit_tags;
 use super::walk::{FileCtx, Pending, walk_document};
 use super::{Problem, Problems};
 use crate::model::{DesiredLink, GroupId, Source};
@@ -53,19 +56,26 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
         match Value::deserialize(de) {
             Ok(doc) => walk_document(&mut ctx, &doc, &mut raw),
             Err(e) => {
-                let loc = e.location();
-                ctx.pending.push(Pending {
-                    doc: i,
-                    path: String::new(),
-                    link: None,
-                    message: format!("invalid YAML: {}", yaml_message(&e)),
-                    line: loc.as_ref().map(|l| l.line()),
-                    column: loc.as_ref().map(|l| l.column()),
-                });
+                ctx.pending.push(yaml_problem(i, &e, text));
                 // The parser cannot resynchronise after an error (and would repeat it forever).
                 break;
             }
         }
+    }
+    // serde_yaml drops or resolves most explicit tags silently: refuse them, each at its place.
+    for tag in explicit_tags(text) {
+        ctx.pending.push(Pending {
+            doc: 0,
+            path: String::new(),
+            link: None,
+            message: format!(
+                "explicit YAML tag `{}` is not allowed in a manifest (its meaning would be ignored): \
+                 remove it, and quote the value if you mean it as text",
+                quote(&tag.tag)
+            ),
+            line: Some(tag.line),
+            column: Some(tag.column),
+        });
     }
 
     let lines = LineIndex::build(text, &ctx.pending, &raw);
@@ -133,22 +143,103 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
     }
 }
 
-/// The parser's message without its own " at line X column Y" (the problem carries those).
+/// The parser's message without its own " at line X column Y" (the problem carries those), and
+/// what it quotes shortened.
 fn yaml_message(e: &serde_yaml::Error) -> String {
     let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
+    let s = match s.find(" at line ") {
+        Some(i) => &s[..i],
+        None => &s,
+    };
+    shorten_quoted(s)
+}
+
+/// The problem a YAML error of document `doc` makes, with two of the parser's errors made right:
+/// a control character is placed where it is (the parser says line 1, column 1), and an integer too
+/// large for 64 bits (a 24-digit all-numeric project id) gets the hint a shorter number gets.
+fn yaml_problem(doc: usize, e: &serde_yaml::Error, text: &str) -> Pending {
+    let loc = e.location();
+    let mut p = Pending {
+        doc,
+        path: String::new(),
+        link: None,
+        message: format!("invalid YAML: {}", yaml_message(e)),
+        line: loc.as_ref().map(|l| l.line()),
+        column: loc.as_ref().map(|l| l.column()),
+    };
+    let full = e.to_string();
+    if full.contains("control characters are not allowed")
+        && let Some((at, c)) = text.char_indices().find(|(_, c)| !yaml_allows(*c))
+    {
+        let (line, column) = line_column(&text[..at]);
+        p.message = format!(
+            "invalid YAML: the control character U+{:04X} is not allowed in YAML; remove it",
+            u32::from(c)
+        );
+        (p.line, p.column) = (Some(line), Some(column));
+    } else if let Some((path, number)) = huge_integer(&full) {
+        p.path = path.to_owned();
+        p.message = format!(
+            "expected a string, found a number `{}` (too large for YAML's integers); quote it if you mean it as text",
+            quote(number)
+        );
+    }
+    p
+}
+
+/// Whether YAML allows `c` in a stream (YAML 1.1 `c-printable`, as the parser checks it).
+fn yaml_allows(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7E}' | '\u{85}')
+        || matches!(c, '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// The path and digits of serde_yaml's error for an integer wider than 64 bits, which it reads as
+/// a number but cannot hold: "projects[0].groupId: invalid type: integer `123…` as u128, ...".
+fn huge_integer(message: &str) -> Option<(&str, &str)> {
+    const MARK: &str = "invalid type: integer `";
+    let at = message.find(MARK)?;
+    let path = message[..at].strip_suffix(": ").unwrap_or("");
+    let rest = &message[at + MARK.len()..];
+    let number = &rest[..rest.find('`')?];
+    let wide = rest[number.len()..].starts_with("` as u128")
+        || rest[number.len()..].starts_with("` as i128");
+    wide.then_some((path, number))
+}
+
+/// Reads and parses one manifest file, within the default limits (see `read`).
+pub fn parse_file(path: &Path) -> Result<FileManifest, Problems> {
+    let limits = ReadLimits::default();
+    let paths = [path.to_path_buf()];
+    match Reader::new(&paths, &limits).read(path) {
+        Ok(bytes) => parse_bytes(path, bytes),
+        Err(problems) => Err(problems),
     }
 }
 
-/// Reads and parses one manifest file.
-pub fn parse_file(path: &Path) -> Result<FileManifest, Problems> {
-    match std::fs::read_to_string(path) {
+/// Parses one manifest file's bytes, which must be UTF-8 text.
+pub(super) fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Result<FileManifest, Problems> {
+    match String::from_utf8(bytes) {
         Ok(text) => parse_str(path, &text),
-        Err(e) => Err(Problems(vec![file_problem(
-            path,
-            format!("cannot read this manifest file: {e}"),
-        )])),
+        Err(e) => {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            // The prefix is valid UTF-8 by construction; its end is where the bad byte is.
+            let prefix = std::str::from_utf8(valid).unwrap_or_default();
+            let (line, column) = line_column(prefix);
+            Err(Problems(vec![Problem {
+                line: Some(line),
+                column: Some(column),
+                ..file_problem(
+                    path,
+                    "cannot read this manifest file: stream did not contain valid UTF-8; save it as UTF-8 text".into(),
+                )
+            }]))
+        }
     }
+}
+
+/// The 1-based line and column (in characters) just past `before`.
+fn line_column(before: &str) -> (usize, usize) {
+    let line = before.bytes().filter(|b| *b == b'\n').count() + 1;
+    let last = before.rfind('\n').map_or(before, |i| &before[i + 1..]);
+    (line, last.chars().count() + 1)
 }

@@ -5,10 +5,14 @@
 //! Each link is held once: the merged `DesiredState` owns every `DesiredLink`; what is kept per file
 //! is only which names of which project entries it declared (to take them out again) and where.
 
+use super::discover::discover_with;
 use super::merge::{LinkAt, ProjectAt, clashes, combine, label_clash, name_clash, spec_clash};
-use super::parse::{parse_file, parse_str};
+use super::parse::parse_bytes;
+#[cfg(test)]
+use super::parse::parse_file;
 use super::problem::file_problem;
-use super::{FileManifest, Problem, Problems, discover};
+use super::read::{ReadLimits, Reader};
+use super::{FileManifest, Problem, Problems};
 use crate::model::{DesiredLink, DesiredState, Fingerprint, FxMap, GroupId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
@@ -19,7 +23,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Finds, parses and merges every manifest under `paths`, reporting every problem of every file.
 pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
-    ManifestSet::load(paths).map(ManifestSet::into_desired)
+    load_with(paths, &ReadLimits::default())
+}
+
+/// [`load`] within `limits` (the config's `limits.manifest_file_max_bytes`).
+pub fn load_with(paths: &[PathBuf], limits: &ReadLimits) -> Result<DesiredState, Problems> {
+    ManifestSet::load_with(paths, limits.clone()).map(ManifestSet::into_desired)
 }
 
 /// How recent a file's mtime may be, at the moment it is read, for its metadata not to be trusted
@@ -141,6 +150,8 @@ pub(crate) struct ManifestSet {
     decls: FxMap<GroupId, BTreeMap<(Arc<Path>, usize), Decl>>,
     desired: Arc<DesiredState>,
     counts: ReadCounts,
+    /// What a file may be to be read at all (its size, where it lies).
+    limits: ReadLimits,
 }
 
 /// What one [`ManifestSet::refresh`] found.
@@ -166,7 +177,7 @@ enum Look {
 
 /// Stats `path` and reads and parses it only when its identity (or, for a racy file, its bytes)
 /// changed since `seen`.
-fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts) -> Look {
+fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts, reader: &Reader<'_>) -> Look {
     let started = now_ns();
     let identity = match std::fs::metadata(path) {
         Ok(meta) => Identity::of(&meta),
@@ -188,17 +199,9 @@ fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts) -> Look {
         return Look::Same(seen);
     }
     counts.reads += 1;
-    let bytes = match std::fs::read(path) {
+    let bytes = match reader.read(path) {
         Ok(b) => b,
-        Err(e) => {
-            return Look::Parsed(
-                None,
-                Err(Problems(vec![file_problem(
-                    path,
-                    format!("cannot read this manifest file: {e}"),
-                )])),
-            );
-        }
+        Err(problems) => return Look::Parsed(None, Err(problems)),
     };
     let now = Seen {
         identity,
@@ -211,12 +214,7 @@ fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts) -> Look {
     counts.parses += 1;
     // A parser panic is a bug; it must not take the daemon down, nor stop a refresh halfway through
     // its bookkeeping: the file counts as invalid and keeps its last good version.
-    let parsed = std::panic::catch_unwind(|| match String::from_utf8(bytes) {
-        Ok(text) => parse_str(path, &text),
-        // Read again for the exact error text of every other reader of the manifests.
-        Err(_) => parse_file(path),
-    })
-    .unwrap_or_else(|_| {
+    let parsed = std::panic::catch_unwind(|| parse_bytes(path, bytes)).unwrap_or_else(|_| {
         Err(Problems(vec![file_problem(
             path,
             "internal error while parsing this file; please report it".to_owned(),
@@ -228,8 +226,18 @@ fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts) -> Look {
 impl ManifestSet {
     /// The start-up load: every file must be valid, since there is no earlier version to fall back
     /// on. Reports every problem of every file, and the clashes between the valid ones.
+    #[cfg(test)]
     pub(crate) fn load(paths: &[PathBuf]) -> Result<ManifestSet, Problems> {
-        let files = discover(paths)?;
+        ManifestSet::load_with(paths, ReadLimits::default())
+    }
+
+    /// [`ManifestSet::load`] within `limits`, which later refreshes keep (see `set_limits`).
+    pub(crate) fn load_with(
+        paths: &[PathBuf],
+        limits: ReadLimits,
+    ) -> Result<ManifestSet, Problems> {
+        let reader = Reader::new(paths, &limits);
+        let files = discover_with(&reader)?;
         let mut counts = ReadCounts::default();
         let mut problems = Vec::new();
         let mut good = Vec::with_capacity(files.len());
@@ -237,7 +245,7 @@ impl ManifestSet {
         // 2-core machine (the allocator, not the parser, is the bottleneck) and each thread's malloc
         // arena kept its share of freed YAML trees interleaved with the links.
         for path in &files {
-            match look(path, None, &mut counts) {
+            match look(path, None, &mut counts, &reader) {
                 Look::Parsed(seen, Ok(m)) => good.push((seen, m)),
                 Look::Parsed(_, Err(Problems(p))) => problems.extend(p),
                 Look::Same(_) => unreachable!("a file never seen before is always parsed"),
@@ -250,6 +258,7 @@ impl ManifestSet {
         }
         let mut set = ManifestSet {
             counts,
+            limits: limits.clone(),
             ..ManifestSet::default()
         };
         for (seen, m) in &good {
@@ -268,6 +277,11 @@ impl ManifestSet {
         }
         set.desired = Arc::new(combine(good.into_iter().map(|(_, m)| m)));
         Ok(set)
+    }
+
+    /// The limits later refreshes read within (a reloaded config's).
+    pub(crate) fn set_limits(&mut self, limits: ReadLimits) {
+        self.limits = limits;
     }
 
     /// The desired state of the files in use.
@@ -297,7 +311,9 @@ impl ManifestSet {
     /// copied but the links of the files that changed.
     pub(crate) fn refresh(&mut self, paths: &[PathBuf]) -> Refresh {
         let mut report = Refresh::default();
-        let on_disk = match discover(paths) {
+        let limits = self.limits.clone();
+        let reader = Reader::new(paths, &limits);
+        let on_disk = match discover_with(&reader) {
             Ok(f) => f,
             Err(Problems(p)) => {
                 // A configured path that vanished may be an unmounted volume as much as an intended
@@ -334,7 +350,7 @@ impl ManifestSet {
                 in_use: None,
                 current: Current::InUse,
             });
-            match look(path, state.seen, &mut self.counts) {
+            match look(path, state.seen, &mut self.counts, &reader) {
                 Look::Same(seen) => {
                     state.seen = seen;
                     if matches!(state.current, Current::Clashing(_))

@@ -3,6 +3,7 @@
 
 use super::check::{check_link, group_id_message};
 use super::fields::{FieldVal, Fields, LinkField, Origin};
+use super::problem::{QUOTED_CHARS, quote};
 use crate::model::{GroupId, LinkKey, LinkSpec};
 use serde_yaml::{Mapping, Value};
 use std::borrow::Cow;
@@ -43,7 +44,8 @@ pub(super) fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
 }
 
 pub(super) fn unknown_key_message(key: &str, known: &[&str], what: &str) -> String {
-    match suggest(key, known) {
+    let key = quote(key);
+    match suggest(&key, known) {
         Some(s) => format!("unknown key `{key}` in {what}: did you mean `{s}`?"),
         None => format!(
             "unknown key `{key}` in {what}: expected one of {}",
@@ -60,16 +62,20 @@ pub(super) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "nothing (null)".into(),
         Value::Bool(b) => format!("a boolean `{b}`"),
-        Value::Number(n) => format!("a number `{n}`"),
-        Value::String(s) => format!("a string `{s}`"),
+        Value::Number(n) => format!("a number `{}`", quote(&n.to_string())),
+        Value::String(s) => format!("a string `{}`", quote(s)),
         Value::Sequence(_) => "a list".into(),
         Value::Mapping(_) => "a mapping".into(),
-        Value::Tagged(t) => format!("a tagged value `{}`", t.tag),
+        Value::Tagged(t) => format!("a tagged value `{}`", quote(&t.tag.to_string())),
     }
 }
 
+/// A key as paths and messages show it: a long one shortened (no key that long is known, so it stays
+/// unknown, and a line of some other file is not printed whole).
 pub(super) fn key_str(k: &Value) -> Cow<'_, str> {
     match k {
+        Value::String(s) if s.chars().nth(QUOTED_CHARS).is_some() => Cow::Owned(quote(s)),
+        Value::String(s) if s.contains(char::is_control) => Cow::Owned(quote(s)),
         Value::String(s) => Cow::Borrowed(s),
         Value::Number(n) => Cow::Owned(n.to_string()),
         Value::Bool(b) => Cow::Owned(b.to_string()),
@@ -120,7 +126,7 @@ impl FileCtx {
                 self.problem(
                     path.into(),
                     link,
-                    format!("`{s}` has leading or trailing spaces: remove them"),
+                    format!("`{}` has leading or trailing spaces: remove them", quote(s)),
                 );
                 None
             }
@@ -150,7 +156,7 @@ impl FileCtx {
     ) -> FieldVal {
         let Value::Sequence(items) = v else {
             let hint = match v {
-                Value::String(s) => format!("; write `[{s}]` for a list of one"),
+                Value::String(s) => format!("; write `[{}]` for a list of one", quote(s)),
                 _ => String::new(),
             };
             self.problem(
@@ -177,7 +183,10 @@ impl FileCtx {
                         self.problem(
                             item_path,
                             link,
-                            format!("`{s}` repeats item {first} of the list: list each value once"),
+                            format!(
+                                "`{}` repeats item {first} of the list: list each value once",
+                                quote(&s)
+                            ),
                         );
                         ok = false;
                     } else {
@@ -490,7 +499,7 @@ pub(super) fn walk_link(
                 Some(n) if !link_name_ok(&n) => {
                     ctx.problem(
                         npath,
-                        Some(&n),
+                        Some(&quote(&n)),
                         "a link name starts with a letter or digit and holds at most 100 letters, digits, `-`, `_` and `.`".into(),
                     );
                     None
@@ -499,10 +508,12 @@ pub(super) fn walk_link(
             }
         }
     };
-    let shown = name.as_deref().or(match name_value {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+    // An invalid name is still worth showing, to say which link is meant; shortened like any value.
+    let quoted_name = match (&name, name_value) {
+        (None, Some(Value::String(s))) if !s.is_empty() => Some(quote(s)),
         _ => None,
-    });
+    };
+    let shown = name.as_deref().or(quoted_name.as_deref());
     let mut ok = name.is_some();
     let mut fields = defaults.clone();
     // One buffer for every field's path: most are never needed (no problem to report).
