@@ -34,7 +34,7 @@ mod walk;
 pub use discover::discover;
 pub(crate) use parse::{FileManifest, LinkManifest, ProjectManifest};
 pub use parse::{parse_file, parse_str};
-pub(crate) use problem::{Problem, Problems};
+pub use problem::{Problem, Problems};
 pub use read::{DEFAULT_MANIFEST_FILE_MAX_BYTES, ReadLimits};
 pub(crate) use set::{ManifestSet, Refresh};
 pub use set::{load, load_with};

@@ -18,7 +18,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// `limits.manifest_file_max_bytes` when the config does not say: 64 MiB, about 200,000 links, far
+/// `limits.manifest_file_max_bytes` when the config does not say: 64 MiB, some 200,000 links, far
 /// above any real manifest and far below what would strain the host.
 pub const DEFAULT_MANIFEST_FILE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 

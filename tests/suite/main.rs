@@ -15,6 +15,7 @@ mod fake_faults;
 mod ledger_memory;
 mod ledger_store;
 mod manifest_corpus;
+mod manifest_files;
 mod manifest_fingerprint;
 mod manifest_schema;
 mod plan_props;
