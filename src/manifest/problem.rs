@@ -64,6 +64,10 @@ impl Problems {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// A problem with a file (or directory) as a whole.
