@@ -105,7 +105,10 @@ fn a_kubernetes_configmap_mount_loads_through_its_data_links() {
     symlink("..data/y.yml", mount.join("y.yml")).unwrap();
     let files = manifest::discover(std::slice::from_ref(&mount)).unwrap();
     assert_eq!(files, vec![mount.join("x.yaml"), mount.join("y.yml")]);
-    assert_eq!(load(&[mount.clone()], &limits(1 << 20)).unwrap(), 2);
+    assert_eq!(
+        load(std::slice::from_ref(&mount), &limits(1 << 20)).unwrap(),
+        2
+    );
     // The mount reached through a link of its own (a symlink-swap deploy) loads the same.
     let current = dir.path().join("current");
     symlink(&mount, &current).unwrap();
@@ -126,14 +129,14 @@ fn nothing_under_the_credentials_directory_is_read_even_inside_the_manifest_fold
     )
     .unwrap();
     let limits = limits(1 << 20).with_credentials_dir(Some(creds.clone()));
-    let problems = load(&[manifests.clone()], &limits).unwrap_err();
+    let problems = load(std::slice::from_ref(&manifests), &limits).unwrap_err();
     assert_eq!(problems.len(), 2, "{problems}");
     for p in &problems.0 {
         assert!(p.message.contains("$CREDENTIALS_DIRECTORY"), "{p}");
     }
     assert!(!problems.to_string().contains(MARKER), "{problems}");
     // The configured folder being the credentials folder changes nothing.
-    let problems = manifest::load_with(&[creds.clone()], &limits).unwrap_err();
+    let problems = manifest::load_with(std::slice::from_ref(&creds), &limits).unwrap_err();
     assert!(!problems.to_string().contains(MARKER), "{problems}");
 }
 
