@@ -292,3 +292,45 @@ fn suggestions_cover_case_and_typos() {
     assert_eq!(suggest("regoin", &LinkField::KEYS), Some("region"));
     assert_eq!(suggest("zzzzzz", &LinkField::KEYS), None);
 }
+
+/// A daemon's refresh meets a file that became a link out of the folder, or a FIFO: it reports it by
+/// name without reading it (or blocking), and the file's last good version stays in use.
+#[test]
+fn a_refresh_refuses_a_file_turned_into_a_link_out_or_a_fifo_and_keeps_its_last_good_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let a = manifests.join("a.yaml");
+    std::fs::write(
+        &a,
+        one_link("        provider: GCP\n        region: us-east1\n"),
+    )
+    .unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "MARKER-refresh-secret\n").unwrap();
+    let paths = vec![manifests.clone()];
+    let limits = ReadLimits::new(1 << 20).with_credentials_dir(None);
+    let mut set = ManifestSet::load_with(&paths, limits).unwrap();
+    assert_eq!(set.desired().link_count(), 1);
+
+    std::fs::remove_file(&a).unwrap();
+    std::os::unix::fs::symlink(&secret, &a).unwrap();
+    let r = set.refresh(&paths);
+    assert_eq!(r.invalid_files, 1, "{:?}", r.problems);
+    assert_eq!(r.problems.len(), 1);
+    assert_eq!(r.problems[0].file, a);
+    assert!(!r.problems[0].to_string().contains("MARKER"));
+    assert!(!r.changed);
+    assert_eq!(set.desired().link_count(), 1);
+
+    std::fs::remove_file(&a).unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&a)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = set.refresh(&paths);
+    assert_eq!(r.invalid_files, 1);
+    assert!(r.problems[0].message.contains("FIFO"), "{}", r.problems[0]);
+    assert_eq!(set.desired().link_count(), 1);
+}
