@@ -6,6 +6,7 @@ use crate::logging::TERMINAL_BAR;
 use crate::model::DesiredState;
 use crate::progress::{BarProgress, LogProgress, Progress};
 use crate::reconcile::{PassOptions, Reconciler};
+use crate::report::PassReport;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +18,19 @@ pub(crate) async fn run_once_pass(
     desired: &DesiredState,
     show_bar: bool,
 ) -> ExitCode {
+    run_once_pass_report(reconciler, desired, show_bar)
+        .await
+        .0
+        .into()
+}
+
+/// `run_once_pass`, also handing back the report (none when the pass could not read the ledger),
+/// for `--report-file`.
+pub(crate) async fn run_once_pass_report(
+    reconciler: &Reconciler,
+    desired: &DesiredState,
+    show_bar: bool,
+) -> (Exit, Option<PassReport>) {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
     let progress: Arc<dyn Progress> = if show_bar {
@@ -38,12 +52,12 @@ pub(crate) async fn run_once_pass(
         Ok(report) => {
             out!("{}", report.to_text());
             crate::phases::mark("report printed");
-            report.exit().into()
+            (report.exit(), Some(report))
         }
         Err(e) => {
             // The pass started: not "nothing attempted", whatever `refuse` returns.
             let _ = refuse(&e);
-            Exit::NotConverged.into()
+            (Exit::NotConverged, None)
         }
     }
 }
