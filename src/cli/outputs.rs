@@ -212,7 +212,15 @@ struct Refreshed {
 /// refused while a daemon runs.
 async fn refresh(config: &Config, desired: &DesiredState) -> Result<Refreshed, ExitCode> {
     let client = client_from_config(config, None, &env).map_err(|e| refuse(&e))?;
-    let ledger = Ledger::open(&config.ledger).map_err(|e| refuse(&e))?;
+    let ledger = Ledger::open(&config.ledger).map_err(|e| {
+        let code = refuse(&e);
+        if matches!(e, LedgerError::Locked { .. }) {
+            eprintln!(
+                "atlas-linkd: `outputs` without --refresh reads the ledger beside a running daemon, which records what Atlas shows on every resync"
+            );
+        }
+        code
+    })?;
     let handle = LedgerHandle::spawn(ledger);
     let result = refresh_with(config, desired, &client, &handle).await;
     client.shutdown().await;

@@ -204,6 +204,32 @@ async fn outputs_refresh_that_cannot_list_a_project_exits_1_and_shows_the_ledger
 }
 
 #[tokio::test]
+async fn outputs_reads_beside_a_ledger_holder_but_refresh_is_refused_with_exit_2() {
+    let h = harness(FakeConfig::default(), 1, 2, "").await;
+    converged_once(&h).await;
+    // This test process holds the ledger, as a running daemon would.
+    let held = atlas_linkd::ledger::Ledger::open(&h.ledger_path()).unwrap();
+    let calls = h.fake.counters().total_requests();
+    let out = run(&h.config_path, &["outputs", "--refresh"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds the ledger") && stderr.contains("without --refresh"),
+        "{stderr}"
+    );
+    assert_eq!(
+        h.fake.counters().total_requests(),
+        calls,
+        "no call was made"
+    );
+    let entries = json_of(&run(&h.config_path, &["outputs"]).await);
+    assert_eq!(entries.as_array().unwrap().len(), 2);
+    assert!(entries[0]["id"].is_string(), "{entries}");
+    drop(held);
+}
+
+#[tokio::test]
 async fn once_writes_the_outputs_and_the_report_as_json_files() {
     let h = harness(FakeConfig::default(), 2, 3, "").await;
     let dir = h.dir.path().join("out");
