@@ -34,9 +34,15 @@ fn spec_of(remote: &RemoteConnection) -> Result<LinkSpec, String> {
     let vendor = remote.vendor.as_deref().unwrap_or("GENERIC");
     let vendor = Vendor::parse(vendor).ok_or_else(|| format!("vendor `{vendor}` is not known"))?;
     let is_msk = vendor == Vendor::Msk;
-    // Lists Atlas reports empty say nothing, except `dnsSubDomain: []`, which an AWS Confluent
-    // link needs to say "no subdomains".
+    // Lists Atlas reports empty say nothing (and a field the validator does not expect on this
+    // vendor would cost the connection its export), except `dnsSubDomain: []`, which an AWS
+    // Confluent link needs to say "no subdomains".
     let list = |l: &Option<Vec<String>>| l.clone().filter(|l| !l.is_empty());
+    let dns_sub_domain = if provider == Provider::Aws && vendor == Vendor::Confluent {
+        remote.dns_sub_domain.clone()
+    } else {
+        list(&remote.dns_sub_domain)
+    };
     let authentication_scheme = match remote.authentication_scheme.as_deref() {
         Some(s) if is_msk => Some(
             AuthScheme::parse(s)
@@ -53,7 +59,7 @@ fn spec_of(remote: &RemoteConnection) -> Result<LinkSpec, String> {
         arn: remote.arn.clone(),
         service_endpoint_id: remote.service_endpoint_id.clone(),
         dns_domain: remote.dns_domain.clone(),
-        dns_sub_domain: remote.dns_sub_domain.clone(),
+        dns_sub_domain,
         azure_resource_ids: list(&remote.azure_resource_ids),
         gcp_connection_ids: list(&remote.gcp_connection_ids),
         gcp_service_attachment_uris: list(&remote.gcp_service_attachment_uris),
@@ -371,6 +377,13 @@ mod tests {
                 "65a1b2c3d4e5f60718293a04",
                 serde_json::json!({"provider": "ORACLE", "region": "x", "state": "DONE"}),
             ),
+            // Empty lists that say nothing, as a real Atlas may list them.
+            remote(
+                "65a1b2c3d4e5f60718293a06",
+                serde_json::json!({"provider": "AWS", "vendor": "S3", "region": "us-east-1",
+                    "serviceEndpointId": "com.amazonaws.us-east-1.s3", "dnsSubDomain": [],
+                    "gcpConnectionIds": [], "authenticationScheme": "SASL_SCRAM", "state": "DONE"}),
+            ),
             // The same MSK connection again: a duplicate.
             remote(
                 "65a1b2c3d4e5f60718293a05",
@@ -386,7 +399,14 @@ mod tests {
         let group = GroupId::parse(G).unwrap();
         let text = export_text(&[(group.clone(), listing())]);
         let links = parse_back(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        assert_eq!(links.len(), 2, "{text}");
+        assert_eq!(links.len(), 3, "{text}");
+        let s3 = links.iter().find(|l| l.spec.vendor == Vendor::S3).unwrap();
+        assert_eq!(
+            (&s3.spec.dns_sub_domain, &s3.spec.gcp_connection_ids),
+            (&None, &None),
+            "{text}"
+        );
+        assert_eq!(s3.spec.authentication_scheme, None);
         let names: Vec<&str> = links.iter().map(|l| l.key.name.as_str()).collect();
         let confluent = links.iter().find(|l| l.spec.vendor == Vendor::Confluent);
         let msk = links.iter().find(|l| l.spec.vendor == Vendor::Msk).unwrap();
@@ -404,6 +424,7 @@ mod tests {
         for (link, id) in [
             (msk, "65a1b2c3d4e5f60718293a02"),
             (confluent, "65a1b2c3d4e5f60718293a01"),
+            (s3, "65a1b2c3d4e5f60718293a06"),
         ] {
             let source = listing().into_iter().find(|r| r.id == id).unwrap();
             assert!(link.spec.matches(&source), "{}", link.key.name);
@@ -432,9 +453,17 @@ mod tests {
     }
 
     #[test]
-    fn a_link_key_from_an_export_is_a_valid_link_key() {
-        let spec = spec_of(&listing()[0]).unwrap();
-        let name = base_name(&spec, &listing()[0]);
+    fn an_msk_connection_listed_without_a_region_is_named_by_its_arn() {
+        let bare = remote(
+            "65a1b2c3d4e5f60718293a07",
+            serde_json::json!({"provider": "AWS", "vendor": "MSK",
+                "arn": "arn:aws:kafka:eu-west-1:123456789012:cluster/refunds/9f8e"}),
+        );
+        let spec = spec_of(&bare).unwrap();
+        let name = base_name(&spec, &bare);
+        let fp = spec.fingerprint().short();
+        assert_eq!(name, format!("msk-aws-eu-west-1-{}", &fp[..6]));
+        // A valid link name: letters, digits and `-`, at most 100 long.
         let link = DesiredLink::new(
             LinkKey::new(GroupId::parse(G).unwrap(), name.clone()),
             spec,
@@ -443,7 +472,6 @@ mod tests {
                 line: None,
             },
         );
-        assert_eq!(link.key.name, name);
-        assert!(name.len() <= 100 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(validate_one(&link.key.group_id, &name, &link.spec).is_ok());
     }
 }
