@@ -77,8 +77,11 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Print each declared link's Atlas id, state and read-only outputs, for the next step
-    /// (a stream connection, Confluent, Terraform); from the ledger, or fresh with --refresh.
+    /// Print each declared link's Atlas id, state and read-only outputs, for the next step.
+    ///
+    /// The next step: a stream connection (`id` is its connectionId), Confluent (it needs
+    /// `interfaceEndpointId`), a script. Read from the ledger; with --refresh, after listing every
+    /// managed project.
     Outputs {
         #[arg(long, value_enum, default_value_t = outputs::Format::Json)]
         output: outputs::Format,
