@@ -39,6 +39,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub(crate) mod once;
+pub(crate) mod output_file;
 pub(crate) mod phases;
 pub mod plan;
 pub(crate) mod progress;

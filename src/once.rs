@@ -6,17 +6,32 @@ use crate::logging::TERMINAL_BAR;
 use crate::model::DesiredState;
 use crate::progress::{BarProgress, LogProgress, Progress};
 use crate::reconcile::{PassOptions, Reconciler};
+use crate::report::PassReport;
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Runs one pass with SIGINT/SIGTERM wired to a drain, and prints its report. Shared by `--once` and `demo`.
+/// Runs one pass with SIGINT/SIGTERM wired to a drain, and prints its report: `demo`'s pass
+/// (`--once` calls `run_once_pass_report`, for its `--report-file`).
+#[cfg(feature = "fake")]
 pub(crate) async fn run_once_pass(
     reconciler: &Reconciler,
     desired: &DesiredState,
     show_bar: bool,
-) -> ExitCode {
+) -> std::process::ExitCode {
+    run_once_pass_report(reconciler, desired, show_bar)
+        .await
+        .0
+        .into()
+}
+
+/// Runs one pass with SIGINT/SIGTERM wired to a drain, prints its report, and hands it back (none
+/// when the pass could not read the ledger) with its exit status. Shared by `--once` and `demo`.
+pub(crate) async fn run_once_pass_report(
+    reconciler: &Reconciler,
+    desired: &DesiredState,
+    show_bar: bool,
+) -> (Exit, Option<PassReport>) {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
     let progress: Arc<dyn Progress> = if show_bar {
@@ -38,12 +53,12 @@ pub(crate) async fn run_once_pass(
         Ok(report) => {
             out!("{}", report.to_text());
             crate::phases::mark("report printed");
-            report.exit().into()
+            (report.exit(), Some(report))
         }
         Err(e) => {
             // The pass started: not "nothing attempted", whatever `refuse` returns.
             let _ = refuse(&e);
-            Exit::NotConverged.into()
+            (Exit::NotConverged, None)
         }
     }
 }

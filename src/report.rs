@@ -167,6 +167,15 @@ impl PassReport {
         }
     }
 
+    /// The JSON form (`--once --report-file`): the fields above with camelCase keys, every link an
+    /// object with `groupId` and `name`; ends with a newline.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self)
+            .expect("a report is strings, numbers and lists: nothing serde_json can refuse");
+        text.push('\n');
+        text
+    }
+
     /// The human summary: counts first, then every link that needs attention, with its reason.
     pub fn to_text(&self) -> String {
         let mut out = String::new();

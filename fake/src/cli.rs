@@ -110,6 +110,13 @@ pub struct FakeArgs {
     /// Connections whose create body contains this text end FAILED.
     #[arg(long)]
     pub fail_when_contains: Option<String>,
+    /// The errorMessage of the connections --fail-when-contains fails.
+    #[arg(long, requires = "fail_when_contains")]
+    pub fail_message: Option<String>,
+    /// Deletes of connections whose create body contains this text are refused with 400
+    /// STREAM_PRIVATE_LINK_IN_USE, as if a stream connection still used them.
+    #[arg(long)]
+    pub in_use_when_contains: Option<String>,
     /// Creates whose body contains this text are refused with 400 VALIDATION_ERROR.
     #[arg(long)]
     pub reject_when_contains: Option<String>,
@@ -215,6 +222,8 @@ impl FakeArgs {
             working_ms: self.working_ms,
             delete_ms: self.delete_ms,
             fail_when_contains: self.fail_when_contains.clone(),
+            fail_message: self.fail_message.clone(),
+            in_use_when_contains: self.in_use_when_contains.clone(),
             reject_when_contains: self.reject_when_contains.clone(),
             other_client_per_sec: self.other_client_per_sec,
             faults: Faults {

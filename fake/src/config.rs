@@ -218,6 +218,12 @@ pub struct FakeConfig {
     pub delete_ms: u64,
     /// A connection whose create body contains this string ends `FAILED` with an `errorMessage`.
     pub fail_when_contains: Option<String>,
+    /// The `errorMessage` of connections that `fail_when_contains` fails; `None`: a generic message.
+    pub fail_message: Option<String>,
+    /// A delete of a connection whose create body contains this string is refused with 400
+    /// `STREAM_PRIVATE_LINK_IN_USE`, as Atlas refuses one that a stream connection still uses.
+    /// `FakeAtlas::set_in_use` does the same for one connection.
+    pub in_use_when_contains: Option<String>,
     /// A create whose body contains this string is refused with 400 `VALIDATION_ERROR`, as Atlas refuses
     /// an Azure connection in a project with no Azure cluster: valid JSON, permanently refused.
     pub reject_when_contains: Option<String>,
@@ -243,6 +249,8 @@ impl Default for FakeConfig {
             working_ms: 0,
             delete_ms: 0,
             fail_when_contains: None,
+            fail_message: None,
+            in_use_when_contains: None,
             reject_when_contains: None,
             other_client_per_sec: 0.0,
             faults: Faults::default(),

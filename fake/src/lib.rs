@@ -3,7 +3,8 @@
 //! It behaves like the real Atlas Admin API v2 for stream private link connections (status codes,
 //! bodies, content types, paging, states, read-only outputs, per-project token buckets shared with
 //! another client, both auth schemes, error shape with `X-Error-Code`, a backend that commits creates
-//! whose client has gone), so that a test passing against it means something. Tests, benchmarks, the
+//! whose client has gone, `dnsDomain` updates, chosen connections that end `FAILED` or whose delete
+//! is refused as in use), so that a test passing against it means something. Tests, benchmarks, the
 //! `demo` command and users (`atlas-linkd fake-atlas`) run it; it only ever binds loopback.
 //!
 //! It shares no code or tables with the product (its validation tables are its own), so that it
@@ -163,6 +164,34 @@ impl FakeAtlas {
         let before = project.conns.len();
         project.conns.retain(|c| c.id != id);
         project.conns.len() < before
+    }
+
+    /// Makes the live connection `id` end `FAILED` with `message` as its `errorMessage`, once its
+    /// `IDLE` and `WORKING` time is over (at once when it is over already; an AWS Confluent
+    /// connection still waiting for its domain stays `IDLE` until it gets one). False when there is no
+    /// such connection.
+    pub fn fail(&self, group_id: &str, id: &str, message: &str) -> bool {
+        let mut inner = self.shared.lock();
+        match inner.live_mut(group_id, id) {
+            Some(c) => {
+                c.fails = Some(message.to_owned());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a stream connection uses the live connection `id`: while it does, a delete is refused
+    /// with 400 `STREAM_PRIVATE_LINK_IN_USE` and changes nothing. False when there is no such connection.
+    pub fn set_in_use(&self, group_id: &str, id: &str, in_use: bool) -> bool {
+        let mut inner = self.shared.lock();
+        match inner.live_mut(group_id, id) {
+            Some(c) => {
+                c.in_use = in_use;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Creates that passed validation and wait for the backend's commit (`commit_delay_ms`),

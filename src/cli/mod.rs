@@ -5,15 +5,18 @@
 //! manifest, ledger in use, missing credentials).
 
 mod completions;
+mod export;
 mod ledger;
 mod load;
 mod man;
 mod once;
+mod outputs;
 mod plan;
 mod schema;
 mod validate;
 
 use crate::daemon;
+use crate::model::GroupId;
 // Only the bundled fake's commands use these directly.
 #[cfg(feature = "fake")]
 use crate::{config::LogFormat, demo, exit::refuse, logging::init_logging};
@@ -42,6 +45,15 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", requires = "once")]
     pub(crate) metrics_file: Option<PathBuf>,
 
+    /// With --once: write each declared link's Atlas id, state and outputs here as JSON (the form
+    /// of `outputs --output json`), atomically, after the pass.
+    #[arg(long, value_name = "PATH", requires = "once")]
+    pub(crate) outputs_file: Option<PathBuf>,
+
+    /// With --once: write the pass report here as JSON, atomically, after the pass.
+    #[arg(long, value_name = "PATH", requires = "once")]
+    pub(crate) report_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -64,6 +76,25 @@ pub(crate) enum Command {
     Ledger {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Print each declared link's Atlas id, state and read-only outputs, for the next step.
+    ///
+    /// The next step: a stream connection (`id` is its connectionId), Confluent (it needs
+    /// `interfaceEndpointId`), a script. Read from the ledger; with --refresh, after listing every
+    /// managed project.
+    Outputs {
+        #[arg(long, value_enum, default_value_t = outputs::Format::Json)]
+        output: outputs::Format,
+        /// List every managed project in Atlas first and record what it shows (takes the
+        /// ledger's lock: not while a daemon runs).
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Print a manifest of every live connection of the given projects, to adopt them as they are.
+    Export {
+        /// An Atlas project id (24 hex digits); repeat for more projects.
+        #[arg(long = "project", value_name = "GROUP_ID", required = true, value_parser = export::parse_group)]
+        projects: Vec<GroupId>,
     },
     /// Run the bundled fake Atlas on a loopback address (for tests, demos and trying things out).
     #[cfg(feature = "fake")]
@@ -107,7 +138,17 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Some(Command::Completions { shell }) => completions::run(shell, Cli::command()),
         Some(Command::Man) => man::run(Cli::command()),
-        None if cli.once => once::run(cli.config.as_deref(), cli.metrics_file.as_deref()).await,
+        Some(Command::Outputs { output, refresh }) => {
+            outputs::run(cli.config.as_deref(), output, refresh).await
+        }
+        Some(Command::Export { projects }) => export::run(cli.config.as_deref(), &projects).await,
+        None if cli.once => {
+            let files = once::OnceFiles {
+                outputs: cli.outputs_file.as_deref(),
+                report: cli.report_file.as_deref(),
+            };
+            once::run(cli.config.as_deref(), cli.metrics_file.as_deref(), files).await
+        }
         None => {
             let path = load::config_path(cli.config.as_deref());
             daemon::run(path).await

@@ -4,19 +4,48 @@ use super::load::{env, load};
 use crate::exit::{Exit, refuse};
 use crate::logging::init_logging;
 use crate::metrics::Metrics;
-use crate::once::{run_once_pass, write_metrics_file};
+use crate::model::DesiredState;
+use crate::once::{run_once_pass_report, write_metrics_file};
+use crate::output_file::{check_target, write_atomic};
 use crate::phases;
+use crate::reconcile::Reconciler;
+use crate::report::PassReport;
 use crate::wiring::start;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Where `--once` writes the outputs of each declared link and its report as JSON, besides stdout.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OnceFiles<'a> {
+    pub(crate) outputs: Option<&'a Path>,
+    pub(crate) report: Option<&'a Path>,
+}
+
+const OUTPUTS_FLAG: &str = "--outputs-file";
+const REPORT_FLAG: &str = "--report-file";
+/// Neither file is secret (ids, states, Atlas's messages), and another user (a CI step, a
+/// collector) often reads them, as with the metrics file.
+const FILE_MODE: u32 = 0o644;
+
 /// `--once`: one pass, a summary on stdout, exit 0 / 1 / 2.
-pub(crate) async fn run(flag: Option<&Path>, metrics_file: Option<&Path>) -> ExitCode {
+pub(crate) async fn run(
+    flag: Option<&Path>,
+    metrics_file: Option<&Path>,
+    files: OnceFiles<'_>,
+) -> ExitCode {
     phases::begin();
     let Some((config, desired)) = load(flag) else {
         return Exit::NotAttempted.into();
     };
+    // Before any call: a target that cannot be written safely is refused while it costs nothing.
+    for (flag, path) in [(OUTPUTS_FLAG, files.outputs), (REPORT_FLAG, files.report)] {
+        if let Some(path) = path
+            && let Err(e) = check_target(flag, path)
+        {
+            return refuse(&e);
+        }
+    }
     let show_bar = std::io::stderr().is_terminal();
     init_logging(config.log.format, show_bar);
     // Logging starts only now: the load's figures are what the process holds at this point.
@@ -27,7 +56,12 @@ pub(crate) async fn run(flag: Option<&Path>, metrics_file: Option<&Path>) -> Exi
         Err(e) => return refuse(&e),
     };
     phases::mark("start");
-    let code = run_once_pass(&reconciler, &desired, show_bar).await;
+    let (mut exit, report) = run_once_pass_report(&reconciler, &desired, show_bar).await;
+    if !write_once_files(&reconciler, &desired, report.as_ref(), files).await {
+        // The next step reads these files: a pass whose files are missing did not finish its job.
+        exit = Exit::NotConverged;
+    }
+    let code: ExitCode = exit.into();
     if let Some(path) = metrics_file
         && let Err(e) = write_metrics_file(path, &metrics.render())
     {
@@ -40,4 +74,49 @@ pub(crate) async fn run(flag: Option<&Path>, metrics_file: Option<&Path>) -> Exi
     reconciler.shutdown().await;
     phases::mark("shutdown");
     code
+}
+
+/// Writes `--outputs-file` (from the ledger as the pass left it) and `--report-file`; false when
+/// one that was asked for could not be written (the error is printed).
+async fn write_once_files(
+    reconciler: &Reconciler,
+    desired: &DesiredState,
+    report: Option<&PassReport>,
+    files: OnceFiles<'_>,
+) -> bool {
+    let mut ok = true;
+    let mut fail = |e: &dyn std::error::Error| {
+        // Exit 1, not 2: the pass ran. `refuse` prints the error and its causes.
+        let _ = refuse(e);
+        ok = false;
+    };
+    if let Some(path) = files.outputs {
+        match reconciler.ledger().snapshot().await {
+            Ok(records) => {
+                let text = super::outputs::to_json(&super::outputs::entries(desired, &records));
+                if let Err(e) = write_atomic(OUTPUTS_FLAG, path, text.as_bytes(), FILE_MODE) {
+                    fail(&e);
+                }
+            }
+            Err(e) => fail(&e),
+        }
+    }
+    if let Some(path) = files.report {
+        match report {
+            Some(report) => {
+                let text = report.to_json();
+                if let Err(e) = write_atomic(REPORT_FLAG, path, text.as_bytes(), FILE_MODE) {
+                    fail(&e);
+                }
+            }
+            None => {
+                eprintln!(
+                    "atlas-linkd: {REPORT_FLAG} {}: not written: the pass has no report (see the error above)",
+                    path.display()
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
 }

@@ -12,6 +12,7 @@ mod demo;
 mod exactly_once;
 mod fake_cli;
 mod hostile_manifests;
+mod lifecycle;
 mod notify_socket;
 mod notify_watch;
 mod once_binary;

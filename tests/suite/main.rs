@@ -12,6 +12,7 @@ mod fake_api;
 mod fake_auth;
 mod fake_commit;
 mod fake_faults;
+mod fake_lifecycle;
 mod ledger_memory;
 mod ledger_store;
 mod manifest_corpus;

@@ -172,6 +172,14 @@ fn execute_other(
                 .get_mut(group)
                 .and_then(|p| p.conns.iter_mut().find(|c| c.id == id));
             match conn {
+                // Atlas checks for stream connections first; one already being deleted has
+                // passed that check.
+                Some(c) if c.in_use && c.deleted.is_none() => error(
+                    StatusCode::BAD_REQUEST,
+                    "STREAM_PRIVATE_LINK_IN_USE",
+                    &format!("Private Link with connection ID ({id}) is in use."),
+                    &[],
+                ),
                 Some(c) => {
                     c.deleted.get_or_insert(now);
                     inner.purge(group, now);

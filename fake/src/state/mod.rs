@@ -26,8 +26,16 @@ pub(crate) struct Stored {
     /// When `IDLE` began: the commit, or the PATCH that gave a pending connection its domain.
     pub lifecycle_from: Instant,
     pub deleted: Option<Instant>,
-    pub fails: bool,
+    /// Set: the connection ends `FAILED` with this `errorMessage` once its `IDLE` and `WORKING`
+    /// time is over (at once when it is over already).
+    pub fails: Option<String>,
+    /// A stream connection uses it: a delete is refused with `STREAM_PRIVATE_LINK_IN_USE`.
+    pub in_use: bool,
 }
+
+/// The `errorMessage` of a connection `fail_when_contains` fails, unless `fail_message` says otherwise.
+const DEFAULT_FAIL_MESSAGE: &str =
+    "The private endpoint could not be provisioned (fake Atlas: fail_when_contains matched)";
 
 #[derive(Default)]
 pub(crate) struct Project {
@@ -331,11 +339,19 @@ impl Inner {
     pub(crate) fn commit(&mut self, group: &str, body: Map<String, Value>, now: Instant) -> String {
         let id = self.new_id();
         let key = validate::duplicate_key(&body);
-        let fails = self
-            .config
-            .fail_when_contains
-            .as_deref()
-            .is_some_and(|needle| Value::Object(body.clone()).to_string().contains(needle));
+        let text = Value::Object(body.clone()).to_string();
+        let contains = |needle: &Option<String>| {
+            needle
+                .as_deref()
+                .is_some_and(|needle| text.contains(needle))
+        };
+        let fails = contains(&self.config.fail_when_contains).then(|| {
+            self.config
+                .fail_message
+                .clone()
+                .unwrap_or_else(|| DEFAULT_FAIL_MESSAGE.to_owned())
+        });
+        let in_use = contains(&self.config.in_use_when_contains);
         self.projects
             .entry(group.to_owned())
             .or_default()
@@ -347,6 +363,7 @@ impl Inner {
                 lifecycle_from: now,
                 deleted: None,
                 fails,
+                in_use,
             });
         id
     }
@@ -374,6 +391,15 @@ impl Inner {
             .entry(group.to_owned())
             .or_insert(0) += 1;
         Committed::Created(id)
+    }
+
+    /// The live (not being deleted) connection `id` of `group`.
+    pub(crate) fn live_mut(&mut self, group: &str, id: &str) -> Option<&mut Stored> {
+        self.projects
+            .get_mut(group)?
+            .conns
+            .iter_mut()
+            .find(|c| c.id == id && c.deleted.is_none())
     }
 
     /// A live (not being deleted) connection in `group` with the same normalised body.
@@ -415,14 +441,8 @@ impl Inner {
                     "IDLE"
                 } else if age < working {
                     "WORKING"
-                } else if conn.fails {
-                    view.insert(
-                        "errorMessage".into(),
-                        Value::String(
-                            "The private endpoint could not be provisioned (fake Atlas: fail_when_contains matched)"
-                                .into(),
-                        ),
-                    );
+                } else if let Some(message) = &conn.fails {
+                    view.insert("errorMessage".into(), Value::String(message.clone()));
                     "FAILED"
                 } else {
                     if let Some(provider) = view.get("provider").and_then(Value::as_str) {
