@@ -1,10 +1,11 @@
-//! `--once`: load, start, one pass (see `crate::once`), the metrics file, shut down.
+//! `--once`: load, check the metrics file, start, read the ledger, one pass (see `crate::once`), the
+//! metrics file, shut down.
 
 use super::load::{env, load};
-use crate::exit::{Exit, refuse};
+use crate::exit::{Exit, refuse, refuse_while};
 use crate::logging::init_logging;
 use crate::metrics::Metrics;
-use crate::once::{run_once_pass, write_metrics_file};
+use crate::once::{check_metrics_file, once_pass, write_metrics_file};
 use crate::phases;
 use crate::wiring::start;
 use std::io::IsTerminal;
@@ -17,6 +18,13 @@ pub(crate) async fn run(flag: Option<&Path>, metrics_file: Option<&Path>) -> Exi
     let Some((config, desired)) = load(flag) else {
         return Exit::NotAttempted.into();
     };
+    // Before any call: a target the write would destroy (a device, a symlink) or cannot reach is
+    // refused now, not found out after the pass has changed Atlas.
+    if let Some(path) = metrics_file
+        && let Err(e) = check_metrics_file(path)
+    {
+        return refuse(&e);
+    }
     let show_bar = std::io::stderr().is_terminal();
     init_logging(config.log.format, show_bar);
     // Logging starts only now: the load's figures are what the process holds at this point.
@@ -26,18 +34,23 @@ pub(crate) async fn run(flag: Option<&Path>, metrics_file: Option<&Path>) -> Exi
         Ok(r) => r,
         Err(e) => return refuse(&e),
     };
+    // The pass would read every row first anyway (and keeps this copy); reading it here makes an
+    // unreadable ledger what it is, a refusal before anything was attempted, not a failed pass.
+    if let Err(e) = reconciler.ledger().snapshot().await {
+        reconciler.shutdown().await;
+        return refuse_while("cannot read the ledger", &e);
+    }
     phases::mark("start");
-    let code = run_once_pass(&reconciler, &desired, show_bar).await;
+    let mut exit = once_pass(&reconciler, &desired, show_bar).await;
     if let Some(path) = metrics_file
         && let Err(e) = write_metrics_file(path, &metrics.render())
     {
-        eprintln!(
-            "atlas-linkd: could not write the metrics file {}: {e}",
-            path.display()
-        );
+        // The pass's own status says nothing of this: a script must not take the stale file as new.
+        let _ = refuse(&e);
+        exit = exit.then_failed();
     }
     phases::mark("metrics file");
     reconciler.shutdown().await;
     phases::mark("shutdown");
-    code
+    exit.into()
 }
