@@ -360,3 +360,44 @@ async fn ledger_on_a_read_only_mount_beside_a_live_writer() {
     assert!(stdout.contains("added-live"), "{stdout}");
     writer.close().unwrap();
 }
+
+#[tokio::test]
+async fn once_on_a_full_disk_advises_freeing_space_not_permissions() {
+    if !namespaces_work() {
+        eprintln!(
+            "skipped: `unshare -rm` is not allowed here, so no small file system can be made"
+        );
+        return;
+    }
+    let h = harness(FakeConfig::default(), 1, 2, "").await;
+    let state = h.ledger_path().parent().unwrap().to_owned();
+    std::fs::create_dir_all(&state).unwrap();
+    // A 16 KiB tmpfs over the state folder, filled up: the first write of the ledger fails ENOSPC.
+    const SCRIPT: &str = r#"folder=$1; shift
+mount -t tmpfs -o size=16k tmpfs "$folder" || exit 97
+yes > "$folder/fill" 2>/dev/null
+exec "$@""#;
+    let out = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", SCRIPT, "sh"])
+        .arg(&state)
+        .arg(env!("CARGO_BIN_EXE_atlas-linkd"))
+        .arg("--config")
+        .arg(&h.config_path)
+        .arg("--once")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(
+            ["MONGODB_ATLAS_CLIENT_ID", "MONGODB_ATLAS_CLIENT_SECRET"]
+                .map(|k| (k, crate::support::test_env(k).unwrap())),
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(97), "mount failed: {err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("free space"), "{err}");
+    assert!(!err.contains("permission"), "{err}");
+    assert_eq!(h.fake.counters().total_requests(), 0);
+}
