@@ -20,8 +20,6 @@ pub struct Ledger {
     pub(super) path: PathBuf,
     /// Held (and locked) for the ledger's lifetime; `None` for a read-only open.
     _lock: Option<File>,
-    /// How the file is read: always `Shared` for the writer.
-    mode: ReadMode,
     pub(super) commits: Arc<AtomicU64>,
 }
 
@@ -232,7 +230,6 @@ impl Ledger {
             conn,
             path: path.to_owned(),
             _lock: Some(lock),
-            mode: ReadMode::Shared,
             commits: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -269,16 +266,15 @@ impl Ledger {
 
     /// Every row of the ledger at `path`, read as `open_read_only` reads it. A read that took the
     /// file alone because no writer was running is taken again, sharing the log, when a writer
-    /// started meanwhile: its first checkpoint could have changed the file under the read.
+    /// started meanwhile: its first checkpoint could have changed the file under the read, whether
+    /// the read then failed or not.
     pub fn read_only_records(path: &Path) -> Result<Vec<Record>, LedgerError> {
         let log_before = wal_path(path).exists();
-        let ledger = Ledger::open_read_only(path)?;
-        let records = ledger.records()?;
-        if ledger.mode == ReadMode::Immutable && !log_before && wal_path(path).exists() {
-            drop(ledger);
+        let read = Ledger::open_read_only(path).and_then(|l| l.records());
+        if !log_before && wal_path(path).exists() {
             return Ledger::open_reader(path, ReadMode::Shared)?.records();
         }
-        Ok(records)
+        read
     }
 
     fn open_reader(path: &Path, mode: ReadMode) -> Result<Ledger, LedgerError> {
@@ -315,7 +311,6 @@ impl Ledger {
             conn,
             path: path.to_owned(),
             _lock: None,
-            mode,
             commits: Arc::new(AtomicU64::new(0)),
         })
     }
