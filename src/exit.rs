@@ -25,6 +25,15 @@ impl Exit {
             Exit::NotAttempted => 2,
         }
     }
+
+    /// The status after something that had to follow a pass failed (writing an output file): a
+    /// success becomes "not converged"; a failure keeps its own status.
+    pub(crate) fn then_failed(self) -> Exit {
+        match self {
+            Exit::Converged => Exit::NotConverged,
+            other => other,
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -62,5 +71,12 @@ mod tests {
         assert_eq!(Exit::Converged.code(), 0);
         assert_eq!(Exit::NotConverged.code(), 1);
         assert_eq!(Exit::NotAttempted.code(), 2);
+    }
+
+    #[test]
+    fn a_failure_after_the_pass_fails_a_success_and_keeps_a_failure() {
+        assert_eq!(Exit::Converged.then_failed(), Exit::NotConverged);
+        assert_eq!(Exit::NotConverged.then_failed(), Exit::NotConverged);
+        assert_eq!(Exit::NotAttempted.then_failed(), Exit::NotAttempted);
     }
 }

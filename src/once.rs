@@ -1,5 +1,6 @@
 //! The `--once` pass: one pass with SIGINT/SIGTERM wired to a drain, its summary on stdout, its exit
-//! status, and the metrics file; shared by the `--once` command and `demo`.
+//! status; shared by the `--once` command and `demo` (the files `--once` writes after it are
+//! `cli::once`'s).
 
 use crate::exit::{Exit, refuse};
 use crate::logging::TERMINAL_BAR;
@@ -7,7 +8,6 @@ use crate::model::DesiredState;
 use crate::progress::{BarProgress, LogProgress, Progress};
 use crate::reconcile::{PassOptions, Reconciler};
 use crate::report::PassReport;
-use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -80,22 +80,4 @@ pub(crate) async fn cancel_on_signal(cancel: CancellationToken) {
     cancel.cancel();
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     std::process::exit(Exit::NotConverged.code().into());
-}
-
-/// Writes `text` to `path` atomically: a temporary file in the same directory, then a rename.
-pub(crate) fn write_metrics_file(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    // node_exporter usually runs as another user: the metrics are not secret.
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -79,7 +79,7 @@ pub(crate) fn run(flag: Option<&Path>, output: Output) -> ExitCode {
         return Exit::NotAttempted.into();
     };
     init_logging(config.log.format, false);
-    let records = match Ledger::open_read_only(&config.ledger).and_then(|l| l.records()) {
+    let records = match Ledger::read_only_records(&config.ledger) {
         Ok(r) => r,
         Err(e) => return refuse(&e),
     };

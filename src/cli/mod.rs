@@ -41,7 +41,9 @@ pub struct Cli {
     pub(crate) once: bool,
 
     /// With --once: write the final metrics here in Prometheus text format (atomically, for
-    /// node_exporter's textfile collector).
+    /// node_exporter's textfile collector). PATH must be a regular file or a new name in an existing,
+    /// writable directory: a symlink, device, FIFO or directory is refused (exit 2) before any call;
+    /// a failed write after the pass turns exit 0 into 1.
     #[arg(long, value_name = "PATH", requires = "once")]
     pub(crate) metrics_file: Option<PathBuf>,
 

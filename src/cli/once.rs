@@ -1,11 +1,12 @@
-//! `--once`: load, start, one pass (see `crate::once`), the metrics file, shut down.
+//! `--once`: load, check the output files, start, read the ledger, one pass (see `crate::once`), the
+//! output files (`--metrics-file`, `--outputs-file`, `--report-file`), shut down.
 
 use super::load::{env, load};
-use crate::exit::{Exit, refuse};
+use crate::exit::{Exit, refuse, refuse_while};
 use crate::logging::init_logging;
 use crate::metrics::Metrics;
 use crate::model::DesiredState;
-use crate::once::{run_once_pass_report, write_metrics_file};
+use crate::once::run_once_pass_report;
 use crate::output_file::{check_target, write_atomic};
 use crate::phases;
 use crate::reconcile::Reconciler;
@@ -22,10 +23,11 @@ pub(crate) struct OnceFiles<'a> {
     pub(crate) report: Option<&'a Path>,
 }
 
+const METRICS_FLAG: &str = "--metrics-file";
 const OUTPUTS_FLAG: &str = "--outputs-file";
 const REPORT_FLAG: &str = "--report-file";
-/// Neither file is secret (ids, states, Atlas's messages), and another user (a CI step, a
-/// collector) often reads them, as with the metrics file.
+/// No file is secret (metrics, ids, states, Atlas's messages), and another user (node_exporter, a
+/// CI step, a collector) often reads them.
 const FILE_MODE: u32 = 0o644;
 
 /// `--once`: one pass, a summary on stdout, exit 0 / 1 / 2.
@@ -38,8 +40,13 @@ pub(crate) async fn run(
     let Some((config, desired)) = load(flag) else {
         return Exit::NotAttempted.into();
     };
-    // Before any call: a target that cannot be written safely is refused while it costs nothing.
-    for (flag, path) in [(OUTPUTS_FLAG, files.outputs), (REPORT_FLAG, files.report)] {
+    // Before any call: a target the write would destroy (a device, a symlink) or cannot reach is
+    // refused now, not found out after the pass has changed Atlas.
+    for (flag, path) in [
+        (METRICS_FLAG, metrics_file),
+        (OUTPUTS_FLAG, files.outputs),
+        (REPORT_FLAG, files.report),
+    ] {
         if let Some(path) = path
             && let Err(e) = check_target(flag, path)
         {
@@ -55,25 +62,29 @@ pub(crate) async fn run(
         Ok(r) => r,
         Err(e) => return refuse(&e),
     };
+    // The pass would read every row first anyway (and keeps this copy); reading it here makes an
+    // unreadable ledger what it is, a refusal before anything was attempted, not a failed pass.
+    if let Err(e) = reconciler.ledger().snapshot().await {
+        reconciler.shutdown().await;
+        return refuse_while("cannot read the ledger", &e);
+    }
     phases::mark("start");
     let (mut exit, report) = run_once_pass_report(&reconciler, &desired, show_bar).await;
+    // The next step reads these files: a script must not take a stale or missing one as this
+    // pass's, so a failed write turns success into failure (a failure keeps its own status).
     if !write_once_files(&reconciler, &desired, report.as_ref(), files).await {
-        // The next step reads these files: a pass whose files are missing did not finish its job.
-        exit = Exit::NotConverged;
+        exit = exit.then_failed();
     }
-    let code: ExitCode = exit.into();
     if let Some(path) = metrics_file
-        && let Err(e) = write_metrics_file(path, &metrics.render())
+        && let Err(e) = write_atomic(METRICS_FLAG, path, metrics.render().as_bytes(), FILE_MODE)
     {
-        eprintln!(
-            "atlas-linkd: could not write the metrics file {}: {e}",
-            path.display()
-        );
+        let _ = refuse(&e);
+        exit = exit.then_failed();
     }
-    phases::mark("metrics file");
+    phases::mark("output files");
     reconciler.shutdown().await;
     phases::mark("shutdown");
-    code
+    exit.into()
 }
 
 /// Writes `--outputs-file` (from the ledger as the pass left it) and `--report-file`; false when

@@ -21,7 +21,7 @@ pub(crate) async fn run(flag: Option<&Path>, output: Output, offline: bool) -> E
     init_logging(config.log.format, false);
     // A ledger that does not exist yet is an empty one: the first plan of a new installation.
     let records = if config.ledger.exists() {
-        match Ledger::open_read_only(&config.ledger).and_then(|l| l.records()) {
+        match Ledger::read_only_records(&config.ledger) {
             Ok(r) => r,
             Err(e) => return refuse(&e),
         }

@@ -123,18 +123,34 @@ impl Checker {
     }
 }
 
-/// The base URL, or `None` after recording why it cannot be used.
+/// `text` with anything between `://` and an `@` before the path replaced by `***`: the user info of
+/// a URL (`user:password@`), which no message may repeat.
+fn without_user_info(text: &str) -> String {
+    let Some(start) = text.find("://").map(|i| i + 3) else {
+        return text.to_owned();
+    };
+    let rest = &text[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &text[..start], &rest[at..]),
+        None => text.to_owned(),
+    }
+}
+
+/// The base URL, or `None` after recording why it cannot be used (every reason, at once).
 fn check_base_url(c: &mut Checker, text: &str, key: &str) -> Option<reqwest::Url> {
+    let shown = without_user_info(text);
     let url = match reqwest::Url::parse(text.trim()) {
         Ok(url) => url,
         Err(e) => {
             c.push(
                 key,
-                format!("`{text}` is not a URL ({e}); use e.g. https://cloud.mongodb.com"),
+                format!("`{shown}` is not a URL ({e}); use e.g. https://cloud.mongodb.com"),
             );
             return None;
         }
     };
+    let mut usable = true;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
@@ -142,21 +158,51 @@ fn check_base_url(c: &mut Checker, text: &str, key: &str) -> Option<reqwest::Url
             c.push(
                 key,
                 format!(
-                    "`{text}` uses plain http to a host that is not loopback; credentials would cross the network unencrypted: use https"
+                    "`{shown}` uses plain http to a host that is not loopback; credentials would cross the network unencrypted: use https"
                 ),
             );
-            return None;
+            usable = false;
         }
         other => {
-            c.push(key, format!("`{text}` has scheme `{other}`; use https"));
-            return None;
+            c.push(key, format!("`{shown}` has scheme `{other}`; use https"));
+            usable = false;
         }
     }
     if url.host().is_none() {
-        c.push(key, format!("`{text}` has no host"));
-        return None;
+        c.push(key, format!("`{shown}` has no host"));
+        usable = false;
     }
-    Some(url)
+    // The client authenticates every call itself: credentials in the URL would go out as a second
+    // `Authorization` header (and end up in logs that print the URL).
+    if !url.username().is_empty() || url.password().is_some() {
+        c.push(
+            key,
+            format!(
+                "`{shown}` holds a user name or password (`user:password@`); remove it: credentials come from MONGODB_ATLAS_CLIENT_ID and MONGODB_ATLAS_CLIENT_SECRET (or the API key variables), never from the URL"
+            ),
+        );
+        usable = false;
+    }
+    // Every call path replaces the query and drops the fragment, so neither would ever be sent.
+    if url.query().is_some() {
+        c.push(
+            key,
+            format!(
+                "`{shown}` has a query (`?...`), which no call would send; remove it: the base URL is scheme, host, port and an optional path"
+            ),
+        );
+        usable = false;
+    }
+    if url.fragment().is_some() {
+        c.push(
+            key,
+            format!(
+                "`{shown}` has a fragment (`#...`), which no call would send; remove it: the base URL is scheme, host, port and an optional path"
+            ),
+        );
+        usable = false;
+    }
+    usable.then_some(url)
 }
 
 /// A `usize` setting as the `u64` the range checks take (saturating: a value too large for `u64`

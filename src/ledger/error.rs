@@ -1,4 +1,5 @@
-//! `LedgerError`: everything that can go wrong with the ledger, each naming the file and what to do.
+//! `LedgerError`: everything that can go wrong with the ledger, each naming the file and what to do,
+//! the advice following the actual error (`io_advice`, `sql_advice`).
 
 use crate::model::LinkKey;
 use std::path::PathBuf;
@@ -16,19 +17,19 @@ pub enum LedgerError {
         path: PathBuf,
         holder_pid: Option<u32>,
     },
-    #[error("cannot take the lock {} for the ledger: {source}; check the directory's permissions", path.display())]
+    #[error("cannot take the lock {} for the ledger: {source}{}", path.display(), io_advice(source))]
     Lock {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create the ledger directory {}: {source}; create it or fix its permissions", path.display())]
+    #[error("cannot create the ledger directory {}: {source}{}", path.display(), io_advice(source))]
     CreateDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create the ledger file {}: {source}; check the directory's permissions", path.display())]
+    #[error("cannot create the ledger file {}: {source}{}", path.display(), io_advice(source))]
     CreateFile {
         path: PathBuf,
         #[source]
@@ -36,13 +37,13 @@ pub enum LedgerError {
     },
     #[error("no ledger at {}: nothing has been recorded yet (run a pass first), or `ledger:` in the config points elsewhere", path.display())]
     NotFound { path: PathBuf },
-    #[error("cannot open the ledger {}: {source}; check that it is an atlas-linkd ledger and readable", path.display())]
+    #[error("cannot open the ledger {}: {source}{}", path.display(), open_advice(source))]
     Open {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
     },
-    #[error("cannot migrate the ledger {} to schema version {version}: {source}; the file is unchanged, restore it from a backup if it is damaged", path.display())]
+    #[error("cannot migrate the ledger {} to schema version {version}: {source}; the file is unchanged{}", path.display(), migrate_advice(source))]
     Migrate {
         path: PathBuf,
         version: u32,
@@ -61,14 +62,14 @@ pub enum LedgerError {
         found: i64,
         supported: u32,
     },
-    #[error("ledger {}: cannot {action}: {source}", path.display())]
+    #[error("ledger {}: cannot {action}: {source}{}", path.display(), sql_advice(source))]
     Sql {
         path: PathBuf,
         action: &'static str,
         #[source]
         source: rusqlite::Error,
     },
-    #[error("ledger {}: cannot commit a group of changes: {source}; none of them was recorded", path.display())]
+    #[error("ledger {}: cannot commit a group of changes: {source}; none of them was recorded{}", path.display(), sql_advice(source))]
     GroupCommit {
         path: PathBuf,
         #[source]
@@ -88,4 +89,113 @@ pub enum LedgerError {
     },
     #[error("ledger {}: the ledger writer has stopped; restart atlas-linkd", path.display())]
     Closed { path: PathBuf },
+}
+
+/// What to do about a failed file operation on the ledger, from what the OS said, with its leading
+/// "; "; nothing when the OS error is all there is to say.
+pub(crate) fn io_advice(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => "; free space on the ledger's file system",
+        Some(libc::EACCES | libc::EPERM) => {
+            "; check the permissions of the ledger's directory and files for the user atlas-linkd runs as"
+        }
+        Some(libc::EROFS) => {
+            "; the file system is mounted read-only: point `ledger:` in the config at a writable place"
+        }
+        _ => "",
+    }
+}
+
+/// `io_advice` for what SQLite said, with its leading "; ".
+pub(crate) fn sql_advice(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => "; free space on the ledger's file system",
+        Some(ErrorCode::PermissionDenied) => {
+            "; check the permissions of the ledger's directory and files for the user atlas-linkd runs as"
+        }
+        Some(ErrorCode::ReadOnly) => {
+            "; the ledger cannot be written: check that its file system is not mounted read-only and the permissions of the ledger, its -wal and -shm files and its directory"
+        }
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            "; the file is not an intact atlas-linkd ledger: restore it from a backup"
+        }
+        _ => "",
+    }
+}
+
+/// The advice when a ledger cannot be opened: `sql_advice`, or, when SQLite names no cause, the usual
+/// suspects.
+fn open_advice(e: &rusqlite::Error) -> &'static str {
+    match sql_advice(e) {
+        "" => "; check that it is an atlas-linkd ledger and readable",
+        advice => advice,
+    }
+}
+
+/// The advice when a migration failed: `sql_advice`, or a backup when SQLite names no cause.
+fn migrate_advice(e: &rusqlite::Error) -> &'static str {
+    match sql_advice(e) {
+        "" => "; restore it from a backup if it is damaged",
+        advice => advice,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Error;
+
+    fn sqlite(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn the_advice_follows_the_os_error() {
+        let io = |errno| io_advice(&Error::from_raw_os_error(errno));
+        assert!(io(libc::ENOSPC).contains("free space"));
+        assert!(io(libc::EDQUOT).contains("free space"));
+        assert!(io(libc::EACCES).contains("permissions"));
+        assert!(io(libc::EPERM).contains("permissions"));
+        assert!(io(libc::EROFS).contains("read-only"));
+        // Anything else: the OS error as it is, and no guess.
+        assert_eq!(io(libc::EIO), "");
+        assert_eq!(io_advice(&Error::other("no errno")), "");
+    }
+
+    #[test]
+    fn the_advice_follows_sqlites_error() {
+        use rusqlite::ffi;
+        assert!(sql_advice(&sqlite(ffi::SQLITE_FULL)).contains("free space"));
+        assert!(sql_advice(&sqlite(ffi::SQLITE_PERM)).contains("permissions"));
+        assert!(sql_advice(&sqlite(ffi::SQLITE_READONLY)).contains("read-only"));
+        assert!(sql_advice(&sqlite(ffi::SQLITE_NOTADB)).contains("backup"));
+        assert_eq!(sql_advice(&sqlite(ffi::SQLITE_BUSY)), "");
+        assert_eq!(
+            sql_advice(&rusqlite::Error::QueryReturnedNoRows),
+            "",
+            "not an SQLite failure"
+        );
+        // Opening: a cause SQLite names wins over the usual suspects.
+        assert!(open_advice(&sqlite(ffi::SQLITE_FULL)).contains("free space"));
+        assert!(open_advice(&sqlite(ffi::SQLITE_CANTOPEN)).contains("readable"));
+    }
+
+    #[test]
+    fn a_disk_full_error_never_says_permissions() {
+        let lock = LedgerError::Lock {
+            path: PathBuf::from("/var/lib/atlas-linkd/ledger.db.lock"),
+            source: Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let text = lock.to_string();
+        assert!(text.contains("free space"), "{text}");
+        assert!(!text.contains("permission"), "{text}");
+        let commit = LedgerError::GroupCommit {
+            path: PathBuf::from("ledger.db"),
+            source: Arc::new(sqlite(rusqlite::ffi::SQLITE_FULL)),
+        };
+        let text = commit.to_string();
+        assert!(text.contains("free space"), "{text}");
+        assert!(!text.contains("permission"), "{text}");
+    }
 }

@@ -23,6 +23,58 @@ pub struct Ledger {
     pub(super) commits: Arc<AtomicU64>,
 }
 
+/// How a reader opens the ledger.
+///
+/// A WAL-mode database is read through its `-wal` and `-shm` files, which SQLite creates when they
+/// are missing, even for a read-only connection: that fails on a read-only file system, and would
+/// leave files of the reader's making beside the ledger. When no `-wal` exists, no writer is running
+/// and the last one checkpointed everything into the file, so the file alone is the ledger: it is
+/// opened `immutable` (no lock, no `-wal`, no `-shm`). When a `-wal` exists, a writer may be running
+/// and the latest changes may be only there, so the reader shares it (`Shared`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadMode {
+    Shared,
+    Immutable,
+}
+
+/// `<ledger>-wal`, SQLite's write-ahead log beside the ledger.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+/// Whether opening a shared reader failed for want of its `-wal` / `-shm` files (a read-only file
+/// system or directory), not because of the ledger itself.
+fn cannot_share(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// The SQLite URI that opens `path` read-only and immutable. Every byte but the unreserved ones is
+/// percent-encoded, so that no `?`, `#` or `%` in a path is read as URI syntax; an absolute path
+/// gets an empty authority (`file:///...`), so that a path starting with `//` is not taken for one.
+fn immutable_uri(path: &Path) -> String {
+    use std::fmt::Write as _;
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from(if path.is_absolute() {
+        "file://"
+    } else {
+        "file:"
+    });
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            let _ = write!(uri, "%{b:02X}");
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}
+
 impl fmt::Debug for Ledger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ledger")
@@ -182,21 +234,61 @@ impl Ledger {
         })
     }
 
-    /// Opens the ledger for reading only, without the lock, beside a running daemon.
+    /// Opens the ledger for reading only, without the lock, beside a running daemon, or on a
+    /// read-only file system. See `ReadMode` for how; `read_only_records` also rereads when a
+    /// writer started during the read.
     pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
         if !path.exists() {
             return Err(LedgerError::NotFound {
                 path: path.to_owned(),
             });
         }
+        if !wal_path(path).exists() {
+            return Ledger::open_reader(path, ReadMode::Immutable);
+        }
+        match Ledger::open_reader(path, ReadMode::Shared) {
+            Err(LedgerError::Open { source, .. }) if cannot_share(&source) => {
+                // A log we cannot open: a copy of a live ledger on a read-only mount, say. The
+                // file alone is still a consistent ledger, as of the last checkpoint.
+                let log_len = std::fs::metadata(wal_path(path)).map_or(0, |m| m.len());
+                if log_len > 0 {
+                    tracing::warn!(
+                        ledger = %path.display(),
+                        error = %source,
+                        "cannot read the ledger's write-ahead log (-wal): showing the ledger as of its last checkpoint; the latest changes may be missing"
+                    );
+                }
+                Ledger::open_reader(path, ReadMode::Immutable)
+            }
+            other => other,
+        }
+    }
+
+    /// Every row of the ledger at `path`, read as `open_read_only` reads it. A read that took the
+    /// file alone because no writer was running is taken again, sharing the log, when a writer
+    /// started meanwhile: its first checkpoint could have changed the file under the read, whether
+    /// the read then failed or not.
+    pub fn read_only_records(path: &Path) -> Result<Vec<Record>, LedgerError> {
+        let log_before = wal_path(path).exists();
+        let read = Ledger::open_read_only(path).and_then(|l| l.records());
+        if !log_before && wal_path(path).exists() {
+            return Ledger::open_reader(path, ReadMode::Shared)?.records();
+        }
+        read
+    }
+
+    fn open_reader(path: &Path, mode: ReadMode) -> Result<Ledger, LedgerError> {
         let open_err = |source| LedgerError::Open {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match mode {
+            ReadMode::Shared => Connection::open_with_flags(path, flags),
+            ReadMode::Immutable => {
+                Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+            }
+        }
         .map_err(open_err)?;
         conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(open_err)?;

@@ -11,6 +11,7 @@ mod daemon_run;
 mod demo;
 mod exactly_once;
 mod fake_cli;
+mod hostile_files;
 mod hostile_manifests;
 mod lifecycle;
 mod notify_socket;

@@ -569,3 +569,78 @@ fn a_top_level_unknown_key_does_not_hide_a_wrong_type_or_a_range_error() {
     let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["atlas.timeout_secs", "retry.max_attempts"], "{err}");
 }
+
+#[test]
+fn user_info_query_and_fragment_in_the_base_url_are_refused_without_echoing_the_password() {
+    for (url, what) in [
+        ("https://alice:hunter2-s3cret@cloud.mongodb.com", "password"),
+        ("https://alice@cloud.mongodb.com", "user name"),
+        ("https://cloud.mongodb.com/?envelope=true", "query"),
+        ("https://cloud.mongodb.com/#frag", "fragment"),
+        ("https://cloud.mongodb.com/?", "query"),
+    ] {
+        let err = load(&format!("atlas: {{base_url: \"{url}\"}}\n")).unwrap_err();
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1, "{url}: {err}");
+        assert_eq!(problems[0].key, "atlas.base_url", "{url}");
+        assert!(problems[0].message.contains(what), "{url}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("/etc/atlas-linkd/config.yaml: `atlas.base_url` "),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "the password is echoed: {text}");
+    }
+}
+
+#[test]
+fn every_problem_of_the_base_url_is_reported_at_once_with_the_others() {
+    let yaml = "atlas:\n  base_url: \"http://bob:hunter2-s3cret@atlas.example.com/api?x=1#y\"\n  timeout_secs: 0\n";
+    let err = load(yaml).unwrap_err();
+    let text = err.to_string();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    // Plain http off loopback, the user info, the query and the fragment; then the next key.
+    assert_eq!(
+        keys,
+        [
+            "atlas.base_url",
+            "atlas.base_url",
+            "atlas.base_url",
+            "atlas.base_url",
+            "atlas.timeout_secs"
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "the password is echoed: {text}");
+    assert!(text.contains("http://***@atlas.example.com"), "{text}");
+}
+
+#[test]
+fn the_base_url_from_the_environment_is_held_to_the_same_rules() {
+    let env = |k: &str| {
+        (k == "MONGODB_ATLAS_BASE_URL")
+            .then(|| "https://carol:hunter2-s3cret@cloud.mongodb.com".to_owned())
+    };
+    let err = Config::from_yaml("", Path::new("c.yaml"), &env).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.problems().len(), 1, "{text}");
+    assert_eq!(err.problems()[0].key, "MONGODB_ATLAS_BASE_URL");
+    assert!(!text.contains("hunter2"), "the password is echoed: {text}");
+    // Not a URL at all, with something like a password in it: not echoed either.
+    let env = |k: &str| {
+        (k == "MONGODB_ATLAS_BASE_URL").then(|| "https://dave:hunter2-s3cret@[bad".to_owned())
+    };
+    let err = Config::from_yaml("", Path::new("c.yaml"), &env).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("is not a URL"), "{text}");
+    assert!(!text.contains("hunter2"), "the password is echoed: {text}");
+}
+
+#[test]
+fn a_base_url_with_a_path_and_a_port_is_still_accepted() {
+    let c = load("atlas: {base_url: \"https://atlas.example.com:8443/proxy\"}\n").unwrap();
+    assert_eq!(
+        c.atlas.base_url.as_str(),
+        "https://atlas.example.com:8443/proxy"
+    );
+}

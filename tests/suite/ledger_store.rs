@@ -329,3 +329,64 @@ async fn closed_handle_reports_closed() {
     let err = other.apply(intent("a", 1)).await.unwrap_err();
     assert!(matches!(err, LedgerError::Closed { .. }), "{err}");
 }
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_read_only_open_leaves_no_file_beside_a_closed_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut ledger = Ledger::open(&path).unwrap();
+    ledger.apply(&[intent("a", 1), intent("b", 2)]).unwrap();
+    ledger.close().unwrap();
+    let before = names_in(dir.path());
+    assert_eq!(before, ["ledger.db", "ledger.db.lock"]);
+
+    let reader = Ledger::open_read_only(&path).unwrap();
+    assert_eq!(reader.records().unwrap().len(), 2);
+    drop(reader);
+    assert_eq!(Ledger::read_only_records(&path).unwrap().len(), 2);
+    // No -wal, no -shm, no lock of the reader's making: nothing that a later writer, perhaps
+    // running as another user, would have to open.
+    assert_eq!(names_in(dir.path()), before);
+    // And the writer still opens it as before.
+    let mut ledger = Ledger::open(&path).unwrap();
+    ledger.apply(&[intent("c", 3)]).unwrap();
+    assert_eq!(ledger.records().unwrap().len(), 3);
+}
+
+#[test]
+fn a_read_only_open_beside_a_running_writer_sees_its_latest_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut writer = Ledger::open(&path).unwrap();
+    writer.apply(&[intent("a", 1)]).unwrap();
+    // Committed to the write-ahead log, not yet checkpointed into the file.
+    writer.apply(&[intent("b", 2)]).unwrap();
+    let records = Ledger::read_only_records(&path).unwrap();
+    assert_eq!(records.len(), 2);
+    writer.apply(&[intent("c", 3)]).unwrap();
+    let reader = Ledger::open_read_only(&path).unwrap();
+    assert_eq!(reader.records().unwrap().len(), 3);
+}
+
+#[test]
+fn a_read_only_open_of_a_path_with_uri_characters() {
+    // The immutable open goes through an SQLite URI: `?`, `#`, `%` and spaces must stay path.
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("a ?b#c%41d");
+    let path = sub.join("ledger.db");
+    let mut ledger = Ledger::open(&path).unwrap();
+    ledger.apply(&[intent("a", 1)]).unwrap();
+    ledger.close().unwrap();
+    assert_eq!(Ledger::read_only_records(&path).unwrap().len(), 1);
+    assert_eq!(names_in(&sub), ["ledger.db", "ledger.db.lock"]);
+}
