@@ -29,10 +29,13 @@ const WALL_LIMIT: Duration = Duration::from_secs(60);
 /// Heap one input may hold at its peak beyond what the target held before it: an input of at most
 /// `MAX_LEN` bytes needing more is a blow-up (an alias bomb, a size taken from the input).
 const INPUT_HEAP_LIMIT: usize = 256 << 20;
-/// The whole process's address space (`RLIMIT_AS`): growth the per-input count misses (another
-/// thread, memory mapped outside the allocator) fails an allocation, which aborts the process,
-/// instead of swapping. Room for the test threads' stacks and malloc arenas beside the heap limit.
-const ADDRESS_SPACE_LIMIT: u64 = 4 << 30;
+/// Heap a worker thread may hold at all: an allocation past it fails, which aborts the process, so
+/// runaway growth inside one input stops here instead of growing until the input ends.
+const WORKER_HEAP_LIMIT: isize = 1 << 30;
+/// The whole process's address space (`RLIMIT_AS`): growth the allocator's count misses (memory
+/// mapped outside it) fails too, instead of swapping. Room for the test threads' stacks and malloc
+/// arenas (64 MiB of address space each) beside the worker's heap.
+const ADDRESS_SPACE_LIMIT: u64 = 3 << 30;
 /// Inputs per proptest run; a run that finds nothing is followed by another with the next seed.
 const CASES_PER_RUN: u32 = 512;
 
@@ -60,15 +63,27 @@ fn count(delta: isize) {
 }
 
 const OOM_NOTE: &[u8] =
-    b"\nfuzz: an allocation failed under the address-space limit; the input each \
+    b"\nfuzz: an allocation failed (over the worker's heap or the address-space limit); the input each \
 target was running is in target/tmp/fuzz/<target>.input (scripts/fuzz saves it as a regression)\n";
 
 // SAFETY: every call is forwarded to `System` unchanged; the count only reads and writes
 // thread-local cells.
+/// Whether `grow` more bytes would take a worker thread past `WORKER_HEAP_LIMIT`.
+fn over_limit(grow: usize) -> bool {
+    IN_WORKER.try_with(Cell::get).unwrap_or(false)
+        && LIVE
+            .try_with(|live| live.get().saturating_add(grow as isize) > WORKER_HEAP_LIMIT)
+            .unwrap_or(false)
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let p = unsafe { System.alloc(layout) };
+        let p = if over_limit(layout.size()) {
+            std::ptr::null_mut()
+        } else {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc(layout) }
+        };
         if p.is_null() {
             // SAFETY: writing a static buffer to stderr; no allocation.
             unsafe { libc::write(2, OOM_NOTE.as_ptr().cast(), OOM_NOTE.len()) };
@@ -85,8 +100,12 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = if over_limit(new_size.saturating_sub(layout.size())) {
+            std::ptr::null_mut()
+        } else {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        };
         if p.is_null() {
             // SAFETY: as in `alloc`.
             unsafe { libc::write(2, OOM_NOTE.as_ptr().cast(), OOM_NOTE.len()) };
@@ -636,13 +655,21 @@ pub(crate) fn fuzz(target: &Target) {
             }
         };
         let path = save(name, &input);
+        // The bytes too, escaped: a CI log outlives the clone the file was saved in.
+        let shown = &input[..input.len().min(2048)];
         panic!(
             "fuzz target `{name}` failed after {} inputs (seed {run_seed}): {reason}\n\
              the input ({} bytes) is saved as {}; `cargo test --test fuzz -- {name}` replays it \
-             until it is fixed: commit it with the fix",
+             until it is fixed: commit it with the fix. Its bytes{}:\n{}",
             ran.get(),
             input.len(),
-            path.display()
+            path.display(),
+            if shown.len() < input.len() {
+                " (the first 2048)"
+            } else {
+                ""
+            },
+            shown.escape_ascii()
         );
     }
     eprintln!(
