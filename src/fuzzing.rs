@@ -7,7 +7,7 @@
 //! on a bug: a panic inside the product, or a broken property of what it made of the input.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderValue;
@@ -19,7 +19,7 @@ use crate::atlas::{
 };
 use crate::config::Config;
 use crate::manifest::{self, ManifestSet};
-use crate::model::GroupId;
+use crate::model::{GroupId, LinkKey};
 
 /// The project named in the errors the Atlas targets build.
 const GROUP: &str = "0123456789abcdef01234567";
@@ -40,19 +40,40 @@ fn render_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// One manifest file: the bytes are written as `manifest.yaml` in a folder of its own, then parsed and
-/// validated as `validate` and the daemon do (`parse_str`), and loaded through `ManifestSet` from the
-/// folder (discovery, the read, the UTF-8 check, the merge).
+/// The project of the daemon-path files, the same as a seed's (`tests/data/valid/kinesis-region-only.yaml`)
+/// so that mutations of it clash with them.
+const DAEMON_GROUP: &str = "32b6e34b3d91647abb20e7b8";
+/// The fuzzed file's last good version, in the daemon's folder.
+const DAEMON_BASE: &str = "projects:\n  - groupId: 32b6e34b3d91647abb20e7b8\n    links:\n      - name: fuzz-base\n        provider: AWS\n        vendor: KINESIS\n        region: ap-south-1\n";
+/// Another file of the daemon's folder, which no version of the fuzzed file may take away.
+const DAEMON_OTHER: &str = "projects:\n  - groupId: 32b6e34b3d91647abb20e7b8\n    links:\n      - name: other-file\n        provider: GCP\n        vendor: PUBSUB\n        region: us-central1\n";
+
+/// One manifest file, the way each reader takes it:
+/// - `validate` and `--once`: the bytes are written as `manifest.yaml` alone in a folder, parsed and
+///   validated (`parse_str`), and loaded through `ManifestSet` (discovery, the read, the UTF-8 check);
+/// - the daemon: a folder holds a good version of the file and another file; the bytes replace the good
+///   version and the set is refreshed, which must keep the good version if the new one is refused, and
+///   never lose the other file's link.
 pub struct ManifestTarget {
     dir: tempfile::TempDir,
     file: PathBuf,
+    daemon_dir: tempfile::TempDir,
+    daemon_file: PathBuf,
 }
 
 impl ManifestTarget {
     pub fn new() -> io::Result<ManifestTarget> {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("manifest.yaml");
-        Ok(ManifestTarget { dir, file })
+        let daemon_dir = tempfile::tempdir()?;
+        let daemon_file = daemon_dir.path().join("fuzz.yaml");
+        std::fs::write(daemon_dir.path().join("other.yaml"), DAEMON_OTHER)?;
+        Ok(ManifestTarget {
+            dir,
+            file,
+            daemon_dir,
+            daemon_file,
+        })
     }
 
     pub fn run(&mut self, bytes: &[u8]) {
@@ -79,13 +100,7 @@ impl ManifestTarget {
                     !problems.0.is_empty(),
                     "a refused manifest names no problem"
                 );
-                for p in &problems.0 {
-                    let text = p.to_string();
-                    assert!(
-                        !text.contains("internal error while parsing"),
-                        "the loader caught a parser panic: {text}"
-                    );
-                }
+                no_caught_panic(&problems.0);
             }
         }
         // `validate` (parse_str) and the loader must agree; bytes that are not UTF-8 are refused.
@@ -95,11 +110,49 @@ impl ManifestTarget {
             loaded.is_ok(),
             "the parser and the loader disagree on this file"
         );
+        self.daemon(bytes);
     }
 
-    /// The folder the manifest is written to.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// The daemon's refresh, from a fresh set each time so that an input alone decides the outcome.
+    fn daemon(&mut self, bytes: &[u8]) {
+        let folder = [self.daemon_dir.path().to_path_buf()];
+        std::fs::write(&self.daemon_file, DAEMON_BASE).expect("the fuzz folder is writable");
+        let mut set = match ManifestSet::load(&folder) {
+            Ok(set) => set,
+            Err(p) => panic!("the daemon's base files are refused: {p}"),
+        };
+        std::fs::write(&self.daemon_file, bytes).expect("the fuzz folder is writable");
+        let refresh = set.refresh(&folder);
+        no_caught_panic(&refresh.problems);
+        let desired = set.desired();
+        let group = GroupId::parse(DAEMON_GROUP).expect("the constant is a valid group id");
+        assert!(
+            desired
+                .get(&LinkKey::new(group.clone(), "other-file"))
+                .is_some(),
+            "a refresh lost another file's link"
+        );
+        if refresh.invalid_files > 0 {
+            assert!(
+                !refresh.problems.is_empty(),
+                "a file refused without a problem"
+            );
+            assert!(
+                desired.get(&LinkKey::new(group, "fuzz-base")).is_some(),
+                "a refused file's last good version was dropped"
+            );
+        }
+    }
+}
+
+/// `ManifestSet` turns a parser panic into this problem; the fuzzer must see it as the panic it is.
+fn no_caught_panic(problems: &[manifest::Problem]) {
+    for p in problems {
+        let text = p.to_string();
+        assert!(
+            !text.contains("internal error while parsing"),
+            "the loader caught a parser panic: {text}"
+        );
     }
 }
 
