@@ -24,7 +24,7 @@ pub use credentials::Credentials;
 pub(crate) use credentials::CredentialsError;
 pub use error::{ApiError, ErrorClass};
 pub(crate) use error::{AtlasErrorBody, ClientBuildError};
-// The decoders of Atlas's answers, for the fuzz targets (`crate::fuzzing`).
+// The decoders of Atlas's answers, for the fuzz targets (src/fuzzing.rs).
 pub(crate) use auth::TokenCache;
 pub(crate) use error::{advice_for_status, class_of_status, parse_retry_after, snippet};
 pub(crate) use wire::{WireError, WirePage, WireToken};
