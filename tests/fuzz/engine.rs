@@ -202,8 +202,9 @@ struct Worker {
     tx: SyncSender<Vec<u8>>,
     rx: Receiver<Outcome>,
     clock: libc::clockid_t,
-    // Held so the thread's CPU clock stays valid; never joined (a hung worker is left behind).
-    _thread: std::thread::JoinHandle<()>,
+    // Keeps the thread's CPU clock valid; joined by `finish`, never after a failure (a hung worker is
+    // left behind).
+    thread: std::thread::JoinHandle<()>,
 }
 
 fn pending_path(name: &str) -> PathBuf {
@@ -261,8 +262,14 @@ impl Worker {
             tx,
             rx,
             clock,
-            _thread: thread,
+            thread,
         }
+    }
+
+    /// Ends the worker and waits for it, so the target's files are gone before the process is.
+    fn finish(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
     }
 
     fn cpu(&self) -> Duration {
@@ -602,6 +609,7 @@ pub(crate) fn fuzz(target: &Target) {
 
     let budget = budget();
     if budget.is_zero() {
+        worker.finish();
         return;
     }
     let run_seed = run_seed();
@@ -677,5 +685,5 @@ pub(crate) fn fuzz(target: &Target) {
         ran.get(),
         budget.as_secs()
     );
-    drop(worker);
+    worker.finish();
 }
