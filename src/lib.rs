@@ -32,6 +32,9 @@ pub mod daemon;
 pub(crate) mod demo;
 pub mod endpoint;
 pub mod exit;
+/// Fuzz targets for `tests/fuzz/`; not part of the library's surface.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ledger;
 pub(crate) mod lock;
 pub(crate) mod logging;

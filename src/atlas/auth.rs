@@ -18,6 +18,10 @@ pub(crate) fn refresh_margin(ttl: Duration) -> Duration {
     if ttl >= MARGIN * 2 { MARGIN } else { ttl / 2 }
 }
 
+/// The longest a token is reused, whatever lifetime the token endpoint claims: far beyond a real
+/// one (Atlas's last an hour), and a token that ends sooner is refused with a 401, which refreshes it.
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
 struct CachedToken {
     token: SecretString,
     generation: u64,
@@ -45,6 +49,8 @@ impl TokenCache {
     }
 
     fn store(slot: &mut Option<CachedToken>, secret: SecretString, ttl: Duration) -> Token {
+        // The server picks `expires_in`; past `Instant`'s range the additions below would panic.
+        let ttl = ttl.min(MAX_TOKEN_TTL);
         let now = Instant::now();
         let generation = slot.as_ref().map_or(1, |t| t.generation + 1);
         *slot = Some(CachedToken {
@@ -168,6 +174,27 @@ mod tests {
         assert_eq!(
             refresh_margin(Duration::from_secs(60)),
             Duration::from_secs(30)
+        );
+    }
+
+    // Found by the `token` fuzz target (tests/fuzz-regressions/token/): an `expires_in` near u64::MAX
+    // overflowed `Instant` and panicked the caller.
+    #[tokio::test(start_paused = true)]
+    async fn a_lifetime_past_the_clock_range_is_capped_not_a_panic() {
+        let cache = TokenCache::new();
+        let fetch = || async {
+            Ok((
+                SecretString::from("t".to_owned()),
+                Duration::from_secs(u64::MAX),
+            ))
+        };
+        let first = cache.get(fetch).await.unwrap();
+        tokio::time::advance(MAX_TOKEN_TTL).await;
+        let second = cache.get(fetch).await.unwrap();
+        assert_eq!(
+            (first.generation, second.generation),
+            (1, 2),
+            "refreshed once the capped lifetime is over"
         );
     }
 

@@ -24,6 +24,10 @@ pub use credentials::Credentials;
 pub(crate) use credentials::CredentialsError;
 pub use error::{ApiError, ErrorClass};
 pub(crate) use error::{AtlasErrorBody, ClientBuildError};
+// The decoders of Atlas's answers, for the fuzz targets (src/fuzzing.rs).
+pub(crate) use auth::TokenCache;
+pub(crate) use error::{advice_for_status, class_of_status, parse_retry_after, snippet};
+pub(crate) use wire::{WireError, WirePage, WireToken};
 
 /// The longest `Retry-After` the client reports: a longer one, a date further ahead, or a number too
 /// large to read is clamped to this, so no server can make a caller wait (or overflow an `Instant`)
