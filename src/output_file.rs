@@ -32,7 +32,16 @@ pub(crate) enum OutputFileError {
         source: std::io::Error,
     },
     #[error(
-        "{flag} {}: its folder {} cannot be used; create it, or give a file in an existing folder",
+        "{flag} {}: its folder {} does not exist; create it, or give a file in an existing folder",
+        path.display(), folder.display()
+    )]
+    NoFolder {
+        flag: &'static str,
+        path: PathBuf,
+        folder: PathBuf,
+    },
+    #[error(
+        "{flag} {}: its folder {} cannot be used; fix its permissions, or give a file in another folder",
         path.display(), folder.display()
     )]
     Folder {
@@ -131,7 +140,15 @@ fn check_entry(flag: &'static str, path: &Path) -> Result<(), OutputFileError> {
             kind: kind_of(m.file_type()),
         }),
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // Nothing there yet, or a parent that is not a folder: the folder check says which.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(())
+        }
         Err(source) => Err(OutputFileError::Inspect {
             flag,
             path: path.to_owned(),
@@ -150,6 +167,13 @@ pub(crate) fn check_target(flag: &'static str, path: &Path) -> Result<(), Output
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             return Err(OutputFileError::NotAFolder {
+                flag,
+                path: path.to_owned(),
+                folder: folder.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(OutputFileError::NoFolder {
                 flag,
                 path: path.to_owned(),
                 folder: folder.to_owned(),
@@ -266,16 +290,10 @@ mod tests {
             "{e}"
         );
         let e = check_target("--report-file", &dir.path().join("no/such/out.json")).unwrap_err();
-        assert!(matches!(e, OutputFileError::Folder { .. }), "{e}");
+        assert!(matches!(e, OutputFileError::NoFolder { .. }), "{e}");
         assert!(e.to_string().contains("--report-file"), "{e}");
         let e = check_target("--report-file", &target.join("out.json")).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                OutputFileError::Folder { .. } | OutputFileError::NotAFolder { .. }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, OutputFileError::NotAFolder { .. }), "{e}");
     }
 
     #[test]
