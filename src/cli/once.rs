@@ -1,4 +1,4 @@
-//! `--once`: load, start, one pass (see `crate::once`), the metrics file, shut down.
+//! `--once`: load, start, one pass (see `crate::once`) and its `--wait`, the files, shut down.
 
 use super::load::{env, load};
 use crate::exit::{Exit, refuse};
@@ -10,10 +10,12 @@ use crate::output_file::{check_target, write_atomic};
 use crate::phases;
 use crate::reconcile::Reconciler;
 use crate::report::PassReport;
+use crate::wait::WaitOptions;
 use crate::wiring::start;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Where `--once` writes the outputs of each declared link and its report as JSON, besides stdout.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,11 +30,13 @@ const REPORT_FLAG: &str = "--report-file";
 /// collector) often reads them, as with the metrics file.
 const FILE_MODE: u32 = 0o644;
 
-/// `--once`: one pass, a summary on stdout, exit 0 / 1 / 2.
+/// `--once`: one pass, a summary on stdout, exit 0 / 1 / 2. With `wait`, then wait that long at
+/// most for every declared link to be `DONE` (`crate::wait`); the files are written after it.
 pub(crate) async fn run(
     flag: Option<&Path>,
     metrics_file: Option<&Path>,
     files: OnceFiles<'_>,
+    wait: Option<Duration>,
 ) -> ExitCode {
     phases::begin();
     let Some((config, desired)) = load(flag) else {
@@ -56,7 +60,11 @@ pub(crate) async fn run(
         Err(e) => return refuse(&e),
     };
     phases::mark("start");
-    let (mut exit, report) = run_once_pass_report(&reconciler, &desired, show_bar).await;
+    let wait = wait.map(|limit| WaitOptions {
+        limit,
+        poll: Duration::from_secs(config.reconcile.ready_poll_secs),
+    });
+    let (mut exit, report) = run_once_pass_report(&reconciler, &desired, show_bar, wait).await;
     if !write_once_files(&reconciler, &desired, report.as_ref(), files).await {
         // The next step reads these files: a pass whose files are missing did not finish its job.
         exit = Exit::NotConverged;
