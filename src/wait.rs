@@ -70,7 +70,8 @@ pub(crate) fn link_wait(record: Option<&Record>, gone: bool) -> LinkWait {
         };
     };
     let state = record.remote_state.as_ref();
-    let shown = state.map_or("UNKNOWN", |s| s.as_str()).to_owned();
+    // A connection created in the pass has not been listed yet: its state is not known.
+    let shown = state.map_or("not listed yet", |s| s.as_str()).to_owned();
     if gone {
         return LinkWait::Failed {
             state: "GONE".to_owned(),
@@ -242,6 +243,7 @@ async fn poll_until_ready(
             Ok(r) => r,
             Err(e) => return ledger_failed(&e),
         };
+        reconciler.set_remote_links_gauge(desired, &records);
         let status = WaitStatus::new(desired, &records, &gone);
         progress.poll(status.ready() as u64, total as u64, &status.others());
         let waited = humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));

@@ -6,7 +6,7 @@ use super::Reconciler;
 use super::clock::now_unix;
 use super::list::Abandon;
 use crate::ledger::{Change, LedgerError, LedgerHandle};
-use crate::model::{EndpointOutputs, GroupId, Record, RemoteConnection};
+use crate::model::{DesiredState, EndpointOutputs, GroupId, Phase, Record, RemoteConnection};
 use crate::plan::{ListedState, RemoteListing};
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -120,5 +120,22 @@ impl Reconciler {
             },
         )
         .await
+    }
+}
+
+impl Reconciler {
+    /// `atlas_linkd_remote_links{state}` from `records`: the declared links created or adopted, by
+    /// the Atlas state last recorded (`UNKNOWN` before a listing showed one), as after a pass. The
+    /// wait sets it after each poll, so `--metrics-file` holds the states the wait ended with.
+    pub(crate) fn set_remote_links_gauge(&self, desired: &DesiredState, records: &[Record]) {
+        let mut states: BTreeMap<&str, i64> = BTreeMap::new();
+        for r in records.iter().filter(|r| {
+            matches!(r.phase, Phase::Created | Phase::Adopted) && desired.get(&r.key).is_some()
+        }) {
+            let state = r.remote_state.as_ref().map_or("UNKNOWN", |s| s.as_str());
+            *states.entry(state).or_default() += 1;
+        }
+        self.metrics
+            .set_remote_states(states.iter().map(|(s, n)| (*s, *n)));
     }
 }

@@ -40,10 +40,13 @@ async fn wait_ends_0_only_once_every_link_is_done_with_one_list_per_project_per_
     let (projects, links) = (2, 3);
     let h = harness(lifecycle(1_000, 1_000), projects, links, POLL).await;
     let outputs = h.dir.path().join("outputs.json");
+    let metrics = h.dir.path().join("linkd.prom");
     let started = Instant::now();
     let out = once(&h.config_path)
         .args(["--wait", "1m", "--outputs-file"])
         .arg(&outputs)
+        .arg("--metrics-file")
+        .arg(&metrics)
         .output()
         .await
         .unwrap();
@@ -89,6 +92,14 @@ async fn wait_ends_0_only_once_every_link_is_done_with_one_list_per_project_per_
             "{e}"
         );
     }
+    // So is the metrics file: the remote states are the ones the wait ended with.
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.lines()
+            .any(|l| l == "atlas_linkd_remote_links{state=\"DONE\"} 6"),
+        "{prom}"
+    );
+    assert!(!prom.contains("state=\"UNKNOWN\""), "{prom}");
 }
 
 #[tokio::test]
