@@ -34,6 +34,9 @@ pub(crate) fn parse_wait(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A connection that this many complete listings in a row did not show is gone from Atlas.
+const GONE_AFTER: u32 = 2;
+
 /// What `--once --wait` needs besides the pass.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WaitOptions {
@@ -51,8 +54,8 @@ pub(crate) enum LinkWait {
     /// May still become `DONE`: `IDLE`, `WORKING`, a state this version does not know, or not
     /// known at all yet. `state` is what to show.
     Pending { state: String },
-    /// Will not become `DONE`: `FAILED`, being deleted, or gone from a complete listing. `message`
-    /// is Atlas's `errorMessage` when it gave one.
+    /// Will not become `DONE`: `FAILED`, being deleted, or gone from two complete listings in a
+    /// row. `message` is Atlas's `errorMessage` when it gave one.
     Failed {
         state: String,
         message: Option<String>,
@@ -237,6 +240,8 @@ async fn poll_until_ready(
     let started = Instant::now();
     let total = desired.link_count();
     let mut gone: HashSet<LinkKey> = HashSet::new();
+    // How many complete listings in a row did not show a link's connection.
+    let mut missing: HashMap<LinkKey, u32> = HashMap::new();
     loop {
         // The first look is at what the pass itself recorded: it listed every managed project.
         let records = match reconciler.ledger().snapshot().await {
@@ -296,10 +301,18 @@ async fn poll_until_ready(
         }
         for record in records.iter() {
             let listed = refreshed.listed.get(&record.key.group_id);
-            if let (Some(ids), Some(id)) = (listed, record.atlas_id.as_deref())
-                && !ids.contains(id)
-                && desired.get(&record.key).is_some()
-            {
+            let (Some(ids), Some(id)) = (listed, record.atlas_id.as_deref()) else {
+                continue;
+            };
+            if ids.contains(id) || desired.get(&record.key).is_none() {
+                missing.remove(&record.key);
+                continue;
+            }
+            // Twice in a row, so that a listing that lags behind a create just made cannot end
+            // the wait.
+            let times = missing.entry(record.key.clone()).or_default();
+            *times = times.saturating_add(1);
+            if *times >= GONE_AFTER {
                 gone.insert(record.key.clone());
             }
         }

@@ -253,3 +253,39 @@ async fn nonsense_durations_are_refused_with_2_before_any_call() {
     assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
     assert_eq!(h.fake.counters().total_requests(), 0);
 }
+
+#[tokio::test]
+async fn a_connection_deleted_outside_during_the_wait_ends_it_with_1() {
+    let h = harness(lifecycle(600_000, 0), 1, 2, POLL).await;
+    let child = once(&h.config_path)
+        .args(["--wait", "10m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(
+        "the wait's first poll",
+        Duration::from_secs(60),
+        async || (lists(&h) >= 2).then_some(()),
+    )
+    .await;
+    let group = group_id(0);
+    let first = h.fake.connections(&group)[0]["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(h.fake.remove(&group, &first));
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the wait went on after its connection was deleted")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{group}/link-0: GONE: Atlas no longer lists connection {first}"
+        )),
+        "{}",
+        explain(&out)
+    );
+}
