@@ -18,7 +18,7 @@ use crate::atlas::{
     advice_for_status, class_of_status, parse_retry_after, snippet,
 };
 use crate::config::Config;
-use crate::manifest::{self, ManifestSet};
+use crate::manifest::{self, ManifestSet, ReadLimits};
 use crate::model::{GroupId, LinkKey};
 
 /// The project named in the errors the Atlas targets build.
@@ -105,7 +105,7 @@ impl ManifestTarget {
             let _ = problems.to_string();
         }
         std::fs::write(&self.file, bytes).expect("the fuzz folder is writable");
-        let loaded = ManifestSet::load(&[self.dir.path().to_path_buf()]);
+        let loaded = ManifestSet::load_with(&[self.dir.path().to_path_buf()], ReadLimits::default());
         match &loaded {
             Ok(set) => {
                 let _ = set.desired().link_count();
@@ -132,7 +132,7 @@ impl ManifestTarget {
     fn daemon(&mut self, bytes: &[u8]) {
         let folder = [self.daemon_dir.path().to_path_buf()];
         std::fs::write(&self.daemon_file, DAEMON_BASE).expect("the fuzz folder is writable");
-        let mut set = match ManifestSet::load(&folder) {
+        let mut set = match ManifestSet::load_with(&folder, ReadLimits::default()) {
             Ok(set) => set,
             Err(p) => panic!("the daemon's base files are refused: {p}"),
         };

@@ -48,4 +48,5 @@ pub mod plan;
 pub(crate) mod progress;
 pub mod reconcile;
 pub mod report;
+pub(crate) mod wait;
 pub mod wiring;

@@ -1,6 +1,6 @@
 //! The `--once` pass: one pass with SIGINT/SIGTERM wired to a drain, its summary on stdout, its exit
-//! status; shared by the `--once` command and `demo` (the files `--once` writes after it are
-//! `cli::once`'s).
+//! status, and the `--wait` after it; shared by the `--once` command and `demo` (the files
+//! `--once` writes after them are `cli::once`'s).
 
 use crate::exit::{Exit, refuse};
 use crate::logging::TERMINAL_BAR;
@@ -8,6 +8,7 @@ use crate::model::DesiredState;
 use crate::progress::{BarProgress, LogProgress, Progress};
 use crate::reconcile::{PassOptions, Reconciler};
 use crate::report::PassReport;
+use crate::wait::{WaitOptions, wait_until_ready};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -19,18 +20,21 @@ pub(crate) async fn run_once_pass(
     desired: &DesiredState,
     show_bar: bool,
 ) -> std::process::ExitCode {
-    run_once_pass_report(reconciler, desired, show_bar)
+    run_once_pass_report(reconciler, desired, show_bar, None)
         .await
         .0
         .into()
 }
 
 /// Runs one pass with SIGINT/SIGTERM wired to a drain, prints its report, and hands it back (none
-/// when the pass could not read the ledger) with its exit status. Shared by `--once` and `demo`.
+/// when the pass could not read the ledger) with its exit status. With `wait`, a converged pass is
+/// followed by `--wait` (under the same signals), whose status is then the exit status. Shared by
+/// `--once` and `demo`.
 pub(crate) async fn run_once_pass_report(
     reconciler: &Reconciler,
     desired: &DesiredState,
     show_bar: bool,
+    wait: Option<WaitOptions>,
 ) -> (Exit, Option<PassReport>) {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
@@ -48,19 +52,30 @@ pub(crate) async fn run_once_pass_report(
         progress: Some(progress),
     };
     let result = reconciler.run_pass(desired, &options).await;
-    signals.abort();
-    match result {
+    let outcome = match result {
         Ok(report) => {
             out!("{}", report.to_text());
             crate::phases::mark("report printed");
-            (report.exit(), Some(report))
+            let mut exit = report.exit();
+            if let Some(wait) = wait {
+                if exit == Exit::Converged {
+                    exit = wait_until_ready(reconciler, desired, wait, &cancel, show_bar).await;
+                } else {
+                    // Links that did not converge may never become DONE: waiting would only delay
+                    // the same verdict.
+                    outln!("wait: not waiting: the pass did not converge");
+                }
+            }
+            (exit, Some(report))
         }
         Err(e) => {
             // The pass started: not "nothing attempted", whatever `refuse` returns.
             let _ = refuse(&e);
             (Exit::NotConverged, None)
         }
-    }
+    };
+    signals.abort();
+    outcome
 }
 
 /// First SIGINT/SIGTERM: stop starting calls and let in-flight ones finish and be recorded.

@@ -1,6 +1,7 @@
 //! Progress of a pass: the `Progress` hook the executor calls, and its two displays, a progress bar
 //! on a terminal (`BarProgress`, over every declared link, like the summary) and periodic log lines
-//! elsewhere (`LogProgress`, over the creates).
+//! elsewhere (`LogProgress`, over the creates); and the same two for `--once --wait`
+//! (`WaitProgress`: links `DONE` / declared).
 
 use crate::lock::LockExt;
 use crate::logging::TERMINAL_BAR;
@@ -127,6 +128,57 @@ impl Progress for LogProgress {
         }
     }
     fn finish(&self) {}
+}
+
+/// Progress of `--once --wait`: after each poll, how many declared links are `DONE` and what the
+/// others are (`IDLE: 2, WORKING: 1`). A bar on a terminal, a log line per poll elsewhere.
+pub(crate) enum WaitProgress {
+    Bar(indicatif::ProgressBar),
+    Log,
+}
+
+impl WaitProgress {
+    pub(crate) fn new(show_bar: bool) -> WaitProgress {
+        if !show_bar {
+            return WaitProgress::Log;
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} links DONE  {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        TERMINAL_BAR.set(Some(bar.clone()));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        WaitProgress::Bar(bar)
+    }
+
+    pub(crate) fn poll(&self, ready: u64, total: u64, others: &str) {
+        match self {
+            WaitProgress::Bar(bar) => {
+                bar.set_length(total);
+                bar.set_position(ready);
+                bar.set_message(others.to_owned());
+            }
+            WaitProgress::Log => {
+                tracing::info!(
+                    ready,
+                    total,
+                    others,
+                    "waiting for the declared links to be DONE"
+                );
+            }
+        }
+    }
+
+    /// Leaves the bar on screen at its last count, above the wait's verdict.
+    pub(crate) fn finish(&self) {
+        if let WaitProgress::Bar(bar) = self {
+            bar.abandon();
+            TERMINAL_BAR.set(None);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -48,9 +48,16 @@ pub struct Cli {
     pub(crate) metrics_file: Option<PathBuf>,
 
     /// With --once: write each declared link's Atlas id, state and outputs here as JSON (the form
-    /// of `outputs --output json`), atomically, after the pass.
+    /// of `outputs --output json`), atomically, after the pass (after --wait, with it).
     #[arg(long, value_name = "PATH", requires = "once")]
     pub(crate) outputs_file: Option<PathBuf>,
+
+    /// With --once: after a converged pass, wait up to DURATION (45m, 90s, 1h30m; 1s to 7d) until
+    /// Atlas shows every declared link DONE, listing each project with links not DONE every
+    /// `reconcile.ready_poll_secs`. Exits 1 at once when a link ends FAILED (with Atlas's
+    /// errorMessage), and at the deadline, naming each link not ready and its state.
+    #[arg(long, value_name = "DURATION", requires = "once", value_parser = crate::wait::parse_wait)]
+    pub(crate) wait: Option<std::time::Duration>,
 
     /// With --once: write the pass report here as JSON, atomically, after the pass.
     #[arg(long, value_name = "PATH", requires = "once")]
@@ -149,7 +156,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 outputs: cli.outputs_file.as_deref(),
                 report: cli.report_file.as_deref(),
             };
-            once::run(cli.config.as_deref(), cli.metrics_file.as_deref(), files).await
+            let (config, metrics) = (cli.config.as_deref(), cli.metrics_file.as_deref());
+            once::run(config, metrics, files, cli.wait).await
         }
         None => {
             let path = load::config_path(cli.config.as_deref());

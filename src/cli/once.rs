@@ -1,5 +1,6 @@
-//! `--once`: load, check the output files, start, read the ledger, one pass (see `crate::once`), the
-//! output files (`--metrics-file`, `--outputs-file`, `--report-file`), shut down.
+//! `--once`: load, check the output files, start, read the ledger, one pass (see `crate::once`)
+//! and its `--wait`, the output files (`--metrics-file`, `--outputs-file`, `--report-file`), shut
+//! down.
 
 use super::load::{env, load};
 use crate::exit::{Exit, refuse, refuse_while};
@@ -11,10 +12,12 @@ use crate::output_file::{check_target, write_atomic};
 use crate::phases;
 use crate::reconcile::Reconciler;
 use crate::report::PassReport;
+use crate::wait::WaitOptions;
 use crate::wiring::start;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Where `--once` writes the outputs of each declared link and its report as JSON, besides stdout.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,11 +33,13 @@ const REPORT_FLAG: &str = "--report-file";
 /// CI step, a collector) often reads them.
 const FILE_MODE: u32 = 0o644;
 
-/// `--once`: one pass, a summary on stdout, exit 0 / 1 / 2.
+/// `--once`: one pass, a summary on stdout, exit 0 / 1 / 2. With `wait`, then wait that long at
+/// most for every declared link to be `DONE` (`crate::wait`); the files are written after it.
 pub(crate) async fn run(
     flag: Option<&Path>,
     metrics_file: Option<&Path>,
     files: OnceFiles<'_>,
+    wait: Option<Duration>,
 ) -> ExitCode {
     phases::begin();
     let Some((config, desired)) = load(flag) else {
@@ -69,7 +74,11 @@ pub(crate) async fn run(
         return refuse_while("cannot read the ledger", &e);
     }
     phases::mark("start");
-    let (mut exit, report) = run_once_pass_report(&reconciler, &desired, show_bar).await;
+    let wait = wait.map(|limit| WaitOptions {
+        limit,
+        poll: Duration::from_secs(config.reconcile.ready_poll_secs),
+    });
+    let (mut exit, report) = run_once_pass_report(&reconciler, &desired, show_bar, wait).await;
     // The next step reads these files: a script must not take a stale or missing one as this
     // pass's, so a failed write turns success into failure (a failure keeps its own status).
     if !write_once_files(&reconciler, &desired, report.as_ref(), files).await {

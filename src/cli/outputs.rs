@@ -5,13 +5,12 @@
 use super::load::{env, load};
 use crate::config::Config;
 use crate::exit::{Exit, refuse};
-use crate::ledger::{Change, Ledger, LedgerError, LedgerHandle};
+use crate::ledger::{Ledger, LedgerError, LedgerHandle};
 use crate::logging::init_logging;
-use crate::model::{DesiredState, GroupId, LinkKey, Record, RemoteConnection};
-use crate::reconcile::now_unix;
+use crate::model::{DesiredState, GroupId, LinkKey, Record};
+use crate::reconcile::refresh_projects;
 use crate::wiring::client_from_config;
 use clap::ValueEnum;
-use futures::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -207,8 +206,8 @@ struct Refreshed {
 }
 
 /// Lists every managed project (declared, or holding a ledger row) and records what each listing
-/// shows of the recorded connections, as a pass does: the state, `errorMessage` and outputs, where
-/// they changed. Nothing else is written and nothing is created. Takes the ledger's lock, so it is
+/// shows of the recorded connections, as a pass does (`reconcile::refresh_projects`): the state,
+/// `errorMessage` and outputs, where they changed. Nothing else is written and nothing is created. Takes the ledger's lock, so it is
 /// refused while a daemon runs.
 async fn refresh(config: &Config, desired: &DesiredState) -> Result<Refreshed, ExitCode> {
     let client = client_from_config(config, None, &env).map_err(|e| refuse(&e))?;
@@ -239,54 +238,23 @@ async fn refresh_with(
     let records = ledger.snapshot().await?;
     let mut groups: BTreeSet<GroupId> = desired.projects.keys().cloned().collect();
     groups.extend(records.iter().map(|r| r.key.group_id.clone()));
-    // Projects in parallel, up to `reconcile.concurrency`, one listing each, as `plan` lists.
-    let results: Vec<_> = futures::stream::iter(groups)
-        .map(|group| async move {
-            let listed = client.list(&group).await;
-            (group, listed)
-        })
-        .buffer_unordered(config.reconcile.concurrency)
-        .collect()
-        .await;
-    let now = now_unix();
-    let mut failures = Vec::new();
-    for (group, listed) in results {
-        let connections = match listed {
-            Ok(c) => c,
-            Err(e) => {
-                failures.push(format!("could not list project {group}: {e}"));
-                continue;
-            }
-        };
-        let by_id: HashMap<&str, &RemoteConnection> =
-            connections.iter().map(|c| (c.id.as_str(), c)).collect();
-        for record in records.iter().filter(|r| r.key.group_id == group) {
-            let Some(remote) = record.atlas_id.as_deref().and_then(|id| by_id.get(id)) else {
-                continue;
-            };
-            if let Some(change) = state_change(record, remote, now) {
-                ledger.apply(change).await?;
-            }
-        }
-    }
+    drop(records);
+    // One attempt per listing, as `plan` lists: a project that cannot be listed is reported, and
+    // its entries show what the ledger last recorded.
+    let refreshed = refresh_projects(
+        ledger,
+        groups,
+        config.reconcile.concurrency,
+        |group| async move { client.list(&group).await },
+    )
+    .await?;
     Ok(Refreshed {
         records: ledger.records().await?,
-        failures,
-    })
-}
-
-/// What a listing shows of a recorded connection, as a change, when it differs from the row.
-fn state_change(record: &Record, remote: &RemoteConnection, now: i64) -> Option<Change> {
-    let state = remote.state.as_ref()?;
-    let changed = record.remote_state.as_ref() != Some(state)
-        || record.remote_error != remote.error_message
-        || record.outputs != remote.outputs;
-    changed.then(|| Change::RemoteState {
-        key: record.key.clone(),
-        state: state.clone(),
-        error: remote.error_message.clone(),
-        outputs: remote.outputs.clone(),
-        at_unix: now,
+        failures: refreshed
+            .failures
+            .iter()
+            .map(|(group, e)| format!("could not list project {group}: {e}"))
+            .collect(),
     })
 }
 

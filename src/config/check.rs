@@ -273,6 +273,12 @@ impl Config {
             &ranges::RESYNC_INTERVAL_SECS,
             Unit::Secs,
         );
+        c.range(
+            "reconcile.ready_poll_secs",
+            r.ready_poll_secs,
+            &ranges::READY_POLL_SECS,
+            Unit::Secs,
+        );
         let concurrency_ok = c.range(
             "reconcile.concurrency",
             wide(r.concurrency),
@@ -475,6 +481,7 @@ impl Config {
                 concurrency: raw.reconcile.concurrency,
                 per_project_concurrency: raw.reconcile.per_project_concurrency,
                 settle_secs,
+                ready_poll_secs: raw.reconcile.ready_poll_secs,
             },
             rate_limit: RateLimitSettings {
                 capacity: raw.rate_limit.capacity,

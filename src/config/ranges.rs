@@ -15,6 +15,9 @@ pub const RESYNC_INTERVAL_SECS: RangeInclusive<u64> = 1..=7 * DAY;
 pub const CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
 /// `reconcile.per_project_concurrency` (and at most `reconcile.concurrency`).
 pub const PER_PROJECT_CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
+/// `reconcile.ready_poll_secs`: how often `--once --wait` lists a project whose links are not
+/// `DONE` yet. An hour between looks would make a wait pointless.
+pub const READY_POLL_SECS: RangeInclusive<u64> = 1..=HOUR;
 /// `reconcile.settle_secs`.
 pub const SETTLE_SECS: RangeInclusive<u64> = 1..=DAY;
 /// `rate_limit.capacity` (Atlas's is 1,200).

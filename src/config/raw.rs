@@ -65,6 +65,7 @@ pub(super) struct RawReconcile {
     pub(super) per_project_concurrency: usize,
     /// Defaults to `atlas.timeout_secs`.
     pub(super) settle_secs: Option<u64>,
+    pub(super) ready_poll_secs: u64,
 }
 
 impl Default for RawReconcile {
@@ -74,6 +75,7 @@ impl Default for RawReconcile {
             concurrency: 32,
             per_project_concurrency: 4,
             settle_secs: None,
+            ready_poll_secs: 15,
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct ReconcileSettings {
     /// A create sent without an answer is in flight at Atlas this long after it was sent: only a
     /// listing that starts later may decide whether it was committed.
     pub settle_secs: u64,
+    /// `--once --wait` lists each project whose declared links are not `DONE` yet this often.
+    pub ready_poll_secs: u64,
 }
 
 /// Per project; mirrors Atlas's "Streams" token bucket.

@@ -27,7 +27,8 @@
 //!
 //! Files: `policy` (the numbers), `gate` (a project's bucket, slots and 429 pause), `clock`,
 //! `observer` (API calls into metrics), `list` (listing a project), `create` (creating one link),
-//! `pass` (a whole pass and its "never a duplicate" guard); `decide` and `budget` as above.
+//! `pass` (a whole pass and its "never a duplicate" guard), `refresh` (list and record states
+//! without planning: `outputs --refresh`, `--once --wait`); `decide` and `budget` as above.
 
 mod budget;
 mod clock;
@@ -38,11 +39,13 @@ mod list;
 mod observer;
 mod pass;
 mod policy;
+mod refresh;
 
 pub(crate) use clock::instant_at_unix;
 pub use clock::now_unix;
 pub(crate) use observer::{CallCounters, MetricsObserver};
 pub use policy::Policy;
+pub(crate) use refresh::refresh_projects;
 
 use crate::atlas::{ApiError, AtlasClient};
 use crate::ledger::LedgerHandle;

@@ -5,11 +5,10 @@ use super::PassOptions;
 use super::Reconciler;
 use super::clock::now_unix;
 use super::create::{CreateJob, CreateOutcome, near_match_reason};
-use crate::ledger::{Change, LedgerError};
+use super::refresh::remote_state_change;
+use crate::ledger::LedgerError;
 use crate::metrics;
-use crate::model::{
-    DesiredLink, DesiredState, EndpointOutputs, FxMap, FxSet, GroupId, LinkKey, Phase, Record,
-};
+use crate::model::{DesiredLink, DesiredState, FxMap, FxSet, GroupId, LinkKey, Phase, Record};
 use crate::phases;
 use crate::plan::{self, Action, CreateReason, ListedState, Listings};
 use crate::report::{FailedLink, PassReport};
@@ -371,21 +370,4 @@ impl Reconciler {
             m.set_remote_states(states.iter().map(|(s, n)| (s.as_str(), *n)));
         }
     }
-}
-
-/// The change that records what a listing shows of a recorded connection, if it differs.
-fn remote_state_change(record: &Record, remote: &ListedState<'_>, now: i64) -> Option<Change> {
-    let state = remote.state?;
-    let no_outputs = EndpointOutputs::default();
-    let outputs = remote.outputs.unwrap_or(&no_outputs);
-    let changed = record.remote_state.as_ref() != Some(state)
-        || record.remote_error.as_ref() != remote.error_message
-        || record.outputs != *outputs;
-    changed.then(|| Change::RemoteState {
-        key: record.key.clone(),
-        state: state.clone(),
-        error: remote.error_message.cloned(),
-        outputs: remote.outputs(),
-        at_unix: now,
-    })
 }

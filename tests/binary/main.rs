@@ -21,3 +21,4 @@ mod packaging;
 mod prom_promtool;
 mod prom_server;
 mod systemd_unit;
+mod wait;
