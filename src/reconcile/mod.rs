@@ -34,6 +34,7 @@ mod clock;
 mod create;
 pub(crate) mod decide;
 mod gate;
+mod halt;
 mod list;
 mod observer;
 mod pass;
@@ -42,6 +43,7 @@ mod policy;
 pub(crate) use clock::instant_at_unix;
 pub use clock::now_unix;
 pub(crate) use observer::{CallCounters, MetricsObserver};
+pub use pass::PassError;
 pub use policy::Policy;
 
 use crate::atlas::{ApiError, AtlasClient};
