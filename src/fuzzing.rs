@@ -105,7 +105,8 @@ impl ManifestTarget {
             let _ = problems.to_string();
         }
         std::fs::write(&self.file, bytes).expect("the fuzz folder is writable");
-        let loaded = ManifestSet::load_with(&[self.dir.path().to_path_buf()], ReadLimits::default());
+        let loaded =
+            ManifestSet::load_with(&[self.dir.path().to_path_buf()], ReadLimits::default());
         match &loaded {
             Ok(set) => {
                 let _ = set.desired().link_count();

@@ -277,7 +277,13 @@ mod tests {
 
         let e = check_target("--report-file", dir.path()).unwrap_err();
         assert!(
-            matches!(e, OutputFileError::NotRegular { kind: "a folder", .. }),
+            matches!(
+                e,
+                OutputFileError::NotRegular {
+                    kind: "a folder",
+                    ..
+                }
+            ),
             "{e}"
         );
         let fifo = dir.path().join("fifo");

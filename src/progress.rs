@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 /// Progress of a pass, for a progress bar or periodic log lines.
 pub trait Progress: Send + Sync {
-    /// Once, before any create: the pass's `declared` links (the summary's count), of which `creates`
-    /// go through a create; the others are decided already (adopted, unchanged, waiting, ...).
+    /// Once, when every project's plan is known: the pass's `declared` links (the summary's count), of
+    /// which `creates` go through a create; the others are decided already (adopted, unchanged,
+    /// waiting, ...). A project's creates start as soon as its own listing is complete, so some may
+    /// have finished by then: they are counted at once.
     fn start(&self, declared: u64, creates: u64);
     /// `done` of the creates have ended, whatever their outcome.
     fn advance(&self, done: u64);

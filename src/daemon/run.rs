@@ -25,7 +25,7 @@ use crate::manifest::{ManifestSet, ReadLimits, Refresh};
 use crate::metrics::{Metrics, pass_result};
 use crate::model::DesiredState;
 use crate::progress::LogProgress;
-use crate::reconcile::{PassOptions, Policy, Reconciler, now_unix};
+use crate::reconcile::{PassError, PassOptions, Policy, Reconciler, now_unix};
 use crate::report::{PassReport, format_unix};
 use crate::wiring;
 
@@ -60,7 +60,9 @@ fn warn_notify(result: Result<(), super::DaemonError>) {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT, then drains and exits 0. Exit 2 when it cannot start (see the
-/// module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short.
+/// module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short, or when the
+/// ledger or its lock file was deleted or replaced under it (systemd restarts it, and the restart
+/// takes the lock again).
 pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let config = match Config::load(&config_path, &env) {
         Ok(c) => c,
@@ -168,6 +170,7 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         resync_stop,
         settle: None,
         last_converged: None,
+        ledger_replaced: false,
     };
     let signals = daemon.run_loop(signals).await;
 
@@ -182,11 +185,14 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         }
     });
 
-    readiness.set_ready(false, "shutting down");
+    if !daemon.ledger_replaced {
+        readiness.set_ready(false, "shutting down");
+    }
     background.cancel();
     let Daemon {
         reconciler,
         watcher,
+        ledger_replaced,
         ..
     } = daemon;
     drop(watcher);
@@ -205,6 +211,12 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         tracing::warn!("the metrics endpoint did not stop in time; leaving it");
     }
     reconciler.shutdown().await;
+    if ledger_replaced {
+        tracing::error!(
+            "atlas-linkd stopped: its ledger was replaced; exiting 1 so that a restart takes the lock again"
+        );
+        return Exit::NotConverged.into();
+    }
     tracing::info!("atlas-linkd stopped");
     Exit::Converged.into()
 }
@@ -246,6 +258,9 @@ struct Daemon {
     /// The pass scheduled for the end of a settle window, if any (replaced by each pass's report).
     settle: Option<tokio::task::JoinHandle<()>>,
     last_converged: Option<i64>,
+    /// The ledger or its lock file is no longer the one this process holds: no further pass runs,
+    /// and the daemon exits 1.
+    ledger_replaced: bool,
 }
 
 impl Daemon {
@@ -275,9 +290,9 @@ impl Daemon {
             let notifier = self.notifier.clone();
             let pass = self.pass(&wake, cancel.clone());
             tokio::pin!(pass);
-            loop {
+            let ledger_replaced = loop {
                 tokio::select! {
-                    () = &mut pass => break,
+                    replaced = &mut pass => break replaced,
                     ev = signals.recv() => match ev {
                         SignalEvent::Reload => triggers.trigger(Trigger::Reload),
                         SignalEvent::Shutdown => {
@@ -292,8 +307,8 @@ impl Daemon {
                         }
                     },
                 }
-            }
-            if stop {
+            };
+            if stop || ledger_replaced {
                 return signals;
             }
         }
@@ -304,8 +319,9 @@ impl Daemon {
         warn_notify(self.notifier.stopping());
     }
 
-    /// One pass: re-read the manifests, reconcile, report.
-    async fn pass(&mut self, wake: &Wake, cancel: CancellationToken) {
+    /// One pass: re-read the manifests, reconcile, report. True when the daemon must stop because
+    /// its ledger was replaced.
+    async fn pass(&mut self, wake: &Wake, cancel: CancellationToken) -> bool {
         let started = Instant::now();
         warn_notify(self.notifier.status(&format!(
             "pass running ({wake}); {}",
@@ -338,6 +354,22 @@ impl Daemon {
             .observe(elapsed.as_secs_f64());
         match result {
             Ok(report) => self.after_pass(wake, &report, &refresh, elapsed),
+            Err(PassError::LedgerReplaced(e)) => {
+                // Another process may hold a fresh lock at the same path: this one must not create
+                // again, and a restart (exit 1; systemd's `Restart=on-failure`) takes the lock anew.
+                let reason = chain(&e);
+                tracing::error!(trigger = %wake, ledger = %e.ledger.display(), lock = %e.lock.display(),
+                    error = %reason, "stopping: the ledger was deleted or replaced under the daemon");
+                self.metrics
+                    .reconcile_passes_total
+                    .with_label_values(&[pass_result::ERROR])
+                    .inc();
+                self.readiness
+                    .set_ready(false, format!("stopping: {reason}"));
+                warn_notify(self.notifier.status(&format!("stopping: {reason}")));
+                warn_notify(self.notifier.stopping());
+                self.ledger_replaced = true;
+            }
             Err(e) => {
                 let reason = chain(&e);
                 tracing::error!(trigger = %wake, error = %reason, "pass failed");
@@ -353,6 +385,7 @@ impl Daemon {
                 )));
             }
         }
+        self.ledger_replaced
     }
 
     fn after_pass(

@@ -1,7 +1,8 @@
 //! `LedgerHandle`: the group-commit writer thread in front of a `Ledger`, for async callers, and the
 //! writer's copy of every row in memory (`snapshot`), which a pass plans from.
 
-use super::{Change, Ledger, LedgerError};
+use super::identity::HeldFiles;
+use super::{Change, Ledger, LedgerError, LedgerReplaced};
 use crate::model::{LinkKey, Record};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +31,8 @@ pub struct LedgerHandle {
     tx: mpsc::Sender<Request>,
     path: PathBuf,
     commits: Arc<AtomicU64>,
+    /// The ledger and lock files as they were when the ledger was opened; `None` for a read-only one.
+    held: Option<Arc<HeldFiles>>,
 }
 
 impl fmt::Debug for LedgerHandle {
@@ -46,6 +49,7 @@ impl LedgerHandle {
         let (tx, rx) = mpsc::channel();
         let path = ledger.path.clone();
         let commits = Arc::clone(&ledger.commits);
+        let held = ledger.held_files().map(Arc::new);
         let spawned = std::thread::Builder::new()
             .name("ledger".into())
             .spawn(move || writer(ledger, rx));
@@ -53,7 +57,12 @@ impl LedgerHandle {
             // The receiver is gone with the closure, so every call reports `Closed`.
             tracing::error!(ledger = %path.display(), error = %e, "cannot start the ledger thread");
         }
-        LedgerHandle { tx, path, commits }
+        LedgerHandle {
+            tx,
+            path,
+            commits,
+            held,
+        }
     }
 
     fn closed(&self) -> LedgerError {
@@ -92,6 +101,16 @@ impl LedgerHandle {
             .send(Request::Snapshot(tx))
             .map_err(|_| self.closed())?;
         rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Whether the ledger and its lock file at their paths are still the ones this process opened
+    /// and locked (device and inode); a missing path counts as replaced. Always true of a read-only
+    /// ledger, which holds no lock. Two `stat`s, no call to the writer thread.
+    pub fn check_held(&self) -> Result<(), LedgerReplaced> {
+        match &self.held {
+            Some(held) => held.check(),
+            None => Ok(()),
+        }
     }
 
     /// How many transactions the writer has committed.

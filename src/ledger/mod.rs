@@ -14,6 +14,7 @@
 mod change;
 mod error;
 mod handle;
+mod identity;
 mod rows;
 mod schema;
 mod store;
@@ -21,6 +22,7 @@ mod store;
 pub use change::Change;
 pub use error::LedgerError;
 pub use handle::LedgerHandle;
+pub use identity::LedgerReplaced;
 pub use schema::SCHEMA_VERSION;
 pub use store::{Ledger, lock_path};
 

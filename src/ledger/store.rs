@@ -1,5 +1,6 @@
 //! `Ledger`: the SQLite store of one row per link, behind a one-process lock: open, read, apply.
 
+use super::identity::{FileId, HeldFiles};
 use super::rows::{RawRecord, write_change};
 use super::schema::{BUSY_TIMEOUT_MS, SCHEMA_VERSION, migrate, user_version};
 use super::{Change, LedgerError};
@@ -430,6 +431,21 @@ impl Ledger {
             path,
             action: "close",
             source,
+        })
+    }
+}
+
+impl Ledger {
+    /// The ledger and lock files this ledger holds, for `HeldFiles::check`; `None` for a read-only
+    /// open, which holds no lock. The lock's identity is that of the open, locked descriptor; the
+    /// ledger's is what its path names now, so call this right after `open`.
+    pub(super) fn held_files(&self) -> Option<HeldFiles> {
+        let lock = self._lock.as_ref()?;
+        Some(HeldFiles {
+            ledger_path: self.path.clone(),
+            ledger: std::fs::metadata(&self.path).ok().map(|m| FileId::of(&m)),
+            lock_path: lock_path(&self.path),
+            lock: lock.metadata().ok().map(|m| FileId::of(&m)),
         })
     }
 }

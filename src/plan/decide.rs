@@ -1,8 +1,10 @@
 //! `plan()`: the pure decision of what a pass does, link by link.
 
 use super::index::{Claimed, ProjectIndex};
-use super::{Action, CreateReason, Listings, Plan, PlanSettings};
-use crate::model::{DesiredLink, DesiredState, FxMap, GroupId, Phase, Record};
+use super::{Action, CreateReason, Listings, Plan, PlanSettings, RemoteListing};
+use crate::model::{
+    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, Phase, Record,
+};
 
 /// Whether a record was made from the spec a link now declares.
 fn same_spec(record: &Record, link: &DesiredLink) -> bool {
@@ -43,29 +45,84 @@ pub fn plan_each(
     settings: &PlanSettings,
     mut each: impl FnMut(Action),
 ) {
-    // Desired links come in key order (nested BTreeMaps); with records in key order too (as
-    // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
-    // sorted plan, with no hashing and no sort.
-    let mut sorted: Vec<&Record> = records.iter().collect();
-    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
-        sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    }
-    let mut claimed = Claimed {
-        records: &sorted,
-        ids: None,
-    };
+    let sorted = sorted(records);
+    let mut claimed = Claimed::lazy(&sorted);
     let indexes: FxMap<&GroupId, ProjectIndex> = listings
         .iter()
         .map(|(g, l)| (g, ProjectIndex::new(l)))
         .collect();
+    plan_links(
+        desired.links(),
+        &sorted,
+        |group| indexes.get(group),
+        &mut claimed,
+        now_unix,
+        settings,
+        &mut each,
+    );
+}
 
+/// The plan of one project: the actions `plan_each` gives for the links and records of `group`,
+/// in the same order, from the project's own listing (if it was listed). A pass plans each project
+/// as soon as its listing is complete, so one project's trouble holds no other back.
+///
+/// `records` are the records of this project (any order); `taken` is every id that a record of
+/// ANY project holds, so that adoption stays one-to-one across the whole ledger (it is read only
+/// when `listing` is given).
+pub(crate) fn plan_project_each(
+    project: Option<&DesiredProject>,
+    records: &[Record],
+    listing: Option<&RemoteListing>,
+    taken: &FxSet<&str>,
+    now_unix: i64,
+    settings: &PlanSettings,
+    mut each: impl FnMut(Action),
+) {
+    let sorted = sorted(records);
+    let mut claimed = Claimed::given(taken);
+    let index = listing.map(ProjectIndex::new);
+    plan_links(
+        project.into_iter().flat_map(|p| p.links.values()),
+        &sorted,
+        |_| index.as_ref(),
+        &mut claimed,
+        now_unix,
+        settings,
+        &mut each,
+    );
+}
+
+/// `records` in key order, sorted only if they are not already (the ledger returns them sorted).
+fn sorted(records: &[Record]) -> Vec<&Record> {
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    sorted
+}
+
+/// The plan of `links` (in key order) against `sorted` records (in key order).
+fn plan_links<'a, 'i>(
+    links: impl Iterator<Item = &'a DesiredLink>,
+    sorted: &[&'a Record],
+    index_of: impl Fn(&GroupId) -> Option<&'i ProjectIndex<'a>>,
+    claimed: &mut Claimed<'a>,
+    now_unix: i64,
+    settings: &PlanSettings,
+    each: &mut impl FnMut(Action),
+) where
+    'a: 'i,
+{
+    // Desired links come in key order (nested BTreeMaps); with records in key order too (as
+    // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
+    // sorted plan, with no hashing and no sort.
     let orphan = |r: &Record| Action::Orphaned {
         key: r.key.clone(),
         atlas_id: r.atlas_id.clone(),
         phase: r.phase,
     };
     let mut pending = sorted.iter().copied().peekable();
-    for link in desired.links() {
+    for link in links {
         while let Some(r) = pending.next_if(|r| r.key < link.key) {
             each(orphan(r));
         }
@@ -73,7 +130,7 @@ pub fn plan_each(
         // the first one wins and the rest are skipped.
         let record = pending.next_if(|r| r.key == link.key);
         while pending.next_if(|r| r.key == link.key).is_some() {}
-        let index = indexes.get(&link.key.group_id);
+        let index = index_of(&link.key.group_id);
         let reason = match record {
             None => CreateReason::New,
             Some(r) => match r.phase {
@@ -131,15 +188,15 @@ pub fn plan_each(
             .and_then(|r| r.sent_unix)
             .map(|sent| sent.saturating_add(settings.settle_secs));
         if let Some(ix) = index
-            && let Some(remote) = ix.find(&link.spec, claimed.get())
+            && let Some(remote) = ix.find(&link.spec, &claimed.view())
         {
-            claimed.get().insert(remote.id.as_str());
+            claimed.adopt(remote.id.as_str());
             each(Action::Adopt {
                 link: Box::new(link.clone()),
                 remote: Box::new(remote.clone()),
             });
         } else if let Some(ix) = index
-            && let Some((remote, fields)) = ix.near(&link.spec, claimed.get())
+            && let Some((remote, fields)) = ix.near(&link.spec, &claimed.view())
         {
             each(Action::Conflict {
                 link: Box::new(link.clone()),

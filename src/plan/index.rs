@@ -78,7 +78,7 @@ impl<'a> ProjectIndex<'a> {
     pub(super) fn find(
         &self,
         spec: &LinkSpec,
-        claimed: &FxSet<&str>,
+        claimed: &ClaimedIds<'_, '_>,
     ) -> Option<&'a RemoteConnection> {
         let ix = self.adoption();
         let narrowed = if let Some(arn) = spec.arn.as_deref() {
@@ -99,7 +99,7 @@ impl<'a> ProjectIndex<'a> {
     pub(super) fn near(
         &self,
         spec: &LinkSpec,
-        claimed: &FxSet<&str>,
+        claimed: &ClaimedIds<'_, '_>,
     ) -> Option<(&'a RemoteConnection, Vec<&'static str>)> {
         let ix = self.adoption();
         let mut candidates: Vec<usize> = spec
@@ -123,22 +123,71 @@ impl<'a> ProjectIndex<'a> {
     }
 }
 
-/// Connection ids no further link may adopt. Built only when a first adoption is considered, so a
-/// steady-state pass (nothing to create) never hashes every record.
+/// Connection ids no further link may adopt: those a record holds, whatever its state, and those
+/// an earlier link of this plan adopted (adoption is one-to-one).
 pub(super) struct Claimed<'a> {
-    pub(super) records: &'a [&'a Record],
-    pub(super) ids: Option<FxSet<&'a str>>,
+    taken: Taken<'a>,
+    adopted: FxSet<&'a str>,
+}
+
+enum Taken<'a> {
+    /// Hashed from the records only when a first adoption is considered, so a steady-state pass
+    /// (nothing to create) never hashes every record.
+    Lazy {
+        records: &'a [&'a Record],
+        ids: Option<FxSet<&'a str>>,
+    },
+    /// Given by the caller, who hashed them once for the plans of every project.
+    Given(&'a FxSet<&'a str>),
+}
+
+/// What `Claimed::view` lends the indexes: whether an id is taken.
+pub(super) struct ClaimedIds<'s, 'a> {
+    taken: &'s FxSet<&'a str>,
+    adopted: &'s FxSet<&'a str>,
+}
+
+impl ClaimedIds<'_, '_> {
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.taken.contains(id) || self.adopted.contains(id)
+    }
 }
 
 impl<'a> Claimed<'a> {
-    pub(super) fn get(&mut self) -> &mut FxSet<&'a str> {
-        let records = self.records;
-        // Adoption is one-to-one: an id any record holds is taken, whatever that record's state.
-        self.ids.get_or_insert_with(|| {
-            records
-                .iter()
-                .filter_map(|r| r.atlas_id.as_deref())
-                .collect()
-        })
+    /// The ids `records` hold, hashed when first needed.
+    pub(super) fn lazy(records: &'a [&'a Record]) -> Claimed<'a> {
+        Claimed {
+            taken: Taken::Lazy { records, ids: None },
+            adopted: FxSet::default(),
+        }
+    }
+
+    /// `taken`: every id a record holds.
+    pub(super) fn given(taken: &'a FxSet<&'a str>) -> Claimed<'a> {
+        Claimed {
+            taken: Taken::Given(taken),
+            adopted: FxSet::default(),
+        }
+    }
+
+    pub(super) fn view(&mut self) -> ClaimedIds<'_, 'a> {
+        let taken = match &mut self.taken {
+            Taken::Lazy { records, ids } => &*ids.get_or_insert_with(|| {
+                records
+                    .iter()
+                    .filter_map(|r| r.atlas_id.as_deref())
+                    .collect()
+            }),
+            Taken::Given(ids) => *ids,
+        };
+        ClaimedIds {
+            taken,
+            adopted: &self.adopted,
+        }
+    }
+
+    /// An earlier link of this plan adopted `id`.
+    pub(super) fn adopt(&mut self, id: &'a str) {
+        self.adopted.insert(id);
     }
 }

@@ -61,6 +61,7 @@ mod index;
 
 pub(crate) use action::Plan;
 pub use action::{Action, CreateReason};
+pub(crate) use decide::plan_project_each;
 pub use decide::{plan, plan_each};
 
 use crate::model::{EndpointOutputs, GroupId, RemoteConnection, RemoteState};

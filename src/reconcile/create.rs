@@ -3,6 +3,7 @@
 
 use super::clock::{instant_at_unix, now_unix, now_unix_ceil};
 use super::decide::{self, Attempts, IfAbsent, Next, Op};
+use super::halt::Halt;
 use super::list::{Abandon, count_attempt};
 use super::{PassOptions, Reconciler};
 use crate::atlas::{ApiError, ErrorClass};
@@ -26,6 +27,9 @@ pub(super) struct CreateJob<'a> {
     pub(super) in_flight_until: Option<i64>,
     pub(super) claimed: &'a Mutex<HashSet<String>>,
     pub(super) conflicts: &'a AtomicU64,
+    /// Checked before each intent is written: a create is never sent once the ledger this process
+    /// holds was replaced.
+    pub(super) halt: &'a Halt,
 }
 
 /// A create whose outcome is not known yet, and how a listing will decide it.
@@ -74,6 +78,7 @@ impl Reconciler {
             in_flight_until,
             claimed,
             conflicts,
+            halt,
         } = job;
         let cancel = &options.cancel;
         let group = &link.key.group_id;
@@ -140,6 +145,11 @@ impl Reconciler {
                 let Some(permit) = gate.admit(&self.global, cancel).await else {
                     return Ok(CreateOutcome::Interrupted);
                 };
+                // An intent in a ledger that is no longer at its path is durable nowhere, and
+                // another process may be creating from a fresh one.
+                if !halt.may_create(&self.ledger) {
+                    return Ok(CreateOutcome::Interrupted);
+                }
                 // Durable before the request leaves, and stamped as late as possible: the settle
                 // window of an unanswered create counts from here.
                 let sent_unix = now_unix_ceil();

@@ -4,11 +4,7 @@
 use super::Reconciler;
 use super::decide::{self, Attempts, Next, Op};
 use crate::atlas::{ApiError, ErrorClass};
-use crate::model::{FxSet, GroupId, RemoteConnection};
-use crate::plan::{Listings, RemoteListing};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::model::{GroupId, RemoteConnection};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -95,40 +91,6 @@ impl Reconciler {
         let listing = Arc::new(self.list_project(group, cancel).await?);
         *cached = Some((started, listing.clone()));
         Ok(listing)
-    }
-
-    /// Lists `groups` in parallel. Returns complete listings, and why each other project could not be listed.
-    /// Each listing is reduced (`RemoteListing::reduce`) as it arrives: the connections whose id is
-    /// in `held` keep only what a plan and the ledger read.
-    pub(super) async fn list_projects(
-        &self,
-        groups: &BTreeSet<GroupId>,
-        held: &FxSet<&str>,
-        cancel: &CancellationToken,
-    ) -> (Listings, BTreeMap<GroupId, String>) {
-        let mut listings = Listings::new();
-        let mut failures = BTreeMap::new();
-        let mut tasks: FuturesUnordered<_> = groups
-            .iter()
-            .map(|group| async move { (group, self.list_project(group, cancel).await) })
-            .collect();
-        while let Some((group, result)) = tasks.next().await {
-            match result {
-                Ok(connections) => {
-                    let mut listing = RemoteListing::new(connections);
-                    listing.reduce(|id| held.contains(id));
-                    listings.insert(group.clone(), listing);
-                }
-                Err(Abandon::Cancelled) => {
-                    failures.insert(group.clone(), "interrupted".to_string());
-                }
-                Err(Abandon::Failed(e)) => {
-                    tracing::error!(project = %group, error = %e, "could not list the project's connections");
-                    failures.insert(group.clone(), e.to_string());
-                }
-            }
-        }
-        (listings, failures)
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A pass is level-triggered: it never asks why it was woken. It reads the ledger, plans, lists every
 //! project that has something to create (a listing is the only proof that a connection does not exist
-//! yet), plans again with those listings, then carries the plan out:
+//! yet), and, project by project as each listing is complete, plans again with it and carries the
+//! plan out:
 //!
 //! - every API call, lists included, takes a token from its project's `governor` limiter shaped like
 //!   Atlas's bucket, and holds a slot of the global and the per-project concurrency caps while in flight;
@@ -27,14 +28,16 @@
 //!
 //! Files: `policy` (the numbers), `gate` (a project's bucket, slots and 429 pause), `clock`,
 //! `observer` (API calls into metrics), `list` (listing a project), `create` (creating one link),
-//! `pass` (a whole pass and its "never a duplicate" guard), `refresh` (list and record states
-//! without planning: `outputs --refresh`, `--once --wait`); `decide` and `budget` as above.
+//! `pass` (a whole pass and its "never a duplicate" guard), `halt` (a pass's stop when the ledger it
+//! holds was replaced), `refresh` (list and record states without planning: `outputs --refresh`,
+//! `--once --wait`); `decide` and `budget` as above.
 
 mod budget;
 mod clock;
 mod create;
 pub(crate) mod decide;
 mod gate;
+mod halt;
 mod list;
 mod observer;
 mod pass;
@@ -44,6 +47,7 @@ mod refresh;
 pub(crate) use clock::instant_at_unix;
 pub use clock::now_unix;
 pub(crate) use observer::{CallCounters, MetricsObserver};
+pub use pass::PassError;
 pub use policy::Policy;
 pub(crate) use refresh::refresh_projects;
 

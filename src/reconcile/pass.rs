@@ -1,28 +1,41 @@
-//! One pass: read the ledger, plan, list, plan again, then adopt and create in parallel per project,
-//! under the guard that no create is sent without a complete listing of its project from this pass.
+//! One pass: read the ledger and plan once to learn which projects need a listing; then, project by
+//! project and each as soon as its own listing is complete, plan again, adopt and create, under the
+//! guard that no create is sent without a complete listing of its project from this pass. One
+//! project's trouble (a long 429 pause, a slow listing) holds no other project back.
 
 use super::PassOptions;
 use super::Reconciler;
 use super::clock::now_unix;
 use super::create::{CreateJob, CreateOutcome, near_match_reason};
+use super::halt::Halt;
+use super::list::Abandon;
 use super::refresh::remote_state_change;
-use crate::ledger::LedgerError;
+use crate::ledger::{LedgerError, LedgerReplaced};
+use crate::lock::LockExt;
 use crate::metrics;
-use crate::model::{DesiredLink, DesiredState, FxMap, FxSet, GroupId, LinkKey, Phase, Record};
+use crate::model::{
+    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, Record, RemoteConnection,
+};
 use crate::phases;
-use crate::plan::{self, Action, CreateReason, ListedState, Listings};
+use crate::plan::{self, Action, CreateReason, ListedState, Listings, PlanSettings, RemoteListing};
+use crate::progress::Progress;
 use crate::report::{FailedLink, PassReport};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
     #[error("could not read the ledger")]
     Ledger(#[from] LedgerError),
+    /// The ledger or its lock file was deleted or replaced under this process: it must stop
+    /// creating and exit (status 1), so that a restart takes the lock again.
+    #[error(transparent)]
+    LedgerReplaced(#[from] LedgerReplaced),
 }
 
 /// How many remote-state changes wait for the ledger at once: two of its group commits' worth
@@ -34,28 +47,74 @@ struct Job {
     link: Box<DesiredLink>,
     reason: CreateReason,
     in_flight_until: Option<i64>,
+    prior_attempts: u32,
+}
+
+/// What every project of a pass shares.
+struct Shared<'p> {
+    options: &'p PassOptions,
+    now: i64,
+    settings: PlanSettings,
+    report: Mutex<PassReport>,
+    /// Every record, in key order.
+    records: &'p [Record],
+    /// Every id a record holds, when some project is listed: what a listing is reduced by and what
+    /// no plan adopts.
+    held: &'p FxSet<&'p str>,
+    /// Ids that a record already holds, or that this pass adopts or creates: never adopted twice.
+    /// Only creates read them: the records' ids go in (`seed`) when a first project has creates.
+    claimed: Mutex<HashSet<String>>,
+    seed: Once,
+    conflicts: AtomicU64,
+    progress: PassProgress,
+    halt: Halt,
+}
+
+impl Shared<'_> {
+    fn claimed(&self) -> &Mutex<HashSet<String>> {
+        self.seed.call_once(|| {
+            self.claimed
+                .lock_or_recover()
+                .extend(self.records.iter().filter_map(|r| r.atlas_id.clone()));
+        });
+        &self.claimed
+    }
 }
 
 impl Reconciler {
-    /// One pass. Errors only when the ledger cannot be read; everything else is in the report.
+    /// One pass. Errors when the ledger cannot be read or written, and when the ledger files this
+    /// process holds were replaced (then no further create is sent); everything else is in the report.
     pub async fn run_pass(
         &self,
         desired: &DesiredState,
         options: &PassOptions,
     ) -> Result<PassReport, PassError> {
         let started = Instant::now();
+        self.ledger.check_held()?;
         // One clock for the whole pass, read before any listing starts: every plan of the pass sees
         // the same links as due, and a window that ends by `now` ended before the listings began.
         let now = now_unix();
         let requests_before = self.counters.requests.load(Ordering::Relaxed);
         let rate_limited_before = self.counters.rate_limited.load(Ordering::Relaxed);
-        let cancel = &options.cancel;
-        let mut report = PassReport::new(now, desired.link_count());
+        let halt = Halt::new(&options.cancel);
+        // The caller's options with the pass's own stop, which a replaced ledger also triggers.
+        let pass_options = PassOptions {
+            cancel: halt.token(),
+            ..options.clone()
+        };
 
         // The writer's copy in memory (see `LedgerHandle::snapshot`), let go before the gauges take
         // the next one.
-        let records = self.ledger.snapshot().await?;
+        let snapshot = self.ledger.snapshot().await?;
         phases::mark("ledger read");
+        // In key order (as the ledger keeps them), so that a project's records are together.
+        let records: Cow<'_, [Record]> = if snapshot.is_sorted_by(|a, b| a.key <= b.key) {
+            Cow::Borrowed(snapshot.as_slice())
+        } else {
+            let mut sorted = snapshot.to_vec();
+            sorted.sort_by(|a, b| a.key.cmp(&b.key));
+            Cow::Owned(sorted)
+        };
         let settings = self.policy.plan_settings();
         // Of the first plan, only which projects it needs listed (`Plan::projects_to_list`): its
         // actions, one for every link, are not kept.
@@ -81,250 +140,292 @@ impl Reconciler {
                 .filter_map(|r| r.atlas_id.as_deref())
                 .collect()
         };
-        let (listings, list_failures) = self.list_projects(&to_list, &held, cancel).await;
-        drop(held);
-        phases::mark("listings");
-        // Before the second plan, which reads the snapshot taken above and not the ledger, so these
-        // writes do not change it.
-        self.record_remote_states(&records, &listings, now).await?;
-        phases::mark("remote states recorded");
-
-        let mut jobs: BTreeMap<GroupId, Vec<Job>> = BTreeMap::new();
-        let mut adoptions = Vec::new();
-        // Each action is handled as the plan makes it: a plan held whole would be an action per link.
-        plan::plan_each(desired, &records, &listings, now, &settings, |action| {
-            match action {
-                Action::Create { link, reason } => {
-                    // The guard of "never a duplicate": a create needs a complete listing of its
-                    // project from this pass, whatever the plan says.
-                    let group = &link.key.group_id;
-                    if !listings.contains_key(group) {
-                        let why = match list_failures.get(group) {
-                            Some(why) => format!("not created: listing the project failed: {why}"),
-                            None => {
-                                "not created: the project was not listed in this pass".to_owned()
-                            }
-                        };
-                        report.not_attempted.push(FailedLink::new(&link.key, why));
-                    } else {
-                        jobs.entry(group.clone()).or_default().push(Job {
-                            link,
-                            reason,
-                            in_flight_until: None,
-                        });
-                    }
-                }
-                Action::Adopt { link, remote } => adoptions.push((link, remote)),
-                Action::Unchanged { key, .. } => match list_failures.get(&key.group_id) {
-                    // `--once` promises every link was seen in a listing of this pass.
-                    Some(why) if options.list_all => report.unverified.push(FailedLink::new(
-                        &key,
-                        format!("not verified: listing the project failed: {why}"),
-                    )),
-                    _ => report.unchanged += 1,
-                },
-                Action::Changed {
-                    key,
-                    recorded,
-                    desired,
-                    ..
-                } => {
-                    tracing::warn!(link = %key, recorded = %recorded.short(), desired = %desired.short(),
-                        "the manifest changed a link that already exists; atlas-linkd never deletes or recreates it");
-                    report.changed.push(key);
-                }
-                Action::Orphaned { key, .. } => {
-                    tracing::warn!(link = %key, "recorded in the ledger but no longer declared; left in place");
-                    report.orphaned.push(key);
-                }
-                Action::Waiting {
-                    key,
-                    until_unix,
-                    last_error,
-                    ..
-                } => report.waiting.push(FailedLink::new(
-                    &key,
-                    format!(
-                        "waiting until {} after failure: {}",
-                        crate::report::format_unix(until_unix),
-                        last_error.unwrap_or_default()
-                    ),
-                )),
-                Action::Conflict {
-                    link,
-                    remote_id,
-                    fields,
-                } => {
-                    let why = near_match_reason(&remote_id, &fields);
-                    tracing::error!(link = %link.key, "{why}");
-                    report.conflicted.push(FailedLink::new(&link.key, why));
-                }
-                Action::InFlight { link, until_unix } => {
-                    if options.wait_for_settle {
-                        // Decided by a listing after the window, inside this pass.
-                        jobs.entry(link.key.group_id.clone())
-                            .or_default()
-                            .push(Job {
-                                link,
-                                reason: CreateReason::Resume,
-                                in_flight_until: Some(until_unix),
-                            });
-                    } else {
-                        report.add_in_flight(&link.key, until_unix);
-                    }
-                }
-            }
-        });
-        phases::mark("second plan");
-
-        // Concurrently, so the ledger commits them in a few transactions rather than one each.
-        futures::future::try_join_all(
-            adoptions
-                .iter()
-                .map(|(link, remote)| self.record_adoption(link, remote)),
-        )
-        .await?;
-        // Ids that a record already holds, or that this pass adopts or creates: never adopted twice.
-        // Only creates read them (and their prior attempts): a pass with none builds neither.
-        let mut claimed: HashSet<String> = HashSet::new();
-        let mut prior_attempts: HashMap<&LinkKey, u32> = HashMap::new();
-        if !jobs.is_empty() {
-            claimed.extend(records.iter().filter_map(|r| r.atlas_id.clone()));
-            prior_attempts.extend(records.iter().map(|r| (&r.key, r.attempts)));
+        // Every project declared or recorded, with its links and its records.
+        let mut projects: BTreeMap<&GroupId, (Option<&DesiredProject>, &[Record])> = desired
+            .projects
+            .iter()
+            .map(|(g, p)| (g, (Some(p), &[][..])))
+            .collect();
+        for own in records.chunk_by(|a, b| a.key.group_id == b.key.group_id) {
+            projects.entry(&own[0].key.group_id).or_default().1 = own;
         }
-        for (link, remote) in adoptions {
-            claimed.insert(remote.id.clone());
-            tracing::info!(link = %link.key, atlas_id = %remote.id, "adopted an existing connection");
-            report.adopted.push(link.key);
-        }
-        let claimed = Arc::new(Mutex::new(claimed));
-
-        phases::mark("actions sorted");
-        let total: usize = jobs.values().map(Vec::len).sum();
-        if let Some(p) = &options.progress {
-            p.start(desired.link_count() as u64, total as u64);
-        }
-        let done = AtomicU64::new(0);
-        let conflicts = AtomicU64::new(0);
-        let mut projects = FuturesUnordered::new();
-        for (_group, links) in jobs {
-            let claimed = claimed.clone();
-            let (done, conflicts, prior_attempts) = (&done, &conflicts, &prior_attempts);
-            projects.push(async move {
-                let per_project = self.policy.per_project_concurrency;
-                futures::stream::iter(links)
-                    .map(|job| {
-                        let claimed = claimed.clone();
-                        async move {
-                            let create = CreateJob {
-                                link: &job.link,
-                                reason: job.reason,
-                                prior_attempts: prior_attempts
-                                    .get(&job.link.key)
-                                    .copied()
-                                    .unwrap_or(0),
-                                in_flight_until: job.in_flight_until,
-                                claimed: &claimed,
-                                conflicts,
-                            };
-                            let outcome = self.create_one(create, options).await;
-                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                            if let Some(p) = &options.progress {
-                                p.advance(n);
-                            }
-                            (job.link.key, outcome)
-                        }
-                    })
-                    .buffer_unordered(per_project)
-                    .collect::<Vec<_>>()
-                    .await
-            });
-        }
-        while let Some(results) = projects.next().await {
-            for (key, outcome) in results {
-                match outcome {
-                    Ok(CreateOutcome::Created) => report.created.push(key),
-                    Ok(CreateOutcome::Verified { after_conflict }) => {
-                        if after_conflict {
-                            report.adopted.push(key);
-                        } else {
-                            report.created.push(key);
-                        }
-                    }
-                    Ok(CreateOutcome::Failed(reason)) => {
-                        report.failed.push(FailedLink::new(&key, reason))
-                    }
-                    Ok(CreateOutcome::NearMatch(reason)) => {
-                        report.conflicted.push(FailedLink::new(&key, reason))
-                    }
-                    Ok(CreateOutcome::Undecided(reason)) => {
-                        report.unverified.push(FailedLink::new(&key, reason))
-                    }
-                    Ok(CreateOutcome::InFlight { until_unix }) => {
-                        report.add_in_flight(&key, until_unix)
-                    }
-                    Ok(CreateOutcome::Interrupted) => report.not_attempted.push(FailedLink::new(
-                        &key,
-                        "interrupted before its create completed".to_string(),
-                    )),
-                    Err(e) => {
-                        report
-                            .failed
-                            .push(FailedLink::new(&key, format!("ledger write failed: {e}")));
-                    }
-                }
+        let shared = Shared {
+            options: &pass_options,
+            now,
+            settings,
+            report: Mutex::new(PassReport::new(now, desired.link_count())),
+            records: &records,
+            held: &held,
+            claimed: Mutex::new(HashSet::new()),
+            seed: Once::new(),
+            conflicts: AtomicU64::new(0),
+            progress: PassProgress::new(
+                options.progress.clone(),
+                desired.link_count() as u64,
+                projects.len(),
+            ),
+            halt,
+        };
+        let mut running: FuturesUnordered<_> = projects
+            .iter()
+            .map(|(group, (project, own))| {
+                let list = to_list.contains(*group);
+                self.run_project(&shared, group, *project, own, list)
+            })
+            .collect();
+        // A ledger that cannot be written stops the pass's calls, but the calls in flight finish
+        // and are recorded: no project is dropped half-way.
+        let mut failed: Option<PassError> = None;
+        while let Some(result) = running.next().await {
+            if let Err(e) = result
+                && failed.is_none()
+            {
+                shared.halt.cancel();
+                failed = Some(e);
             }
         }
-        if let Some(p) = &options.progress {
-            p.finish();
+        drop(running);
+        phases::mark("projects");
+        shared.progress.finish();
+        if let Some(e) = shared.halt.replaced() {
+            return Err(e.into());
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
 
+        let Shared {
+            report, conflicts, ..
+        } = shared;
+        let mut report = report
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         report.conflicts = conflicts.load(Ordering::Relaxed);
-        report.interrupted = cancel.is_cancelled();
+        report.interrupted = options.cancel.is_cancelled();
         report.api_calls = self.counters.requests.load(Ordering::Relaxed) - requests_before;
         report.rate_limited =
             self.counters.rate_limited.load(Ordering::Relaxed) - rate_limited_before;
         report.duration = started.elapsed();
         report.sort();
         drop(projects);
-        drop(prior_attempts);
+        drop(held);
         drop(records);
+        drop(snapshot);
         phases::mark("pass done");
         self.update_gauges(desired, &report).await;
         phases::mark("gauges");
         Ok(report)
     }
 
-    /// Records the Atlas state of every recorded connection that a listing shows, where it changed.
+    /// One project's part of a pass: its listing (if it needs one), its plan from that listing,
+    /// then its adoptions and creates. Started for every project at once, so a project's creates
+    /// start as soon as its own listing is complete.
+    async fn run_project(
+        &self,
+        shared: &Shared<'_>,
+        group: &GroupId,
+        project: Option<&DesiredProject>,
+        records: &[Record],
+        list: bool,
+    ) -> Result<(), PassError> {
+        let options = shared.options;
+        let (listing, list_failure) = if list {
+            match self.list_project(group, &options.cancel).await {
+                Ok(connections) => {
+                    let mut listing = RemoteListing::new(connections);
+                    listing.reduce(|id| shared.held.contains(id));
+                    (Some(listing), None)
+                }
+                Err(Abandon::Cancelled) => (None, Some("interrupted".to_owned())),
+                Err(Abandon::Failed(e)) => {
+                    tracing::error!(project = %group, error = %e, "could not list the project's connections");
+                    (None, Some(e.to_string()))
+                }
+            }
+        } else {
+            (None, None)
+        };
+        if let Some(listing) = &listing {
+            // Before the plan, which reads the snapshot and not the ledger, so these writes do not
+            // change it.
+            self.record_remote_states(records, listing, shared.now)
+                .await?;
+        }
+
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut adoptions: Vec<(Box<DesiredLink>, Box<RemoteConnection>)> = Vec::new();
+        {
+            let mut report = shared.report.lock_or_recover();
+            let report = &mut *report;
+            // Each action is handled as the plan makes it: a plan held whole would be an action per link.
+            plan::plan_project_each(
+                project,
+                records,
+                listing.as_ref(),
+                shared.held,
+                shared.now,
+                &shared.settings,
+                |action| match action {
+                    Action::Create { link, reason } => {
+                        // The guard of "never a duplicate": a create needs a complete listing of
+                        // its project from this pass, whatever the plan says.
+                        if listing.is_none() {
+                            let why = match &list_failure {
+                                Some(why) => {
+                                    format!("not created: listing the project failed: {why}")
+                                }
+                                None => "not created: the project was not listed in this pass"
+                                    .to_owned(),
+                            };
+                            report.not_attempted.push(FailedLink::new(&link.key, why));
+                        } else {
+                            let prior_attempts = prior_attempts(records, &link);
+                            jobs.push(Job {
+                                link,
+                                reason,
+                                in_flight_until: None,
+                                prior_attempts,
+                            });
+                        }
+                    }
+                    Action::Adopt { link, remote } => adoptions.push((link, remote)),
+                    Action::Unchanged { key, .. } => match &list_failure {
+                        // `--once` promises every link was seen in a listing of this pass.
+                        Some(why) if options.list_all => report.unverified.push(FailedLink::new(
+                            &key,
+                            format!("not verified: listing the project failed: {why}"),
+                        )),
+                        _ => report.unchanged += 1,
+                    },
+                    Action::Changed {
+                        key,
+                        recorded,
+                        desired,
+                        ..
+                    } => {
+                        tracing::warn!(link = %key, recorded = %recorded.short(), desired = %desired.short(),
+                            "the manifest changed a link that already exists; atlas-linkd never deletes or recreates it");
+                        report.changed.push(key);
+                    }
+                    Action::Orphaned { key, .. } => {
+                        tracing::warn!(link = %key, "recorded in the ledger but no longer declared; left in place");
+                        report.orphaned.push(key);
+                    }
+                    Action::Waiting {
+                        key,
+                        until_unix,
+                        last_error,
+                        ..
+                    } => report.waiting.push(FailedLink::new(
+                        &key,
+                        format!(
+                            "waiting until {} after failure: {}",
+                            crate::report::format_unix(until_unix),
+                            last_error.unwrap_or_default()
+                        ),
+                    )),
+                    Action::Conflict {
+                        link,
+                        remote_id,
+                        fields,
+                    } => {
+                        let why = near_match_reason(&remote_id, &fields);
+                        tracing::error!(link = %link.key, "{why}");
+                        report.conflicted.push(FailedLink::new(&link.key, why));
+                    }
+                    Action::InFlight { link, until_unix } => {
+                        if options.wait_for_settle {
+                            // Decided by a listing after the window, inside this pass.
+                            let prior_attempts = prior_attempts(records, &link);
+                            jobs.push(Job {
+                                link,
+                                reason: CreateReason::Resume,
+                                in_flight_until: Some(until_unix),
+                                prior_attempts,
+                            });
+                        } else {
+                            report.add_in_flight(&link.key, until_unix);
+                        }
+                    }
+                },
+            );
+        }
+        drop(listing);
+        shared.progress.planned(jobs.len());
+        if jobs.is_empty() && adoptions.is_empty() {
+            return Ok(());
+        }
+        // Before the project's batch: nothing is written or created for a ledger that is no
+        // longer the one this process holds.
+        if !shared.halt.may_create(&self.ledger) {
+            return Ok(());
+        }
+
+        // Adoptions before creates of the same project: a create's verification must not adopt
+        // what a link of this plan adopted. Concurrently, so the ledger commits them in a few
+        // transactions rather than one each.
+        futures::future::try_join_all(
+            adoptions
+                .iter()
+                .map(|(link, remote)| self.record_adoption(link, remote)),
+        )
+        .await?;
+        let claimed = if jobs.is_empty() {
+            &shared.claimed
+        } else {
+            shared.claimed()
+        };
+        claimed
+            .lock_or_recover()
+            .extend(adoptions.iter().map(|(_, remote)| remote.id.clone()));
+        {
+            let mut report = shared.report.lock_or_recover();
+            for (link, remote) in adoptions {
+                tracing::info!(link = %link.key, atlas_id = %remote.id, "adopted an existing connection");
+                report.adopted.push(link.key);
+            }
+        }
+
+        futures::stream::iter(jobs)
+            .map(|job| async move {
+                let create = CreateJob {
+                    link: &job.link,
+                    reason: job.reason,
+                    prior_attempts: job.prior_attempts,
+                    in_flight_until: job.in_flight_until,
+                    claimed,
+                    conflicts: &shared.conflicts,
+                    halt: &shared.halt,
+                };
+                let outcome = self.create_one(create, options).await;
+                shared.progress.create_ended();
+                (job.link.key, outcome)
+            })
+            .buffer_unordered(self.policy.per_project_concurrency)
+            .for_each(|(key, outcome)| {
+                report_outcome(&mut shared.report.lock_or_recover(), key, outcome);
+                futures::future::ready(())
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Records the Atlas state of every recorded connection of a project that its listing shows,
+    /// where it changed. Only a listing of the record's own project speaks for it.
     async fn record_remote_states(
         &self,
         records: &[Record],
-        listings: &Listings,
+        listing: &RemoteListing,
         now: i64,
     ) -> Result<(), LedgerError> {
-        // Project by project (records come sorted by key, so a project's records are together): the
-        // states of one listing at a time are indexed, not those of every listing at once, which at
-        // a million connections took more memory than anything else at this point of the pass.
-        // A record whose project was listed is looked up in every listing, as it always was; the
-        // index of all of them is built only when its own listing does not show its id.
-        let all: OnceLock<FxMap<&str, ListedState<'_>>> = OnceLock::new();
-        let all = &all;
-        let changes = records
-            .chunk_by(|a, b| a.key.group_id == b.key.group_id)
-            .filter_map(|project| {
-                // Only a listing of the record's own project speaks for it.
-                let listing = listings.get(&project[0].key.group_id)?;
-                let own: FxMap<&str, ListedState<'_>> = listing.states().collect();
-                Some(project.iter().filter_map(move |record| {
-                    let id = record.atlas_id.as_deref()?;
-                    let remote = own.get(id).or_else(|| {
-                        all.get_or_init(|| listings.values().flat_map(|l| l.states()).collect())
-                            .get(id)
-                    })?;
-                    remote_state_change(record, remote, now)
-                }))
-            })
-            .flatten();
+        if records.iter().all(|r| r.atlas_id.is_none()) {
+            return Ok(());
+        }
+        let listed: FxMap<&str, ListedState<'_>> = listing.states().collect();
+        let changes = records.iter().filter_map(|record| {
+            let id = record.atlas_id.as_deref()?;
+            remote_state_change(record, listed.get(id)?, now)
+        });
         // Concurrently, so the ledger commits them in a few transactions rather than one each; but
         // a bounded number at a time: after Atlas filled in its outputs, every record changes, and a
         // million changes and their waiting futures at once cost gigabytes.
@@ -356,18 +457,119 @@ impl Reconciler {
         set(metrics::link_status::ORPHANED, report.orphaned.len());
 
         if let Ok(records) = self.ledger.snapshot().await {
-            let mut states: BTreeMap<String, i64> = BTreeMap::new();
-            for r in records.iter().filter(|r| {
-                matches!(r.phase, Phase::Created | Phase::Adopted) && desired.get(&r.key).is_some()
-            }) {
-                let state = r
-                    .remote_state
-                    .as_ref()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_else(|| "UNKNOWN".to_string());
-                *states.entry(state).or_default() += 1;
+            self.set_remote_links_gauge(desired, &records);
+        }
+    }
+}
+
+/// The failures the ledger already counts for `link`, from its project's records (in key order).
+fn prior_attempts(records: &[Record], link: &DesiredLink) -> u32 {
+    records
+        .binary_search_by(|r| r.key.cmp(&link.key))
+        .map_or(0, |i| records[i].attempts)
+}
+
+/// A create's outcome, into the report.
+fn report_outcome(
+    report: &mut PassReport,
+    key: crate::model::LinkKey,
+    outcome: Result<CreateOutcome, LedgerError>,
+) {
+    match outcome {
+        Ok(CreateOutcome::Created) => report.created.push(key),
+        Ok(CreateOutcome::Verified { after_conflict }) => {
+            if after_conflict {
+                report.adopted.push(key);
+            } else {
+                report.created.push(key);
             }
-            m.set_remote_states(states.iter().map(|(s, n)| (s.as_str(), *n)));
+        }
+        Ok(CreateOutcome::Failed(reason)) => report.failed.push(FailedLink::new(&key, reason)),
+        Ok(CreateOutcome::NearMatch(reason)) => {
+            report.conflicted.push(FailedLink::new(&key, reason))
+        }
+        Ok(CreateOutcome::Undecided(reason)) => {
+            report.unverified.push(FailedLink::new(&key, reason))
+        }
+        Ok(CreateOutcome::InFlight { until_unix }) => report.add_in_flight(&key, until_unix),
+        Ok(CreateOutcome::Interrupted) => report.not_attempted.push(FailedLink::new(
+            &key,
+            "interrupted before its create completed".to_string(),
+        )),
+        Err(e) => report
+            .failed
+            .push(FailedLink::new(&key, format!("ledger write failed: {e}"))),
+    }
+}
+
+/// The `Progress` hook of a pass whose projects plan at different times: `start` is called once
+/// every project's plan is known (so its count of creates is exact), and the creates that ended
+/// before then are caught up at once.
+struct PassProgress {
+    progress: Option<Arc<dyn Progress>>,
+    declared: u64,
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    /// Projects whose plan is not known yet.
+    unplanned: usize,
+    creates: u64,
+    done: u64,
+    started: bool,
+}
+
+impl PassProgress {
+    fn new(progress: Option<Arc<dyn Progress>>, declared: u64, projects: usize) -> PassProgress {
+        PassProgress {
+            progress,
+            declared,
+            state: Mutex::new(ProgressState {
+                unplanned: projects,
+                ..ProgressState::default()
+            }),
+        }
+    }
+
+    fn start(&self, state: &mut ProgressState) {
+        if state.started {
+            return;
+        }
+        state.started = true;
+        if let Some(p) = &self.progress {
+            p.start(self.declared, state.creates);
+            if state.done > 0 {
+                p.advance(state.done);
+            }
+        }
+    }
+
+    /// A project's plan is known: `creates` of its links go through a create.
+    fn planned(&self, creates: usize) {
+        let mut state = self.state.lock_or_recover();
+        state.creates = state.creates.saturating_add(creates as u64);
+        state.unplanned = state.unplanned.saturating_sub(1);
+        if state.unplanned == 0 {
+            self.start(&mut state);
+        }
+    }
+
+    fn create_ended(&self) {
+        let mut state = self.state.lock_or_recover();
+        state.done = state.done.saturating_add(1);
+        if state.started
+            && let Some(p) = &self.progress
+        {
+            p.advance(state.done);
+        }
+    }
+
+    fn finish(&self) {
+        let mut state = self.state.lock_or_recover();
+        self.start(&mut state);
+        if let Some(p) = &self.progress {
+            p.finish();
         }
     }
 }

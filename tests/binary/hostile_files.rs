@@ -142,7 +142,9 @@ async fn a_metrics_file_that_cannot_be_written_after_the_pass_turns_exit_0_into_
     );
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{err}");
     assert!(
-        err.contains("--metrics-file") && err.contains("could not write it") && err.contains("atlas_linkd.prom"),
+        err.contains("--metrics-file")
+            && err.contains("could not write it")
+            && err.contains("atlas_linkd.prom"),
         "{err}"
     );
     assert!(err.contains("No such file or directory"), "{err}");
@@ -177,7 +179,10 @@ async fn a_failed_metrics_write_keeps_a_pass_that_did_not_converge_at_its_own_st
     let out = child.wait_with_output().await.unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("--metrics-file") && err.contains("could not write it"), "{err}");
+    assert!(
+        err.contains("--metrics-file") && err.contains("could not write it"),
+        "{err}"
+    );
 }
 
 /// A valid ledger from one converged pass, then `damage` applied to it; `--once` must refuse with

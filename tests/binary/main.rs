@@ -13,6 +13,7 @@ mod exactly_once;
 mod fake_cli;
 mod hostile_files;
 mod hostile_manifests;
+mod ledger_replaced;
 mod lifecycle;
 mod notify_socket;
 mod notify_watch;

@@ -1,10 +1,14 @@
 //! The executor against the fake Atlas through the library: exactly once under every fault the fake
 //! can inject, adoption, conflicts, rate limits and permanent errors.
 
-use crate::support::harness::{group_id, harness};
+use crate::support::harness::{Harness, group_id, harness};
+use crate::support::{eventually, test_env};
 use atlas_linkd::ledger::Ledger;
 use atlas_linkd::model::Phase;
+use atlas_linkd::reconcile::{PassError, PassOptions};
+use atlas_linkd::wiring;
 use fake_atlas::{BucketConfig, DuplicateMode, FakeConfig, FakeOp, Fault, Faults, ScriptedFault};
+use std::time::Duration;
 
 #[tokio::test]
 async fn many_projects_are_created_once_and_a_second_pass_creates_nothing() {
@@ -260,4 +264,141 @@ async fn a_new_policy_takes_effect_on_the_next_pass() {
         c.peak_concurrent_by_project.values().all(|&n| n == 1),
         "{c:?}"
     );
+}
+
+/// The first listing of project 0 gets `fault`.
+fn first_listing_of_project_0(fault: Fault) -> FakeConfig {
+    let mut fake = FakeConfig::default();
+    fake.faults.script.push(ScriptedFault {
+        operation: FakeOp::List,
+        group_id: Some(group_id(0)),
+        nth: 1,
+        fault,
+    });
+    fake
+}
+
+/// Polls until the fake holds `n` connections in project `p`.
+async fn wait_for_connections(h: &Harness, p: usize, n: usize) {
+    let group = group_id(p);
+    eventually(
+        format!("{n} connections in project {p}"),
+        Duration::from_secs(60),
+        async || (h.fake.connections(&group).len() == n).then_some(()),
+    )
+    .await;
+}
+
+/// Issue 12, case 4: a project whose listing waits out a long `Retry-After` holds no other project's
+/// creates back. Project 1's ten creates all complete while project 0 is still paused.
+#[tokio::test]
+async fn a_project_paused_by_a_long_retry_after_holds_no_other_project_back() {
+    let fake = first_listing_of_project_0(Fault::RateLimited {
+        retry_after_secs: 3600,
+    });
+    let h = harness(
+        fake,
+        2,
+        10,
+        "retry:\n  max_attempts: 8\n  initial_backoff_ms: 20\n  max_backoff_secs: 3600\n",
+    )
+    .await;
+    let r = wiring::start(&h.config, h.metrics.clone(), &test_env).unwrap();
+    let options = PassOptions {
+        list_all: true,
+        wait_for_settle: true,
+        ..PassOptions::default()
+    };
+    let cancel = options.cancel.clone();
+    // Boxed, so that it can be dropped before the reconciler shuts down.
+    let mut pass = Box::pin(r.run_pass(&h.desired, &options));
+    tokio::select! {
+        result = &mut pass => panic!("the pass ended while project 0 was paused for an hour: {:?}",
+            result.map(|r| r.to_text())),
+        () = wait_for_connections(&h, 1, 10) => {}
+    }
+    assert!(h.fake.connections(&group_id(0)).is_empty());
+    assert_eq!(h.fake.counters().rate_limited, 1);
+
+    // Still paused: a signal ends the pass, with project 1 created and project 0 not attempted.
+    cancel.cancel();
+    let report = (&mut pass).await.unwrap();
+    let text = report.to_text();
+    assert_eq!(report.created.len(), 10, "{text}");
+    assert!(
+        report
+            .created
+            .iter()
+            .all(|k| k.group_id.as_str() == group_id(1))
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["interrupted"], true, "{text}");
+    let not_attempted = json["notAttempted"].as_array().unwrap();
+    assert_eq!(not_attempted.len(), 10, "{text}");
+    assert!(
+        not_attempted
+            .iter()
+            .all(|f| f["groupId"] == group_id(0).as_str()),
+        "{text}"
+    );
+    drop(pass);
+    r.shutdown().await;
+    assert!(h.fake.connections(&group_id(0)).is_empty());
+}
+
+/// Issue 12, case 7: a pass over a ledger whose state folder was deleted sends no create, and says
+/// why, naming the ledger and its lock.
+#[tokio::test]
+async fn a_pass_over_a_deleted_state_folder_sends_no_create() {
+    let h = harness(FakeConfig::default(), 2, 5, "").await;
+    let r = wiring::start(&h.config, h.metrics.clone(), &test_env).unwrap();
+    std::fs::remove_dir_all(h.ledger_path().parent().unwrap()).unwrap();
+    let options = PassOptions {
+        list_all: true,
+        wait_for_settle: true,
+        ..PassOptions::default()
+    };
+    let err = r.run_pass(&h.desired, &options).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, PassError::LedgerReplaced(_)), "{text}");
+    assert!(
+        text.contains(&h.ledger_path().display().to_string()),
+        "{text}"
+    );
+    let lock = atlas_linkd::ledger::lock_path(&h.ledger_path());
+    assert!(text.contains(&lock.display().to_string()), "{text}");
+    assert_eq!(h.fake.counters().creates_committed, 0);
+    r.shutdown().await;
+}
+
+/// Issue 12, case 7, in the middle of a pass: project 0's listing is slow; the state folder is
+/// deleted once project 1 is created; project 0's creates are then never sent.
+#[tokio::test]
+async fn a_state_folder_deleted_mid_pass_stops_the_creates_of_the_projects_still_listing() {
+    let fake = first_listing_of_project_0(Fault::Slow { ms: 10_000 });
+    let h = harness(fake, 2, 5, "").await;
+    let r = wiring::start(&h.config, h.metrics.clone(), &test_env).unwrap();
+    let options = PassOptions {
+        list_all: true,
+        wait_for_settle: true,
+        ..PassOptions::default()
+    };
+    // Boxed, so that it can be dropped before the reconciler shuts down.
+    let mut pass = Box::pin(r.run_pass(&h.desired, &options));
+    tokio::select! {
+        result = &mut pass => panic!("the pass ended before project 0 was listed: {:?}",
+            result.map(|r| r.to_text())),
+        () = wait_for_connections(&h, 1, 5) => {}
+    }
+    assert!(
+        h.fake.connections(&group_id(0)).is_empty(),
+        "project 0's listing came back before project 1 was created"
+    );
+    std::fs::remove_dir_all(h.ledger_path().parent().unwrap()).unwrap();
+    let err = (&mut pass).await.unwrap_err();
+    drop(pass);
+    assert!(matches!(err, PassError::LedgerReplaced(_)), "{err}");
+    assert!(h.fake.connections(&group_id(0)).is_empty());
+    assert_eq!(h.fake.counters().creates_committed, 5);
+    r.shutdown().await;
 }

@@ -594,3 +594,4 @@ fn a_reduced_listing_plans_as_the_whole_one() {
 
 mod in_flight;
 mod near_match;
+mod per_project;
