@@ -364,6 +364,10 @@ impl AtlasClient {
             // Read chunk by chunk, so an endless or oversized body costs at most the limit (plus
             // one chunk) before the connection is dropped.
             let mut body = BytesMut::new();
+            if let Some(declared) = resp.content_length() {
+                // At most the limit (checked above): no doubling copies on the way there.
+                body.reserve(usize::try_from(declared).unwrap_or(0));
+            }
             while let Some(chunk) = resp.chunk().await.map_err(Failure::Transport)? {
                 if (body.len() + chunk.len()) as u64 > MAX_ANSWER_BYTES {
                     return Err(too_large(AnswerTooLarge::Streamed {

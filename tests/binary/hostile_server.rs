@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::harness::{binary, write_manifest};
-use crate::support::hostile::{Hostile, HostileConfig, Listing, Token};
+use crate::support::hostile::{Hostile, HostileConfig, Listing, Token, basic_credential};
 use crate::support::{CLIENT_ID, CLIENT_SECRET, eventually, lazy};
 
 /// A config in `dir` pointing at `base_url`, with one project of two links.
@@ -27,27 +27,8 @@ fn setup(dir: &Path, base_url: &str, timeout_secs: u64) -> PathBuf {
     config
 }
 
-/// `base64(CLIENT_ID:CLIENT_SECRET)`, the Basic credential the token request carries.
-fn basic_credential() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = format!("{CLIENT_ID}:{CLIENT_SECRET}").into_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize])
-            } else {
-                '='
-            });
-        }
-    }
-    out
+fn basic() -> String {
+    basic_credential(CLIENT_ID, CLIENT_SECRET)
 }
 
 fn assert_no_credential(text: &str) {
@@ -56,7 +37,7 @@ fn assert_no_credential(text: &str) {
         "the client secret leaked:\n{text}"
     );
     assert!(
-        !text.contains(&basic_credential()),
+        !text.contains(&basic()),
         "the Basic credential leaked:\n{text}"
     );
     assert!(

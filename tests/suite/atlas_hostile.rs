@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::atlas::*;
-use crate::support::hostile::{Framing, Hostile, HostileConfig, Listing, Token};
+use crate::support::hostile::{Framing, Hostile, HostileConfig, Listing, Token, basic_credential};
 use crate::support::{CLIENT_ID, CLIENT_SECRET, PRIVATE_KEY};
 use atlas_linkd::atlas::{AnswerTooLarge, ApiError, ErrorClass, MAX_ANSWER_BYTES, Operation};
 use axum::http::{HeaderMap, StatusCode};
@@ -141,6 +141,31 @@ async fn an_endless_body_fails_at_the_limit_not_at_the_timeout() {
 }
 
 #[tokio::test]
+async fn an_oversized_create_answer_is_ambiguous_not_permanent() {
+    let router = axum::Router::new()
+        .route(
+            "/api/oauth/token",
+            post(|| async {
+                axum::Json(serde_json::json!({"access_token": "t", "expires_in": 3600}))
+            }),
+        )
+        .route(
+            CONN_PATH,
+            post(|| async { (StatusCode::OK, "x".repeat(17 * 1024 * 1024)) }),
+        );
+    let base = stub(router).await;
+    let c = client_for(&base, sa_credentials(), None);
+    let e = c.create(&group(1), &msk(1)).await.unwrap_err();
+    assert_eq!(
+        e.class,
+        ErrorClass::Ambiguous,
+        "Atlas may have made it: {e}"
+    );
+    assert!(e.too_large().is_some(), "{e:?}");
+    assert!(e.to_string().contains("before creating again"), "{e}");
+}
+
+#[tokio::test]
 async fn a_next_link_to_itself_costs_two_calls_and_fails_the_listing() {
     let server = listing_server(Listing::NextPointsToItself).await;
     let c = client_for(&server.base_url(), sa_credentials(), None);
@@ -203,7 +228,7 @@ async fn a_token_error_echoing_the_authorization_header_is_scrubbed() {
     assert_eq!(e.operation, Operation::Token);
     assert_eq!(e.class, ErrorClass::Auth);
     let text = everything(&e);
-    let basic = basic_credential();
+    let basic = basic();
     assert!(!text.contains(&basic), "{text}");
     assert!(!text.contains(CLIENT_SECRET), "{text}");
     assert!(
@@ -214,27 +239,8 @@ async fn a_token_error_echoing_the_authorization_header_is_scrubbed() {
     assert!(e.to_string().contains(CLIENT_ID) || e.to_string().contains("MONGODB_ATLAS_CLIENT_ID"));
 }
 
-/// `base64(CLIENT_ID:CLIENT_SECRET)`, as HTTP Basic sends it.
-pub(crate) fn basic_credential() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = format!("{CLIENT_ID}:{CLIENT_SECRET}").into_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize])
-            } else {
-                '='
-            });
-        }
-    }
-    out
+fn basic() -> String {
+    basic_credential(CLIENT_ID, CLIENT_SECRET)
 }
 
 const STUB_TOKEN: &str = "stub-token/with+chars=";
