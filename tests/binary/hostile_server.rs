@@ -90,7 +90,11 @@ async fn the_daemon_log_does_not_show_the_credential_a_token_error_echoes() {
     eventually(
         lazy(|| format!("the token error in the daemon's log:\n{}", read())),
         Duration::from_secs(30),
-        async || read().contains("Basic [redacted]").then_some(()),
+        async || {
+            read()
+                .contains("could not obtain an OAuth access token")
+                .then_some(())
+        },
     )
     .await;
     child.kill().unwrap();
