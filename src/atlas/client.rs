@@ -532,7 +532,7 @@ impl AtlasClient {
             ErrorClass::Permanent
         };
         let mut err = ApiError::new(op, group, class).what(format!(
-            "the answer is over the {} MiB limit on an answer",
+            "the answer is over the {} MiB limit on answers",
             MAX_ANSWER_BYTES / (1024 * 1024)
         ));
         err.status = Some(status);
