@@ -1,6 +1,6 @@
-//! No credential or token leaks: every operation, with both schemes and with failures, under a
-//! trace-level subscriber; the captured logs, every error's Display and Debug, and the Debug of
-//! credentials and clients must not contain a secret or a token.
+//! No credential or token leaks: every operation, with both schemes and with failures, and servers
+//! that echo our requests back, under a trace-level subscriber; the captured logs, every error's
+//! Display and Debug, and the Debug of credentials and clients must not contain a secret or a token.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use fake_atlas::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
 use support::atlas::*;
+use support::hostile::{Hostile, HostileConfig, Token, basic_credential};
 use support::{CLIENT_ID, CLIENT_SECRET, PRIVATE_KEY, PUBLIC_KEY};
 
 #[derive(Clone, Default)]
@@ -43,6 +44,7 @@ fn keep(seen: &mut Vec<String>, e: &atlas_linkd::atlas::ApiError) {
 }
 
 const STUB_TOKEN: &str = "stub-TOKEN-7f3a9c";
+const ECHOED_TOKEN: &str = "echoed-TOKEN-41d0e2";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_or_token_in_logs_errors_or_debug() {
@@ -132,6 +134,54 @@ async fn no_secret_or_token_in_logs_errors_or_debug() {
     keep(&mut seen, &c.list(&g).await.unwrap_err());
     c.shutdown().await; // revoke fails: logged
 
+    // A hostile server echoes what we sent: the Basic credential in a token error, and the bearer
+    // token in an error body, a non-JSON body and a decoder's message.
+    let hostile = Hostile::start(HostileConfig {
+        token: Token::RejectEchoingAuthorization,
+        ..HostileConfig::default()
+    })
+    .await;
+    let echoed = client_for(&hostile.base_url(), sa_credentials(), None)
+        .list(&g)
+        .await
+        .unwrap_err();
+    assert!(echoed.to_string().contains("Basic [redacted]"), "{echoed}");
+    keep(&mut seen, &echoed);
+    let router = axum::Router::new()
+        .route(
+            "/api/oauth/token",
+            post(|| async {
+                axum::Json(serde_json::json!({"access_token": ECHOED_TOKEN, "expires_in": 3600}))
+            }),
+        )
+        .route(
+            CONN_PATH,
+            get(|h: HeaderMap| async move {
+                // The token without its scheme word: "Bearer " alone is what the check below
+                // looks for as a leaked header.
+                let auth = h["authorization"].to_str().unwrap()["Bearer ".len()..].to_owned();
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!(r#"{{"error":400,"detail":"{auth}","reason":"{auth}"}}"#),
+                )
+            }),
+        )
+        .route(
+            &format!("{CONN_PATH}/{{id}}"),
+            get(|h: HeaderMap| async move {
+                let auth = h["authorization"].to_str().unwrap()["Bearer ".len()..].to_owned();
+                (StatusCode::BAD_GATEWAY, format!("<p>proxy: {auth}</p>"))
+            }),
+        );
+    let base = stub(router).await;
+    let c = client_for(&base, sa_credentials(), None);
+    keep(&mut seen, &c.list(&g).await.unwrap_err());
+    keep(
+        &mut seen,
+        &c.get(&g, "65a1b2c3d4e5f60718293a4b").await.unwrap_err(),
+    );
+    c.shutdown().await;
+
     seen.push(format!("{:?}", sa_credentials()));
     seen.push(format!("{:?}", key_credentials()));
 
@@ -156,6 +206,8 @@ async fn no_secret_or_token_in_logs_errors_or_debug() {
         "nope-wrong",
         "wrong-private",
         STUB_TOKEN,
+        ECHOED_TOKEN,
+        &basic_credential(CLIENT_ID, CLIENT_SECRET),
     ] {
         assert!(!everything.contains(secret), "`{secret}` leaked");
     }

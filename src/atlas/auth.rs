@@ -18,9 +18,17 @@ pub(crate) fn refresh_margin(ttl: Duration) -> Duration {
     if ttl >= MARGIN * 2 { MARGIN } else { ttl / 2 }
 }
 
-/// The longest a token is reused, whatever lifetime the token endpoint claims: far beyond a real
-/// one (Atlas's last an hour), and a token that ends sooner is refused with a 401, which refreshes it.
-const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The shortest time a token is reused, whatever `expires_in` says; a server that says 0 would
+/// otherwise cost one token request per API call. The value is the largest floor that never keeps an
+/// honestly announced token past its expiry: the shortest lifetime `expires_in` (whole seconds) can
+/// announce is 1 s, which the half-life margin already refreshes at 0.5 s. So a 0 costs at most two
+/// token requests a second per process, and a token Atlas rejects early still gets the 401 path's
+/// one refresh.
+pub(crate) const MIN_TOKEN_REUSE: Duration = Duration::from_millis(500);
+
+/// The longest lifetime believed: `expires_in` is the server's number, and `Instant` arithmetic on
+/// an unbounded one would overflow. A day is far beyond Atlas's hour.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 struct CachedToken {
     token: SecretString,
@@ -49,15 +57,16 @@ impl TokenCache {
     }
 
     fn store(slot: &mut Option<CachedToken>, secret: SecretString, ttl: Duration) -> Token {
-        // The server picks `expires_in`; past `Instant`'s range the additions below would panic.
-        let ttl = ttl.min(MAX_TOKEN_TTL);
         let now = Instant::now();
         let generation = slot.as_ref().map_or(1, |t| t.generation + 1);
+        // The server picks `expires_in`; past `Instant`'s range the additions below would panic.
+        let ttl = ttl.min(MAX_TOKEN_LIFETIME);
+        let reuse = ttl.saturating_sub(refresh_margin(ttl)).max(MIN_TOKEN_REUSE);
         *slot = Some(CachedToken {
             token: secret.clone(),
             generation,
-            refresh_at: now + ttl.saturating_sub(refresh_margin(ttl)),
-            expires_at: now + ttl,
+            refresh_at: now + reuse,
+            expires_at: now + ttl.max(reuse),
         });
         Token { secret, generation }
     }
@@ -189,13 +198,67 @@ mod tests {
             ))
         };
         let first = cache.get(fetch).await.unwrap();
-        tokio::time::advance(MAX_TOKEN_TTL).await;
+        tokio::time::advance(MAX_TOKEN_LIFETIME).await;
         let second = cache.get(fetch).await.unwrap();
         assert_eq!(
             (first.generation, second.generation),
             (1, 2),
             "refreshed once the capped lifetime is over"
         );
+    }
+
+    fn counting_fetch(
+        fetches: &std::sync::atomic::AtomicU32,
+        expires_in: u64,
+    ) -> impl Fn() -> std::future::Ready<Result<(SecretString, Duration), ApiError>> + '_ {
+        move || {
+            let n = fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::ready(Ok((
+                SecretString::from(format!("t{n}")),
+                Duration::from_secs(expires_in),
+            )))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_that_expires_at_once_is_still_reused_for_the_floor() {
+        for expires_in in [0, 1] {
+            let cache = TokenCache::new();
+            let fetches = std::sync::atomic::AtomicU32::new(0);
+            for _ in 0..100 {
+                cache
+                    .get(counting_fetch(&fetches, expires_in))
+                    .await
+                    .unwrap();
+                tokio::time::advance(Duration::from_millis(4)).await;
+            }
+            // 100 calls over 0.4 s: within one floor.
+            assert_eq!(
+                fetches.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "{expires_in}"
+            );
+            tokio::time::advance(MIN_TOKEN_REUSE).await;
+            cache
+                .get(counting_fetch(&fetches, expires_in))
+                .await
+                .unwrap();
+            assert_eq!(
+                fetches.load(std::sync::atomic::Ordering::SeqCst),
+                2,
+                "{expires_in}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_enormous_expires_in_neither_panics_nor_lasts_past_a_day() {
+        let cache = TokenCache::new();
+        let fetches = std::sync::atomic::AtomicU32::new(0);
+        cache.get(counting_fetch(&fetches, u64::MAX)).await.unwrap();
+        tokio::time::advance(MAX_TOKEN_LIFETIME).await;
+        cache.get(counting_fetch(&fetches, u64::MAX)).await.unwrap();
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

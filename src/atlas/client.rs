@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE,
 };
@@ -16,12 +16,14 @@ use tokio::time::Instant;
 use super::auth::{DigestState, TokenCache};
 use super::digest::{Challenge, Session, parse_challenge};
 use super::error::{
-    advice_for_status, class_of_status, class_of_transport, parse_retry_after, snippet,
+    AnswerTooLarge, UndecodableAnswer, advice_for_status, class_of_status, class_of_transport,
+    parse_retry_after, snippet,
 };
+use super::scrub::Scrubber;
 use super::wire::{WireConnection, WireError, WirePage, WireToken};
 use super::{
-    API_MEDIA_TYPE, Answer, ApiError, ClientBuildError, Credentials, ErrorClass, Observer,
-    Operation, RateLimitInfo, default_user_agent,
+    API_MEDIA_TYPE, Answer, ApiError, ClientBuildError, Credentials, ErrorClass, MAX_ANSWER_BYTES,
+    Observer, Operation, RateLimitInfo, default_user_agent,
 };
 use crate::model::{GroupId, LinkSpec, RemoteConnection};
 
@@ -62,6 +64,8 @@ struct Inner {
     base: Url,
     timeout: Duration,
     credentials: Credentials,
+    /// Applied to all text a server sends before it enters an error.
+    scrubber: Scrubber,
     observer: Option<Arc<dyn Observer>>,
     auth: AuthState,
 }
@@ -93,6 +97,17 @@ impl Reply {
     fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
+}
+
+/// Why an exchange produced no `Reply`.
+enum Failure {
+    Transport(reqwest::Error),
+    /// The status and headers arrived, the body was refused for its size.
+    TooLarge {
+        status: u16,
+        headers: HeaderMap,
+        why: AnswerTooLarge,
+    },
 }
 
 fn rate_limit_of(headers: &HeaderMap) -> RateLimitInfo {
@@ -160,6 +175,7 @@ impl AtlasClient {
                 http,
                 base: settings.base_url,
                 timeout: settings.timeout,
+                scrubber: Scrubber::new(&credentials),
                 credentials,
                 observer,
                 auth,
@@ -217,7 +233,7 @@ impl AtlasClient {
                 &reply,
                 "the listing is not the expected JSON",
             )
-            .source(e)
+            .source(self.undecodable(&e))
         })?;
         let has_next = page.has_next();
         let mut items = Vec::with_capacity(page.results.len());
@@ -329,14 +345,41 @@ impl AtlasClient {
     ) -> Result<Reply, ApiError> {
         let start = Instant::now();
         let result = async {
-            let resp = rb.send().await?;
+            let mut resp = rb.send().await.map_err(Failure::Transport)?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>(Reply {
+            let too_large = |why| Failure::TooLarge {
+                status,
+                headers: headers.clone(),
+                why,
+            };
+            if let Some(declared) = resp.content_length()
+                && declared > MAX_ANSWER_BYTES
+            {
+                return Err(too_large(AnswerTooLarge::Declared {
+                    declared,
+                    limit: MAX_ANSWER_BYTES,
+                }));
+            }
+            // Read chunk by chunk, so an endless or oversized body costs at most the limit (plus
+            // one chunk) before the connection is dropped.
+            let mut body = BytesMut::new();
+            if let Some(declared) = resp.content_length() {
+                // At most the limit (checked above): no doubling copies on the way there.
+                body.reserve(usize::try_from(declared).unwrap_or(0));
+            }
+            while let Some(chunk) = resp.chunk().await.map_err(Failure::Transport)? {
+                if (body.len() + chunk.len()) as u64 > MAX_ANSWER_BYTES {
+                    return Err(too_large(AnswerTooLarge::Streamed {
+                        limit: MAX_ANSWER_BYTES,
+                    }));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Reply {
                 status,
                 headers,
-                body,
+                body: body.freeze(),
             })
         }
         .await;
@@ -346,7 +389,15 @@ impl AtlasClient {
                 self.observe(op, group, &reply.status.to_string(), elapsed);
                 Ok(reply)
             }
-            Err(e) => {
+            Err(Failure::TooLarge {
+                status,
+                headers,
+                why,
+            }) => {
+                self.observe(op, group, "error", elapsed);
+                Err(self.too_large(op, group, status, &headers, why))
+            }
+            Err(Failure::Transport(e)) => {
                 let (class, word) = class_of_transport(op, &e);
                 self.observe(op, group, word, elapsed);
                 let what = match word {
@@ -406,10 +457,12 @@ impl AtlasClient {
             .headers
             .get("x-error-code")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|v| self.inner.scrubber.scrub(v));
         match serde_json::from_slice::<WireError>(&reply.body) {
             Ok(wire) => {
                 let mut body = wire.into_body();
+                // A server may echo our request (its Authorization header, the revoke form).
+                body.scrub(&self.inner.scrubber);
                 if body.error_code.is_none() {
                     body.error_code = header_code;
                 }
@@ -418,7 +471,7 @@ impl AtlasClient {
             Err(_) => {
                 // The token endpoints' bodies are never echoed: they could carry a token.
                 if !matches!(op, Operation::Token | Operation::Revoke) {
-                    err.notes.body_snippet = snippet(&reply.body);
+                    err.notes.body_snippet = self.snippet(&reply.body);
                 }
                 if let Some(code) = header_code {
                     err.atlas = Some(Box::new(super::AtlasErrorBody {
@@ -445,6 +498,62 @@ impl AtlasClient {
         err
     }
 
+    /// The start of a body for an error, scrubbed before it is cut short, so no part of a secret
+    /// survives at the cut.
+    fn snippet(&self, body: &[u8]) -> Option<String> {
+        snippet(
+            self.inner
+                .scrubber
+                .scrub(&String::from_utf8_lossy(body))
+                .as_bytes(),
+        )
+    }
+
+    /// A decoder's error as an error source: its message may quote the answer, so it is scrubbed.
+    fn undecodable(&self, e: &serde_json::Error) -> UndecodableAnswer {
+        UndecodableAnswer(self.inner.scrubber.scrub(&e.to_string()))
+    }
+
+    /// An answer whose body is over `MAX_ANSWER_BYTES`. Not retried (`Permanent`): the same server
+    /// would most likely send the same thing, and each try costs the limit in memory and the
+    /// bandwidth; a listing that fails so leaves the project's links unverified for this pass. On
+    /// create it is `Ambiguous` like any unreadable create answer: Atlas may have made it.
+    fn too_large(
+        &self,
+        op: Operation,
+        group: Option<&GroupId>,
+        status: u16,
+        headers: &HeaderMap,
+        why: AnswerTooLarge,
+    ) -> ApiError {
+        let class = if op == Operation::Create {
+            ErrorClass::Ambiguous
+        } else {
+            ErrorClass::Permanent
+        };
+        let mut err = ApiError::new(op, group, class).what(format!(
+            "the answer is over the {} MiB limit on answers",
+            MAX_ANSWER_BYTES / (1024 * 1024)
+        ));
+        err.status = Some(status);
+        err.rate_limit = rate_limit_of(headers);
+        let advice = if op == Operation::Create {
+            let project = group
+                .map(|g| format!("project {g}"))
+                .unwrap_or_else(|| "the project".to_owned());
+            format!(
+                "Atlas may have made the connection: list {project} before creating again; a page of 500 connections is well under 1 MB, so check that atlas.base_url ({}) reaches Atlas and not a proxy",
+                self.inner.base
+            )
+        } else {
+            format!(
+                "a page of 500 connections is well under 1 MB: check that atlas.base_url ({}) reaches Atlas and not a proxy or another service",
+                self.inner.base
+            )
+        };
+        err.advice(advice).source(why)
+    }
+
     /// An answer that arrived but cannot be used. On create the connection may exist.
     fn unreadable(
         &self,
@@ -461,7 +570,7 @@ impl AtlasClient {
         let mut err = ApiError::new(op, group, class).what(what);
         err.status = Some(reply.status);
         err.rate_limit = rate_limit_of(&reply.headers);
-        err.notes.body_snippet = snippet(&reply.body);
+        err.notes.body_snippet = self.snippet(&reply.body);
         if op == Operation::Create {
             let project = group
                 .map(|g| format!("project {g}"))
@@ -486,7 +595,7 @@ impl AtlasClient {
                 reply,
                 "the answer is not the expected JSON",
             )
-            .source(e)
+            .source(self.undecodable(&e))
         })?;
         wire.into_remote().ok_or_else(|| {
             self.unreadable(op, Some(group), reply, "the answer has no connection `_id`")
@@ -580,7 +689,9 @@ impl AtlasClient {
             "obtained an Atlas access token"
         );
         let ttl = Duration::from_secs(token.expires_in.unwrap_or(3600));
-        Ok((SecretString::from(token.access_token), ttl))
+        let token = SecretString::from(token.access_token);
+        self.inner.scrubber.add_token(&token);
+        Ok((token, ttl))
     }
 
     fn digest_header(

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::scrub::Scrubber;
 use super::{MAX_RETRY_AFTER, Operation, RateLimitInfo};
 use crate::model::GroupId;
 
@@ -144,6 +145,11 @@ impl ApiError {
         }
     }
 
+    /// Why the answer was refused for its size, when it was.
+    pub fn too_large(&self) -> Option<&AnswerTooLarge> {
+        self.source.as_ref()?.downcast_ref::<AnswerTooLarge>()
+    }
+
     /// Atlas's `errorCode`, if the body carried one.
     pub fn error_code(&self) -> Option<&str> {
         self.atlas.as_ref()?.error_code.as_deref()
@@ -200,6 +206,47 @@ impl ApiError {
         s
     }
 }
+
+/// An answer's body passed [`super::MAX_ANSWER_BYTES`]: declared so by its `Content-Length` (and then
+/// not read at all), or found so while it was read (and the rest not read).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AnswerTooLarge {
+    #[error(
+        "the answer declares {declared} bytes (Content-Length), over the {limit}-byte limit on an answer; it was not read"
+    )]
+    Declared { declared: u64, limit: u64 },
+    #[error(
+        "the answer passed the {limit}-byte limit on an answer while it was read; the rest was not read"
+    )]
+    Streamed { limit: u64 },
+}
+
+impl AtlasErrorBody {
+    /// Every text field, with the secrets `scrubber` knows removed (a server may echo our request).
+    pub(crate) fn scrub(&mut self, scrubber: &Scrubber) {
+        for text in [&mut self.error_code, &mut self.detail, &mut self.reason]
+            .into_iter()
+            .flatten()
+        {
+            *text = scrubber.scrub(text);
+        }
+        for p in &mut self.parameters {
+            scrubber.scrub_json(p);
+        }
+        if let Some(brd) = &mut self.bad_request_detail {
+            for f in &mut brd.fields {
+                f.field = scrubber.scrub(&f.field);
+                f.description = scrubber.scrub(&f.description);
+            }
+        }
+    }
+}
+
+/// Text a server sent that explains why its answer could not be decoded (a decoder's message, which
+/// may quote the answer), already scrubbed. It stands in for the decoder's own error as the source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UndecodableAnswer(pub(crate) String);
 
 /// The client could not be built (TLS backend, a header value, the base URL).
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +331,23 @@ pub(crate) fn advice_for_status(
     group_id: Option<&GroupId>,
     auth_hint: &str,
 ) -> Option<String> {
+    match op {
+        // Revoking is a courtesy at shutdown: no advice about connections or projects fits it.
+        Operation::Revoke => {
+            return Some(match status {
+                401 | 403 => format!(
+                    "Atlas did not accept the service account to revoke its token ({auth_hint}); the token stays valid until it expires, at most its lifetime (an hour at Atlas), and nothing else is affected"
+                ),
+                _ => "the token stays valid until it expires, at most its lifetime (an hour at Atlas), and nothing else is affected; if every shutdown says this, check that atlas.base_url reaches Atlas's /api/oauth/revoke".to_owned(),
+            });
+        }
+        Operation::Token if matches!(status, 404 | 405) => {
+            return Some(
+                "Atlas's token endpoint /api/oauth/token was not found: check atlas.base_url (scheme://host[:port], no /api path)".to_owned(),
+            );
+        }
+        _ => {}
+    }
     let project = group_id
         .map(|g| format!("project {g}"))
         .unwrap_or_else(|| "the project".to_owned());
@@ -450,6 +514,18 @@ mod tests {
             class_of_status(Operation::Get, 406, None),
             ErrorClass::Permanent
         );
+    }
+
+    #[test]
+    fn revoke_and_token_have_their_own_advice() {
+        for status in [400, 401, 404, 500] {
+            let advice = advice_for_status(Operation::Revoke, status, None, "hint").unwrap();
+            assert!(!advice.contains("connection"), "{status}: {advice}");
+            assert!(advice.contains("token stays valid"), "{status}: {advice}");
+        }
+        let advice = advice_for_status(Operation::Token, 404, None, "hint").unwrap();
+        assert!(advice.contains("atlas.base_url"), "{advice}");
+        assert!(!advice.contains("connection"), "{advice}");
     }
 
     #[test]

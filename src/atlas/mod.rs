@@ -13,6 +13,7 @@ mod credentials;
 mod digest;
 mod error;
 mod pager;
+mod scrub;
 mod wire;
 
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crate::model::GroupId;
 pub use client::{AtlasClient, ClientSettings};
 pub use credentials::Credentials;
 pub(crate) use credentials::CredentialsError;
-pub use error::{ApiError, ErrorClass};
+pub use error::{AnswerTooLarge, ApiError, ErrorClass};
 pub(crate) use error::{AtlasErrorBody, ClientBuildError};
 // The decoders of Atlas's answers, for the fuzz targets (src/fuzzing.rs).
 pub(crate) use auth::TokenCache;
@@ -33,6 +34,11 @@ pub(crate) use wire::{WireError, WirePage, WireToken};
 /// large to read is clamped to this, so no server can make a caller wait (or overflow an `Instant`)
 /// without bound. The executor caps it further at `retry.max_backoff_secs`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+
+/// The largest answer body the client reads, 16 MiB: a full page of 500 connections is well under
+/// 1 MB, so anything near this is not Atlas's answer. Checked against `Content-Length` before the body
+/// is read and while it streams in, so a server cannot make the process hold more than this per call.
+pub const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The API version this client speaks, sent as `Accept` (and `Content-Type` on POST).
 pub(crate) const API_MEDIA_TYPE: &str = "application/vnd.atlas.2023-02-01+json";

@@ -44,7 +44,8 @@ impl AtlasClient {
 /// Stop rules: more pages while the page has a `next` link or fewer than `totalCount` items have
 /// been paged past; with neither signal, while pages come back full. An empty page always ends
 /// the listing. A short page that still carries a `next` link is followed: one extra call is cheap,
-/// a listing that is silently partial is not.
+/// a listing that is silently partial is not. A page that brings no id not seen before but still
+/// says there are more is an error (unless `totalCount` is reached): the paging goes in circles.
 pub struct Pager {
     client: AtlasClient,
     group: GroupId,
@@ -129,6 +130,36 @@ impl Pager {
             && (page.has_next
                 || page.total_count.is_some_and(|t| paged_past < t)
                 || (page.total_count.is_none() && n >= u64::from(self.items_per_page)));
+        let fresh: HashSet<&str> = page
+            .items
+            .iter()
+            .map(|c| c.id.as_str())
+            .filter(|id| !self.seen.contains(*id))
+            .collect();
+        if more && fresh.is_empty() {
+            // A page of nothing new that still says "more" (a `next` link back to itself, a
+            // server ignoring `pageNum`) would repeat until MAX_PAGES. Ending there would call a
+            // listing complete that nothing proves complete, and a connection never listed gets
+            // created again; so it is an error (the project's links stay unverified this pass),
+            // unless Atlas's own `totalCount` says every connection was already seen.
+            if page
+                .total_count
+                .is_some_and(|t| self.seen.len() as u64 >= t)
+            {
+                self.done = true;
+                return Ok(Some(page.items));
+            }
+            return Err(
+                ApiError::new(Operation::List, Some(&self.group), ErrorClass::Permanent)
+                    .what(format!(
+                        "page {} of the listing brought no connection that earlier pages had not, yet said there were more (a `next` link back to the same items)",
+                        self.next_page_num
+                    ))
+                    .advice(
+                        "Atlas's paging looks broken; report it: the listing cannot be trusted, so this project's links stay unverified and nothing is created in it",
+                    ),
+            );
+        }
         self.next_page_num += 1;
         self.done = !more;
         Ok(Some(page.items))

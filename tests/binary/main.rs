@@ -13,6 +13,7 @@ mod exactly_once;
 mod fake_cli;
 mod hostile_files;
 mod hostile_manifests;
+mod hostile_server;
 mod ledger_replaced;
 mod lifecycle;
 mod notify_socket;

@@ -1,12 +1,13 @@
 //! What the test binaries (and the `atlas_overhead` bench) share: one set of test credentials and the
 //! environment that hands them out, one polling helper, the harness around an in-process fake Atlas,
-//! the helpers of the fake's own tests, and the Atlas client helpers.
+//! the helpers of the fake's own tests, the Atlas client helpers, and a hostile Atlas (`hostile`).
 // Each crate that includes this module uses only part of it.
 #![allow(dead_code)]
 
 pub(crate) mod atlas;
 pub(crate) mod fake;
 pub(crate) mod harness;
+pub(crate) mod hostile;
 
 use std::fmt::Display;
 use std::time::Duration;
