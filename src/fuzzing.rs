@@ -10,12 +10,14 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::HeaderValue;
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::OnceLock;
 
 use crate::atlas::{
-    ApiError, ErrorClass, MAX_RETRY_AFTER, Operation, TokenCache, WireError, WirePage, WireToken,
-    advice_for_status, class_of_status, parse_retry_after, snippet,
+    ApiError, AtlasClient, ClientSettings, Credentials, DecodeAs, Decoded, MAX_RETRY_AFTER,
+    Operation, TokenCache, WireToken, base64, class_of_status, parse_retry_after,
 };
 use crate::config::Config;
 use crate::manifest::{self, ManifestSet, ReadLimits};
@@ -200,51 +202,65 @@ impl ConfigTarget {
     }
 }
 
-/// A page of `GET .../privateLinkConnections`, decoded as `AtlasClient::list_page` decodes it; an
-/// unreadable page becomes the error the client would return.
+/// The credentials of the client the Atlas targets decode with. The seeds of `error_body` echo them,
+/// as a hostile token endpoint does, so the mutations test that no form of them survives scrubbing.
+const CLIENT_ID: &str = "fuzz-client-id";
+const CLIENT_SECRET: &str = "fuzz-client-secret-0123456789";
+
+/// A real client (never calling anything: its base is a closed loopback port), so the targets run
+/// the decoders the calls run, scrubber included.
+fn client() -> &'static AtlasClient {
+    static CLIENT: OnceLock<AtlasClient> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let base = Url::parse("http://127.0.0.1:9/").expect("a constant URL");
+        let credentials = Credentials::ServiceAccount {
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: SecretString::from(CLIENT_SECRET.to_owned()),
+        };
+        AtlasClient::new(
+            ClientSettings::new(base, Duration::from_secs(1)),
+            credentials,
+            None,
+        )
+        .expect("a client with constant settings builds")
+    })
+}
+
+/// An error as the logs and `refuse` show it, checked: it says what failed and shows no secret.
+fn check_error(e: &ApiError) {
+    let text = render_chain(e);
+    assert!(
+        text.starts_with("could not "),
+        "an error that does not say what failed: {text}"
+    );
+    let basic = base64(format!("{CLIENT_ID}:{CLIENT_SECRET}").as_bytes());
+    for secret in [CLIENT_SECRET, basic.as_str()] {
+        assert!(!text.contains(secret), "a secret survived in: {text}");
+    }
+}
+
+/// A page of `GET .../privateLinkConnections`, decoded by the client's own decoder.
 pub fn listing(bytes: &[u8]) {
-    let page = match serde_json::from_slice::<WirePage>(bytes) {
-        Ok(page) => page,
-        Err(e) => {
-            unreadable(Operation::List, bytes, e);
-            return;
+    let group = group();
+    match client().decode_answer(
+        DecodeAs::Page(&group),
+        200,
+        HeaderMap::new(),
+        bytes.to_vec(),
+    ) {
+        Ok(Decoded::Page(page)) => {
+            for remote in &page.items {
+                assert!(!remote.id.is_empty(), "a listed connection without an id");
+                let _ = format!("{remote:?}");
+            }
         }
-    };
-    let _ = page.has_next();
-    let _ = page.total_count;
-    for wire in page.results {
-        if let Some(remote) = wire.into_remote() {
-            assert!(!remote.id.is_empty(), "a listed connection without an id");
-            let _ = format!("{remote:?}");
-        }
+        Ok(Decoded::Token(..)) => panic!("a page decoded as a token"),
+        Err(e) => check_error(&e),
     }
 }
 
-/// What `AtlasClient::unreadable` makes of an answer it cannot use.
-fn unreadable(op: Operation, bytes: &[u8], e: serde_json::Error) {
-    let mut err = ApiError::new(op, Some(&group()), ErrorClass::Permanent)
-        .what("the answer is not the expected JSON")
-        .source(e);
-    err.status = Some(200);
-    err.notes.body_snippet = check_snippet(bytes);
-    let _ = render_chain(&err);
-}
-
-/// `snippet`, with its promise checked: at most 200 characters and an ellipsis.
-fn check_snippet(bytes: &[u8]) -> Option<String> {
-    let s = snippet(bytes);
-    if let Some(s) = &s {
-        assert!(
-            s.chars().count() <= 201,
-            "a snippet of {} characters",
-            s.chars().count()
-        );
-    }
-    s
-}
-
-/// An error answer's body, decoded and rendered as `AtlasClient::status_error` does, for a create
-/// refused with 400, a listing with 429, and the token endpoint's 401.
+/// An error answer's body, decoded by the client's own decoder, for a create refused with 400, a
+/// listing with 429 (with a `Retry-After`), and the token endpoint's 401.
 pub fn error_body(bytes: &[u8]) {
     let group = group();
     for (op, status) in [
@@ -253,30 +269,20 @@ pub fn error_body(bytes: &[u8]) {
         (Operation::Token, 401),
     ] {
         let group = (op != Operation::Token).then_some(&group);
-        let mut err = ApiError::new(op, group, class_of_status(op, status, None));
-        err.status = Some(status);
-        match serde_json::from_slice::<WireError>(bytes) {
-            Ok(wire) => err.atlas = Some(Box::new(wire.into_body())),
-            Err(_) => {
-                if op != Operation::Token {
-                    err.notes.body_snippet = check_snippet(bytes);
-                }
-            }
-        }
-        if let Some(advice) = advice_for_status(op, status, group, "check the credentials") {
-            err = err.advice(advice);
-        }
-        let _ = err.error_code();
-        let text = err.to_string();
-        assert!(
-            text.starts_with("could not "),
-            "an error that does not say what failed: {text}"
-        );
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        let Err(e) =
+            client().decode_answer(DecodeAs::Error(op, group), status, headers, bytes.to_vec())
+        else {
+            panic!("an error answer decoded as a success");
+        };
+        let _ = e.error_code();
+        check_error(&e);
     }
 }
 
-/// The token endpoint's answer, decoded as `AtlasClient::fetch_token` decodes it and stored in the
-/// token cache the way a fetched token is; then the `Authorization` header it becomes.
+/// The token endpoint's answer, decoded by the client's own decoder and stored in a token cache the
+/// way a fetched token is; then the `Authorization` header it becomes.
 pub struct TokenTarget {
     runtime: tokio::runtime::Runtime,
 }
@@ -290,22 +296,27 @@ impl TokenTarget {
     }
 
     pub fn run(&mut self, bytes: &[u8]) {
-        let Ok(token) = serde_json::from_slice::<WireToken>(bytes) else {
-            return;
-        };
-        // `Debug` never shows the token: it is the same whatever the token is.
-        let blank = WireToken {
-            access_token: String::new(),
-            expires_in: token.expires_in,
-        };
-        assert_eq!(
-            format!("{token:?}"),
-            format!("{blank:?}"),
-            "the token shows in Debug"
-        );
-        // As `fetch_token` turns the answer into the cache's input.
-        let ttl = Duration::from_secs(token.expires_in.unwrap_or(3600));
-        let secret = SecretString::from(token.access_token);
+        // `Debug` of the wire type never shows the token.
+        if let Ok(token) = serde_json::from_slice::<WireToken>(bytes) {
+            let blank = WireToken {
+                access_token: String::new(),
+                expires_in: token.expires_in,
+            };
+            assert_eq!(
+                format!("{token:?}"),
+                format!("{blank:?}"),
+                "the token shows in Debug"
+            );
+        }
+        let (secret, ttl) =
+            match client().decode_answer(DecodeAs::Token, 200, HeaderMap::new(), bytes.to_vec()) {
+                Ok(Decoded::Token(secret, ttl)) => (secret, ttl),
+                Ok(Decoded::Page(_)) => panic!("a token answer decoded as a page"),
+                Err(e) => {
+                    check_error(&e);
+                    return;
+                }
+            };
         let cache = TokenCache::new();
         let got = self
             .runtime

@@ -54,6 +54,24 @@ pub struct Page {
     pub(crate) has_next: bool,
 }
 
+/// Which decoder `AtlasClient::decode_answer` runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DecodeAs<'a> {
+    /// A page of a project's listing.
+    Page(&'a GroupId),
+    /// A non-success answer to `op` (for a project, or none for the token endpoints).
+    Error(Operation, Option<&'a GroupId>),
+    /// The token endpoint's success answer.
+    Token,
+}
+
+/// What `AtlasClient::decode_answer` made of an answer.
+pub(crate) enum Decoded {
+    Page(Page),
+    /// The token and its claimed lifetime.
+    Token(SecretString, Duration),
+}
+
 enum AuthState {
     OAuth(TokenCache),
     Digest(DigestState),
@@ -225,39 +243,9 @@ impl AtlasClient {
             .append_pair("itemsPerPage", &items_per_page.to_string())
             .append_pair("pageNum", &page_num.to_string());
         let reply = self.call(op, Some(group), Method::GET, url, None).await?;
-        let rate_limit = rate_limit_of(&reply.headers);
-        let page: WirePage = serde_json::from_slice(&reply.body).map_err(|e| {
-            self.unreadable(
-                op,
-                Some(group),
-                &reply,
-                "the listing is not the expected JSON",
-            )
-            .source(self.undecodable(&e))
-        })?;
-        let has_next = page.has_next();
-        let mut items = Vec::with_capacity(page.results.len());
-        for wire in page.results {
-            match wire.into_remote() {
-                Some(c) => items.push(c),
-                // Dropping it would make the listing silently partial.
-                None => {
-                    return Err(self.unreadable(
-                        op,
-                        Some(group),
-                        &reply,
-                        "the listing holds a connection without `_id`",
-                    ));
-                }
-            }
-        }
         Ok(Answer {
-            value: Page {
-                items,
-                total_count: page.total_count,
-                has_next,
-            },
-            rate_limit,
+            value: self.page_of(group, &reply)?,
+            rate_limit: rate_limit_of(&reply.headers),
         })
     }
 
@@ -602,6 +590,84 @@ impl AtlasClient {
         })
     }
 
+    /// A listing page as it arrived, decoded; a connection without `_id` fails the page, since
+    /// dropping it would make the listing silently partial.
+    fn page_of(&self, group: &GroupId, reply: &Reply) -> Result<Page, ApiError> {
+        let op = Operation::List;
+        let page: WirePage = serde_json::from_slice(&reply.body).map_err(|e| {
+            self.unreadable(
+                op,
+                Some(group),
+                reply,
+                "the listing is not the expected JSON",
+            )
+            .source(self.undecodable(&e))
+        })?;
+        let has_next = page.has_next();
+        let mut items = Vec::with_capacity(page.results.len());
+        for wire in page.results {
+            match wire.into_remote() {
+                Some(c) => items.push(c),
+                None => {
+                    return Err(self.unreadable(
+                        op,
+                        Some(group),
+                        reply,
+                        "the listing holds a connection without `_id`",
+                    ));
+                }
+            }
+        }
+        Ok(Page {
+            items,
+            total_count: page.total_count,
+            has_next,
+        })
+    }
+
+    /// The token endpoint's successful answer, decoded into the token and its claimed lifetime.
+    fn token_of(&self, reply: &Reply) -> Result<(SecretString, Duration), ApiError> {
+        let op = Operation::Token;
+        let token: WireToken = serde_json::from_slice(&reply.body).map_err(|_| {
+            // No snippet and no serde error text: both could quote the token.
+            let mut e = ApiError::new(op, None, ErrorClass::Permanent)
+                .what("the token answer is not the expected JSON");
+            e.status = Some(reply.status);
+            e
+        })?;
+        tracing::debug!(
+            expires_in_secs = token.expires_in,
+            "obtained an Atlas access token"
+        );
+        let ttl = Duration::from_secs(token.expires_in.unwrap_or(3600));
+        let token = SecretString::from(token.access_token);
+        self.inner.scrubber.add_token(&token);
+        Ok((token, ttl))
+    }
+
+    /// The decoders above, on an answer given as parts, for the fuzz targets (`crate::fuzzing`): a
+    /// listing page, an error answer, or a token answer becomes exactly what a call makes of it.
+    pub(crate) fn decode_answer(
+        &self,
+        answer: DecodeAs<'_>,
+        status: u16,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Decoded, ApiError> {
+        let reply = Reply {
+            status,
+            headers,
+            body: Bytes::from(body),
+        };
+        match answer {
+            DecodeAs::Page(group) => self.page_of(group, &reply).map(Decoded::Page),
+            DecodeAs::Error(op, group) => Err(self.status_error(op, group, &reply)),
+            DecodeAs::Token => self
+                .token_of(&reply)
+                .map(|(token, ttl)| Decoded::Token(token, ttl)),
+        }
+    }
+
     /// One API call, authenticated; non-success answers become classified errors.
     async fn call(
         &self,
@@ -677,21 +743,7 @@ impl AtlasClient {
         if !reply.is_success() {
             return Err(self.status_error(op, None, &reply));
         }
-        let token: WireToken = serde_json::from_slice(&reply.body).map_err(|_| {
-            // No snippet and no serde error text: both could quote the token.
-            let mut e = ApiError::new(op, None, ErrorClass::Permanent)
-                .what("the token answer is not the expected JSON");
-            e.status = Some(reply.status);
-            e
-        })?;
-        tracing::debug!(
-            expires_in_secs = token.expires_in,
-            "obtained an Atlas access token"
-        );
-        let ttl = Duration::from_secs(token.expires_in.unwrap_or(3600));
-        let token = SecretString::from(token.access_token);
-        self.inner.scrubber.add_token(&token);
-        Ok((token, ttl))
+        self.token_of(&reply)
     }
 
     fn digest_header(

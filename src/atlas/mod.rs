@@ -27,8 +27,10 @@ pub use error::{AnswerTooLarge, ApiError, ErrorClass};
 pub(crate) use error::{AtlasErrorBody, ClientBuildError};
 // The decoders of Atlas's answers, for the fuzz targets (src/fuzzing.rs).
 pub(crate) use auth::TokenCache;
-pub(crate) use error::{advice_for_status, class_of_status, parse_retry_after, snippet};
-pub(crate) use wire::{WireError, WirePage, WireToken};
+pub(crate) use client::{DecodeAs, Decoded};
+pub(crate) use error::{class_of_status, parse_retry_after};
+pub(crate) use scrub::base64;
+pub(crate) use wire::WireToken;
 
 /// The longest `Retry-After` the client reports: a longer one, a date further ahead, or a number too
 /// large to read is clamped to this, so no server can make a caller wait (or overflow an `Instant`)
