@@ -63,6 +63,8 @@ pub(super) struct RawReconcile {
     pub(super) per_project_concurrency: usize,
     /// Defaults to `atlas.timeout_secs`.
     pub(super) settle_secs: Option<u64>,
+    pub(super) debounce_ms: u64,
+    pub(super) debounce_max_wait_ms: u64,
 }
 
 impl Default for RawReconcile {
@@ -72,6 +74,8 @@ impl Default for RawReconcile {
             concurrency: 32,
             per_project_concurrency: 4,
             settle_secs: None,
+            debounce_ms: 250,
+            debounce_max_wait_ms: 2_000,
         }
     }
 }

@@ -6,6 +6,7 @@
 mod support;
 
 mod atlas_client;
+mod config_debounce;
 mod config_load;
 mod endpoint_http;
 mod fake_api;
