@@ -34,7 +34,7 @@ pub(crate) use parse::{FileManifest, LinkManifest, ProjectManifest};
 pub use parse::{parse_file, parse_str};
 pub(crate) use problem::{Problem, Problems};
 pub use set::load;
-pub(crate) use set::{ManifestSet, Refresh};
+pub(crate) use set::{ManifestSet, Refresh, Settling};
 
 #[cfg(test)]
 mod tests;
