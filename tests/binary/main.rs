@@ -18,3 +18,4 @@ mod packaging;
 mod prom_promtool;
 mod prom_server;
 mod systemd_unit;
+mod watch_replace;
