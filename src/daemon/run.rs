@@ -324,6 +324,17 @@ impl Daemon {
             self.last_status_tail()
         )));
         let (refresh, desired) = self.refresh_manifests(wake, &cancel).await;
+        // Whatever becomes of the pass, a file still being written is looked at again once it may be
+        // stable: its writer may have stopped, and then no other event comes.
+        if let Some(old) = self.recheck.take() {
+            old.abort();
+        }
+        if let Some(wait) = refresh.settle_in {
+            self.recheck = Some(
+                self.triggers
+                    .spawn_recheck(wait, self.background.child_token()),
+            );
+        }
         self.metrics
             .manifest_errors
             .set(i64::try_from(refresh.invalid_files).unwrap_or(i64::MAX));
@@ -396,15 +407,6 @@ impl Daemon {
         // the earliest is enough, since that pass schedules the next.
         if let Some(old) = self.settle.take() {
             old.abort();
-        }
-        if let Some(old) = self.recheck.take() {
-            old.abort();
-        }
-        if let Some(wait) = refresh.settle_in {
-            self.recheck = Some(
-                self.triggers
-                    .spawn_recheck(wait, self.background.child_token()),
-            );
         }
         if let Some(at) = report.follow_up_unix {
             tracing::info!(in_flight = report.in_flight.len(), at = %format_unix(at),

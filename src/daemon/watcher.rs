@@ -107,25 +107,25 @@ enum Raw {
     Root,
 }
 
-/// What identifies a root as it resolves now: a replaced root differs in at least one part.
+/// What identifies a root as it resolves now: the folder watched for it, by path and by device and
+/// inode. A replaced folder, or a symlink switched, differs in at least one part; a file root saved
+/// by an editor (a new inode in the same folder) does not, since its folder's watch still sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RootId {
     canonical: Option<PathBuf>,
-    /// Device and inode of what the path resolves to.
-    target: Option<(u64, u64)>,
-    /// Device and inode of the path's own entry (the symlink itself, when it is one).
-    entry: Option<(u64, u64)>,
+    folder: Option<(u64, u64)>,
 }
 
 impl RootId {
     fn of(path: &Path) -> RootId {
         use std::os::unix::fs::MetadataExt;
-        let id = |m: std::fs::Metadata| (m.dev(), m.ino());
-        RootId {
-            canonical: std::fs::canonicalize(path).ok(),
-            target: std::fs::metadata(path).ok().map(id),
-            entry: std::fs::symlink_metadata(path).ok().map(id),
-        }
+        let canonical = std::fs::canonicalize(path).ok();
+        let folder = canonical.as_deref().and_then(|c| {
+            let dir = if c.is_dir() { Some(c) } else { c.parent() };
+            let meta = std::fs::metadata(dir?).ok()?;
+            Some((meta.dev(), meta.ino()))
+        });
+        RootId { canonical, folder }
     }
 }
 
@@ -250,15 +250,17 @@ fn arm(
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let raw = match res {
             Ok(ev) if !event_matters(&ev.kind) => return,
+            // A file root's own entry is a change of that file (its folder's watch is still good);
+            // any other root's entry changing means the root was replaced.
             Ok(ev) => {
-                if ev
+                if ev.paths.iter().any(|p| filter.iter().any(|t| t.covers(p))) {
+                    Raw::Change
+                } else if ev
                     .paths
                     .iter()
                     .any(|p| entries.iter().any(|e| is_root_entry(e, p)))
                 {
                     Raw::Root
-                } else if ev.paths.iter().any(|p| filter.iter().any(|t| t.covers(p))) {
-                    Raw::Change
                 } else {
                     return;
                 }

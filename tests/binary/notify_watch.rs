@@ -219,3 +219,27 @@ async fn a_root_symlink_switched_is_watched_again_and_the_old_target_no_more() {
     write(&v1.join("c.yaml"), "projects: []\n");
     expect_quiet(&mut rx).await;
 }
+
+#[tokio::test]
+async fn a_file_root_symlink_switched_is_watched_again() {
+    // As a Kubernetes ConfigMap mount names a key: a symlink into a folder that a deploy replaces.
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = (dir.path().join("v1"), dir.path().join("v2"));
+    for v in [&v1, &v2] {
+        std::fs::create_dir(v).unwrap();
+        write(&v.join("links.yaml"), "projects: []\n");
+    }
+    let f = dir.path().join("links.yaml");
+    std::os::unix::fs::symlink(v1.join("links.yaml"), &f).unwrap();
+    let (_guard, mut rx) = watch_manifests(std::slice::from_ref(&f), DEBOUNCE, MAX_WAIT).unwrap();
+    let tmp = dir.path().join("links.yaml.tmp");
+    std::os::unix::fs::symlink(v2.join("links.yaml"), &tmp).unwrap();
+    std::fs::rename(&tmp, &f).unwrap();
+    expect_event(&mut rx).await;
+    drain(&mut rx).await;
+    write(&v2.join("links.yaml"), "projects: [] # edited\n");
+    expect_event(&mut rx).await;
+    drain(&mut rx).await;
+    write(&v1.join("links.yaml"), "projects: [] # retired\n");
+    expect_quiet(&mut rx).await;
+}
