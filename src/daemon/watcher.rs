@@ -172,14 +172,23 @@ impl Shared {
     }
 }
 
-/// The watch points of `paths`: each directory recursively, each file through its folder, and each
-/// root's parent folder (non-recursively) to see the root itself replaced. Returns the watch points,
-/// what counts as a change under a root, and the roots' entries in their parent folders.
-type Plan = (Vec<(PathBuf, RecursiveMode)>, Vec<Watched>, Vec<PathBuf>);
+/// Where to watch for a set of manifest paths.
+struct Plan {
+    /// Each directory recursively, each file through its folder, and each root's parent folder
+    /// (non-recursively) to see the root itself replaced.
+    points: Vec<(PathBuf, RecursiveMode)>,
+    /// The points without which a root's changes go unseen (not the parent folders, which only help).
+    essential: Vec<PathBuf>,
+    /// What counts as a change under a root.
+    targets: Vec<Watched>,
+    /// The roots' entries in their parent folders.
+    entries: Vec<PathBuf>,
+}
 
 fn plan(paths: &[PathBuf], strict: bool) -> Result<Plan, DaemonError> {
     let mut targets = Vec::new();
     let mut points: Vec<(PathBuf, RecursiveMode)> = Vec::new();
+    let mut essential = Vec::new();
     let mut entries = Vec::new();
     for p in paths {
         // The root's entry in its parent folder, the parent resolved (as the watcher reports it) but
@@ -207,6 +216,7 @@ fn plan(paths: &[PathBuf], strict: bool) -> Result<Plan, DaemonError> {
             }
         };
         if canon.is_dir() {
+            essential.push(canon.clone());
             points.push((canon.clone(), RecursiveMode::Recursive));
             targets.push(Watched::Dir(canon));
         } else {
@@ -214,11 +224,17 @@ fn plan(paths: &[PathBuf], strict: bool) -> Result<Plan, DaemonError> {
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from("/"));
+            essential.push(parent.clone());
             points.push((parent, RecursiveMode::NonRecursive));
             targets.push(Watched::File(canon));
         }
     }
-    Ok((merge_points(points), targets, entries))
+    Ok(Plan {
+        points: merge_points(points),
+        essential,
+        targets,
+        entries,
+    })
 }
 
 /// Deduplicates watch points. A folder watched both ways, or inside a recursively watched one, is
@@ -245,10 +261,17 @@ fn arm(
     raw_tx: &mpsc::UnboundedSender<Raw>,
     strict: bool,
 ) -> Result<RecommendedWatcher, DaemonError> {
-    let (points, filter, entries) = plan(paths, strict)?;
+    let Plan {
+        points,
+        essential,
+        targets: filter,
+        entries,
+    } = plan(paths, strict)?;
     let tx = raw_tx.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let raw = match res {
+            // The kernel's queue overflowed: any change may have been lost.
+            Ok(ev) if ev.need_rescan() => Raw::Root,
             Ok(ev) if !event_matters(&ev.kind) => return,
             // A file root's own entry is a change of that file (its folder's watch is still good);
             // any other root's entry changing means the root was replaced.
@@ -280,7 +303,9 @@ fn arm(
     })?;
     for (dir, mode) in &points {
         if let Err(source) = watcher.watch(dir, *mode) {
-            if strict {
+            // A parent folder the daemon may not list (execute-only) costs only the notice of a
+            // replaced root, which the resync's re-arm still gives.
+            if strict && essential.contains(dir) {
                 return Err(DaemonError::Watch {
                     path: dir.clone(),
                     source,
