@@ -20,7 +20,7 @@ use crate::atlas::{
     Operation, TokenCache, WireToken, base64, class_of_status, parse_retry_after,
 };
 use crate::config::Config;
-use crate::manifest::{self, ManifestSet, ReadLimits};
+use crate::manifest::{self, ManifestSet, ReadLimits, Settling};
 use crate::model::{GroupId, LinkKey};
 
 /// The project named in the errors the Atlas targets build.
@@ -140,7 +140,12 @@ impl ManifestTarget {
             Err(p) => panic!("the daemon's base files are refused: {p}"),
         };
         std::fs::write(&self.daemon_file, bytes).expect("the fuzz folder is writable");
-        let refresh = set.refresh(&folder);
+        // As the daemon refreshes, with no window: the fuzzed content is used at once.
+        let settling = Settling {
+            window: Duration::ZERO,
+            now: std::time::Instant::now(),
+        };
+        let refresh = set.refresh_settled(&folder, settling);
         no_caught_panic(&refresh.problems);
         let desired = set.desired();
         let group = GroupId::parse(DAEMON_GROUP).expect("the constant is a valid group id");

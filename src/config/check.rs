@@ -279,6 +279,27 @@ impl Config {
             &ranges::READY_POLL_SECS,
             Unit::Secs,
         );
+        let debounce_ok = c.range(
+            "reconcile.debounce_ms",
+            r.debounce_ms,
+            &ranges::DEBOUNCE_MS,
+            Unit::Millis,
+        );
+        let max_wait_ok = c.range(
+            "reconcile.debounce_max_wait_ms",
+            r.debounce_max_wait_ms,
+            &ranges::DEBOUNCE_MAX_WAIT_MS,
+            Unit::Millis,
+        );
+        if debounce_ok && max_wait_ok && r.debounce_max_wait_ms < r.debounce_ms {
+            c.push(
+                "reconcile.debounce_max_wait_ms",
+                format!(
+                    "({} ms) is below reconcile.debounce_ms ({} ms): raise it or lower the debounce",
+                    r.debounce_max_wait_ms, r.debounce_ms
+                ),
+            );
+        }
         let concurrency_ok = c.range(
             "reconcile.concurrency",
             wide(r.concurrency),
@@ -482,6 +503,8 @@ impl Config {
                 per_project_concurrency: raw.reconcile.per_project_concurrency,
                 settle_secs,
                 ready_poll_secs: raw.reconcile.ready_poll_secs,
+                debounce_ms: raw.reconcile.debounce_ms,
+                debounce_max_wait_ms: raw.reconcile.debounce_max_wait_ms,
             },
             rate_limit: RateLimitSettings {
                 capacity: raw.rate_limit.capacity,

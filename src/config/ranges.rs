@@ -11,6 +11,12 @@ const DAY: u64 = 24 * HOUR;
 pub const TIMEOUT_SECS: RangeInclusive<u64> = 1..=HOUR;
 /// `reconcile.resync_interval_secs`: a week without a full pass is already a long time.
 pub const RESYNC_INTERVAL_SECS: RangeInclusive<u64> = 1..=7 * DAY;
+/// `reconcile.debounce_ms`: how long the manifests must be quiet (and a changed file unchanged)
+/// before a pass acts on them.
+pub const DEBOUNCE_MS: RangeInclusive<u64> = 10..=60_000;
+/// `reconcile.debounce_max_wait_ms` (and at least `reconcile.debounce_ms`): the longest a burst of
+/// changes may hold back its pass.
+pub const DEBOUNCE_MAX_WAIT_MS: RangeInclusive<u64> = 10..=HOUR * 1_000;
 /// `reconcile.concurrency`: calls in flight, all projects together.
 pub const CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
 /// `reconcile.per_project_concurrency` (and at most `reconcile.concurrency`).

@@ -66,6 +66,8 @@ pub(super) struct RawReconcile {
     /// Defaults to `atlas.timeout_secs`.
     pub(super) settle_secs: Option<u64>,
     pub(super) ready_poll_secs: u64,
+    pub(super) debounce_ms: u64,
+    pub(super) debounce_max_wait_ms: u64,
 }
 
 impl Default for RawReconcile {
@@ -76,6 +78,8 @@ impl Default for RawReconcile {
             per_project_concurrency: 4,
             settle_secs: None,
             ready_poll_secs: 15,
+            debounce_ms: 250,
+            debounce_max_wait_ms: 2_000,
         }
     }
 }

@@ -40,6 +40,12 @@ pub struct ReconcileSettings {
     pub settle_secs: u64,
     /// `--once --wait` lists each project whose declared links are not `DONE` yet this often.
     pub ready_poll_secs: u64,
+    /// Daemon: how long the manifests must be quiet before a change starts a pass, and how long a
+    /// changed file must keep the same content (read twice, this far apart) before it is used.
+    pub debounce_ms: u64,
+    /// Daemon: the longest a burst of changes may hold back its pass, counted from its first change,
+    /// so that continuous writes cannot starve passes. At least `debounce_ms`.
+    pub debounce_max_wait_ms: u64,
 }
 
 /// Per project; mirrors Atlas's "Streams" token bucket.

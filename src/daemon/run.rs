@@ -21,18 +21,13 @@ use crate::endpoint::{self, Readiness};
 use crate::exit::{Exit, refuse_while as refuse};
 use crate::lock::LockExt;
 use crate::logging::init_logging;
-use crate::manifest::{ManifestSet, ReadLimits, Refresh};
+use crate::manifest::{ManifestSet, ReadLimits, Refresh, Settling};
 use crate::metrics::{Metrics, pass_result};
 use crate::model::DesiredState;
 use crate::progress::LogProgress;
 use crate::reconcile::{PassError, PassOptions, Policy, Reconciler, now_unix};
 use crate::report::{PassReport, format_unix};
 use crate::wiring;
-
-/// How long the manifests must be quiet before a change starts a pass: long enough to fold an editor's
-/// write-rename-chmod burst (or a `git pull` touching many files) into one pass, short enough that a
-/// save feels immediate.
-const WATCH_DEBOUNCE_MS: u64 = 250;
 
 /// How long a shutdown waits for the metrics endpoint's open requests.
 const ENDPOINT_DRAIN_SECS: u64 = 5;
@@ -96,8 +91,8 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     };
     // Built after the first load: a change in between is still seen, because every pass looks at
     // every file (and reads those whose identity changed).
-    let watch_debounce = Duration::from_millis(WATCH_DEBOUNCE_MS);
-    let (watcher, events) = match watch_manifests(&config.manifests, watch_debounce) {
+    let (debounce, max_wait) = debounce(&config);
+    let (watcher, events) = match watch_manifests(&config.manifests, debounce, max_wait) {
         Ok(w) => w,
         Err(e) => return refuse("cannot start", &e),
     };
@@ -131,7 +126,7 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let triggers = Triggers::new();
     let background = CancellationToken::new();
     let forward_stop = background.child_token();
-    let forward = triggers.spawn_forward(events, Trigger::FileChange, forward_stop.clone());
+    let forward = triggers.spawn_forward(events, forward_stop.clone());
     let resync_stop = background.child_token();
     let resync = triggers.spawn_resync(resync_period(&config), resync_stop.clone());
     let watchdog = notifier.spawn_watchdog(background.clone());
@@ -169,6 +164,7 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         forward_stop,
         resync_stop,
         settle: None,
+        recheck: None,
         last_converged: None,
         ledger_replaced: false,
     };
@@ -239,6 +235,16 @@ fn resync_period(config: &Config) -> Duration {
     Duration::from_secs(config.reconcile.resync_interval_secs.max(1))
 }
 
+/// The watcher's quiet period (also how long a changed file must stay the same before it is used),
+/// and the longest a burst of changes may hold back its pass.
+fn debounce(config: &Config) -> (Duration, Duration) {
+    let r = &config.reconcile;
+    (
+        Duration::from_millis(r.debounce_ms),
+        Duration::from_millis(r.debounce_max_wait_ms),
+    )
+}
+
 struct Daemon {
     config: Config,
     config_path: PathBuf,
@@ -257,6 +263,8 @@ struct Daemon {
     resync_stop: CancellationToken,
     /// The pass scheduled for the end of a settle window, if any (replaced by each pass's report).
     settle: Option<tokio::task::JoinHandle<()>>,
+    /// The pass scheduled to look again at manifest files that were still being written, if any.
+    recheck: Option<tokio::task::JoinHandle<()>>,
     last_converged: Option<i64>,
     /// The ledger or its lock file is no longer the one this process holds: no further pass runs,
     /// and the daemon exits 1.
@@ -283,6 +291,11 @@ impl Daemon {
             };
             if wake.needs_reload() {
                 self.reload();
+            }
+            // Inotify watches follow inodes: a root replaced in a way the watcher missed is watched
+            // again from here. The watcher re-arms by itself when it sees a root replaced.
+            if wake.needs_reload() || wake.contains(Trigger::Resync) {
+                self.watcher.rearm().await;
             }
             let cancel = CancellationToken::new();
             let mut stop = false;
@@ -327,7 +340,18 @@ impl Daemon {
             "pass running ({wake}); {}",
             self.last_status_tail()
         )));
-        let (refresh, desired) = self.refresh_manifests().await;
+        let (refresh, desired) = self.refresh_manifests(wake, &cancel).await;
+        // Whatever becomes of the pass, a file still being written is looked at again once it may be
+        // stable: its writer may have stopped, and then no other event comes.
+        if let Some(old) = self.recheck.take() {
+            old.abort();
+        }
+        if let Some(wait) = refresh.settle_in {
+            self.recheck = Some(
+                self.triggers
+                    .spawn_recheck(wait, self.background.child_token()),
+            );
+        }
         self.metrics
             .manifest_errors
             .set(i64::try_from(refresh.invalid_files).unwrap_or(i64::MAX));
@@ -491,29 +515,58 @@ impl Daemon {
 
     /// Refreshes the manifests off the async threads, logging each problem; returns the desired state
     /// for this pass.
-    async fn refresh_manifests(&mut self) -> (Refresh, Arc<DesiredState>) {
-        let set = self.manifests.clone();
-        let paths = self.config.manifests.clone();
-        let limits = ReadLimits::new(self.config.limits.manifest_file_max_bytes);
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut set = set.lock_or_recover();
-            set.set_limits(limits);
-            let refresh = set.refresh(&paths);
-            (refresh, set.desired())
-        })
-        .await;
-        let (refresh, desired) = match joined {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "re-reading the manifests failed; keeping the last good versions");
-                let desired = self.manifests.lock_or_recover().desired();
-                let refresh = Refresh {
-                    invalid_files: 1,
-                    ..Refresh::default()
-                };
-                return (refresh, desired);
+    ///
+    /// A changed file is used only once two reads a debounce apart find the same content (it may be
+    /// half written). While one is not, this waits and reads again, up to the maximum wait counted
+    /// from the burst's first change; a file still unsettled then keeps its last good version for
+    /// this pass, and `settle_in` in the answer says when to look again.
+    async fn refresh_manifests(
+        &mut self,
+        wake: &Wake,
+        cancel: &CancellationToken,
+    ) -> (Refresh, Arc<DesiredState>) {
+        let (window, max_wait) = debounce(&self.config);
+        let now = tokio::time::Instant::now();
+        let first = wake.first_change().unwrap_or(now);
+        let deadline = first.checked_add(max_wait).unwrap_or(now);
+        let mut removed = Vec::new();
+        let mut changed = false;
+        let (refresh, desired) = loop {
+            let (mut refresh, desired) = self.refresh_once(window).await;
+            removed.append(&mut refresh.removed);
+            changed |= refresh.changed;
+            let Some(wait) = refresh.settle_in else {
+                break (refresh, desired);
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline || cancel.is_cancelled() {
+                break (refresh, desired);
+            }
+            // Not held while waiting: the next refresh updates it in place.
+            drop(desired);
+            let until = now.checked_add(wait).unwrap_or(deadline).min(deadline);
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = cancel.cancelled() => {}
             }
         };
+        let refresh = Refresh {
+            removed,
+            changed,
+            ..refresh
+        };
+        if !refresh.unsettled.is_empty() {
+            let files: Vec<String> = refresh
+                .unsettled
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            tracing::warn!(
+                files = files.join(", "),
+                debounce_ms = window.as_millis() as u64,
+                "manifest file(s) still being written; their last good versions stay in use until their content has been unchanged for the debounce window (a pass follows then)"
+            );
+        }
         for p in &refresh.problems {
             tracing::error!(
                 file = %p.file.display(),
@@ -532,6 +585,36 @@ impl Daemon {
             );
         }
         (refresh, desired)
+    }
+
+    /// One refresh of the manifests, with `window` as the stability window.
+    async fn refresh_once(&self, window: Duration) -> (Refresh, Arc<DesiredState>) {
+        let set = self.manifests.clone();
+        let paths = self.config.manifests.clone();
+        let limits = ReadLimits::new(self.config.limits.manifest_file_max_bytes);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut set = set.lock_or_recover();
+            set.set_limits(limits);
+            let settling = Settling {
+                window,
+                now: std::time::Instant::now(),
+            };
+            let refresh = set.refresh_settled(&paths, settling);
+            (refresh, set.desired())
+        })
+        .await;
+        match joined {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "re-reading the manifests failed; keeping the last good versions");
+                let desired = self.manifests.lock_or_recover().desired();
+                let refresh = Refresh {
+                    invalid_files: 1,
+                    ..Refresh::default()
+                };
+                (refresh, desired)
+            }
+        }
     }
 
     /// SIGHUP: re-read the config. An invalid one is refused and the running one kept; settings that
@@ -584,19 +667,14 @@ impl Daemon {
             ..new
         };
 
-        if effective.manifests != old.manifests {
-            match watch_manifests(
-                &effective.manifests,
-                Duration::from_millis(WATCH_DEBOUNCE_MS),
-            ) {
+        if effective.manifests != old.manifests || debounce(&effective) != debounce(old) {
+            let (quiet, max_wait) = debounce(&effective);
+            match watch_manifests(&effective.manifests, quiet, max_wait) {
                 Ok((watcher, events)) => {
                     self.forward_stop.cancel();
                     self.forward_stop = self.background.child_token();
-                    self.triggers.spawn_forward(
-                        events,
-                        Trigger::FileChange,
-                        self.forward_stop.clone(),
-                    );
+                    self.triggers
+                        .spawn_forward(events, self.forward_stop.clone());
                     self.watcher = watcher;
                 }
                 Err(e) => {

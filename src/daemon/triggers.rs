@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::lock::LockExt;
@@ -16,7 +17,7 @@ use crate::reconcile::instant_at_unix;
 pub(crate) enum Trigger {
     /// The first pass after start-up.
     Startup,
-    /// A manifest file changed.
+    /// A manifest file changed (or one still being written is due to be looked at again).
     FileChange,
     /// The resync timer fired.
     Resync,
@@ -48,11 +49,18 @@ impl std::fmt::Display for Trigger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Wake {
     reasons: BTreeSet<Trigger>,
+    /// The first manifest change among the reasons: the maximum wait of its burst counts from it.
+    first_change: Option<Instant>,
 }
 
 impl Wake {
     pub(crate) fn contains(&self, t: Trigger) -> bool {
         self.reasons.contains(&t)
+    }
+
+    /// When the earliest manifest change behind this wake-up happened, if one is among the reasons.
+    pub(crate) fn first_change(&self) -> Option<Instant> {
+        self.first_change
     }
 
     /// The config must be re-read before this pass (a SIGHUP is among the reasons).
@@ -79,8 +87,14 @@ pub(crate) struct Triggers {
 
 #[derive(Debug, Default)]
 struct TriggersInner {
-    pending: Mutex<BTreeSet<Trigger>>,
+    pending: Mutex<Pending>,
     notify: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    reasons: BTreeSet<Trigger>,
+    first_change: Option<Instant>,
 }
 
 impl Triggers {
@@ -89,9 +103,19 @@ impl Triggers {
     }
 
     pub(crate) fn trigger(&self, why: Trigger) {
-        self.lock().insert(why);
+        self.lock().reasons.insert(why);
         // `notify_one` stores a permit when nobody waits, so a trigger between `take` and `notified()`
         // in `next` is not lost.
+        self.inner.notify.notify_one();
+    }
+
+    /// [`Trigger::FileChange`] for a burst of changes that began at `at`.
+    pub(crate) fn trigger_change(&self, at: Instant) {
+        {
+            let mut pending = self.lock();
+            pending.reasons.insert(Trigger::FileChange);
+            pending.first_change = Some(pending.first_change.map_or(at, |f| f.min(at)));
+        }
         self.inner.notify.notify_one();
     }
 
@@ -107,11 +131,17 @@ impl Triggers {
 
     /// Takes the pending triggers, if any, without waiting.
     pub(crate) fn try_next(&self) -> Option<Wake> {
-        let reasons = std::mem::take(&mut *self.lock());
-        (!reasons.is_empty()).then_some(Wake { reasons })
+        let Pending {
+            reasons,
+            first_change,
+        } = std::mem::take(&mut *self.lock());
+        (!reasons.is_empty()).then_some(Wake {
+            reasons,
+            first_change,
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Trigger>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.inner.pending.lock_or_recover()
     }
 
@@ -166,12 +196,27 @@ impl Triggers {
         })
     }
 
-    /// Turns every event of a manifest watcher into [`Trigger::FileChange`] until the channel closes
-    /// or `shutdown`.
+    /// Fires [`Trigger::FileChange`] once, `delay` from now (a burst starting then), unless
+    /// `shutdown`: the follow-up pass for a manifest file that was still being written.
+    pub(crate) fn spawn_recheck(
+        &self,
+        delay: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => this.trigger_change(Instant::now()),
+            }
+        })
+    }
+
+    /// Turns every event of a manifest watcher (the instant its burst began) into
+    /// [`Trigger::FileChange`] until the channel closes or `shutdown`.
     pub(crate) fn spawn_forward(
         &self,
-        mut events: mpsc::Receiver<()>,
-        why: Trigger,
+        mut events: mpsc::Receiver<Instant>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
@@ -180,7 +225,7 @@ impl Triggers {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     ev = events.recv() => match ev {
-                        Some(()) => this.trigger(why),
+                        Some(at) => this.trigger_change(at),
                         None => return,
                     },
                 }
@@ -232,6 +277,41 @@ mod tests {
             .unwrap();
         assert!(w.contains(Trigger::FileChange));
         assert!(!w.needs_reload());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_carries_the_earliest_change_of_the_bursts_it_folds() {
+        let t = Triggers::new();
+        let early = Instant::now();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        t.trigger_change(Instant::now());
+        t.trigger_change(early);
+        t.trigger(Trigger::Resync);
+        let w = t.next().await;
+        assert!(w.contains(Trigger::FileChange) && w.contains(Trigger::Resync));
+        assert_eq!(w.first_change(), Some(early));
+        // Taken with the wake: the next one starts afresh.
+        t.trigger(Trigger::Resync);
+        assert_eq!(t.next().await.first_change(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recheck_fires_one_file_change_after_its_delay() {
+        let t = Triggers::new();
+        let stop = CancellationToken::new();
+        let h = t.spawn_recheck(Duration::from_millis(250), stop.clone());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(249), t.next())
+                .await
+                .is_err()
+        );
+        let w = tokio::time::timeout(Duration::from_millis(2), t.next())
+            .await
+            .expect("the recheck fires");
+        assert!(w.contains(Trigger::FileChange));
+        assert!(w.first_change().is_some());
+        h.await.expect("the timer task ends");
+        assert!(t.try_next().is_none());
     }
 
     #[tokio::test(start_paused = true)]

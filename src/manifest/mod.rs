@@ -36,7 +36,7 @@ pub(crate) use parse::{FileManifest, LinkManifest, ProjectManifest};
 pub use parse::{parse_file, parse_str};
 pub use problem::{Problem, Problems};
 pub use read::{DEFAULT_MANIFEST_FILE_MAX_BYTES, ReadLimits};
-pub(crate) use set::{ManifestSet, Refresh};
+pub(crate) use set::{ManifestSet, Refresh, Settling};
 pub use set::{load, load_with};
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::hash::Hasher;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Finds, parses and merges every manifest under `paths`, reporting every problem of every file.
 pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
@@ -133,6 +133,54 @@ struct FileState {
     seen: Option<Seen>,
     in_use: Option<InUse>,
     current: Current,
+    /// A new content not yet used because it has not been stable long enough (see
+    /// [`ManifestSet::refresh_settled`]); `seen` stays at the version before it meanwhile, so the file
+    /// is read again on every refresh until it is used.
+    pending: Option<Unsettled>,
+}
+
+/// A content first read at `since`, waiting to be read again unchanged a stability window later.
+#[derive(Debug, Clone, Copy)]
+struct Unsettled {
+    identity: Identity,
+    hash: u64,
+    since: Instant,
+}
+
+/// How a refresh decides that a changed file is no longer being written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settling {
+    /// How long a new content must stay the same (same bytes, same identity) before it is used.
+    pub window: Duration,
+    /// The moment of this refresh.
+    pub now: Instant,
+}
+
+impl FileState {
+    /// `None` when `new` has been this file's content for at least the window (it may be used);
+    /// otherwise how much longer it must stay the same. A content seen for the first time starts
+    /// the window; any difference from the one pending starts it again.
+    fn unsettled(&mut self, new: Seen, s: Settling) -> Option<Duration> {
+        match self.pending {
+            Some(p) if p.identity == new.identity && p.hash == new.hash => {
+                let held = s.now.saturating_duration_since(p.since);
+                if held >= s.window {
+                    self.pending = None;
+                    None
+                } else {
+                    Some(s.window - held)
+                }
+            }
+            _ => {
+                self.pending = Some(Unsettled {
+                    identity: new.identity,
+                    hash: new.hash,
+                    since: s.now,
+                });
+                Some(s.window)
+            }
+        }
+    }
 }
 
 /// How many files a `ManifestSet` has read and parsed since it was loaded (for tests and logs).
@@ -166,6 +214,11 @@ pub(crate) struct Refresh {
     pub removed: Vec<PathBuf>,
     /// Whether the desired state differs from the one before.
     pub changed: bool,
+    /// Files whose new content is not used yet because it has not been stable for the window (they
+    /// may still be being written); each keeps its last good version meanwhile.
+    pub unsettled: Vec<PathBuf>,
+    /// How long until the first of `unsettled` may be found stable, if any is.
+    pub settle_in: Option<Duration>,
 }
 
 /// What looking at one file found.
@@ -272,6 +325,7 @@ impl ManifestSet {
                     seen: *seen,
                     in_use: Some(in_use),
                     current: Current::InUse,
+                    pending: None,
                 },
             );
         }
@@ -309,7 +363,20 @@ impl ManifestSet {
     ///
     /// The desired state is updated in place: when nobody else holds it (see `desired`), nothing is
     /// copied but the links of the files that changed.
+    #[cfg(test)]
     pub(crate) fn refresh(&mut self, paths: &[PathBuf]) -> Refresh {
+        self.refresh_with(paths, None)
+    }
+
+    /// Like `refresh`, but uses a changed file only once it has been read twice at least
+    /// `settling.window` apart with the same content: a file written with a pause (a half-written
+    /// link) must not be acted on in its unfinished form. A file not yet stable keeps its last good
+    /// version and is listed in `unsettled`; refreshing again after `settle_in` may find it stable.
+    pub(crate) fn refresh_settled(&mut self, paths: &[PathBuf], settling: Settling) -> Refresh {
+        self.refresh_with(paths, Some(settling))
+    }
+
+    fn refresh_with(&mut self, paths: &[PathBuf], settling: Option<Settling>) -> Refresh {
         let mut report = Refresh::default();
         let limits = self.limits.clone();
         let reader = Reader::new(paths, &limits);
@@ -349,9 +416,20 @@ impl ManifestSet {
                 seen: None,
                 in_use: None,
                 current: Current::InUse,
+                pending: None,
             });
-            match look(path, state.seen, &mut self.counts, &reader) {
+            let looked = look(path, state.seen, &mut self.counts, &reader);
+            if let (Some(settling), Look::Parsed(Some(new), _)) = (settling, &looked)
+                && let Some(wait) = state.unsettled(*new, settling)
+            {
+                report.unsettled.push(path.clone());
+                report.settle_in = Some(report.settle_in.map_or(wait, |w| w.min(wait)));
+                continue;
+            }
+            match looked {
                 Look::Same(seen) => {
+                    // Back to the content last used: nothing is pending any more.
+                    state.pending = None;
                     state.seen = seen;
                     if matches!(state.current, Current::Clashing(_))
                         && let Current::Clashing(m) =
@@ -680,5 +758,7 @@ fn distinct_files(problems: &[Problem]) -> usize {
         .max(1)
 }
 
+#[cfg(test)]
+mod settle_tests;
 #[cfg(test)]
 mod tests;

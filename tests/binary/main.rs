@@ -24,3 +24,4 @@ mod prom_promtool;
 mod prom_server;
 mod systemd_unit;
 mod wait;
+mod watch_replace;
