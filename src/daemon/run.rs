@@ -67,6 +67,8 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         Err(e) => return refuse("cannot start", &e),
     };
     init_logging(config.log.format, false);
+    // Before anything opens a descriptor: the endpoint's connection cap is sized from the limit.
+    let nofile = endpoint::raise_nofile_limit();
     // Installed first so a SIGTERM during start-up is not fatal mid-way: it is seen by the loop.
     let signals = match Signals::new() {
         Ok(s) => s,
@@ -109,7 +111,11 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let endpoint_task = match config.metrics.listen {
         Some(listen) => match endpoint::bind(listen, metrics.clone(), readiness.clone()).await {
             Ok(ep) => {
-                tracing::info!(addr = %ep.addr, "serving /metrics, /healthz and /readyz");
+                tracing::info!(addr = %ep.addr, max_connections = ep.max_connections(),
+                    open_files_limit = nofile, "serving /metrics, /healthz and /readyz");
+                if let Some(warning) = endpoint::exposure_warning(listen) {
+                    tracing::warn!("{warning}");
+                }
                 let stop = endpoint_stop.clone();
                 Some(tokio::spawn(async move {
                     if let Err(e) = ep.serve(stop).await {
@@ -166,6 +172,7 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         forward_stop,
         resync_stop,
         settle: None,
+        starved_retry: None,
         last_converged: None,
     };
     let signals = daemon.run_loop(signals).await;
@@ -222,6 +229,16 @@ fn release_free_memory() {
     }
 }
 
+/// How soon a pass follows one that ran out of descriptors.
+const STARVED_RETRY_SECS: i64 = 2;
+
+/// Whether an error's text is the OS saying the process (EMFILE) or the system (ENFILE) has no
+/// descriptor left. Errors reach the daemon as text (manifest problems, failure reasons), and the OS's
+/// wording ends with the errno.
+fn out_of_descriptors(text: &str) -> bool {
+    text.contains("(os error 24)") || text.contains("(os error 23)")
+}
+
 fn resync_period(config: &Config) -> Duration {
     Duration::from_secs(config.reconcile.resync_interval_secs.max(1))
 }
@@ -244,6 +261,8 @@ struct Daemon {
     resync_stop: CancellationToken,
     /// The pass scheduled for the end of a settle window, if any (replaced by each pass's report).
     settle: Option<tokio::task::JoinHandle<()>>,
+    /// The pass scheduled after one that ran out of descriptors, if any.
+    starved_retry: Option<tokio::task::JoinHandle<()>>,
     last_converged: Option<i64>,
 }
 
@@ -311,6 +330,10 @@ impl Daemon {
             self.last_status_tail()
         )));
         let (refresh, desired) = self.refresh_manifests().await;
+        let mut starved = refresh
+            .problems
+            .iter()
+            .any(|p| out_of_descriptors(&p.to_string()));
         self.metrics
             .manifest_errors
             .set(i64::try_from(refresh.invalid_files).unwrap_or(i64::MAX));
@@ -336,9 +359,17 @@ impl Daemon {
             .reconcile_duration_seconds
             .observe(elapsed.as_secs_f64());
         match result {
-            Ok(report) => self.after_pass(wake, &report, &refresh, elapsed),
+            Ok(report) => {
+                starved |= report
+                    .failed
+                    .iter()
+                    .chain(&report.not_attempted)
+                    .any(|f| out_of_descriptors(&f.reason));
+                self.after_pass(wake, &report, &refresh, elapsed);
+            }
             Err(e) => {
                 let reason = chain(&e);
+                starved |= out_of_descriptors(&reason);
                 tracing::error!(trigger = %wake, error = %reason, "pass failed");
                 self.metrics
                     .reconcile_passes_total
@@ -351,6 +382,18 @@ impl Daemon {
                     format_unix(now_unix())
                 )));
             }
+        }
+        // Nothing else would wake the daemon for what failed for want of descriptors (a re-read file,
+        // a create) until the next resync: try again shortly, once they may be back.
+        if starved && self.starved_retry.as_ref().is_none_or(|t| t.is_finished()) {
+            tracing::warn!(
+                retry_in_secs = STARVED_RETRY_SECS,
+                "the process ran out of open files during the pass; another pass follows shortly"
+            );
+            self.starved_retry = Some(self.triggers.spawn_settle(
+                now_unix().saturating_add(STARVED_RETRY_SECS),
+                self.background.child_token(),
+            ));
         }
     }
 
@@ -533,6 +576,11 @@ impl Daemon {
         }
         if new.log != old.log {
             restart_only.push("log.format");
+        }
+        // Said again on each reload, whether or not the address changed: the warning is about what
+        // the config asks for, and a reload is when an operator reads the log.
+        if let Some(warning) = new.metrics.listen.and_then(endpoint::exposure_warning) {
+            tracing::warn!("{warning}");
         }
         if !restart_only.is_empty() {
             tracing::warn!(
