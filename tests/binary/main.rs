@@ -11,6 +11,7 @@ mod daemon_run;
 mod demo;
 mod exactly_once;
 mod fake_cli;
+mod hostile_host;
 mod notify_socket;
 mod notify_watch;
 mod once_binary;
