@@ -515,3 +515,47 @@ fn plain(status: StatusCode, body: String) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_three_quarters_of_the_descriptors_to_the_daemon() {
+        assert_eq!(connection_cap(1024), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(256), 64);
+        assert_eq!(connection_cap(65_536), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(0), 1);
+        assert_eq!(connection_cap(u64::MAX), MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn only_an_address_beyond_loopback_is_warned_about() {
+        for quiet in ["127.0.0.1:9464", "[::1]:9464", "127.0.0.2:1"] {
+            assert_eq!(exposure_warning(quiet.parse().unwrap()), None, "{quiet}");
+        }
+        for loud in ["0.0.0.0:9464", "[::]:9464", "192.0.2.7:9464"] {
+            let w = exposure_warning(loud.parse().unwrap()).expect(loud);
+            assert!(w.contains(loud), "{w}");
+            assert!(w.contains("no authentication"), "{w}");
+        }
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_idle_connection_goes_and_a_busy_one_stays() {
+        let live = Live::default();
+        let a = live.admit(2).unwrap();
+        let b = live.admit(2).unwrap();
+        assert!(!a.evicted_another && !b.evicted_another);
+        a.slot.busy.store(true, Ordering::Release);
+        // `a` is older but mid-request: `b` goes.
+        let c = live.admit(2).unwrap();
+        assert!(c.evicted_another);
+        assert!(b.slot.evict.is_cancelled() && !a.slot.evict.is_cancelled());
+        c.slot.busy.store(true, Ordering::Release);
+        // Every connection mid-request: the new one is refused.
+        assert!(live.admit(2).is_none());
+        live.release(&a.slot);
+        assert!(live.admit(2).is_some());
+    }
+}

@@ -369,11 +369,6 @@ async fn idle_connections_leave_metrics_creates_and_the_watchdog_working() {
     );
     d.wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 2.0)
         .await;
-    assert!(
-        d.log().contains("\"max_connections\":128"),
-        "the cap follows the limit of 1,024:\n{}",
-        d.log()
-    );
 
     assert!(raise_own_nofile() > IDLE as u64 + 100);
     let mut idle = Vec::with_capacity(IDLE);
@@ -412,6 +407,11 @@ async fn idle_connections_leave_metrics_creates_and_the_watchdog_working() {
     })
     .await;
     drop(idle);
+    assert!(
+        d.log().contains("\"max_connections\":128"),
+        "the cap follows the limit of 1,024:\n{}",
+        d.log()
+    );
 }
 
 /// Runs `--once` through the proxy with its first listings answered 429 and `retry_after`; returns
@@ -420,7 +420,9 @@ async fn once_with_retry_after(retry_after: &str) -> (Option<i32>, Duration, Str
     let h = harness(FakeConfig::default(), 2, 2, "").await;
     let (proxy, url) = Proxy::start(h.fake.base_url()).await;
     proxy.limit_listings(3, retry_after);
-    write_config(&h, &url, "null", "");
+    // No reserve: after a 429, our view of the bucket is empty, and waiting for a reserve to refill
+    // (7 s for Atlas's 60 tokens) would hide the pause this is about.
+    write_config(&h, &url, "null", "rate_limit:\n  reserve: 0\n");
     let started = Instant::now();
     let out = tokio::time::timeout(
         DEADLINE,
@@ -447,15 +449,16 @@ async fn once_with_retry_after(retry_after: &str) -> (Option<i32>, Duration, Str
 }
 
 /// Issue 12, case 3: a `Retry-After` of 999,999,999 seconds, or a date in 2099, is capped at
-/// `retry.max_backoff_secs` (1 s here): `--once` converges in seconds, and logs each pause at warn
+/// `retry.max_backoff_secs` (1 s here): `--once` converges in a few seconds (not 31 years), and logs each pause at warn
 /// with the project and its end.
 #[tokio::test]
 async fn once_caps_a_huge_retry_after_and_logs_each_pause() {
     for retry_after in ["999999999", "Thu, 01 Jan 2099 00:00:00 GMT"] {
         let (code, elapsed, log) = once_with_retry_after(retry_after).await;
+        eprintln!("Retry-After {retry_after}: --once took {elapsed:?}");
         assert_eq!(code, Some(0), "Retry-After {retry_after}:\n{log}");
         assert!(
-            elapsed < Duration::from_secs(15),
+            elapsed < Duration::from_secs(10),
             "Retry-After {retry_after} took {elapsed:?}:\n{log}"
         );
         let pause = log
