@@ -50,8 +50,16 @@ async fn run() -> Result<()> {
     let quiet = scenario(0).await?;
     let loaded = scenario(IDLE).await?;
     for (name, q, l) in [
-        ("/metrics (connect to body read)", &quiet.scrapes, &loaded.scrapes),
-        ("save to create at the fake", &quiet.creates, &loaded.creates),
+        (
+            "/metrics (connect to body read)",
+            &quiet.scrapes,
+            &loaded.scrapes,
+        ),
+        (
+            "save to create at the fake",
+            &quiet.creates,
+            &loaded.creates,
+        ),
     ] {
         println!("  {name}:");
         println!("    without idle connections: {}", summary(q));
@@ -102,7 +110,14 @@ async fn scenario(idle: usize) -> Result<Figures> {
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let passes = async || -> Option<f64> {
-        let text = http.get(&metrics_url).send().await.ok()?.text().await.ok()?;
+        let text = http
+            .get(&metrics_url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         Some(
             ["converged", "partial", "error"]
                 .iter()
@@ -119,14 +134,20 @@ async fn scenario(idle: usize) -> Result<Figures> {
         let end = Instant::now() + Duration::from_secs(60);
         while passes().await.is_none_or(|n| n <= before) {
             if Instant::now() > end {
-                bail!("no pass beyond {before}\n--- log\n{}", tail(&read_log(), 20));
+                bail!(
+                    "no pass beyond {before}\n--- log\n{}",
+                    tail(&read_log(), 20)
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
     };
     wait_passes_beyond(0.0).await?;
-    ensure!(fake.counters().creates_committed == 2, "the start-up pass created 2");
+    ensure!(
+        fake.counters().creates_committed == 2,
+        "the start-up pass created 2"
+    );
 
     let mut held = Vec::with_capacity(idle);
     for _ in 0..idle {
@@ -140,7 +161,10 @@ async fn scenario(idle: usize) -> Result<Figures> {
         ensure!(resp.status() == 200, "/metrics answered {}", resp.status());
         let body = resp.text().await?;
         scrapes.push(started.elapsed());
-        ensure!(body.contains("atlas_linkd_creates_total"), "a whole exposition");
+        ensure!(
+            body.contains("atlas_linkd_creates_total"),
+            "a whole exposition"
+        );
     }
 
     let manifests = dir.path().join("manifests");
@@ -156,7 +180,10 @@ async fn scenario(idle: usize) -> Result<Figures> {
         let deadline = saved + Duration::from_secs(60);
         while fake.connections(&group).is_empty() {
             if Instant::now() > deadline {
-                bail!("save {i}: no create within 60 s\n--- log\n{}", tail(&read_log(), 20));
+                bail!(
+                    "save {i}: no create within 60 s\n--- log\n{}",
+                    tail(&read_log(), 20)
+                );
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -212,7 +239,10 @@ fn raise_own_nofile() -> Result<()> {
     };
     // SAFETY: plain calls on a local struct.
     unsafe {
-        ensure!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0, "getrlimit");
+        ensure!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0,
+            "getrlimit"
+        );
         lim.rlim_cur = lim.rlim_max;
         ensure!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0, "setrlimit");
     }

@@ -442,13 +442,11 @@ async fn serve_connection(
         // A header-read timeout or a client gone mid-request ends here too: nothing to tell anyone.
         _ = connection.as_mut() => {}
         _ = slot.evict.cancelled() => {}
-        _ = shutdown.cancelled() => {
+        // Only a request being answered is worth waiting for: one not sent yet could hold the
+        // shutdown for the whole header-read timeout.
+        _ = shutdown.cancelled() => if slot.busy.load(Ordering::Acquire) {
             connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                // A connection that has not sent its request yet is not worth waiting for.
-                _ = tokio::time::sleep(header_read_timeout) => {}
-            }
+            let _ = tokio::time::timeout(header_read_timeout, connection.as_mut()).await;
         }
     }
     live.release(&slot);

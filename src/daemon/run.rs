@@ -636,3 +636,21 @@ impl Daemon {
         self.config = effective;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_os_wording_of_emfile_and_enfile_is_recognised() {
+        for errno in [libc::EMFILE, libc::ENFILE] {
+            let text = format!(
+                "cannot read this manifest file: {}",
+                std::io::Error::from_raw_os_error(errno)
+            );
+            assert!(out_of_descriptors(&text), "{text}");
+        }
+        let other = std::io::Error::from_raw_os_error(libc::EACCES).to_string();
+        assert!(!out_of_descriptors(&other), "{other}");
+    }
+}

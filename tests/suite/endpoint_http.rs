@@ -255,3 +255,33 @@ async fn readyz_says_atlas_refuses_the_credentials_until_a_call_succeeds_and_lis
     );
     token.cancel();
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_connection_that_sent_nothing() {
+    let ep = endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Metrics::new(),
+        Readiness::default(),
+    )
+    .await
+    .unwrap()
+    .with_limits(8, Duration::from_secs(600));
+    let addr = ep.addr;
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(ep.serve(token.clone()));
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Served (so the endpoint holds it) before the shutdown starts.
+    let resp = client()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("serve returns without waiting out the header-read timeout")
+        .unwrap()
+        .unwrap();
+    assert!(read_until_closed(&mut silent).await.is_empty());
+}
