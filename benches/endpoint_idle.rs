@@ -66,8 +66,9 @@ async fn run() -> Result<()> {
         println!("    with {IDLE} idle connections: {}", summary(l));
     }
     println!(
-        "  idle connections still open at the daemon at the end: {} of {IDLE} (its cap)",
-        loaded.held
+        "  idle connections still open at the daemon at the end: {} of {IDLE} (its cap is {})",
+        loaded.held,
+        atlas_linkd::endpoint::connection_cap(NOFILE)
     );
     Ok(())
 }
