@@ -30,9 +30,10 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 
 /// How long a client has to send a request's whole head, counted from when the server starts waiting
 /// for it: from the connection's start, and again after each answer (so this is the keep-alive idle
-/// timeout too). Prometheus sends its scrape at once and scrapes at most every few seconds; a client
-/// that says nothing for this long is only holding a descriptor.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// timeout too). A client that says nothing for this long is only holding a descriptor. Longer than
+/// Prometheus's usual scrape interval (15 s), so its keep-alive connection is not closed between
+/// scrapes, where the close would race its reuse; past the cap, idle connections are closed anyway.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The most connections the endpoint holds at once, whatever the descriptor limit. Prometheus needs
 /// one per scraper.
