@@ -4,6 +4,12 @@
 //! Label values are bounded: operations, outcomes, statuses and states are small fixed sets,
 //! never link names.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::atlas::Operation;
+use crate::lock::LockExt;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -76,6 +82,32 @@ pub struct Metrics {
     pub reconcile_duration_seconds: Histogram,
     pub last_converged_timestamp_seconds: Gauge,
     pub manifest_errors: IntGauge,
+    paused_projects: IntGauge,
+    conditions: Arc<Conditions>,
+}
+
+/// Live conditions that both the metrics and `/readyz` show: the projects a 429 paused, and whether
+/// Atlas refuses our credentials. Shared by every clone of `Metrics`, which is how the executor (which
+/// sees them) reaches the endpoint (which shows them).
+#[derive(Debug, Default)]
+struct Conditions {
+    /// By groupId, so it holds at most one entry per project; expired pauses are dropped when read.
+    pauses: Mutex<BTreeMap<String, Pause>>,
+    auth_refused: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    until: tokio::time::Instant,
+    until_unix: i64,
+}
+
+/// A project whose calls wait for the end of a pause that a 429's `Retry-After` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PausedProject {
+    pub group_id: String,
+    /// When the pause ends, in unix seconds.
+    pub until_unix: i64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -176,6 +208,10 @@ impl Metrics {
             "manifest_errors",
             "Manifest files that are currently invalid (their last good version stays in force).",
         ))?;
+        let paused_projects = IntGauge::with_opts(opts(
+            "paused_projects",
+            "Projects whose calls are paused because Atlas answered 429 (until its Retry-After, capped at retry.max_backoff_secs); /readyz names them.",
+        ))?;
         let build_info = IntGaugeVec::new(
             opts("build_info", "Always 1; the version label names the build."),
             &["version"],
@@ -193,6 +229,7 @@ impl Metrics {
         registry.register(Box::new(reconcile_duration_seconds.clone()))?;
         registry.register(Box::new(last_converged_timestamp_seconds.clone()))?;
         registry.register(Box::new(manifest_errors.clone()))?;
+        registry.register(Box::new(paused_projects.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -228,11 +265,69 @@ impl Metrics {
             reconcile_duration_seconds,
             last_converged_timestamp_seconds,
             manifest_errors,
+            paused_projects,
+            conditions: Arc::new(Conditions::default()),
         })
+    }
+
+    /// Records that `group_id`'s calls are paused until `until` (`until_unix` in unix seconds). True
+    /// when this starts a pause or makes it longer, false when a pause already covers it (concurrent
+    /// 429s of one project), so the caller logs each pause once.
+    pub fn note_pause(&self, group_id: &str, until: tokio::time::Instant, until_unix: i64) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut pauses = self.conditions.pauses.lock_or_recover();
+        pauses.retain(|_, p| p.until > now);
+        let longer = pauses.get(group_id).is_none_or(|p| p.until < until);
+        if longer {
+            pauses.insert(group_id.to_owned(), Pause { until, until_unix });
+        }
+        self.paused_projects
+            .set(i64::try_from(pauses.len()).unwrap_or(i64::MAX));
+        longer
+    }
+
+    /// The projects paused now, by groupId; also brings `atlas_linkd_paused_projects` up to date, since
+    /// pauses end by themselves, with nothing to tell the gauge.
+    pub fn paused_projects(&self) -> Vec<PausedProject> {
+        let now = tokio::time::Instant::now();
+        let mut pauses = self.conditions.pauses.lock_or_recover();
+        pauses.retain(|_, p| p.until > now);
+        self.paused_projects
+            .set(i64::try_from(pauses.len()).unwrap_or(i64::MAX));
+        pauses
+            .iter()
+            .map(|(g, p)| PausedProject {
+                group_id: g.clone(),
+                until_unix: p.until_unix,
+            })
+            .collect()
+    }
+
+    /// Follows Atlas's answers to tell whether it refuses our credentials: a 401 (to a token request, or
+    /// to a call after the one token refresh) says so, and only an API call that succeeds says otherwise.
+    /// A token granted is not enough: Atlas may still refuse the calls made with it. A 403 is not a
+    /// refusal of the credentials (they were accepted, and lack a role in one project) and a revoke at
+    /// shutdown proves nothing either way.
+    pub fn observe_answer(&self, op: Operation, status: &str) {
+        match (op, status) {
+            (Operation::Revoke, _) => {}
+            (_, "401") => self.conditions.auth_refused.store(true, Ordering::Relaxed),
+            (Operation::List | Operation::Get | Operation::Create, s) if s.starts_with('2') => {
+                self.conditions.auth_refused.store(false, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether Atlas's last word on our credentials was a refusal (see [`Metrics::observe_answer`]).
+    pub fn auth_refused(&self) -> bool {
+        self.conditions.auth_refused.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        // Drops the pauses that ended since the last look, so the gauge is current.
+        let _ = self.paused_projects();
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on metric families that violate the text format, which ours cannot.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -288,6 +383,7 @@ mod tests {
             "atlas_linkd_reconcile_duration_seconds",
             "atlas_linkd_last_converged_timestamp_seconds",
             "atlas_linkd_manifest_errors",
+            "atlas_linkd_paused_projects",
             "atlas_linkd_build_info",
         ] {
             assert!(
@@ -295,5 +391,54 @@ mod tests {
                 "{name} missing from:\n{text}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_counts_until_it_ends_and_only_a_longer_one_is_new() {
+        let m = Metrics::new();
+        let now = tokio::time::Instant::now();
+        let soon = now + std::time::Duration::from_secs(10);
+        assert!(m.note_pause("g1", soon, 1_000));
+        assert!(!m.note_pause("g1", soon, 1_000), "the same pause again");
+        assert!(m.note_pause("g1", soon + std::time::Duration::from_secs(5), 1_005));
+        assert!(m.note_pause("g2", soon, 1_000));
+        assert!(m.render().contains("atlas_linkd_paused_projects 2\n"));
+        assert_eq!(
+            m.paused_projects(),
+            vec![
+                PausedProject {
+                    group_id: "g1".into(),
+                    until_unix: 1_005
+                },
+                PausedProject {
+                    group_id: "g2".into(),
+                    until_unix: 1_000
+                }
+            ]
+        );
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        assert_eq!(m.paused_projects().len(), 1);
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        assert!(m.paused_projects().is_empty());
+        assert!(m.render().contains("atlas_linkd_paused_projects 0\n"));
+    }
+
+    #[test]
+    fn a_401_marks_the_credentials_refused_until_an_api_call_succeeds() {
+        let m = Metrics::new();
+        assert!(!m.auth_refused());
+        m.observe_answer(Operation::Token, "401");
+        assert!(m.auth_refused());
+        m.observe_answer(Operation::Token, "200");
+        assert!(m.auth_refused(), "a token is not enough");
+        m.observe_answer(Operation::List, "403");
+        m.observe_answer(Operation::Revoke, "200");
+        assert!(m.auth_refused());
+        m.observe_answer(Operation::List, "200");
+        assert!(!m.auth_refused());
+        m.observe_answer(Operation::Create, "401");
+        assert!(m.auth_refused());
+        m.observe_answer(Operation::Create, "202");
+        assert!(!m.auth_refused());
     }
 }

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -13,9 +14,16 @@ use super::DaemonError;
 
 /// Speaks systemd's notify protocol (`sd_notify(3)`). Without a socket, every call is a no-op, so the
 /// daemon runs the same way outside systemd.
+///
+/// The datagram socket it sends from is opened once, when the notifier is made, and reused: a process
+/// that has run out of file descriptors (idle connections from other local users, say) can still tell
+/// systemd it is alive, where opening a socket per message would fail and let the watchdog kill it.
 #[derive(Debug, Clone, Default)]
 pub struct Notifier {
     socket: Option<OsString>,
+    /// The sending socket, opened at start-up; `None` only if that failed, and then each message opens
+    /// its own, as before.
+    sender: Option<Arc<UnixDatagram>>,
     watchdog_usec: Option<u64>,
 }
 
@@ -23,8 +31,17 @@ impl Notifier {
     /// A notifier for an explicit socket (a path, or `@name` for the abstract namespace) and
     /// watchdog timeout, as systemd would pass them in `NOTIFY_SOCKET` and `WATCHDOG_USEC`.
     pub fn new(socket: Option<impl Into<OsString>>, watchdog_usec: Option<u64>) -> Notifier {
+        let socket: Option<OsString> = socket.map(Into::into).filter(|s| !s.is_empty());
+        let sender = socket.as_ref().and_then(|_| match open_sender() {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a socket for sd_notify now; each message will open its own");
+                None
+            }
+        });
         Notifier {
-            socket: socket.map(Into::into).filter(|s| !s.is_empty()),
+            socket,
+            sender,
             watchdog_usec: watchdog_usec.filter(|&u| u > 0),
         }
     }
@@ -89,7 +106,11 @@ impl Notifier {
             return Ok(());
         };
         let message: String = states.iter().map(|s| format!("{s}\n")).collect();
-        send_datagram(socket, message.as_bytes()).map_err(|source| DaemonError::Notify {
+        let sent = match &self.sender {
+            Some(sender) => send_datagram(sender, socket, message.as_bytes()),
+            None => open_sender().and_then(|s| send_datagram(&s, socket, message.as_bytes())),
+        };
+        sent.map_err(|source| DaemonError::Notify {
             socket: socket.clone(),
             message: message.trim_end().replace('\n', " "),
             source,
@@ -122,11 +143,15 @@ impl Notifier {
     }
 }
 
-fn send_datagram(socket: &OsString, msg: &[u8]) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
+fn open_sender() -> io::Result<UnixDatagram> {
     let sock = UnixDatagram::unbound()?;
     // A full receive queue must not stall the async runtime: better to drop one status line.
     sock.set_nonblocking(true)?;
+    Ok(sock)
+}
+
+fn send_datagram(sock: &UnixDatagram, socket: &OsString, msg: &[u8]) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
     let bytes = socket.as_bytes();
     let sent = if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;

@@ -64,6 +64,8 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         Err(e) => return refuse("cannot start", &e),
     };
     init_logging(config.log.format, false);
+    // Before anything opens a descriptor: the endpoint's connection cap is sized from the limit.
+    let nofile = endpoint::raise_nofile_limit();
     // Installed first so a SIGTERM during start-up is not fatal mid-way: it is seen by the loop.
     let signals = match Signals::new() {
         Ok(s) => s,
@@ -107,7 +109,11 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let endpoint_task = match config.metrics.listen {
         Some(listen) => match endpoint::bind(listen, metrics.clone(), readiness.clone()).await {
             Ok(ep) => {
-                tracing::info!(addr = %ep.addr, "serving /metrics, /healthz and /readyz");
+                tracing::info!(addr = %ep.addr, max_connections = ep.max_connections(),
+                    open_files_limit = nofile, "serving /metrics, /healthz and /readyz");
+                if let Some(warning) = endpoint::exposure_warning(listen) {
+                    tracing::warn!("{warning}");
+                }
                 let stop = endpoint_stop.clone();
                 Some(tokio::spawn(async move {
                     if let Err(e) = ep.serve(stop).await {
@@ -165,6 +171,7 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         resync_stop,
         settle: None,
         recheck: None,
+        starved_retry: None,
         last_converged: None,
         ledger_replaced: false,
     };
@@ -231,6 +238,16 @@ fn release_free_memory() {
     }
 }
 
+/// How soon a pass follows one that ran out of descriptors.
+const STARVED_RETRY_SECS: i64 = 2;
+
+/// Whether an error's text is the OS saying the process (EMFILE) or the system (ENFILE) has no
+/// descriptor left. Errors reach the daemon as text (manifest problems, failure reasons), and the OS's
+/// wording ends with the errno.
+fn out_of_descriptors(text: &str) -> bool {
+    text.contains("(os error 24)") || text.contains("(os error 23)")
+}
+
 fn resync_period(config: &Config) -> Duration {
     Duration::from_secs(config.reconcile.resync_interval_secs.max(1))
 }
@@ -265,6 +282,8 @@ struct Daemon {
     settle: Option<tokio::task::JoinHandle<()>>,
     /// The pass scheduled to look again at manifest files that were still being written, if any.
     recheck: Option<tokio::task::JoinHandle<()>>,
+    /// The pass scheduled after one that ran out of descriptors, if any.
+    starved_retry: Option<tokio::task::JoinHandle<()>>,
     last_converged: Option<i64>,
     /// The ledger or its lock file is no longer the one this process holds: no further pass runs,
     /// and the daemon exits 1.
@@ -352,6 +371,10 @@ impl Daemon {
                     .spawn_recheck(wait, self.background.child_token()),
             );
         }
+        let mut starved = refresh
+            .problems
+            .iter()
+            .any(|p| out_of_descriptors(&p.to_string()));
         self.metrics
             .manifest_errors
             .set(i64::try_from(refresh.invalid_files).unwrap_or(i64::MAX));
@@ -377,7 +400,14 @@ impl Daemon {
             .reconcile_duration_seconds
             .observe(elapsed.as_secs_f64());
         match result {
-            Ok(report) => self.after_pass(wake, &report, &refresh, elapsed),
+            Ok(report) => {
+                starved |= report
+                    .failed
+                    .iter()
+                    .chain(&report.not_attempted)
+                    .any(|f| out_of_descriptors(&f.reason));
+                self.after_pass(wake, &report, &refresh, elapsed);
+            }
             Err(PassError::LedgerReplaced(e)) => {
                 // Another process may hold a fresh lock at the same path: this one must not create
                 // again, and a restart (exit 1; systemd's `Restart=on-failure`) takes the lock anew.
@@ -396,6 +426,7 @@ impl Daemon {
             }
             Err(e) => {
                 let reason = chain(&e);
+                starved |= out_of_descriptors(&reason);
                 tracing::error!(trigger = %wake, error = %reason, "pass failed");
                 self.metrics
                     .reconcile_passes_total
@@ -408,6 +439,18 @@ impl Daemon {
                     format_unix(now_unix())
                 )));
             }
+        }
+        // Nothing else would wake the daemon for what failed for want of descriptors (a re-read file,
+        // a create) until the next resync: try again shortly, once they may be back.
+        if starved && self.starved_retry.as_ref().is_none_or(|t| t.is_finished()) {
+            tracing::warn!(
+                retry_in_secs = STARVED_RETRY_SECS,
+                "the process ran out of open files during the pass; another pass follows shortly"
+            );
+            self.starved_retry = Some(self.triggers.spawn_settle(
+                now_unix().saturating_add(STARVED_RETRY_SECS),
+                self.background.child_token(),
+            ));
         }
         self.ledger_replaced
     }
@@ -653,6 +696,11 @@ impl Daemon {
         if new.log != old.log {
             restart_only.push("log.format");
         }
+        // Said again on each reload, whether or not the address changed: the warning is about what
+        // the config asks for, and a reload is when an operator reads the log.
+        if let Some(warning) = new.metrics.listen.and_then(endpoint::exposure_warning) {
+            tracing::warn!("{warning}");
+        }
         if !restart_only.is_empty() {
             tracing::warn!(
                 settings = restart_only.join(", "),
@@ -700,5 +748,23 @@ impl Daemon {
         }
         tracing::info!(config = %effective.source.display(), "config reloaded");
         self.config = effective;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_os_wording_of_emfile_and_enfile_is_recognised() {
+        for errno in [libc::EMFILE, libc::ENFILE] {
+            let text = format!(
+                "cannot read this manifest file: {}",
+                std::io::Error::from_raw_os_error(errno)
+            );
+            assert!(out_of_descriptors(&text), "{text}");
+        }
+        let other = std::io::Error::from_raw_os_error(libc::EACCES).to_string();
+        assert!(!out_of_descriptors(&other), "{other}");
     }
 }

@@ -173,10 +173,21 @@ impl Reconciler {
         let now = tokio::time::Instant::now();
         // `decide` caps `wait` at `max_backoff`; the fallback only guards the arithmetic.
         let until = now.checked_add(wait).unwrap_or(now);
-        tracing::info!(project = %group, wait_ms = wait.as_millis() as u64,
-            until = %crate::report::format_unix(now_unix().saturating_add(wait.as_secs() as i64)),
-            "Atlas's rate limit for the project is exhausted; pausing its calls");
+        // Rounded up, so the time named is never before the pause ends.
+        let wait_secs = i64::try_from(
+            wait.as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0)),
+        )
+        .unwrap_or(i64::MAX);
+        let until_unix = now_unix().saturating_add(wait_secs);
         gate.pause(until);
+        // Once per pause (not per concurrent 429 that it covers), at warn: a pause stops every call
+        // to the project, so it must not pass silently.
+        if self.metrics.note_pause(group.as_str(), until, until_unix) {
+            tracing::warn!(group_id = %group, wait_ms = wait.as_millis() as u64,
+                until = %crate::report::format_unix(until_unix),
+                "Atlas's rate limit for the project is exhausted (429); pausing its calls until then");
+        }
     }
 }
 

@@ -48,6 +48,7 @@ impl Observer for MetricsObserver {
             .api_request_duration_seconds
             .with_label_values(&[op.as_str()])
             .observe(elapsed.as_secs_f64());
+        self.metrics.observe_answer(op, status);
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         if status == "429" {
             self.metrics.rate_limited_total.inc();

@@ -12,6 +12,7 @@ mod demo;
 mod exactly_once;
 mod fake_cli;
 mod hostile_files;
+mod hostile_host;
 mod hostile_manifests;
 mod hostile_server;
 mod ledger_replaced;

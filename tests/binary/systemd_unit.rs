@@ -39,3 +39,22 @@ fn check_script_rejects_a_broken_unit() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Typo"));
 }
+
+/// Issue 12, case 2: the default soft limit of 1,024 open files let idle connections to /metrics take
+/// every descriptor. The unit raises it (the daemon cannot: `SystemCallFilter=~@resources`).
+#[test]
+fn unit_raises_the_open_files_limit() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/atlas-linkd.service"
+    ))
+    .unwrap();
+    let limit: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .expect("LimitNOFILE= is set")
+        .trim()
+        .parse()
+        .expect("one number: soft and hard limit alike");
+    assert!(limit >= 8192, "LimitNOFILE={limit}");
+}
