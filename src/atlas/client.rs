@@ -645,7 +645,7 @@ impl AtlasClient {
         Ok((token, ttl))
     }
 
-    /// The decoders above, on an answer given as parts, for the fuzz targets (`crate::fuzzing`): a
+    /// The decoders above, on an answer given as parts, for the fuzz targets (src/fuzzing.rs): a
     /// listing page, an error answer, or a token answer becomes exactly what a call makes of it.
     pub(crate) fn decode_answer(
         &self,
