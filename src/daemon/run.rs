@@ -498,8 +498,21 @@ impl Daemon {
             }
         };
         // From the rows as they are now: a link may have settled since the last look.
-        let groups = ReadyCount::of(&desired, &records, &self.unlisted.gone()).projects;
+        let mut groups = ReadyCount::of(&desired, &records, &self.unlisted.gone()).projects;
         drop(desired);
+        // A project paused by a 429 would hold the loop, and with it any pass a manifest change
+        // asks for, until its pause ends: a poll leaves it to the next poll instead.
+        for paused in self.metrics.paused_projects() {
+            if let Some(g) = groups
+                .iter()
+                .find(|g| g.as_str() == paused.group_id)
+                .cloned()
+            {
+                tracing::debug!(project = %g, until = %format_unix(paused.until_unix),
+                    "readiness poll: the project is paused by Atlas's rate limit; listing it at a later poll");
+                groups.remove(&g);
+            }
+        }
         if groups.is_empty() {
             self.track_readiness().await;
             return false;
