@@ -3,7 +3,8 @@
 //! `ready_poll_secs: 1`, the daemon lists the projects with pending links about once a second (one
 //! list per project per poll, no gets), so `atlas_linkd_remote_links{state}`, `/readyz` and the
 //! STATUS line show the links `DONE` within a few polls; the polls stop once every link has
-//! settled, `FAILED` included; and a SIGTERM while they run stops the daemon promptly with 0.
+//! settled, `FAILED` included; a manifest change while they run still gets its pass, after which
+//! they go on; and a SIGTERM while they run stops the daemon promptly with 0.
 
 use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
@@ -341,4 +342,33 @@ async fn pending_links_show_in_readyz_and_a_sigterm_stops_the_polling_daemon_pro
     assert_eq!(status.code(), Some(0), "{}", d.log());
     assert!(signalled.elapsed() < Duration::from_secs(10));
     assert!(d.log().contains("atlas-linkd stopped"), "{}", d.log());
+}
+
+#[tokio::test]
+async fn a_manifest_change_while_polling_still_gets_its_pass_and_the_polls_follow_it() {
+    // Connections stay IDLE for ten minutes: the polls never stop by themselves.
+    let h = harness(lifecycle(600_000, 0), 1, 2, "").await;
+    let port = free_port();
+    write_config(&h, port);
+    let d = Daemon::spawn(&h, port, None);
+    d.wait_readyz("two pending links", |b| {
+        b.contains("not yet DONE: 2 links in 1 project\n")
+    })
+    .await;
+    let what = lazy(|| format!("a poll after the pass\n{}", d.log()));
+    eventually(what, DEADLINE, async || (lists(&h) >= 2).then_some(())).await;
+
+    // A third link declared: its pass runs between two polls and creates it.
+    harness::write_manifest(h.dir.path(), 1, 3);
+    d.wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 3.0)
+        .await;
+    d.wait_readyz("three pending links", |b| {
+        b.contains("not yet DONE: 3 links in 1 project\n")
+    })
+    .await;
+    assert_eq!(h.fake.connections(&group_id(0)).len(), 3);
+    // And the polls go on after that pass.
+    let after = lists(&h);
+    let what = lazy(|| format!("a poll after the second pass\n{}", d.log()));
+    eventually(what, DEADLINE, async || (lists(&h) > after).then_some(())).await;
 }
