@@ -56,12 +56,14 @@ fn warn_notify(result: Result<(), super::DaemonError>) {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT, then drains and exits 0. The shutdown: the pass or
-/// readiness poll running stops admitting calls and ends; the background timers (watcher events,
-/// resync, the next readiness poll, the watchdog) stop; the endpoint drains; the reconciler closes. Exit 2 when it cannot start (see the
-/// module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short, or when the
+/// Runs the daemon until SIGTERM/SIGINT, then drains and exits 0. Exit 2 when it cannot start (see
+/// the module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short, or when the
 /// ledger or its lock file was deleted or replaced under it (systemd restarts it, and the restart
 /// takes the lock again).
+///
+/// The shutdown: the pass or readiness poll running admits no new call and ends once its calls in
+/// flight are recorded; the background timers (watcher events, resync, the next readiness poll, the
+/// watchdog) stop and are awaited; the endpoint drains; the reconciler closes the ledger.
 pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let config = match Config::load(&config_path, &env) {
         Ok(c) => c,
