@@ -134,6 +134,8 @@ pub enum EndpointError {
 struct ReadyState {
     ready: bool,
     reason: String,
+    /// Progress shown under the verdict, ready or not (links not `DONE` yet): not a fault.
+    detail: String,
 }
 
 /// Whether `/readyz` answers 200, and if not, the one-line reason it gives. Clones share one state.
@@ -150,6 +152,7 @@ impl Default for Readiness {
             inner: Arc::new(RwLock::new(ReadyState {
                 ready: false,
                 reason: "config not loaded yet".to_owned(),
+                detail: String::new(),
             })),
         }
     }
@@ -165,6 +168,14 @@ impl Readiness {
         let mut state = self.inner.write().unwrap_or_else(|e| e.into_inner());
         state.ready = ready;
         state.reason = reason;
+    }
+
+    /// Sets the progress line `/readyz` shows under its verdict without changing it (empty: none),
+    /// flattened to one line like the reason.
+    pub fn set_detail(&self, detail: impl Into<String>) {
+        let detail = detail.into().replace(['\r', '\n'], " ");
+        let mut state = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        state.detail = detail;
     }
 
     pub fn is_ready(&self) -> bool {
@@ -472,14 +483,14 @@ pub const AUTH_REFUSED_REASON: &str = "Atlas refuses the credentials (HTTP 401):
      and that they were not deleted, revoked or expired; ready again once a call succeeds";
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    // Read both fields under one lock so the status and the reason agree.
-    let (ready, reason) = {
+    // Read the fields under one lock so the status, the reason and the detail agree.
+    let (ready, reason, detail) = {
         let s = state
             .readiness
             .inner
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        (s.ready, s.reason.clone())
+        (s.ready, s.reason.clone(), s.detail.clone())
     };
     let (status, mut body) = if !ready {
         (
@@ -494,6 +505,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::OK, "ready\n".to_owned())
     };
+    if !detail.is_empty() {
+        body.push_str(&detail);
+        body.push('\n');
+    }
     // A pause is Atlas's rate limit at work, not a fault, so it does not make the daemon unready; but
     // it holds back every call to the project, so it is shown.
     for p in state.metrics.paused_projects() {
@@ -518,6 +533,43 @@ fn plain(status: StatusCode, body: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn readyz_answer(readiness: &Readiness) -> (StatusCode, String) {
+        let state = AppState {
+            metrics: Metrics::new(),
+            readiness: readiness.clone(),
+        };
+        let resp = readyz(State(state)).await;
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+            .await
+            .expect("a small in-memory body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readyz_shows_the_detail_under_its_verdict_without_changing_it() {
+        let r = Readiness::default();
+        r.set_ready(true, "");
+        r.set_detail("not yet DONE: 3 links in 2 projects\nsecond line");
+        let (status, body) = readyz_answer(&r).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            "ready\nnot yet DONE: 3 links in 2 projects second line\n"
+        );
+        // A new verdict keeps the detail; an empty detail removes it.
+        r.set_ready(false, "the last pass failed: boom");
+        let (status, body) = readyz_answer(&r).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.ends_with("not yet DONE: 3 links in 2 projects second line\n"),
+            "{body}"
+        );
+        r.set_ready(true, "");
+        r.set_detail("");
+        assert_eq!(readyz_answer(&r).await.1, "ready\n");
+    }
 
     #[test]
     fn the_cap_leaves_three_quarters_of_the_descriptors_to_the_daemon() {

@@ -1,9 +1,10 @@
 //! The daemon: its error type, and its building blocks re-exported: when a pass runs (`triggers`), the
 //! manifest watcher (`watcher`), signal handling (`signals`), and the systemd notify protocol
-//! (`notify`). The loop that uses them is in `run`; it keeps the manifests with the one loader,
-//! `manifest::ManifestSet`.
+//! (`notify`), which links are still on their way to `DONE` between passes (`ready`). The loop that
+//! uses them is in `run`; it keeps the manifests with the one loader, `manifest::ManifestSet`.
 
 mod notify;
+mod ready;
 mod run;
 mod signals;
 mod triggers;

@@ -1,5 +1,6 @@
-//! The daemon's main loop: start-up checks, one pass per coalesced wake-up, SIGHUP reloads, the
-//! status reported to systemd and Prometheus, and the orderly shutdown.
+//! The daemon's main loop: start-up checks, one pass per coalesced wake-up, readiness polls between
+//! passes while declared links are on their way to `DONE`, SIGHUP reloads, the status reported to
+//! systemd and Prometheus, and the orderly shutdown.
 //!
 //! Start-up refuses (exit 2) on anything that would leave it unable to do its job: an invalid config,
 //! an invalid manifest (there is no last good version yet to fall back on), missing credentials, a ledger
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::ready::{ReadyCount, Unlisted};
 use super::{
     ManifestWatcher, Notifier, SignalEvent, Signals, Trigger, Triggers, Wake, watch_manifests,
 };
@@ -54,10 +56,14 @@ fn warn_notify(result: Result<(), super::DaemonError>) {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT, then drains and exits 0. Exit 2 when it cannot start (see the
-/// module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short, or when the
+/// Runs the daemon until SIGTERM/SIGINT, then drains and exits 0. Exit 2 when it cannot start (see
+/// the module documentation); exit 1 when a second SIGTERM/SIGINT cuts the drain short, or when the
 /// ledger or its lock file was deleted or replaced under it (systemd restarts it, and the restart
 /// takes the lock again).
+///
+/// The shutdown: the pass or readiness poll running admits no new call and ends once its calls in
+/// flight are recorded; the background timers (watcher events, resync, the next readiness poll, the
+/// watchdog) stop and are awaited; the endpoint drains; the reconciler closes the ledger.
 pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let config = match Config::load(&config_path, &env) {
         Ok(c) => c,
@@ -174,6 +180,10 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         starved_retry: None,
         last_converged: None,
         ledger_replaced: false,
+        ready_poll: None,
+        unlisted: Unlisted::default(),
+        ready_count: ReadyCount::default(),
+        status_base: String::new(),
     };
     let signals = daemon.run_loop(signals).await;
 
@@ -196,10 +206,11 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         reconciler,
         watcher,
         ledger_replaced,
+        ready_poll,
         ..
     } = daemon;
     drop(watcher);
-    for task in [Some(forward), Some(resync), watchdog]
+    for task in [Some(forward), Some(resync), ready_poll, watchdog]
         .into_iter()
         .flatten()
     {
@@ -288,6 +299,14 @@ struct Daemon {
     /// The ledger or its lock file is no longer the one this process holds: no further pass runs,
     /// and the daemon exits 1.
     ledger_replaced: bool,
+    /// The timer of the next readiness poll, while declared links are on their way to `DONE`.
+    ready_poll: Option<tokio::task::JoinHandle<()>>,
+    /// Connections the readiness polls' listings no longer showed; forgotten at each pass.
+    unlisted: Unlisted,
+    /// Where the declared links stood at the last pass or poll.
+    ready_count: ReadyCount,
+    /// The STATUS line of the last pass; each poll sends it again with its own detail.
+    status_base: String,
 }
 
 impl Daemon {
@@ -320,7 +339,16 @@ impl Daemon {
             let mut stop = false;
             let triggers = self.triggers.clone();
             let notifier = self.notifier.clone();
-            let pass = self.pass(&wake, cancel.clone());
+            // A readiness poll runs here, in the pass's place, so the two never run at once and a
+            // signal stops either the same way.
+            let poll_only = wake.is_ready_poll_only();
+            let pass = async {
+                if poll_only {
+                    self.ready_poll(&cancel).await
+                } else {
+                    self.pass(&wake, cancel.clone()).await
+                }
+            };
             tokio::pin!(pass);
             let ledger_replaced = loop {
                 tokio::select! {
@@ -389,7 +417,7 @@ impl Daemon {
             list_all,
             // The daemon does not hold a pass open for a settle window: it runs a follow-up pass.
             wait_for_settle: false,
-            cancel,
+            cancel: cancel.clone(),
             progress: Some(Arc::new(LogProgress::new())),
         };
         let result = self.reconciler.run_pass(&desired, &options).await;
@@ -434,10 +462,8 @@ impl Daemon {
                     .inc();
                 self.readiness
                     .set_ready(false, format!("the last pass failed: {reason}"));
-                warn_notify(self.notifier.status(&format!(
-                    "last pass FAILED at {}: {reason}",
-                    format_unix(now_unix())
-                )));
+                self.status_base =
+                    format!("last pass FAILED at {}: {reason}", format_unix(now_unix()));
             }
         }
         // Nothing else would wake the daemon for what failed for want of descriptors (a re-read file,
@@ -452,7 +478,124 @@ impl Daemon {
                 self.background.child_token(),
             ));
         }
+        if !self.ledger_replaced && !cancel.is_cancelled() {
+            // The pass listed what it listed: the polls' count of missing connections starts over.
+            self.unlisted.clear();
+            self.track_readiness().await;
+        }
         self.ledger_replaced
+    }
+
+    /// A readiness poll: lists each project that has declared links still `IDLE`, `WORKING` or not
+    /// listed yet (one list per project, through its gate), records what the listings show, and
+    /// updates what the daemon reports. No pass: nothing is planned or created. Never stops the
+    /// daemon (a ledger that cannot be read ends the polling until the next pass, which decides).
+    async fn ready_poll(&mut self, cancel: &CancellationToken) -> bool {
+        let desired = self.manifests.lock_or_recover().desired();
+        let records = match self.reconciler.ledger().snapshot().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "readiness poll: cannot read the ledger; polling stops until the next pass");
+                return false;
+            }
+        };
+        // From the rows as they are now: a link may have settled since the last look.
+        let mut groups = ReadyCount::of(&desired, &records, &self.unlisted.gone()).projects;
+        drop(desired);
+        // A project paused by a 429 would hold the loop, and with it any pass a manifest change
+        // asks for, until its pause ends: a poll leaves it to the next poll instead.
+        for paused in self.metrics.paused_projects() {
+            if let Some(g) = groups
+                .iter()
+                .find(|g| g.as_str() == paused.group_id)
+                .cloned()
+            {
+                tracing::debug!(project = %g, until = %format_unix(paused.until_unix),
+                    "readiness poll: the project is paused by Atlas's rate limit; listing it at a later poll");
+                groups.remove(&g);
+            }
+        }
+        if groups.is_empty() {
+            self.track_readiness().await;
+            return false;
+        }
+        let started = Instant::now();
+        let refreshed = match self.reconciler.refresh_projects(groups, cancel).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "readiness poll: cannot record the listings in the ledger; polling stops until the next pass");
+                return false;
+            }
+        };
+        if cancel.is_cancelled() {
+            return false;
+        }
+        for (group, e) in &refreshed.failures {
+            tracing::warn!(project = %group, error = %e, "readiness poll: could not list the project; trying again at the next poll");
+        }
+        self.unlisted.observe(&records, &refreshed.listed);
+        tracing::debug!(
+            projects = refreshed.listed.len(),
+            failed = refreshed.failures.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "readiness poll done"
+        );
+        self.track_readiness().await;
+        false
+    }
+
+    /// After a pass or a poll: where the declared links stand, from the ledger, in
+    /// `atlas_linkd_remote_links{state}`, `/readyz`'s detail and the STATUS line; and the next
+    /// readiness poll scheduled while some are still on their way to `DONE`, none otherwise.
+    async fn track_readiness(&mut self) {
+        let desired = self.manifests.lock_or_recover().desired();
+        let count = match self.reconciler.ledger().snapshot().await {
+            Ok(records) => {
+                self.reconciler.set_remote_links_gauge(&desired, &records);
+                ReadyCount::of(&desired, &records, &self.unlisted.gone())
+            }
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "cannot read the ledger to track readiness; polling stops until the next pass");
+                ReadyCount::default()
+            }
+        };
+        drop(desired);
+        let poll_secs = self.config.reconcile.ready_poll_secs.max(1);
+        if count.pending > 0 && self.ready_count.pending == 0 {
+            tracing::info!(
+                links = count.pending,
+                projects = count.projects.len(),
+                poll_secs,
+                "declared links are not DONE yet; listing their projects until they settle"
+            );
+        } else if count.pending == 0 && self.ready_count.pending > 0 {
+            tracing::info!(
+                failed = count.failed,
+                "every declared link has settled; readiness polls stop"
+            );
+        }
+        let detail = count.detail();
+        self.readiness
+            .set_detail(detail.clone().unwrap_or_default());
+        let status = match &detail {
+            Some(d) if !self.status_base.is_empty() => format!("{}; {d}", self.status_base),
+            Some(d) => d.clone(),
+            None => self.status_base.clone(),
+        };
+        warn_notify(self.notifier.status(&status));
+
+        if let Some(old) = self.ready_poll.take() {
+            old.abort();
+        }
+        // A poll that came due during this pass would only repeat its listings.
+        self.triggers.withdraw(Trigger::ReadyPoll);
+        if count.pending > 0 {
+            self.ready_poll = Some(self.triggers.spawn_ready_poll(
+                Duration::from_secs(poll_secs),
+                self.background.child_token(),
+            ));
+        }
+        self.ready_count = count;
     }
 
     fn after_pass(
@@ -546,7 +689,8 @@ impl Daemon {
                 refresh.invalid_files
             ));
         }
-        warn_notify(self.notifier.status(&status));
+        // Sent by `track_readiness`, with the links not yet DONE.
+        self.status_base = status;
     }
 
     fn last_status_tail(&self) -> String {

@@ -1,5 +1,7 @@
 //! When a pass runs: the triggers (start-up, manifest changes, resync timer, SIGHUP, the end of a
-//! settle window), coalesced by [`Triggers`] into one wake-up per pass.
+//! settle window), coalesced by [`Triggers`] into one wake-up per pass; and when, between passes, a
+//! readiness poll runs instead (a wake-up for nothing but [`Trigger::ReadyPoll`]), through the same
+//! queue, so that a poll and a pass never run at once.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,9 @@ pub(crate) enum Trigger {
     Reload,
     /// The settle window of a create that got no answer has ended: a listing can now decide it.
     Settle,
+    /// Declared links are still `IDLE` or `WORKING`: list their projects again. Alone, it runs a
+    /// readiness poll, not a pass; folded with another reason, the pass does instead.
+    ReadyPoll,
 }
 
 impl Trigger {
@@ -35,6 +40,7 @@ impl Trigger {
             Trigger::Resync => "resync",
             Trigger::Reload => "reload",
             Trigger::Settle => "settle",
+            Trigger::ReadyPoll => "ready-poll",
         }
     }
 }
@@ -61,6 +67,11 @@ impl Wake {
     /// When the earliest manifest change behind this wake-up happened, if one is among the reasons.
     pub(crate) fn first_change(&self) -> Option<Instant> {
         self.first_change
+    }
+
+    /// Nothing but a readiness poll is due: list the pending projects, without a pass.
+    pub(crate) fn is_ready_poll_only(&self) -> bool {
+        self.reasons.len() == 1 && self.contains(Trigger::ReadyPoll)
     }
 
     /// The config must be re-read before this pass (a SIGHUP is among the reasons).
@@ -127,6 +138,12 @@ impl Triggers {
             }
             self.inner.notify.notified().await;
         }
+    }
+
+    /// Drops `why` from the pending triggers, if it is there: a pass that just ran has made a
+    /// pending readiness poll redundant. A wake-up left with no reason is not one: `next` waits on.
+    pub(crate) fn withdraw(&self, why: Trigger) {
+        self.lock().reasons.remove(&why);
     }
 
     /// Takes the pending triggers, if any, without waiting.
@@ -208,6 +225,21 @@ impl Triggers {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(delay) => this.trigger_change(Instant::now()),
+            }
+        })
+    }
+
+    /// Fires [`Trigger::ReadyPoll`] once, `delay` from now, unless `shutdown`.
+    pub(crate) fn spawn_ready_poll(
+        &self,
+        delay: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => this.trigger(Trigger::ReadyPoll),
             }
         })
     }
@@ -310,6 +342,45 @@ mod tests {
             .expect("the recheck fires");
         assert!(w.contains(Trigger::FileChange));
         assert!(w.first_change().is_some());
+        h.await.expect("the timer task ends");
+        assert!(t.try_next().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ready_poll_alone_is_a_poll_and_a_withdrawn_one_wakes_nothing() {
+        let t = Triggers::new();
+        let stop = CancellationToken::new();
+        let h = t.spawn_ready_poll(Duration::from_secs(15), stop.clone());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(14), t.next())
+                .await
+                .is_err()
+        );
+        let w = tokio::time::timeout(Duration::from_secs(2), t.next())
+            .await
+            .expect("the poll timer fires");
+        assert!(w.is_ready_poll_only());
+        assert_eq!(w.to_string(), "ready-poll");
+        h.await.expect("the timer task ends");
+
+        // Folded with another reason, it is a pass.
+        t.trigger(Trigger::ReadyPoll);
+        t.trigger(Trigger::FileChange);
+        let w = t.next().await;
+        assert!(!w.is_ready_poll_only() && w.contains(Trigger::ReadyPoll));
+
+        // Withdrawn (a pass ran meanwhile): the stored wake-up finds nothing and keeps waiting.
+        t.trigger(Trigger::ReadyPoll);
+        t.withdraw(Trigger::ReadyPoll);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), t.next())
+                .await
+                .is_err()
+        );
+
+        // A cancelled timer never fires.
+        let h = t.spawn_ready_poll(Duration::from_secs(1), stop.clone());
+        stop.cancel();
         h.await.expect("the timer task ends");
         assert!(t.try_next().is_none());
     }

@@ -7,6 +7,7 @@
 mod support;
 
 mod cli_commands;
+mod daemon_ready;
 mod daemon_run;
 mod demo;
 mod exactly_once;
