@@ -9,7 +9,7 @@ fn opt_state(state: &Option<RemoteState>) -> Option<&str> {
     state.as_ref().map(RemoteState::as_str)
 }
 
-/// Runs one statement through the connection's statement cache: the same five statements run
+/// Runs one statement through the connection's statement cache: the same few statements run
 /// for every change, and parsing them each time costs more than executing them.
 fn cached<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
@@ -117,6 +117,16 @@ pub(super) fn write_change(
                 next_attempt_unix,
                 at_unix
             ],
+        ),
+        Change::SpecUpdated {
+            spec,
+            fingerprint,
+            at_unix,
+            ..
+        } => cached(conn,
+            "UPDATE links SET spec_json = ?3, fingerprint = ?4, updated_unix = ?5
+             WHERE group_id = ?1 AND name = ?2 AND phase IN ('created', 'adopted')",
+            params![g, n, spec.to_json(), fingerprint.to_hex(), at_unix],
         ),
         Change::RemoteState {
             state,
