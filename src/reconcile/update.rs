@@ -3,9 +3,12 @@
 //!
 //! Unlike a create, an update cannot duplicate anything: a PATCH that reached Atlas without our
 //! hearing the answer set the domain, and sending it again sets the same domain. So there is no
-//! intent and no settle window: a lost answer is simply retried (`decide::Op::Update`), and a
-//! failure writes nothing, so the record keeps the spec Atlas is known to hold and the next pass
-//! plans the update again.
+//! intent and no settle window: a lost answer is simply retried (`decide::Op::Update`). One catch:
+//! the lost PATCH may have moved the connection past `IDLE` with its new domain, and then Atlas
+//! refuses the repeat (400). So when a PATCH gives up after one whose answer was lost, a get of the
+//! connection decides: the declared domain there means the update happened. A failure writes
+//! nothing, so the record keeps the spec Atlas is known to hold and the next pass plans the update
+//! again.
 
 use super::clock::now_unix;
 use super::decide::{self, Attempts, Next, Op};
@@ -90,6 +93,8 @@ impl Reconciler {
         let gate = self.gate(group);
         let mut backoff = self.policy.backoff();
         let mut attempts = Attempts::default();
+        // Set once a PATCH got no answer or a 5xx: it may have taken effect.
+        let mut maybe_applied = false;
         loop {
             if cancel.is_cancelled() {
                 return Ok(UpdateOutcome::Interrupted);
@@ -113,20 +118,7 @@ impl Reconciler {
                 result
             };
             let e = match result {
-                Ok(_) => {
-                    self.ledger
-                        .apply(Change::SpecUpdated {
-                            key: link.key.clone(),
-                            spec: link.spec.clone(),
-                            fingerprint: link.fingerprint,
-                            at_unix: now_unix(),
-                        })
-                        .await?;
-                    self.count_update(update_outcome::UPDATED);
-                    tracing::info!(link = %link.key, atlas_id = %job.atlas_id, dns_domain = domain,
-                        "updated the connection's dnsDomain");
-                    return Ok(UpdateOutcome::Updated);
-                }
+                Ok(_) => return self.record_update(job, domain).await,
                 Err(e) => e,
             };
             count_attempt(&mut attempts, &e.class);
@@ -134,6 +126,7 @@ impl Reconciler {
             match decide::decide(Op::Update, &e.class, attempts, &self.policy.limits(), step) {
                 Next::PauseProject { wait } => self.pause_project(&gate, group, wait),
                 Next::Retry { after } => {
+                    maybe_applied |= e.status.is_none_or(|s| s >= 500);
                     self.count_retry(super::retry_reason(&e));
                     if !self.wait(after, cancel).await {
                         return Ok(UpdateOutcome::Interrupted);
@@ -141,6 +134,11 @@ impl Reconciler {
                 }
                 // `decide` verifies creates only; an update that reached this arm gives up.
                 Next::Verify { .. } | Next::GiveUp => {
+                    if maybe_applied && self.shows_domain(job, domain, options).await {
+                        tracing::info!(link = %link.key, atlas_id = %job.atlas_id, error = %e,
+                            "a dnsDomain update whose answer was lost had taken effect");
+                        return self.record_update(job, domain).await;
+                    }
                     self.count_update(update_outcome::FAILED);
                     tracing::error!(link = %link.key, atlas_id = %job.atlas_id, error = %e,
                         "dnsDomain update failed");
@@ -148,6 +146,54 @@ impl Reconciler {
                         "dnsDomain update failed (the next pass tries again): {e}"
                     )));
                 }
+            }
+        }
+    }
+
+    /// Atlas holds the declared domain: the ledger records the declared spec.
+    async fn record_update(
+        &self,
+        job: &UpdateJob,
+        domain: &str,
+    ) -> Result<UpdateOutcome, LedgerError> {
+        let link = &job.link;
+        self.ledger
+            .apply(Change::SpecUpdated {
+                key: link.key.clone(),
+                spec: link.spec.clone(),
+                fingerprint: link.fingerprint,
+                at_unix: now_unix(),
+            })
+            .await?;
+        self.count_update(update_outcome::UPDATED);
+        tracing::info!(link = %link.key, atlas_id = %job.atlas_id, dns_domain = domain,
+            "updated the connection's dnsDomain");
+        Ok(UpdateOutcome::Updated)
+    }
+
+    /// Whether one get of the connection (through the project's gate) shows `domain`; false when the
+    /// get fails, which leaves the update to the next pass.
+    async fn shows_domain(&self, job: &UpdateJob, domain: &str, options: &PassOptions) -> bool {
+        let group = &job.link.key.group_id;
+        let gate = self.gate(group);
+        let Some(permit) = gate.admit(&self.global, &options.cancel).await else {
+            return false;
+        };
+        let result = self.client.get(group, &job.atlas_id).await;
+        permit.observe(match &result {
+            Ok(answer) => &answer.rate_limit,
+            Err(e) => &e.rate_limit,
+        });
+        match result {
+            // `LinkSpec` keeps domains lower-cased; Atlas echoes them as sent.
+            Ok(answer) => answer
+                .value
+                .dns_domain
+                .is_some_and(|d| d.eq_ignore_ascii_case(domain)),
+            Err(e) => {
+                tracing::warn!(link = %job.link.key, error = %e,
+                    "could not get the connection to check whether a lost dnsDomain update took effect");
+                false
             }
         }
     }

@@ -24,5 +24,6 @@ mod packaging;
 mod prom_promtool;
 mod prom_server;
 mod systemd_unit;
+mod update;
 mod wait;
 mod watch_replace;
