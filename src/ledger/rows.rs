@@ -151,6 +151,12 @@ pub(super) fn write_change(
         ),
     }
     .map_err(sql_err)?;
+    if changed == 0 && matches!(change, Change::SpecUpdated { .. }) {
+        return Err(LedgerError::NotUpdatable {
+            path: path.to_owned(),
+            key: key.clone(),
+        });
+    }
     if changed == 0 {
         return Err(LedgerError::UnknownLink {
             path: path.to_owned(),

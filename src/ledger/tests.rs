@@ -171,7 +171,7 @@ fn a_spec_update_replaces_spec_and_fingerprint_of_a_created_link_and_keeps_the_r
     // Only a created or adopted row takes it: an intent's spec is the create it sent.
     assert!(matches!(
         ledger.apply(&[updated(11)]),
-        Err(LedgerError::UnknownLink { .. })
+        Err(LedgerError::NotUpdatable { .. })
     ));
     ledger
         .apply(&[Change::Created {

@@ -96,3 +96,20 @@ async fn a_patch_that_took_effect_before_its_answer_was_lost_is_recorded_after_a
     );
     assert_eq!(updates(&h), 2);
 }
+
+#[tokio::test]
+async fn a_daemon_pass_that_lists_only_what_it_must_still_lists_a_project_with_a_domain_change() {
+    let mut h = harness(FakeConfig::default(), 1, 1, "").await;
+    declare(&mut h, None);
+    assert_eq!(h.pass().await.created.len(), 1);
+    declare(&mut h, Some(DOMAIN));
+    // The daemon's ordinary pass: no resync, so only projects the first plan asks for are listed.
+    let r = atlas_linkd::wiring::start(&h.config, h.metrics.clone(), &crate::support::test_env)
+        .unwrap();
+    let options = atlas_linkd::reconcile::PassOptions::default();
+    let report = r.run_pass(&h.desired, &options).await.unwrap();
+    r.shutdown().await;
+    assert_eq!(report.updated.len(), 1, "{}", report.to_text());
+    assert_eq!(updates(&h), 1);
+    assert_eq!(h.fake.connections(&group_id(0))[0]["dnsDomain"], DOMAIN);
+}
