@@ -25,6 +25,18 @@ pub mod outcome {
     pub const FAILURE: &str = "failure";
 }
 
+/// Outcomes of `atlas_linkd_updates_total` (in-place `dnsDomain` updates).
+pub mod update_outcome {
+    /// Atlas took the PATCH and the ledger records the declared spec.
+    pub const UPDATED: &str = "updated";
+    /// Only `dnsDomain` differs, but the listing shows the connection in a state in which Atlas
+    /// refuses the PATCH (past `IDLE`, with a domain): reported `changed`, nothing sent.
+    pub const REFUSED: &str = "refused";
+    /// The PATCH was sent and failed (given up for this pass).
+    pub const FAILED: &str = "failed";
+    pub const ALL: [&str; 3] = [UPDATED, REFUSED, FAILED];
+}
+
 /// Reasons of `atlas_linkd_api_retries_total`: every value the executor emits, and no other.
 pub(crate) mod retry_reason {
     /// A 429: the project is paused until `Retry-After`, then the call is sent again.
@@ -72,6 +84,7 @@ pub struct Metrics {
     registry: Registry,
     pub creates_total: IntCounterVec,
     pub adoptions_total: IntCounter,
+    pub updates_total: IntCounterVec,
     pub api_requests_total: IntCounterVec,
     pub api_request_duration_seconds: HistogramVec,
     pub api_retries_total: IntCounterVec,
@@ -133,6 +146,13 @@ impl Metrics {
             opts(
                 "creates_total",
                 "Create calls by final outcome: success (200), conflict (409), failure (given up).",
+            ),
+            &["outcome"],
+        )?;
+        let updates_total = IntCounterVec::new(
+            opts(
+                "updates_total",
+                "In-place dnsDomain updates by outcome: updated (PATCH taken and recorded), refused (the connection is past IDLE with a domain; reported changed, nothing sent), failed (PATCH given up for the pass).",
             ),
             &["outcome"],
         )?;
@@ -219,6 +239,7 @@ impl Metrics {
 
         registry.register(Box::new(creates_total.clone()))?;
         registry.register(Box::new(adoptions_total.clone()))?;
+        registry.register(Box::new(updates_total.clone()))?;
         registry.register(Box::new(api_requests_total.clone()))?;
         registry.register(Box::new(api_request_duration_seconds.clone()))?;
         registry.register(Box::new(api_retries_total.clone()))?;
@@ -240,6 +261,9 @@ impl Metrics {
         for o in [outcome::SUCCESS, outcome::CONFLICT, outcome::FAILURE] {
             creates_total.with_label_values(&[o]);
         }
+        for o in update_outcome::ALL {
+            updates_total.with_label_values(&[o]);
+        }
         for s in link_status::ALL {
             links.with_label_values(&[s]).set(0);
         }
@@ -255,6 +279,7 @@ impl Metrics {
             registry,
             creates_total,
             adoptions_total,
+            updates_total,
             api_requests_total,
             api_request_duration_seconds,
             api_retries_total,
@@ -312,7 +337,9 @@ impl Metrics {
         match (op, status) {
             (Operation::Revoke, _) => {}
             (_, "401") => self.conditions.auth_refused.store(true, Ordering::Relaxed),
-            (Operation::List | Operation::Get | Operation::Create, s) if s.starts_with('2') => {
+            (Operation::List | Operation::Get | Operation::Create | Operation::Update, s)
+                if s.starts_with('2') =>
+            {
                 self.conditions.auth_refused.store(false, Ordering::Relaxed);
             }
             _ => {}
@@ -373,6 +400,7 @@ mod tests {
         for name in [
             "atlas_linkd_creates_total",
             "atlas_linkd_adoptions_total",
+            "atlas_linkd_updates_total",
             "atlas_linkd_api_requests_total",
             "atlas_linkd_api_request_duration_seconds",
             "atlas_linkd_api_retries_total",

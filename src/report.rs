@@ -26,6 +26,34 @@ impl FailedLink {
     }
 }
 
+/// A link reported `changed`: the manifest asks for another spec than the one Atlas holds, and it
+/// is not updated in place. `reason` is set when the difference is only `dnsDomain` (why no PATCH
+/// was sent); without one, the JSON form is `{"groupId", "name"}` as for the other key lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedLink {
+    #[serde(rename = "groupId")]
+    pub(crate) group_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ChangedLink {
+    pub(crate) fn new(key: &LinkKey, reason: Option<String>) -> ChangedLink {
+        ChangedLink {
+            group_id: key.group_id.to_string(),
+            name: key.name.clone(),
+            reason,
+        }
+    }
+}
+
+impl From<LinkKey> for ChangedLink {
+    fn from(key: LinkKey) -> ChangedLink {
+        ChangedLink::new(&key, None)
+    }
+}
+
 /// A link in the JSON form of a report: `{"groupId", "name"}`, the keys `plan` and `ledger` use.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,9 +106,11 @@ pub struct PassReport {
     /// The earliest instant (unix seconds) at which a pass can decide an in-flight create.
     pub(crate) follow_up_unix: Option<i64>,
     pub unchanged: usize,
-    /// Exist, but the manifest now asks for something else: reported, never recreated.
+    /// Existed with another `dnsDomain`; Atlas took the PATCH and the ledger records the declared spec.
     #[serde(serialize_with = "key_entries")]
-    pub(crate) changed: Vec<LinkKey>,
+    pub updated: Vec<LinkKey>,
+    /// Exist, but the manifest now asks for something else: reported, never recreated.
+    pub(crate) changed: Vec<ChangedLink>,
     /// In the ledger, no longer declared: reported, never deleted.
     #[serde(serialize_with = "key_entries")]
     pub(crate) orphaned: Vec<LinkKey>,
@@ -153,7 +183,9 @@ impl PassReport {
     pub(crate) fn sort(&mut self) {
         self.created.sort();
         self.adopted.sort();
-        self.changed.sort();
+        self.updated.sort();
+        self.changed
+            .sort_by(|a, b| (&a.group_id, &a.name).cmp(&(&b.group_id, &b.name)));
         self.orphaned.sort();
         for list in [
             &mut self.failed,
@@ -188,12 +220,13 @@ impl PassReport {
         };
         let _ = writeln!(
             out,
-            "pass {verdict} in {:.1}s: {} declared, {} created, {} adopted, {} unchanged, {} failed, {} waiting, {} not attempted, {} conflicts, {} in flight, {} unverified, {} changed, {} orphaned",
+            "pass {verdict} in {:.1}s: {} declared, {} created, {} adopted, {} unchanged, {} updated, {} failed, {} waiting, {} not attempted, {} conflicts, {} in flight, {} unverified, {} changed, {} orphaned",
             self.duration.as_secs_f64(),
             self.desired,
             self.created.len(),
             self.adopted.len(),
             self.unchanged,
+            self.updated.len(),
             self.failed.len(),
             self.waiting.len(),
             self.not_attempted.len(),
@@ -221,11 +254,14 @@ impl PassReport {
                 let _ = writeln!(out, "  {title}: {}/{}: {}", l.group_id, l.name, l.reason);
             }
         }
-        for k in &self.changed {
-            let _ = writeln!(
-                out,
-                "  changed: {k}: the manifest differs from what was created; atlas-linkd does not replace connections (delete it in Atlas to have it recreated)"
+        for k in &self.updated {
+            let _ = writeln!(out, "  updated: {k}: dnsDomain set in place");
+        }
+        for c in &self.changed {
+            let reason = c.reason.as_deref().unwrap_or(
+                "the manifest differs from what was created; atlas-linkd does not replace connections (delete it in Atlas to have it recreated)",
             );
+            let _ = writeln!(out, "  changed: {}/{}: {reason}", c.group_id, c.name);
         }
         for k in &self.orphaned {
             let _ = writeln!(
@@ -248,13 +284,35 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
                 format!("adopt      {key} (existing connection {})", remote.id)
             }
             Action::Unchanged { .. } => continue,
-            Action::Changed {
-                recorded, desired, ..
+            Action::Update {
+                link,
+                atlas_id,
+                remote_state,
+                ..
             } => format!(
-                "changed    {key} (created as {}, manifest now says {}; never replaced)",
-                recorded.short(),
-                desired.short()
+                "update     {key} (connection {atlas_id}, {}: set dnsDomain to {})",
+                remote_state
+                    .as_ref()
+                    .map_or("state unknown", |s| s.as_str()),
+                link.spec.dns_domain.as_deref().unwrap_or("-")
             ),
+            Action::Changed {
+                recorded,
+                desired,
+                why,
+                ..
+            } => match why.reason() {
+                Some(reason) => format!(
+                    "changed    {key} (created as {}, manifest now says {}: {reason})",
+                    recorded.short(),
+                    desired.short()
+                ),
+                None => format!(
+                    "changed    {key} (created as {}, manifest now says {}; never replaced)",
+                    recorded.short(),
+                    desired.short()
+                ),
+            },
             Action::Orphaned { atlas_id, .. } => format!(
                 "orphaned   {key} (connection {} no longer declared; never deleted)",
                 atlas_id.as_deref().unwrap_or("-")
@@ -285,8 +343,16 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
     let c = plan.counts();
     let _ = writeln!(
         out,
-        "plan: {} to create, {} to adopt, {} unchanged, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight",
-        c.create, c.adopt, c.unchanged, c.changed, c.orphaned, c.waiting, c.conflict, c.inflight
+        "plan: {} to create, {} to adopt, {} unchanged, {} to update, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight",
+        c.create,
+        c.adopt,
+        c.unchanged,
+        c.update,
+        c.changed,
+        c.orphaned,
+        c.waiting,
+        c.conflict,
+        c.inflight
     );
     out
 }
@@ -303,7 +369,7 @@ mod tests {
     #[test]
     fn changed_and_orphaned_links_do_not_fail_the_pass() {
         let mut r = PassReport::new(0, 3);
-        r.changed.push(key("a"));
+        r.changed.push(key("a").into());
         r.orphaned.push(key("b"));
         assert!(r.converged());
         assert_eq!(r.exit_code(), 0);
@@ -385,8 +451,9 @@ mod tests {
         let mut r = PassReport::new(1_700_000_000, 6);
         r.created.push(key("a"));
         r.adopted.push(key("b"));
-        r.changed.push(key("c"));
+        r.changed.push(key("c").into());
         r.orphaned.push(key("d"));
+        r.updated.push(key("g"));
         r.failed
             .push(FailedLink::new(&key("e"), "400 VALIDATION_ERROR".into()));
         r.add_in_flight(&key("f"), 1_700_000_030);
@@ -412,10 +479,11 @@ mod tests {
                 "startedUnix",
                 "unchanged",
                 "unverified",
+                "updated",
                 "waiting"
             ]
         );
-        for list in ["created", "adopted", "changed", "orphaned"] {
+        for list in ["created", "adopted", "changed", "orphaned", "updated"] {
             let entry = &json[list][0];
             assert_eq!(keys(entry), ["groupId", "name"], "{list}: {entry}");
             assert_eq!(entry["groupId"], "32b6e34b3d91647abb20e7b8");
@@ -430,5 +498,31 @@ mod tests {
         }
         assert_eq!(json["created"][0]["name"], "a");
         assert_eq!(json["followUpUnix"], 1_700_000_030);
+    }
+
+    #[test]
+    fn an_update_counts_as_converged_and_a_refused_one_is_changed_with_its_reason() {
+        let mut r = PassReport::new(0, 2);
+        r.updated.push(key("a"));
+        r.changed.push(ChangedLink::new(
+            &key("b"),
+            Some("dnsDomain can be updated only while the connection is IDLE or has no domain; it is DONE".into()),
+        ));
+        assert!(r.converged());
+        let text = r.to_text();
+        assert!(text.contains(" 1 updated,"), "{text}");
+        assert!(
+            text.contains("updated: 32b6e34b3d91647abb20e7b8/a"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "changed: 32b6e34b3d91647abb20e7b8/b: dnsDomain can be updated only while"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(keys(&json["changed"][0]), ["groupId", "name", "reason"]);
+        assert_eq!(json["updated"][0]["name"], "a");
     }
 }

@@ -22,8 +22,8 @@ use super::error::{
 use super::scrub::Scrubber;
 use super::wire::{WireConnection, WireError, WirePage, WireToken};
 use super::{
-    API_MEDIA_TYPE, Answer, ApiError, ClientBuildError, Credentials, ErrorClass, MAX_ANSWER_BYTES,
-    Observer, Operation, RateLimitInfo, default_user_agent,
+    API_MEDIA_TYPE, API_MEDIA_TYPE_UPDATE, Answer, ApiError, ClientBuildError, Credentials,
+    ErrorClass, MAX_ANSWER_BYTES, Observer, Operation, RateLimitInfo, default_user_agent,
 };
 use crate::model::{GroupId, LinkSpec, RemoteConnection};
 
@@ -211,6 +211,34 @@ impl AtlasClient {
         let url = self.connections_url(group, None);
         let reply = self
             .call(op, Some(group), Method::POST, url, Some(spec.to_json()))
+            .await?;
+        let rate_limit = rate_limit_of(&reply.headers);
+        let value = self.connection_of(op, group, &reply)?;
+        Ok(Answer { value, rate_limit })
+    }
+
+    /// Sets connection `id`'s `dnsDomain` (PATCH, API version `2025-03-12`, the body holding only
+    /// `dnsDomain`). Atlas takes it only while the connection is `IDLE` or has no domain; a 400
+    /// otherwise is `Permanent`. Setting the same domain twice changes nothing, so a PATCH whose
+    /// answer was lost is safe to send again (a 5xx or a reset is `Retryable`).
+    pub async fn update_dns_domain(
+        &self,
+        group: &GroupId,
+        id: &str,
+        dns_domain: &str,
+    ) -> Result<Answer<RemoteConnection>, ApiError> {
+        let op = Operation::Update;
+        let url = self.connections_url(group, Some(id));
+        let body = serde_json::json!({ "dnsDomain": dns_domain }).to_string();
+        let reply = self
+            .call_as(
+                op,
+                Some(group),
+                Method::PATCH,
+                url,
+                Some(body),
+                API_MEDIA_TYPE_UPDATE,
+            )
             .await?;
         let rate_limit = rate_limit_of(&reply.headers);
         let value = self.connection_of(op, group, &reply)?;
@@ -677,14 +705,28 @@ impl AtlasClient {
         url: Url,
         body: Option<String>,
     ) -> Result<Reply, ApiError> {
+        self.call_as(op, group, method, url, body, API_MEDIA_TYPE)
+            .await
+    }
+
+    /// `call` in API version `media_type` (as `Accept`, and `Content-Type` with a body).
+    async fn call_as(
+        &self,
+        op: Operation,
+        group: Option<&GroupId>,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+        media_type: &'static str,
+    ) -> Result<Reply, ApiError> {
         let build = |auth: Option<HeaderValue>| {
             let mut rb = self
                 .inner
                 .http
                 .request(method.clone(), url.clone())
-                .header(ACCEPT, API_MEDIA_TYPE);
+                .header(ACCEPT, media_type);
             if let Some(body) = &body {
-                rb = rb.header(CONTENT_TYPE, API_MEDIA_TYPE).body(body.clone());
+                rb = rb.header(CONTENT_TYPE, media_type).body(body.clone());
             }
             if let Some(auth) = auth {
                 rb = rb.header(AUTHORIZATION, auth);

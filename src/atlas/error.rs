@@ -362,6 +362,9 @@ pub(crate) fn advice_for_status(
              access list lets this host in"
         ),
         404 if op == Operation::List => format!("check that {project} exists"),
+        404 if op == Operation::Update => {
+            "the connection no longer exists in Atlas: the next pass that lists the project creates it again".to_owned()
+        }
         404 => "the connection does not exist (or its deletion has completed)".to_owned(),
         406 | 410 => "Atlas no longer accepts the API version this build speaks; upgrade atlas-linkd".to_owned(),
         409 => format!(
@@ -370,6 +373,9 @@ pub(crate) fn advice_for_status(
         429 => "Atlas's per-project rate limit is exhausted; wait at least Retry-After before calling again".to_owned(),
         400 if op == Operation::Create => {
             "Atlas refused the request body: fix the link in its manifest (or the project's setup)".to_owned()
+        }
+        400 if op == Operation::Update => {
+            "Atlas refused the dnsDomain update: it takes one only while the connection is IDLE or has no domain yet, and the domain must be valid; check the connection's state and the link's dnsDomain in its manifest (to change a domain once the connection is past IDLE, delete the connection in Atlas to have it recreated)".to_owned()
         }
         500..=599 if op == Operation::Create => format!(
             "Atlas failed; the connection may or may not have been created: list {project} before creating again"
@@ -535,5 +541,17 @@ mod tests {
         assert!(s.starts_with("<html> <b>"));
         assert!(s.chars().count() <= SNIPPET_CHARS + 1);
         assert_eq!(snippet(b"  \n"), None);
+    }
+
+    #[test]
+    fn an_update_is_idempotent_so_only_its_wrong_state_400_is_final() {
+        let op = Operation::Update;
+        assert_eq!(class_of_status(op, 400, None), ErrorClass::Permanent);
+        // A PATCH that reached Atlas and is sent again sets the same domain: never ambiguous.
+        assert_eq!(class_of_status(op, 500, None), ErrorClass::Retryable);
+        assert_eq!(class_of_status(op, 503, None), ErrorClass::Retryable);
+        let advice = advice_for_status(op, 400, None, "").unwrap();
+        assert!(advice.contains("IDLE"), "{advice}");
+        assert!(advice.contains("no domain"), "{advice}");
     }
 }

@@ -45,6 +45,10 @@ pub const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 /// The API version this client speaks, sent as `Accept` (and `Content-Type` on POST).
 pub(crate) const API_MEDIA_TYPE: &str = "application/vnd.atlas.2023-02-01+json";
 
+/// The API version of the one call the older version lacks, PATCH (update a connection's
+/// `dnsDomain`): Atlas serves that PATCH under `2025-03-12` only.
+pub(crate) const API_MEDIA_TYPE_UPDATE: &str = "application/vnd.atlas.2025-03-12+json";
+
 /// The default `User-Agent`: `atlas-linkd/<version>`.
 pub(crate) fn default_user_agent() -> String {
     format!("atlas-linkd/{}", env!("CARGO_PKG_VERSION"))
@@ -56,6 +60,8 @@ pub enum Operation {
     List,
     Get,
     Create,
+    /// PATCH of a connection's `dnsDomain`.
+    Update,
     Token,
     Revoke,
 }
@@ -66,6 +72,7 @@ impl Operation {
             Operation::List => "list",
             Operation::Get => "get",
             Operation::Create => "create",
+            Operation::Update => "update",
             Operation::Token => "token",
             Operation::Revoke => "revoke",
         }
@@ -77,6 +84,7 @@ impl Operation {
             Operation::List => "list private link connections",
             Operation::Get => "get a private link connection",
             Operation::Create => "create a private link connection",
+            Operation::Update => "update a private link connection's dnsDomain",
             Operation::Token => "obtain an OAuth access token",
             Operation::Revoke => "revoke the OAuth access token",
         }

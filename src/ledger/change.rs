@@ -39,6 +39,15 @@ pub enum Change {
         next_attempt_unix: i64,
         at_unix: i64,
     },
+    /// Atlas took an in-place update (a PATCH of `dnsDomain`) of a created or adopted link: its
+    /// spec and fingerprint become the declared ones; phase, id, state and outputs stay. The row
+    /// must exist.
+    SpecUpdated {
+        key: LinkKey,
+        spec: LinkSpec,
+        fingerprint: Fingerprint,
+        at_unix: i64,
+    },
     /// The last state Atlas reported for a recorded link. The row must exist.
     RemoteState {
         key: LinkKey,
@@ -56,7 +65,8 @@ impl Change {
             | Change::Created { key, .. }
             | Change::Adopted { key, .. }
             | Change::Failed { key, .. }
-            | Change::RemoteState { key, .. } => key,
+            | Change::RemoteState { key, .. }
+            | Change::SpecUpdated { key, .. } => key,
         }
     }
 
@@ -67,6 +77,7 @@ impl Change {
             Change::Adopted { .. } => "adopted",
             Change::Failed { .. } => "failed",
             Change::RemoteState { .. } => "remote state",
+            Change::SpecUpdated { .. } => "spec updated",
         }
     }
 }

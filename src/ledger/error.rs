@@ -87,6 +87,8 @@ pub enum LedgerError {
         key: LinkKey,
         change: &'static str,
     },
+    #[error("ledger {}: cannot record a new spec for {key}: it has no row in phase created or adopted (only a connection that exists is updated in place); run `atlas-linkd plan` to see what the next pass does", path.display())]
+    NotUpdatable { path: PathBuf, key: LinkKey },
     #[error("ledger {}: the ledger writer has stopped; restart atlas-linkd", path.display())]
     Closed { path: PathBuf },
 }

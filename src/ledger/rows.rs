@@ -9,7 +9,7 @@ fn opt_state(state: &Option<RemoteState>) -> Option<&str> {
     state.as_ref().map(RemoteState::as_str)
 }
 
-/// Runs one statement through the connection's statement cache: the same five statements run
+/// Runs one statement through the connection's statement cache: the same few statements run
 /// for every change, and parsing them each time costs more than executing them.
 fn cached<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
@@ -118,6 +118,16 @@ pub(super) fn write_change(
                 at_unix
             ],
         ),
+        Change::SpecUpdated {
+            spec,
+            fingerprint,
+            at_unix,
+            ..
+        } => cached(conn,
+            "UPDATE links SET spec_json = ?3, fingerprint = ?4, updated_unix = ?5
+             WHERE group_id = ?1 AND name = ?2 AND phase IN ('created', 'adopted')",
+            params![g, n, spec.to_json(), fingerprint.to_hex(), at_unix],
+        ),
         Change::RemoteState {
             state,
             error,
@@ -141,6 +151,12 @@ pub(super) fn write_change(
         ),
     }
     .map_err(sql_err)?;
+    if changed == 0 && matches!(change, Change::SpecUpdated { .. }) {
+        return Err(LedgerError::NotUpdatable {
+            path: path.to_owned(),
+            key: key.clone(),
+        });
+    }
     if changed == 0 {
         return Err(LedgerError::UnknownLink {
             path: path.to_owned(),

@@ -151,3 +151,49 @@ fn decode_rejects_unknown_phase_and_negative_attempts() {
         LedgerError::BadRecord { .. }
     ));
 }
+
+#[test]
+fn a_spec_update_replaces_spec_and_fingerprint_of_a_created_link_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    let key = LinkKey::new(gid(), "a");
+    let updated = |at_unix| {
+        let mut s = spec("arn:aws:kafka:us-east-1:1:cluster/a/1");
+        s.dns_domain = Some("use1.abc.confluent.cloud".into());
+        Change::SpecUpdated {
+            key: key.clone(),
+            fingerprint: s.fingerprint(),
+            spec: s,
+            at_unix,
+        }
+    };
+    ledger.apply(&[intent("a", 10)]).unwrap();
+    // Only a created or adopted row takes it: an intent's spec is the create it sent.
+    assert!(matches!(
+        ledger.apply(&[updated(11)]),
+        Err(LedgerError::NotUpdatable { .. })
+    ));
+    ledger
+        .apply(&[Change::Created {
+            key: key.clone(),
+            atlas_id: "65a1b2c3d4e5f60718293a4b".into(),
+            at_unix: 12,
+        }])
+        .unwrap();
+    ledger.apply(&[updated(13)]).unwrap();
+    let records = ledger.records().unwrap();
+    let Change::SpecUpdated {
+        spec, fingerprint, ..
+    } = updated(13)
+    else {
+        unreachable!()
+    };
+    assert_eq!(records[0].spec().unwrap(), spec);
+    assert_eq!(records[0].fingerprint, fingerprint);
+    assert_eq!(records[0].phase, Phase::Created);
+    assert_eq!(
+        records[0].atlas_id.as_deref(),
+        Some("65a1b2c3d4e5f60718293a4b")
+    );
+    assert_eq!(records[0].updated_unix, 13);
+}

@@ -33,6 +33,40 @@ impl CreateReason {
     }
 }
 
+/// Why a link whose spec changed is reported `changed` rather than updated in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangedWhy {
+    /// A field other than `dnsDomain` differs: Atlas updates none in place, and atlas-linkd never
+    /// replaces a connection.
+    Spec,
+    /// Only `dnsDomain` differs, and no listing of this pass shows the connection yet: the pass
+    /// lists the project and decides then.
+    DnsDomainUnlisted,
+    /// Only `dnsDomain` differs, but the connection has a domain and a state in which Atlas refuses
+    /// the PATCH (`None`: the listing showed no state).
+    DnsDomainRefused { state: Option<RemoteState> },
+    /// Only `dnsDomain` differs, but the project's complete listing does not show the connection.
+    DnsDomainNotListed,
+    /// The manifest drops `dnsDomain`: a PATCH can set a domain, never remove one.
+    DnsDomainRemoved,
+}
+
+impl ChangedWhy {
+    /// The report's words; `None` for `Spec`, whose words the report has always used.
+    pub(crate) fn reason(&self) -> Option<String> {
+        Some(match self {
+            ChangedWhy::Spec => return None,
+            ChangedWhy::DnsDomainUnlisted => "only dnsDomain differs; a listing of the project decides whether it can be updated".to_owned(),
+            ChangedWhy::DnsDomainRefused { state } => format!(
+                "dnsDomain can be updated only while the connection is IDLE or has no domain; it is {}",
+                state.as_ref().map_or("of unknown state", RemoteState::as_str)
+            ),
+            ChangedWhy::DnsDomainNotListed => "only dnsDomain differs, but the connection is not in the project's listing; nothing to update".to_owned(),
+            ChangedWhy::DnsDomainRemoved => "the manifest removes dnsDomain; Atlas can set a domain in place but not remove one (delete the connection in Atlas to have it recreated)".to_owned(),
+        })
+    }
+}
+
 /// What a pass does about one link.
 // The link and remote are boxed: a plan holds one action per link (100,000 and more), and
 // unboxed, every action would take the size of the largest variant (about 700 bytes).
@@ -54,12 +88,21 @@ pub enum Action {
         atlas_id: String,
         remote_state: Option<RemoteState>,
     },
+    /// Created or adopted with a spec that differs only in `dnsDomain`, and listed `IDLE` or
+    /// without a domain: PATCH the domain, then record the declared spec.
+    Update {
+        link: Box<DesiredLink>,
+        atlas_id: String,
+        remote_state: Option<RemoteState>,
+        recorded: Fingerprint,
+    },
     /// Created or adopted with another spec. Reported, never deleted or recreated.
     Changed {
         key: LinkKey,
         atlas_id: Option<String>,
         recorded: Fingerprint,
         desired: Fingerprint,
+        why: ChangedWhy,
     },
     /// Recorded but no longer declared. Reported, never deleted.
     Orphaned {
@@ -95,7 +138,8 @@ impl Action {
             Action::Create { link, .. }
             | Action::Adopt { link, .. }
             | Action::Conflict { link, .. }
-            | Action::InFlight { link, .. } => &link.key,
+            | Action::InFlight { link, .. }
+            | Action::Update { link, .. } => &link.key,
             Action::Unchanged { key, .. }
             | Action::Changed { key, .. }
             | Action::Orphaned { key, .. }
@@ -103,10 +147,20 @@ impl Action {
         }
     }
 
-    /// Whether its project must be listed (completely) before the pass acts on it: a create, or a
-    /// create that may be in flight. See `Plan::projects_to_list`.
+    /// Whether its project must be listed (completely) before the pass acts on it: a create, a
+    /// create that may be in flight, or a `dnsDomain` change (only a listing shows whether Atlas
+    /// takes the PATCH). See `Plan::projects_to_list`.
     pub fn needs_listing(&self) -> bool {
-        matches!(self, Action::Create { .. } | Action::InFlight { .. })
+        matches!(
+            self,
+            Action::Create { .. }
+                | Action::InFlight { .. }
+                | Action::Update { .. }
+                | Action::Changed {
+                    why: ChangedWhy::DnsDomainUnlisted,
+                    ..
+                }
+        )
     }
 
     /// The category name used in JSON and reports.
@@ -115,6 +169,7 @@ impl Action {
             Action::Create { .. } => "create",
             Action::Adopt { .. } => "adopt",
             Action::Unchanged { .. } => "unchanged",
+            Action::Update { .. } => "update",
             Action::Changed { .. } => "changed",
             Action::Orphaned { .. } => "orphaned",
             Action::Waiting { .. } => "waiting",
@@ -131,7 +186,8 @@ impl Serialize for Action {
             Action::Create { .. } => 6,
             Action::Adopt { .. } => 6,
             Action::Unchanged { .. } => 4,
-            Action::Changed { .. } => 5,
+            Action::Update { .. } => 8,
+            Action::Changed { .. } => 6,
             Action::Orphaned { .. } => 4,
             Action::Waiting { .. } => 5,
             Action::Conflict { .. } => 5,
@@ -162,15 +218,30 @@ impl Serialize for Action {
                 st.serialize_field("atlasId", atlas_id)?;
                 st.serialize_field("remoteState", remote_state)?;
             }
+            Action::Update {
+                link,
+                atlas_id,
+                remote_state,
+                recorded,
+            } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("remoteState", remote_state)?;
+                st.serialize_field("dnsDomain", &link.spec.dns_domain)?;
+                st.serialize_field("recordedFingerprint", recorded)?;
+                st.serialize_field("desiredFingerprint", &link.fingerprint)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
             Action::Changed {
                 atlas_id,
                 recorded,
                 desired,
+                why,
                 ..
             } => {
                 st.serialize_field("atlasId", atlas_id)?;
                 st.serialize_field("recordedFingerprint", recorded)?;
                 st.serialize_field("desiredFingerprint", desired)?;
+                st.serialize_field("reason", &why.reason())?;
             }
             Action::Orphaned {
                 atlas_id, phase, ..
@@ -211,6 +282,7 @@ pub struct PlanCounts {
     pub(crate) create: usize,
     pub adopt: usize,
     pub unchanged: usize,
+    pub(crate) update: usize,
     pub(crate) changed: usize,
     pub(crate) conflict: usize,
     pub(crate) orphaned: usize,
@@ -252,6 +324,7 @@ impl Plan {
                 Action::Create { .. } => c.create += 1,
                 Action::Adopt { .. } => c.adopt += 1,
                 Action::Unchanged { .. } => c.unchanged += 1,
+                Action::Update { .. } => c.update += 1,
                 Action::Changed { .. } => c.changed += 1,
                 Action::Orphaned { .. } => c.orphaned += 1,
                 Action::Waiting { .. } => c.waiting += 1,

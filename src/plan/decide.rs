@@ -1,9 +1,9 @@
 //! `plan()`: the pure decision of what a pass does, link by link.
 
 use super::index::{Claimed, ProjectIndex};
-use super::{Action, CreateReason, Listings, Plan, PlanSettings, RemoteListing};
+use super::{Action, ChangedWhy, CreateReason, Listings, Plan, PlanSettings, RemoteListing};
 use crate::model::{
-    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, Phase, Record,
+    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, Phase, Record, RemoteState,
 };
 
 /// Whether a record was made from the spec a link now declares.
@@ -15,6 +15,59 @@ fn same_spec(record: &Record, link: &DesiredLink) -> bool {
         || record
             .spec()
             .is_ok_and(|spec| spec.fingerprint() == link.fingerprint)
+}
+
+/// Whether a record's spec differs from `link`'s only in `dnsDomain`: the recorded spec with the
+/// declared domain fingerprints as the declared spec, so every other field is the same (as
+/// canonicalised today). Called only when the specs differ.
+fn only_dns_domain_differs(record: &Record, link: &DesiredLink) -> bool {
+    record.spec().is_ok_and(|mut spec| {
+        spec.dns_domain.clone_from(&link.spec.dns_domain);
+        spec.fingerprint() == link.fingerprint
+    })
+}
+
+/// What a link created or adopted with another spec gets: an update of its `dnsDomain` when that
+/// is the only difference and the listing shows the connection in a state Atlas takes a PATCH in
+/// (`IDLE`, or no domain yet, and not being deleted); else `changed`, with why.
+fn changed_or_update(
+    record: &Record,
+    link: &DesiredLink,
+    index: Option<&ProjectIndex<'_>>,
+) -> Action {
+    let changed = |why| Action::Changed {
+        key: link.key.clone(),
+        atlas_id: record.atlas_id.clone(),
+        recorded: record.fingerprint,
+        desired: link.fingerprint,
+        why,
+    };
+    if !only_dns_domain_differs(record, link) {
+        return changed(ChangedWhy::Spec);
+    }
+    if link.spec.dns_domain.is_none() {
+        return changed(ChangedWhy::DnsDomainRemoved);
+    }
+    let Some(index) = index else {
+        return changed(ChangedWhy::DnsDomainUnlisted);
+    };
+    let Some(listed) = record.atlas_id.as_deref().and_then(|id| index.listed(id)) else {
+        return changed(ChangedWhy::DnsDomainNotListed);
+    };
+    let state = listed.state;
+    let deleting = state.is_some_and(RemoteState::is_deleting);
+    let idle = state == Some(&RemoteState::Idle);
+    match (&record.atlas_id, deleting, idle || !listed.has_dns_domain) {
+        (Some(id), false, true) => Action::Update {
+            link: Box::new(link.clone()),
+            atlas_id: id.clone(),
+            remote_state: state.cloned(),
+            recorded: record.fingerprint,
+        },
+        _ => changed(ChangedWhy::DnsDomainRefused {
+            state: state.cloned(),
+        }),
+    }
 }
 
 /// Decides what a pass does. Pure: the same inputs give the same plan.
@@ -136,12 +189,7 @@ fn plan_links<'a, 'i>(
             Some(r) => match r.phase {
                 Phase::Created | Phase::Adopted => {
                     if !same_spec(r, link) {
-                        each(Action::Changed {
-                            key: link.key.clone(),
-                            atlas_id: r.atlas_id.clone(),
-                            recorded: r.fingerprint,
-                            desired: link.fingerprint,
-                        });
+                        each(changed_or_update(r, link, index));
                         continue;
                     }
                     match (&r.atlas_id, index) {

@@ -1,7 +1,7 @@
 //! The indexes a plan builds over its inputs: each project's listing (`ProjectIndex`, with its
 //! lazily built `AdoptionIndex`) and the connection ids already taken (`Claimed`).
 
-use super::RemoteListing;
+use super::{ListedState, RemoteListing};
 use crate::model::{FxMap, FxSet, IdentityKey, LinkSpec, Record, RemoteConnection, RemoteState};
 use std::cell::OnceCell;
 
@@ -39,6 +39,14 @@ impl<'a> ProjectIndex<'a> {
             by_id,
             adoption: OnceCell::new(),
         }
+    }
+
+    /// What the listing shows of connection `id` (the first copy of an id listed twice). A scan:
+    /// only a `dnsDomain` change asks, which is rare.
+    pub(super) fn listed(&self, id: &str) -> Option<ListedState<'a>> {
+        self.listing
+            .states()
+            .find_map(|(listed_id, state)| (listed_id == id).then_some(state))
     }
 
     fn adoption(&self) -> &AdoptionIndex<'a> {

@@ -31,10 +31,19 @@
 //! starts the listings it passes in (and `sent_unix` is rounded up to the second): so when
 //! `until_unix <= now_unix`, every listing in `listings` started after the window closed.
 //!
+//! # dnsDomain updates
+//! `dnsDomain` is the one field Atlas updates in place (PATCH). A link created or adopted with a
+//! spec that differs from the declared one ONLY in `dnsDomain` (the recorded spec with the declared
+//! domain fingerprints as the declared spec) is an **update** when its project's listing shows the
+//! connection `IDLE` or without a domain, the only states in which Atlas takes the PATCH. Otherwise
+//! it is **changed**, with the reason (`ChangedWhy`): its state, no listing yet (the pass lists the
+//! project, so `needs_listing`), not in the listing, or a domain to remove (a PATCH can only set one).
+//! Any other difference is changed as before: never replaced.
+//!
 //! # JSON shape (stable; `plan --output json` prints it)
 //! ```json
 //! {
-//!   "counts": {"create": 1, "adopt": 0, "unchanged": 0, "changed": 0, "conflict": 0,
+//!   "counts": {"create": 1, "adopt": 0, "unchanged": 0, "update": 0, "changed": 0, "conflict": 0,
 //!              "orphaned": 0, "waiting": 0, "inflight": 0},
 //!   "actions": [
 //!     {"action": "create", "groupId": "…", "name": "…", "reason": "new|resume|retry|recreate",
@@ -42,8 +51,10 @@
 //!     {"action": "adopt", "groupId": "…", "name": "…", "atlasId": "…", "remoteState": "DONE"|null,
 //!      "fingerprint": "…", "source": "file:line"},
 //!     {"action": "unchanged", "groupId": "…", "name": "…", "atlasId": "…", "remoteState": "DONE"|null},
+//!     {"action": "update", "groupId": "…", "name": "…", "atlasId": "…", "remoteState": "IDLE"|null,
+//!      "dnsDomain": "…", "recordedFingerprint": "…", "desiredFingerprint": "…", "source": "file:line"},
 //!     {"action": "changed", "groupId": "…", "name": "…", "atlasId": "…"|null,
-//!      "recordedFingerprint": "…", "desiredFingerprint": "…"},
+//!      "recordedFingerprint": "…", "desiredFingerprint": "…", "reason": "…"|null},
 //!     {"action": "orphaned", "groupId": "…", "name": "…", "atlasId": "…"|null, "phase": "created"},
 //!     {"action": "waiting", "groupId": "…", "name": "…", "untilUnix": 1700000000, "attempts": 2,
 //!      "lastError": "…"|null},
@@ -60,7 +71,7 @@ mod decide;
 mod index;
 
 pub(crate) use action::Plan;
-pub use action::{Action, CreateReason};
+pub use action::{Action, ChangedWhy, CreateReason};
 pub(crate) use decide::plan_project_each;
 pub use decide::{plan, plan_each};
 
@@ -89,6 +100,8 @@ pub struct HeldConnection {
     pub error_message: Option<String>,
     /// Boxed: all absent for most connections, and a listing can hold a million of these.
     pub outputs: Option<Box<EndpointOutputs>>,
+    /// Whether Atlas shows a `dnsDomain`: without one, a PATCH may set it in any state.
+    pub has_dns_domain: bool,
 }
 
 /// What a plan and the ledger read of any listed connection, held or not.
@@ -97,6 +110,7 @@ pub(crate) struct ListedState<'a> {
     pub(crate) state: Option<&'a RemoteState>,
     pub(crate) error_message: Option<&'a String>,
     pub(crate) outputs: Option<&'a EndpointOutputs>,
+    pub(crate) has_dns_domain: bool,
 }
 
 impl ListedState<'_> {
@@ -131,6 +145,7 @@ impl RemoteListing {
                 state: c.state,
                 error_message: c.error_message,
                 outputs,
+                has_dns_domain: c.dns_domain.is_some(),
             }
         }));
     }
@@ -144,6 +159,7 @@ impl RemoteListing {
                     state: c.state.as_ref(),
                     error_message: c.error_message.as_ref(),
                     outputs: Some(&c.outputs),
+                    has_dns_domain: c.dns_domain.is_some(),
                 },
             )
         });
@@ -154,6 +170,7 @@ impl RemoteListing {
                     state: h.state.as_ref(),
                     error_message: h.error_message.as_ref(),
                     outputs: h.outputs.as_deref(),
+                    has_dns_domain: h.has_dns_domain,
                 },
             )
         });

@@ -8,11 +8,14 @@
 use crate::atlas::ErrorClass;
 use std::time::Duration;
 
-/// The kind of call that failed. Reads change nothing in Atlas; a create may have.
+/// The kind of call that failed. Reads change nothing in Atlas; a create may have; an update (a
+/// PATCH of `dnsDomain`) may have too, but sending it again sets the same domain, so it is retried
+/// like a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     Create,
     List,
+    Update,
 }
 
 /// How often this call has failed so far in this pass, the failure being decided included.
@@ -104,9 +107,13 @@ pub(crate) fn decide(
                 IfAbsent::CreateAgain
             },
         },
-        // Never sent (a connection error), or a read: repeating it is harmless.
+        // Atlas refused the PATCH for a conflict it does not explain: a later pass tries again.
+        (Op::Update, ErrorClass::Conflict) => Next::GiveUp,
+        // Never sent (a connection error), a read, or an idempotent PATCH whose answer was lost (it
+        // sets the same domain again): repeating it is harmless.
         (Op::Create, ErrorClass::Retryable)
-        | (Op::List, ErrorClass::Retryable | ErrorClass::Ambiguous | ErrorClass::Conflict) => {
+        | (Op::List, ErrorClass::Retryable | ErrorClass::Ambiguous | ErrorClass::Conflict)
+        | (Op::Update, ErrorClass::Retryable | ErrorClass::Ambiguous) => {
             if attempts.failures >= limits.max_attempts {
                 Next::GiveUp
             } else {
@@ -307,5 +314,42 @@ mod tests {
                 Next::GiveUp
             );
         }
+    }
+
+    #[test]
+    fn an_unanswered_update_is_simply_sent_again_and_a_refused_one_gives_up() {
+        for class in [ErrorClass::Retryable, ErrorClass::Ambiguous] {
+            assert_eq!(
+                decide(Op::Update, &class, failures(1), &LIMITS, STEP),
+                Next::Retry { after: STEP },
+                "{class:?}"
+            );
+            assert_eq!(
+                decide(Op::Update, &class, failures(3), &LIMITS, STEP),
+                Next::GiveUp,
+                "{class:?}"
+            );
+        }
+        for class in [
+            ErrorClass::Permanent,
+            ErrorClass::Auth,
+            ErrorClass::Conflict,
+        ] {
+            assert_eq!(
+                decide(Op::Update, &class, failures(1), &LIMITS, STEP),
+                Next::GiveUp,
+                "{class:?}"
+            );
+        }
+        assert!(matches!(
+            decide(
+                Op::Update,
+                &ErrorClass::RateLimited { retry_after: None },
+                rate_limited(1),
+                &LIMITS,
+                STEP
+            ),
+            Next::PauseProject { .. }
+        ));
     }
 }

@@ -30,7 +30,7 @@
 //! `observer` (API calls into metrics), `list` (listing a project), `create` (creating one link),
 //! `pass` (a whole pass and its "never a duplicate" guard), `halt` (a pass's stop when the ledger it
 //! holds was replaced), `refresh` (list and record states without planning: `outputs --refresh`,
-//! `--once --wait`); `decide` and `budget` as above.
+//! `--once --wait`), `update` (in-place `dnsDomain` updates, PATCH); `decide` and `budget` as above.
 
 mod budget;
 mod clock;
@@ -43,6 +43,7 @@ mod observer;
 mod pass;
 mod policy;
 mod refresh;
+mod update;
 
 pub(crate) use clock::instant_at_unix;
 pub use clock::now_unix;

@@ -10,6 +10,7 @@ use super::create::{CreateJob, CreateOutcome, near_match_reason};
 use super::halt::Halt;
 use super::list::Abandon;
 use super::refresh::remote_state_change;
+use super::update::UpdateJob;
 use crate::ledger::{LedgerError, LedgerReplaced};
 use crate::lock::LockExt;
 use crate::metrics;
@@ -17,9 +18,11 @@ use crate::model::{
     DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, Record, RemoteConnection,
 };
 use crate::phases;
-use crate::plan::{self, Action, CreateReason, ListedState, Listings, PlanSettings, RemoteListing};
+use crate::plan::{
+    self, Action, ChangedWhy, CreateReason, ListedState, Listings, PlanSettings, RemoteListing,
+};
 use crate::progress::Progress;
-use crate::report::{FailedLink, PassReport};
+use crate::report::{ChangedLink, FailedLink, PassReport};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use std::borrow::Cow;
@@ -254,6 +257,7 @@ impl Reconciler {
 
         let mut jobs: Vec<Job> = Vec::new();
         let mut adoptions: Vec<(Box<DesiredLink>, Box<RemoteConnection>)> = Vec::new();
+        let mut updates: Vec<UpdateJob> = Vec::new();
         {
             let mut report = shared.report.lock_or_recover();
             let report = &mut *report;
@@ -297,15 +301,32 @@ impl Reconciler {
                         )),
                         _ => report.unchanged += 1,
                     },
+                    // The plan makes an update only from this project's listing.
+                    Action::Update { link, atlas_id, .. } => {
+                        updates.push(UpdateJob { link, atlas_id })
+                    }
                     Action::Changed {
                         key,
                         recorded,
                         desired,
+                        why,
                         ..
                     } => {
-                        tracing::warn!(link = %key, recorded = %recorded.short(), desired = %desired.short(),
-                            "the manifest changed a link that already exists; atlas-linkd never deletes or recreates it");
-                        report.changed.push(key);
+                        let reason = why.reason();
+                        match &reason {
+                            None => {
+                                tracing::warn!(link = %key, recorded = %recorded.short(), desired = %desired.short(),
+                                "the manifest changed a link that already exists; atlas-linkd never deletes or recreates it")
+                            }
+                            Some(reason) => {
+                                tracing::warn!(link = %key, recorded = %recorded.short(), desired = %desired.short(),
+                                "dnsDomain not updated: {reason}")
+                            }
+                        }
+                        if matches!(why, ChangedWhy::DnsDomainRefused { .. }) {
+                            self.count_update(metrics::update_outcome::REFUSED);
+                        }
+                        report.changed.push(ChangedLink::new(&key, reason));
                     }
                     Action::Orphaned { key, .. } => {
                         tracing::warn!(link = %key, "recorded in the ledger but no longer declared; left in place");
@@ -352,6 +373,10 @@ impl Reconciler {
         }
         drop(listing);
         shared.progress.planned(jobs.len());
+        if !updates.is_empty() {
+            self.run_updates(updates, options, &shared.halt, &shared.report)
+                .await;
+        }
         if jobs.is_empty() && adoptions.is_empty() {
             return Ok(());
         }
@@ -442,7 +467,7 @@ impl Reconciler {
         set(metrics::link_status::DESIRED, desired.link_count());
         set(
             metrics::link_status::CONVERGED,
-            report.created.len() + report.adopted.len() + report.unchanged,
+            report.created.len() + report.adopted.len() + report.unchanged + report.updated.len(),
         );
         set(
             metrics::link_status::PENDING,

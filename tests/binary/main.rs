@@ -25,5 +25,6 @@ mod packaging;
 mod prom_promtool;
 mod prom_server;
 mod systemd_unit;
+mod update;
 mod wait;
 mod watch_replace;

@@ -7,6 +7,7 @@ mod support;
 
 mod atlas_client;
 mod atlas_hostile;
+mod atlas_update;
 mod config_debounce;
 mod config_load;
 mod endpoint_http;
@@ -23,3 +24,4 @@ mod manifest_fingerprint;
 mod manifest_schema;
 mod plan_props;
 mod reconcile_pass;
+mod reconcile_update;

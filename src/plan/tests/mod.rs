@@ -112,7 +112,15 @@ fn projects_unlisted(p: &Plan, listings: &Listings) -> BTreeSet<GroupId> {
 
 /// Every action counted once, whatever its kind.
 fn total(c: &super::action::PlanCounts) -> usize {
-    c.create + c.adopt + c.unchanged + c.changed + c.conflict + c.orphaned + c.waiting + c.inflight
+    c.create
+        + c.adopt
+        + c.unchanged
+        + c.update
+        + c.changed
+        + c.conflict
+        + c.orphaned
+        + c.waiting
+        + c.inflight
 }
 
 fn only(p: &Plan) -> &Action {
@@ -360,6 +368,7 @@ fn changed_spec_is_reported_never_recreated() {
             atlas_id: Some("r1".into()),
             recorded: old.fingerprint,
             desired: new.fingerprint,
+            why: ChangedWhy::Spec,
         }
     );
 }
@@ -595,3 +604,4 @@ fn a_reduced_listing_plans_as_the_whole_one() {
 mod in_flight;
 mod near_match;
 mod per_project;
+mod update;
