@@ -21,8 +21,8 @@ pub const DEBOUNCE_MAX_WAIT_MS: RangeInclusive<u64> = 10..=HOUR * 1_000;
 pub const CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
 /// `reconcile.per_project_concurrency` (and at most `reconcile.concurrency`).
 pub const PER_PROJECT_CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
-/// `reconcile.ready_poll_secs`: how often `--once --wait` lists a project whose links are not
-/// `DONE` yet. An hour between looks would make a wait pointless.
+/// `reconcile.ready_poll_secs`: how often `--once --wait` and the daemon's readiness polls list a project
+/// whose links are not `DONE` yet. An hour between looks would make a wait pointless.
 pub const READY_POLL_SECS: RangeInclusive<u64> = 1..=HOUR;
 /// `reconcile.settle_secs`.
 pub const SETTLE_SECS: RangeInclusive<u64> = 1..=DAY;
