@@ -6,12 +6,12 @@
 //! settled, `FAILED` included; a manifest change while they run still gets its pass, after which
 //! they go on; and a SIGTERM while they run stops the daemon promptly with 0.
 
+use crate::support::daemon::Daemon;
 use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
 use fake_atlas::FakeConfig;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -107,91 +107,13 @@ impl Drop for NotifySocket {
     }
 }
 
-/// A running daemon; killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn spawn(h: &Harness, port: u16, notify: Option<&NotifySocket>) -> Daemon {
-        let log = h.dir.path().join("daemon.log");
-        let mut cmd = harness::binary(&h.config_path);
-        cmd.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(n) = notify {
-            cmd.env("NOTIFY_SOCKET", &n.path);
-        }
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-            port,
-            http: reqwest::Client::new(),
-        }
+/// The daemon on `h`'s config, its log in `daemon.log`, speaking sd_notify to `notify` if given.
+fn start(h: &Harness, port: u16, notify: Option<&NotifySocket>) -> Daemon {
+    let mut cmd = harness::binary(&h.config_path);
+    if let Some(n) = notify {
+        cmd.env("NOTIFY_SOCKET", &n.path);
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let resp = self
-            .http
-            .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        let status = resp.status().as_u16();
-        Some((status, resp.text().await.ok()?))
-    }
-
-    /// The value of one sample, e.g. `atlas_linkd_remote_links{state="DONE"}`.
-    async fn metric(&self, sample: &str) -> Option<f64> {
-        let (_, text) = self.get("/metrics").await?;
-        text.lines().find_map(|l| {
-            l.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
-    }
-
-    /// Polls until `sample` has `value`; panics with the log after `DEADLINE`.
-    async fn wait_metric(&self, sample: &str, value: f64) {
-        let what = lazy(|| format!("{sample} = {value}\n{}", self.log()));
-        eventually(what, DEADLINE, async || {
-            (self.metric(sample).await == Some(value)).then_some(())
-        })
-        .await;
-    }
-
-    /// Polls until `/readyz` answers 200 with a body that `ok` accepts; returns the body.
-    async fn wait_readyz(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let what = lazy(|| format!("/readyz: {what}\n{}", self.log()));
-        eventually(what, DEADLINE, async || match self.get("/readyz").await {
-            Some((200, body)) if ok(&body) => Some(body),
-            _ => None,
-        })
-        .await
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Daemon::spawn(cmd, h.dir.path().join("daemon.log"), port)
 }
 
 #[tokio::test]
@@ -202,7 +124,7 @@ async fn the_daemon_lists_pending_projects_each_poll_until_every_link_is_done_th
     write_config(&h, port);
     let notify = NotifySocket::bind();
     let started = Instant::now();
-    let d = Daemon::spawn(&h, port, Some(&notify));
+    let d = start(&h, port, Some(&notify));
 
     // Resync is an hour away: only the readiness polls can show the links DONE this soon.
     d.wait_metric("atlas_linkd_remote_links{state=\"DONE\"}", 6.0)
@@ -239,7 +161,9 @@ async fn the_daemon_lists_pending_projects_each_poll_until_every_link_is_done_th
 
     // Settled: /readyz is 200 without a pending line, and the polls have stopped.
     let body = d
-        .wait_readyz("no pending line", |b| !b.contains("not yet DONE"))
+        .wait_readyz("no pending line", |s, b| {
+            s == 200 && !b.contains("not yet DONE")
+        })
         .await;
     assert_eq!(body, "ready\n");
     let before = lists(&h);
@@ -281,7 +205,7 @@ async fn a_failed_link_stops_the_polling_for_it_and_readyz_stays_200() {
     let h = harness(fake, 1, 3, "").await;
     let port = free_port();
     write_config(&h, port);
-    let d = Daemon::spawn(&h, port, None);
+    let d = start(&h, port, None);
 
     d.wait_metric("atlas_linkd_remote_links{state=\"FAILED\"}", 1.0)
         .await;
@@ -289,8 +213,8 @@ async fn a_failed_link_stops_the_polling_for_it_and_readyz_stays_200() {
         .await;
     // FAILED is shown, as a settled link, not a pending one: readiness stays 200.
     let body = d
-        .wait_readyz("the FAILED line without a pending one", |b| {
-            b.contains("FAILED: 1 link") && !b.contains("not yet DONE")
+        .wait_readyz("the FAILED line without a pending one", |s, b| {
+            s == 200 && b.contains("FAILED: 1 link") && !b.contains("not yet DONE")
         })
         .await;
     assert!(body.starts_with("ready\n"), "{body}");
@@ -312,10 +236,12 @@ async fn pending_links_show_in_readyz_and_a_sigterm_stops_the_polling_daemon_pro
     let h = harness(lifecycle(600_000, 0), projects, links, "").await;
     let port = free_port();
     write_config(&h, port);
-    let mut d = Daemon::spawn(&h, port, None);
+    let mut d = start(&h, port, None);
 
     let body = d
-        .wait_readyz("the pending line", |b| b.contains("not yet DONE"))
+        .wait_readyz("the pending line", |s, b| {
+            s == 200 && b.contains("not yet DONE")
+        })
         .await;
     assert_eq!(body, "ready\nnot yet DONE: 4 links in 2 projects\n");
     d.wait_metric("atlas_linkd_remote_links{state=\"IDLE\"}", 4.0)
@@ -330,15 +256,7 @@ async fn pending_links_show_in_readyz_and_a_sigterm_stops_the_polling_daemon_pro
 
     let signalled = Instant::now();
     d.signal("TERM");
-    let log = d.log.clone();
-    let what = lazy(move || {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        format!("the daemon's exit after SIGTERM\n{log}")
-    });
-    let status = eventually(what, Duration::from_secs(10), async || {
-        d.child.try_wait().unwrap()
-    })
-    .await;
+    let status = d.wait_exit().await;
     assert_eq!(status.code(), Some(0), "{}", d.log());
     assert!(signalled.elapsed() < Duration::from_secs(10));
     assert!(d.log().contains("atlas-linkd stopped"), "{}", d.log());
@@ -350,9 +268,9 @@ async fn a_manifest_change_while_polling_still_gets_its_pass_and_the_polls_follo
     let h = harness(lifecycle(600_000, 0), 1, 2, "").await;
     let port = free_port();
     write_config(&h, port);
-    let d = Daemon::spawn(&h, port, None);
-    d.wait_readyz("two pending links", |b| {
-        b.contains("not yet DONE: 2 links in 1 project\n")
+    let d = start(&h, port, None);
+    d.wait_readyz("two pending links", |s, b| {
+        s == 200 && b.contains("not yet DONE: 2 links in 1 project\n")
     })
     .await;
     let what = lazy(|| format!("a poll after the pass\n{}", d.log()));
@@ -362,8 +280,8 @@ async fn a_manifest_change_while_polling_still_gets_its_pass_and_the_polls_follo
     harness::write_manifest(h.dir.path(), 1, 3);
     d.wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 3.0)
         .await;
-    d.wait_readyz("three pending links", |b| {
-        b.contains("not yet DONE: 3 links in 1 project\n")
+    d.wait_readyz("three pending links", |s, b| {
+        s == 200 && b.contains("not yet DONE: 3 links in 1 project\n")
     })
     .await;
     assert_eq!(h.fake.connections(&group_id(0)).len(), 3);

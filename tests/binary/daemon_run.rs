@@ -3,17 +3,17 @@
 //! live `/metrics` through promtool, and an idle daemon that makes no API calls. The figures (save to
 //! first create, idle RSS and CPU) are `cargo bench --bench daemon_scale -- small`.
 
+use crate::support::daemon::Daemon;
 use crate::support::fake::{ACCEPT, bearer_token};
 use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
 use atlas_linkd::ledger::Ledger;
 use atlas_linkd::model::Phase;
 use fake_atlas::FakeConfig;
-use std::cell::RefCell;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,149 +34,6 @@ fn write_config(h: &Harness, port: u16, extra: &str) {
     .unwrap();
 }
 
-/// A running daemon; killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn spawn(h: &Harness, port: u16, name: &str, env: &[(&str, &str)]) -> Daemon {
-        let log = h.dir.path().join(format!("{name}.log"));
-        let mut cmd = harness::binary(&h.config_path);
-        cmd.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-            port,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.log)
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let resp = self
-            .http
-            .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        let status = resp.status().as_u16();
-        Some((status, resp.text().await.ok()?))
-    }
-
-    async fn metrics(&self) -> String {
-        self.get("/metrics")
-            .await
-            .map(|(_, body)| body)
-            .unwrap_or_default()
-    }
-
-    /// The value of one sample, e.g. `atlas_linkd_creates_total{outcome="success"}`.
-    async fn metric(&self, sample: &str) -> Option<f64> {
-        sample_value(&self.metrics().await, sample)
-    }
-
-    /// Passes of any result so far.
-    async fn passes(&self) -> f64 {
-        let text = self.metrics().await;
-        ["converged", "partial", "error"]
-            .iter()
-            .filter_map(|r| {
-                sample_value(
-                    &text,
-                    &format!("atlas_linkd_reconcile_passes_total{{result=\"{r}\"}}"),
-                )
-            })
-            .sum()
-    }
-
-    /// Polls until `sample` has `value`; panics with the log and the metrics after `DEADLINE`.
-    async fn wait_metric(&self, sample: &str, value: f64) {
-        let last = RefCell::new(String::new());
-        let what = lazy(|| {
-            format!(
-                "{sample} to reach {value}\n--- metrics\n{}\n--- log\n{}",
-                last.borrow(),
-                self.log()
-            )
-        });
-        eventually(what, DEADLINE, async || {
-            let text = self.metrics().await;
-            let reached = sample_value(&text, sample) == Some(value);
-            *last.borrow_mut() = text;
-            reached.then_some(())
-        })
-        .await;
-    }
-
-    /// Polls until more than `before` passes have ended.
-    async fn wait_passes_beyond(&self, before: f64) {
-        let what = lazy(|| format!("a pass after {before}\n--- log\n{}", self.log()));
-        eventually(what, DEADLINE, async || {
-            (self.passes().await > before).then_some(())
-        })
-        .await;
-    }
-
-    async fn wait_exit(&mut self) -> ExitStatus {
-        let log = self.log.clone();
-        let child = &mut self.child;
-        let what = lazy(|| format!("the daemon to exit\n--- log\n{}", read_log(&log)));
-        eventually(what, DEADLINE, async || child.try_wait().unwrap()).await
-    }
-
-    async fn wait_log(&self, needle: &str) {
-        let what = lazy(|| format!("the log to say {needle:?}\n--- log\n{}", self.log()));
-        eventually(what, DEADLINE, async || {
-            self.log().contains(needle).then_some(())
-        })
-        .await;
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sample_value(text: &str, sample: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(sample)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
 /// A manifest with `links` S3 links in test project `project`.
 fn project_yaml(project: usize, links: usize) -> String {
     let mut y = format!(
@@ -191,12 +48,21 @@ fn project_yaml(project: usize, links: usize) -> String {
     y
 }
 
+/// The daemon on `h`'s config, its log in `NAME.log`, with `env` added to the test environment.
+fn start(h: &Harness, port: u16, name: &str, env: &[(&str, &str)]) -> Daemon {
+    let mut cmd = harness::binary(&h.config_path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Daemon::spawn(cmd, h.dir.path().join(format!("{name}.log")), port)
+}
+
 #[tokio::test]
 async fn follows_manifest_changes_keeps_broken_files_and_serves_promtool_clean_metrics() {
     let h = harness(FakeConfig::default(), 2, 3, "").await;
     let port = free_port();
     write_config(&h, port, "");
-    let mut d = Daemon::spawn(&h, port, "daemon", &[]);
+    let mut d = start(&h, port, "daemon", &[]);
 
     d.wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 6.0)
         .await;
@@ -309,7 +175,7 @@ async fn sigterm_during_a_slow_pass_exits_0_with_every_started_create_recorded()
         port,
         "reconcile:\n  concurrency: 4\n  per_project_concurrency: 4\n",
     );
-    let mut d = Daemon::spawn(&h, port, "daemon", &[]);
+    let mut d = start(&h, port, "daemon", &[]);
     let what = lazy(|| format!("4 creates\n{}", d.log()));
     eventually(what, DEADLINE, async || {
         (h.fake.counters().creates_committed >= 4).then_some(())
@@ -353,11 +219,11 @@ async fn a_second_daemon_on_the_same_ledger_exits_2_naming_the_pid() {
     let h = harness(FakeConfig::default(), 1, 2, "").await;
     let port = free_port();
     write_config(&h, port, "");
-    let first = Daemon::spawn(&h, port, "first", &[]);
+    let first = start(&h, port, "first", &[]);
     first
         .wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 2.0)
         .await;
-    let mut second = Daemon::spawn(&h, port, "second", &[]);
+    let mut second = start(&h, port, "second", &[]);
     let status = second.wait_exit().await;
     assert_eq!(status.code(), Some(2), "{}", second.log());
     let log = second.log();
@@ -444,7 +310,7 @@ async fn speaks_sd_notify_and_survives_a_sighup_with_a_broken_config() {
     let notify = NotifySocket::bind();
     let socket = notify.path.to_str().unwrap().to_owned();
     // systemd also sets WATCHDOG_PID, which a test cannot know before the spawn; absent means "for us".
-    let mut d = Daemon::spawn(
+    let mut d = start(
         &h,
         port,
         "daemon",
@@ -509,7 +375,7 @@ async fn speaks_sd_notify_and_survives_a_sighup_with_a_broken_config() {
         .await;
     d.wait_log("refusing the new config").await;
     assert_eq!(d.get("/readyz").await.unwrap().0, 200);
-    assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited");
+    assert!(d.try_wait().is_none(), "the daemon exited");
     // Still reconciling on the old config: a new file is created.
     std::fs::write(
         h.dir.path().join("manifests").join("more.yaml"),
@@ -539,7 +405,7 @@ async fn resync_records_remote_states_and_recreates_a_deleted_connection() {
     let h = harness(fake, 1, 4, "").await;
     let port = free_port();
     write_config(&h, port, "reconcile:\n  resync_interval_secs: 1\n");
-    let d = Daemon::spawn(&h, port, "daemon", &[]);
+    let d = start(&h, port, "daemon", &[]);
     d.wait_metric("atlas_linkd_remote_links{state=\"DONE\"}", 3.0)
         .await;
     d.wait_metric("atlas_linkd_remote_links{state=\"FAILED\"}", 1.0)
@@ -595,7 +461,7 @@ async fn an_idle_daemon_makes_no_api_calls() {
     let h = harness(FakeConfig::default(), 4, 25, "").await;
     let port = free_port();
     write_config(&h, port, "");
-    let d = Daemon::spawn(&h, port, "daemon", &[]);
+    let d = start(&h, port, "daemon", &[]);
     d.wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 100.0)
         .await;
     d.wait_metric(
@@ -628,7 +494,7 @@ async fn a_second_sigterm_exits_at_once_with_status_1() {
         port,
         "reconcile:\n  concurrency: 1\n  per_project_concurrency: 1\n",
     );
-    let mut d = Daemon::spawn(&h, port, "daemon", &[]);
+    let mut d = start(&h, port, "daemon", &[]);
     let what = lazy(|| format!("a first create\n{}", d.log()));
     eventually(what, DEADLINE, async || {
         (h.fake.counters().creates_committed >= 1).then_some(())
@@ -647,13 +513,13 @@ async fn refuses_to_start_with_exit_2_on_an_invalid_manifest_or_a_busy_metrics_p
     let port = busy.local_addr().unwrap().port();
     write_config(&h, port, "");
 
-    let mut d = Daemon::spawn(&h, port, "busy", &[]);
+    let mut d = start(&h, port, "busy", &[]);
     assert_eq!(d.wait_exit().await.code(), Some(2), "{}", d.log());
     assert!(d.log().contains("metrics.listen"), "{}", d.log());
 
     let broken = h.dir.path().join("manifests").join("broken.yaml");
     std::fs::write(&broken, "projects:\n  - groupId: 0123\n    links: []\n").unwrap();
-    let mut d = Daemon::spawn(&h, free_port(), "invalid", &[]);
+    let mut d = start(&h, free_port(), "invalid", &[]);
     assert_eq!(d.wait_exit().await.code(), Some(2), "{}", d.log());
     assert!(d.log().contains("broken.yaml"), "{}", d.log());
     // Neither attempt reached Atlas.

@@ -3,6 +3,7 @@
 //! metrics address beyond loopback. Atlas is the in-process fake, behind a proxy of ours that answers
 //! what the fake will not (a `Retry-After` date, a 401 to every call) when told to.
 
+use crate::support::daemon::Daemon;
 use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
 use axum::body::Bytes;
@@ -13,7 +14,7 @@ use fake_atlas::FakeConfig;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -152,132 +153,6 @@ fn project_yaml(project: usize, links: usize) -> String {
     y
 }
 
-fn sample_value(text: &str, sample: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(sample)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
-/// A running daemon; killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    /// Spawns the daemon; `nofile` sets its soft and hard limit on open files, as a unit without
-    /// `LimitNOFILE=` would leave them.
-    fn spawn(
-        h: &Harness,
-        port: u16,
-        name: &str,
-        env: &[(&str, &str)],
-        nofile: Option<u64>,
-    ) -> Daemon {
-        let log = h.dir.path().join(format!("{name}.log"));
-        let mut cmd = harness::binary(&h.config_path);
-        cmd.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        if let Some(n) = nofile {
-            // SAFETY: `setrlimit` is async-signal-safe, and the closure touches nothing else.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-            port,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let resp = self
-            .http
-            .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        let status = resp.status().as_u16();
-        Some((status, resp.text().await.ok()?))
-    }
-
-    async fn metrics(&self) -> String {
-        self.get("/metrics")
-            .await
-            .map(|(_, body)| body)
-            .unwrap_or_default()
-    }
-
-    async fn wait_metric(&self, sample: &str, value: f64) {
-        let what = lazy(|| format!("{sample} to reach {value}\n--- log\n{}", self.log()));
-        eventually(what, DEADLINE, async || {
-            (sample_value(&self.metrics().await, sample) == Some(value)).then_some(())
-        })
-        .await;
-    }
-
-    async fn wait_log(&self, needle: &str) -> String {
-        let what = lazy(|| format!("the log to say {needle:?}\n--- log\n{}", self.log()));
-        eventually(what, DEADLINE, async || {
-            self.log()
-                .lines()
-                .find(|l| l.contains(needle))
-                .map(str::to_owned)
-        })
-        .await
-    }
-
-    /// Polls `/readyz` until `f` accepts its status and body; returns the body.
-    async fn wait_readyz(&self, what: &str, f: impl Fn(u16, &str) -> bool) -> String {
-        let last = Mutex::new(None);
-        let msg = lazy(|| {
-            format!(
-                "/readyz to be {what}; last: {:?}\n--- log\n{}",
-                last.lock().unwrap(),
-                self.log()
-            )
-        });
-        eventually(msg, DEADLINE, async || {
-            let got = self.get("/readyz").await;
-            let ok = got.as_ref().is_some_and(|(s, b)| f(*s, b));
-            let body = got.as_ref().map(|(_, b)| b.clone());
-            *last.lock().unwrap() = got;
-            if ok { body } else { None }
-        })
-        .await
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// systemd's side of `NOTIFY_SOCKET`: every datagram received, in order.
 struct NotifySocket {
     _dir: tempfile::TempDir,
@@ -348,6 +223,32 @@ fn raise_own_nofile() -> u64 {
 /// Issue 12, case 2: about 1,000 idle connections from any local user took every descriptor of a
 /// daemon under the default limit of 1,024: `/metrics` stopped answering, a new manifest was never
 /// created, and the watchdog pings stopped. With 1,100 held open, all three go on.
+/// The daemon on `h`'s config, its log in `NAME.log`, with `env` added to the test environment;
+/// `nofile` sets its soft and hard limit on open files, as a unit without `LimitNOFILE=` would leave
+/// them.
+fn start(h: &Harness, port: u16, name: &str, env: &[(&str, &str)], nofile: Option<u64>) -> Daemon {
+    let mut cmd = harness::binary(&h.config_path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(n) = nofile {
+        // SAFETY: `setrlimit` is async-signal-safe, and the closure touches nothing else.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    Daemon::spawn(cmd, h.dir.path().join(format!("{name}.log")), port)
+}
+
 #[tokio::test]
 async fn idle_connections_leave_metrics_creates_and_the_watchdog_working() {
     const IDLE: usize = 1_100;
@@ -356,7 +257,7 @@ async fn idle_connections_leave_metrics_creates_and_the_watchdog_working() {
     write_config(&h, &h.fake.base_url(), &format!("127.0.0.1:{port}"), "");
     let notify = NotifySocket::bind();
     let notify_path = notify.path.to_str().unwrap().to_owned();
-    let d = Daemon::spawn(
+    let d = start(
         &h,
         port,
         "idle",
@@ -497,7 +398,7 @@ async fn the_daemon_shows_a_paused_project_in_readyz_the_log_and_a_metric() {
         &format!("127.0.0.1:{port}"),
         "retry:\n  max_attempts: 8\n  initial_backoff_ms: 20\n  max_backoff_secs: 120\n",
     );
-    let d = Daemon::spawn(&h, port, "paused", &[], None);
+    let d = start(&h, port, "paused", &[], None);
     let group = group_id(0);
     let line = d.wait_log("pausing its calls").await;
     let line: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -533,7 +434,7 @@ async fn readyz_is_not_ready_while_atlas_refuses_the_credentials() {
     proxy.refuse.store(true, Ordering::SeqCst);
     let port = free_port();
     write_config(&h, &url, &format!("127.0.0.1:{port}"), "");
-    let d = Daemon::spawn(&h, port, "refused", &[], None);
+    let d = start(&h, port, "refused", &[], None);
 
     let body = d
         .wait_readyz("503 saying the credentials are refused", |s, b| {
@@ -554,7 +455,7 @@ async fn readyz_is_not_ready_while_atlas_refuses_the_credentials() {
 fn signal_hup(d: &Daemon) {
     let st = std::process::Command::new("kill")
         .arg("-HUP")
-        .arg(d.child.id().to_string())
+        .arg(d.pid().to_string())
         .status()
         .unwrap();
     assert!(st.success());
@@ -568,7 +469,7 @@ async fn a_metrics_address_beyond_loopback_is_warned_about_on_reload() {
     let h = harness(FakeConfig::default(), 1, 1, "").await;
     let port = free_port();
     write_config(&h, &h.fake.base_url(), &format!("127.0.0.1:{port}"), "");
-    let d = Daemon::spawn(&h, port, "exposed", &[], None);
+    let d = start(&h, port, "exposed", &[], None);
     d.wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 1.0)
         .await;
     assert!(!d.log().contains("not a loopback address"), "{}", d.log());

@@ -4,11 +4,11 @@
 //! pause is used only in its final form, and continuous writes neither starve passes nor get a
 //! partial link created.
 
+use crate::support::daemon::{Daemon, sample_value};
 use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
 use fake_atlas::FakeConfig;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -28,93 +28,6 @@ fn write_config(h: &Harness, port: u16, manifests: &str, reconcile: &str) {
         ),
     )
     .unwrap();
-}
-
-/// A running daemon; killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn spawn(h: &Harness, port: u16) -> Daemon {
-        let log = h.dir.path().join("daemon.log");
-        let mut cmd = harness::binary(&h.config_path);
-        cmd.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-            port,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    async fn metrics(&self) -> String {
-        let resp = self
-            .http
-            .get(format!("http://127.0.0.1:{}/metrics", self.port))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        match resp {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        }
-    }
-
-    /// Passes of any result so far.
-    async fn passes(&self) -> f64 {
-        let text = self.metrics().await;
-        ["converged", "partial", "error"]
-            .iter()
-            .filter_map(|r| {
-                sample_value(
-                    &text,
-                    &format!("atlas_linkd_reconcile_passes_total{{result=\"{r}\"}}"),
-                )
-            })
-            .sum()
-    }
-
-    /// Polls until more than `before` passes have ended.
-    async fn wait_passes_beyond(&self, before: f64) {
-        let what = lazy(|| format!("a pass after {before}\n--- log\n{}", self.log()));
-        eventually(what, DEADLINE, async || {
-            (self.passes().await > before).then_some(())
-        })
-        .await;
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sample_value(text: &str, sample: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(sample)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
 }
 
 /// The start of a manifest for test project `project`, up to its `links:` key.
@@ -156,7 +69,7 @@ async fn wait_creates(h: &Harness, d: &Daemon, n: u64) {
 async fn started(h: &Harness, manifests: &str) -> Daemon {
     let port = free_port();
     write_config(h, port, manifests, "");
-    let d = Daemon::spawn(h, port);
+    let d = start(h, port);
     wait_creates(h, &d, 2).await;
     d.wait_passes_beyond(0.0).await;
     d
@@ -180,6 +93,15 @@ fn copy_dir(from: &Path, to: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
+}
+
+/// The daemon on `h`'s config, its log in `daemon.log`.
+fn start(h: &Harness, port: u16) -> Daemon {
+    Daemon::spawn(
+        harness::binary(&h.config_path),
+        h.dir.path().join("daemon.log"),
+        port,
+    )
 }
 
 #[tokio::test]
@@ -274,7 +196,7 @@ async fn a_file_written_with_a_pause_creates_its_link_once_in_full() {
         "manifests/",
         "  debounce_ms: 1000\n  debounce_max_wait_ms: 5000\n",
     );
-    let d = Daemon::spawn(&h, port);
+    let d = start(&h, port);
     wait_creates(&h, &d, 2).await;
     let full = endpoint(7, 0);
     let cut = full.len() - 6;
@@ -324,7 +246,7 @@ async fn continuous_writes_get_a_pass_every_max_wait_and_no_partial_link() {
         "manifests/",
         "  debounce_ms: 300\n  debounce_max_wait_ms: 1000\n",
     );
-    let d = Daemon::spawn(&h, port);
+    let d = start(&h, port);
     wait_creates(&h, &d, 2).await;
     d.wait_passes_beyond(0.0).await;
 

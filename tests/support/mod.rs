@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod atlas;
+pub(crate) mod daemon;
 pub(crate) mod fake;
 pub(crate) mod harness;
 pub(crate) mod hostile;
