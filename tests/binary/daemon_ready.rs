@@ -6,14 +6,10 @@
 //! settled, `FAILED` included; a manifest change while they run still gets its pass, after which
 //! they go on; and a SIGTERM while they run stops the daemon promptly with 0.
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, NotifySocket};
 use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
 use fake_atlas::FakeConfig;
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -47,64 +43,6 @@ fn write_config(h: &Harness, port: u16) {
 
 fn lists(h: &Harness) -> u64 {
     h.fake.counters().requests_with("list", 200)
-}
-
-/// Receives the daemon's sd_notify messages on a socket of its own.
-struct NotifySocket {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    messages: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl NotifySocket {
-    fn bind() -> NotifySocket {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (messages.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    m.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                }
-            }
-        });
-        NotifySocket {
-            _dir: dir,
-            path,
-            messages,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn statuses(&self) -> Vec<String> {
-        self.messages
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m.strip_prefix("STATUS="))
-            .map(|s| s.trim_end().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for NotifySocket {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// The daemon on `h`'s config, its log in `daemon.log`, speaking sd_notify to `notify` if given.

@@ -3,7 +3,7 @@
 //! live `/metrics` through promtool, and an idle daemon that makes no API calls. The figures (save to
 //! first create, idle RSS and CPU) are `cargo bench --bench daemon_scale -- small`.
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, NotifySocket};
 use crate::support::fake::{ACCEPT, bearer_token};
 use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
@@ -11,11 +11,7 @@ use atlas_linkd::ledger::Ledger;
 use atlas_linkd::model::Phase;
 use fake_atlas::FakeConfig;
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -234,72 +230,6 @@ async fn a_second_daemon_on_the_same_ledger_exits_2_naming_the_pid() {
     );
     // The first one is unaffected.
     assert_eq!(first.get("/readyz").await.unwrap().0, 200);
-}
-
-/// Collects every datagram sent to a socket standing in for systemd's.
-struct NotifySocket {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    messages: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl NotifySocket {
-    fn bind() -> NotifySocket {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (messages.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    m.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                }
-            }
-        });
-        NotifySocket {
-            _dir: dir,
-            path,
-            messages,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn all(&self) -> Vec<String> {
-        self.messages.lock().unwrap().clone()
-    }
-
-    fn position(&self, from: usize, f: impl Fn(&str) -> bool) -> Option<usize> {
-        self.all()
-            .iter()
-            .enumerate()
-            .skip(from)
-            .find(|(_, m)| f(m))
-            .map(|(i, _)| i)
-    }
-
-    async fn wait_for(&self, from: usize, what: &str, f: impl Fn(&str) -> bool) -> usize {
-        let what = lazy(|| format!("{what} after message {from}: {:?}", self.all()));
-        eventually(what, DEADLINE, async || self.position(from, &f)).await
-    }
-}
-
-impl Drop for NotifySocket {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 #[tokio::test]

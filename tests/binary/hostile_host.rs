@@ -3,7 +3,7 @@
 //! metrics address beyond loopback. Atlas is the in-process fake, behind a proxy of ours that answers
 //! what the fake will not (a `Retry-After` date, a 401 to every call) when told to.
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, NotifySocket};
 use crate::support::harness::{self, Harness, free_port, group_id, harness};
 use crate::support::{eventually, lazy};
 use axum::body::Bytes;
@@ -11,9 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fake_atlas::FakeConfig;
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -151,58 +149,6 @@ fn project_yaml(project: usize, links: usize) -> String {
         ));
     }
     y
-}
-
-/// systemd's side of `NOTIFY_SOCKET`: every datagram received, in order.
-struct NotifySocket {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    messages: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl NotifySocket {
-    fn bind() -> NotifySocket {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (messages.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    m.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                }
-            }
-        });
-        NotifySocket {
-            _dir: dir,
-            path,
-            messages,
-            stop,
-        }
-    }
-
-    fn watchdog_pings(&self) -> usize {
-        self.messages
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
-            .count()
-    }
-}
-
-impl Drop for NotifySocket {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Raises this process's soft limit on open files to its hard limit; returns the new soft limit.

@@ -1,10 +1,14 @@
 //! A spawned `atlas-linkd` daemon, as the binary tests drive it: its log, its endpoint, signals, and
-//! the waits on them (each polls with `eventually` until `DEADLINE`, then fails with the log).
+//! the waits on them (each polls with `eventually` until `DEADLINE`, then fails with the log); and a
+//! socket standing in for systemd's, for its sd_notify messages.
 
 use super::{eventually, lazy};
 use std::cell::RefCell;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a wait on a daemon may take on a loaded 2-core machine before it fails.
@@ -183,4 +187,96 @@ pub(crate) fn sample_value(text: &str, sample: &str) -> Option<f64> {
             .and_then(|rest| rest.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
     })
+}
+
+/// A socket standing in for systemd's `NOTIFY_SOCKET`: collects every datagram the daemon sends.
+pub(crate) struct NotifySocket {
+    _dir: tempfile::TempDir,
+    /// The path to give the daemon as `NOTIFY_SOCKET`.
+    pub(crate) path: PathBuf,
+    messages: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NotifySocket {
+    pub(crate) fn bind() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (messages.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    m.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        });
+        NotifySocket {
+            _dir: dir,
+            path,
+            messages,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every datagram so far, in order.
+    pub(crate) fn all(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// The index of the first datagram from `from` on that `f` accepts.
+    pub(crate) fn position(&self, from: usize, f: impl Fn(&str) -> bool) -> Option<usize> {
+        self.all()
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, m)| f(m))
+            .map(|(i, _)| i)
+    }
+
+    /// Polls until a datagram from `from` on is accepted by `f`; returns its index.
+    pub(crate) async fn wait_for(
+        &self,
+        from: usize,
+        what: &str,
+        f: impl Fn(&str) -> bool,
+    ) -> usize {
+        let what = lazy(|| format!("{what} after message {from}: {:?}", self.all()));
+        eventually(what, DEADLINE, async || self.position(from, &f)).await
+    }
+
+    /// The `STATUS=` lines so far.
+    pub(crate) fn statuses(&self) -> Vec<String> {
+        self.all()
+            .iter()
+            .filter_map(|m| m.strip_prefix("STATUS="))
+            .map(|s| s.trim_end().to_owned())
+            .collect()
+    }
+
+    /// How many datagrams carried `WATCHDOG=1`.
+    pub(crate) fn watchdog_pings(&self) -> usize {
+        self.all()
+            .iter()
+            .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+            .count()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
