@@ -56,6 +56,7 @@ pub enum Operation {
     List,
     Get,
     Create,
+    Delete,
     Token,
     Revoke,
 }
@@ -66,6 +67,7 @@ impl Operation {
             Operation::List => "list",
             Operation::Get => "get",
             Operation::Create => "create",
+            Operation::Delete => "delete",
             Operation::Token => "token",
             Operation::Revoke => "revoke",
         }
@@ -77,6 +79,7 @@ impl Operation {
             Operation::List => "list private link connections",
             Operation::Get => "get a private link connection",
             Operation::Create => "create a private link connection",
+            Operation::Delete => "delete a private link connection",
             Operation::Token => "obtain an OAuth access token",
             Operation::Revoke => "revoke the OAuth access token",
         }

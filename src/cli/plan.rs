@@ -28,7 +28,8 @@ pub(crate) async fn run(flag: Option<&Path>, output: Output, offline: bool) -> E
     } else {
         Vec::new()
     };
-    let settings = plan::PlanSettings::from_settle_secs(config.reconcile.settle_secs);
+    let settings = plan::PlanSettings::from_settle_secs(config.reconcile.settle_secs)
+        .with_prune(crate::reconcile::prune_settings(&config));
     // Before any listing starts: see "Creates still in flight" in `plan`.
     let now = now_unix();
     let mut listings = plan::Listings::new();

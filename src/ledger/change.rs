@@ -47,6 +47,26 @@ pub enum Change {
         outputs: EndpointOutputs,
         at_unix: i64,
     },
+    /// Sets (`Some`) or clears (`None`) since when the link has been undeclared; clears an
+    /// in-use refusal. The row must exist.
+    Undeclared {
+        key: LinkKey,
+        since_unix: Option<i64>,
+        at_unix: i64,
+    },
+    /// Atlas accepted the link's delete (202): phase deleting. The row must exist.
+    Deleting { key: LinkKey, at_unix: i64 },
+    /// A delete was refused (`in_use`: 400 `STREAM_PRIVATE_LINK_IN_USE`) or failed; tried again
+    /// from `next_attempt_unix`. attempts += 1; the phase stays. The row must exist.
+    DeleteRefused {
+        key: LinkKey,
+        in_use: bool,
+        error: String,
+        next_attempt_unix: i64,
+        at_unix: i64,
+    },
+    /// A deleted link that a complete listing no longer shows: the row goes. The row must exist.
+    Forget { key: LinkKey },
 }
 
 impl Change {
@@ -56,7 +76,11 @@ impl Change {
             | Change::Created { key, .. }
             | Change::Adopted { key, .. }
             | Change::Failed { key, .. }
-            | Change::RemoteState { key, .. } => key,
+            | Change::RemoteState { key, .. }
+            | Change::Undeclared { key, .. }
+            | Change::Deleting { key, .. }
+            | Change::DeleteRefused { key, .. }
+            | Change::Forget { key } => key,
         }
     }
 
@@ -67,6 +91,10 @@ impl Change {
             Change::Adopted { .. } => "adopted",
             Change::Failed { .. } => "failed",
             Change::RemoteState { .. } => "remote state",
+            Change::Undeclared { .. } => "undeclared",
+            Change::Deleting { .. } => "deleting",
+            Change::DeleteRefused { .. } => "delete refused",
+            Change::Forget { .. } => "forget",
         }
     }
 }

@@ -36,6 +36,7 @@ mod budget;
 mod clock;
 mod create;
 pub(crate) mod decide;
+mod delete;
 mod gate;
 mod halt;
 mod list;
@@ -49,6 +50,7 @@ pub use clock::now_unix;
 pub(crate) use observer::{CallCounters, MetricsObserver};
 pub use pass::PassError;
 pub use policy::Policy;
+pub(crate) use policy::prune_settings;
 pub(crate) use refresh::refresh_projects;
 
 use crate::atlas::{ApiError, AtlasClient};
