@@ -23,6 +23,7 @@ mod once_binary;
 mod packaging;
 mod prom_promtool;
 mod prom_server;
+mod prune;
 mod systemd_unit;
 mod wait;
 mod watch_replace;
