@@ -16,6 +16,7 @@ mod fake_commit;
 mod fake_faults;
 mod fake_lifecycle;
 mod ledger_memory;
+mod ledger_prune;
 mod ledger_store;
 mod manifest_corpus;
 mod manifest_files;
