@@ -294,6 +294,39 @@ impl PassReport {
     }
 }
 
+/// What holds a prune candidate back, in words for the plan and the report.
+pub(crate) fn hold_reason(hold: &Hold) -> String {
+    match hold {
+        Hold::Disabled => "not deleted: prune.enabled is false".to_owned(),
+        Hold::NoLinksDeclared => {
+            "not deleted: the manifests declare no links at all (an empty or unmounted manifest folder never prunes)".to_owned()
+        }
+        Hold::InUse { until_unix } => format!(
+            "not deleted: a stream connection still uses it (STREAM_PRIVATE_LINK_IN_USE); tried again after {}",
+            format_unix(*until_unix)
+        ),
+        Hold::Failed {
+            until_unix,
+            last_error,
+        } => format!(
+            "not deleted: the last delete failed ({}); tried again after {}",
+            last_error.as_deref().unwrap_or("no detail"),
+            format_unix(*until_unix)
+        ),
+        Hold::Grace { until_unix } => format!(
+            "not deleted yet: within prune.grace_secs; deleted after {} if still undeclared",
+            format_unix(*until_unix)
+        ),
+        Hold::NotListed => {
+            "not deleted: no complete listing of its project in this pass".to_owned()
+        }
+        Hold::Gone => {
+            "not deleted: a complete listing no longer shows it (already gone from Atlas)".to_owned()
+        }
+        Hold::Cap => "not deleted in this pass: prune.max_per_pass deletes reached".to_owned(),
+    }
+}
+
 /// One unmanaged connection, in words.
 fn unmanaged_line(u: &Unmanaged) -> String {
     format!(
@@ -327,10 +360,8 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
             Action::Orphaned { atlas_id, hold, .. } => format!(
                 "orphaned   {key} (connection {} no longer declared; {})",
                 atlas_id.as_deref().unwrap_or("-"),
-                hold.as_ref().map_or_else(
-                    || "never created, so never deleted".to_owned(),
-                    Hold::describe
-                )
+                hold.as_ref()
+                    .map_or_else(|| "never created, so never deleted".to_owned(), hold_reason)
             ),
             Action::Delete { atlas_id, .. } => {
                 format!("delete     {key} (connection {atlas_id} no longer declared; pruned)")

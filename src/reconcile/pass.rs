@@ -24,7 +24,7 @@ use crate::plan::{
     unmanaged_in,
 };
 use crate::progress::Progress;
-use crate::report::{FailedLink, PassReport};
+use crate::report::{FailedLink, PassReport, hold_reason};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use std::borrow::Cow;
@@ -349,11 +349,13 @@ impl Reconciler {
                                 report.orphaned.push(key);
                             }
                             Some(h @ Hold::InUse { .. }) => {
-                                report.in_use.push(FailedLink::new(&key, h.describe()));
+                                report.in_use.push(FailedLink::new(&key, hold_reason(&h)));
                             }
                             Some(h) => {
                                 tracing::info!(link = %key, reason = h.as_str(), "no longer declared; prune holds it back");
-                                report.held_back.push(FailedLink::new(&key, h.describe()));
+                                report
+                                    .held_back
+                                    .push(FailedLink::new(&key, hold_reason(&h)));
                             }
                         }
                     }
@@ -486,7 +488,7 @@ impl Reconciler {
         futures::stream::iter(deletes)
             .map(|(key, atlas_id)| async move {
                 if !shared.take_delete() {
-                    let outcome = DeleteOutcome::Skipped(Hold::Cap.describe());
+                    let outcome = DeleteOutcome::Skipped(hold_reason(&Hold::Cap));
                     return (key, Ok(outcome));
                 }
                 let declared = project.is_some_and(|p| p.links.contains_key(&key.name));
