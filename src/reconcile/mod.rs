@@ -28,6 +28,7 @@
 //!
 //! Files: `policy` (the numbers), `gate` (a project's bucket, slots and 429 pause), `clock`,
 //! `observer` (API calls into metrics), `list` (listing a project), `create` (creating one link),
+//! `delete` (deleting one undeclared link: guarded prune, off unless `prune.enabled`),
 //! `pass` (a whole pass and its "never a duplicate" guard), `halt` (a pass's stop when the ledger it
 //! holds was replaced), `refresh` (list and record states without planning: `outputs --refresh`,
 //! `--once --wait`); `decide` and `budget` as above.
