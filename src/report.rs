@@ -456,6 +456,56 @@ mod tests {
     }
 
     #[test]
+    fn plan_text_names_each_delete_and_what_holds_the_others_back() {
+        let plan = Plan {
+            actions: vec![
+                Action::Delete {
+                    key: key("a"),
+                    atlas_id: "65f0c0ffee0000000000000a".into(),
+                },
+                Action::Orphaned {
+                    key: key("b"),
+                    atlas_id: Some("65f0c0ffee0000000000000b".into()),
+                    phase: crate::model::Phase::Created,
+                    undeclared_since_unix: Some(0),
+                    hold: Some(Hold::Grace { until_unix: 3600 }),
+                },
+                Action::Orphaned {
+                    key: key("c"),
+                    atlas_id: None,
+                    phase: crate::model::Phase::Failed,
+                    undeclared_since_unix: None,
+                    hold: None,
+                },
+                Action::Deleting {
+                    key: key("d"),
+                    atlas_id: Some("65f0c0ffee0000000000000d".into()),
+                    listed: true,
+                    gone: false,
+                },
+            ],
+            unmanaged: vec![Unmanaged {
+                group_id: key("e").group_id,
+                atlas_id: "65f0c0ffee0000000000000e".into(),
+                provider: Some("AWS".into()),
+                vendor: Some("S3".into()),
+                state: None,
+            }],
+        };
+        let text = plan_text(&plan);
+        for expected in [
+            "delete     32b6e34b3d91647abb20e7b8/a (connection 65f0c0ffee0000000000000a",
+            "within prune.grace_secs; deleted after 1970-01-01T01:00:00Z",
+            "orphaned   32b6e34b3d91647abb20e7b8/c (connection - no longer declared; never created",
+            "deleting   32b6e34b3d91647abb20e7b8/d",
+            "unmanaged  32b6e34b3d91647abb20e7b8/65f0c0ffee0000000000000e (AWS S3, no state)",
+            "1 to delete, 1 deleting, 1 unmanaged",
+        ] {
+            assert!(text.contains(expected), "{expected}\n{text}");
+        }
+    }
+
+    #[test]
     fn changed_and_orphaned_links_do_not_fail_the_pass() {
         let mut r = PassReport::new(0, 3);
         r.changed.push(key("a"));

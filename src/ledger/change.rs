@@ -47,8 +47,8 @@ pub enum Change {
         outputs: EndpointOutputs,
         at_unix: i64,
     },
-    /// Sets (`Some`) or clears (`None`) since when the link has been undeclared; clears an
-    /// in-use refusal. The row must exist.
+    /// Sets (`Some`) or clears (`None`) since when the link has been undeclared; clears a refused
+    /// delete (in a created or adopted row; a failed create keeps its attempts). The row must exist.
     Undeclared {
         key: LinkKey,
         since_unix: Option<i64>,

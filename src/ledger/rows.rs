@@ -144,7 +144,14 @@ pub(super) fn write_change(
         Change::Undeclared {
             since_unix, at_unix, ..
         } => cached(conn,
-            "UPDATE links SET undeclared_since_unix = ?3, delete_in_use = 0, updated_unix = ?4
+            // In phase created or adopted, attempts and the error fields can only come from a
+            // refused delete (a create's success clears them): stale once the link is declared
+            // again, or undeclared anew.
+            "UPDATE links SET undeclared_since_unix = ?3, delete_in_use = 0, updated_unix = ?4,
+                attempts = CASE WHEN phase IN ('created', 'adopted') THEN 0 ELSE attempts END,
+                last_error = CASE WHEN phase IN ('created', 'adopted') THEN NULL ELSE last_error END,
+                next_attempt_unix = CASE WHEN phase IN ('created', 'adopted') THEN NULL
+                                         ELSE next_attempt_unix END
              WHERE group_id = ?1 AND name = ?2",
             params![g, n, since_unix, at_unix],
         ),

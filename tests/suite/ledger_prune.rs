@@ -154,6 +154,15 @@ async fn prune_changes_reach_disk_and_memory_and_forget_drops_the_row() {
         .unwrap();
     let rows = memory_matches_disk().await;
     assert_eq!(rows[0].prune, PruneMark::default());
+    assert_eq!(
+        (
+            rows[0].attempts,
+            rows[0].last_error.as_deref(),
+            rows[0].next_attempt_unix
+        ),
+        (0, None, None),
+        "the refused delete is forgotten with the mark"
+    );
 
     handle
         .apply(Change::Deleting {

@@ -9,6 +9,7 @@ mod atlas_client;
 mod atlas_hostile;
 mod config_debounce;
 mod config_load;
+mod config_prune;
 mod endpoint_http;
 mod fake_api;
 mod fake_auth;
