@@ -309,6 +309,30 @@ async fn prune_on_waits_out_the_grace_then_deletes_at_most_max_per_pass() {
 }
 
 #[tokio::test]
+async fn max_per_pass_counts_the_deletes_of_all_projects_together() {
+    let h = harness(
+        FakeConfig::default(),
+        2,
+        3,
+        "prune:\n  enabled: true\n  grace_secs: 0\n  max_per_pass: 3\n",
+    )
+    .await;
+    converged(&h).await;
+    // Two undeclared links in each project: four candidates, three deletes allowed.
+    write_manifest(h.dir.path(), 2, 1);
+    let first = converged(&h).await;
+    assert_eq!(first.names("deleted").len(), 3, "{}", first.report);
+    assert_eq!(first.names("heldBack").len(), 1, "{}", first.report);
+    assert_eq!(deletes_sent(&h), 3);
+    let second = converged(&h).await;
+    assert_eq!(second.names("deleted").len(), 1, "{}", second.report);
+    assert_eq!(deletes_sent(&h), 4);
+    for p in 0..2 {
+        assert_eq!(h.fake.connections(&group_id(p)).len(), 1, "project {p}");
+    }
+}
+
+#[tokio::test]
 async fn a_link_in_use_is_skipped_reported_and_deleted_once_free() {
     let h = harness(
         FakeConfig::default(),
