@@ -6,6 +6,7 @@
 mod support;
 
 mod atlas_client;
+mod atlas_delete;
 mod atlas_hostile;
 mod config_debounce;
 mod config_load;
