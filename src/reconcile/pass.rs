@@ -86,9 +86,7 @@ impl Shared<'_> {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
     }
-}
 
-impl Shared<'_> {
     fn claimed(&self) -> &Mutex<HashSet<String>> {
         self.seed.call_once(|| {
             self.claimed
@@ -566,13 +564,12 @@ impl Reconciler {
 
         if let Ok(records) = self.ledger.snapshot().await {
             self.set_remote_links_gauge(desired, &records);
-            let recorded: BTreeSet<&str> = records
+            let mut managed: BTreeSet<&str> = records
                 .chunk_by(|a, b| a.key.group_id == b.key.group_id)
                 .map(|own| own[0].key.group_id.as_str())
                 .collect();
-            self.metrics.retain_unmanaged(|p| {
-                recorded.contains(p) || desired.projects.keys().any(|g| g.as_str() == p)
-            });
+            managed.extend(desired.projects.keys().map(GroupId::as_str));
+            self.metrics.retain_unmanaged(|p| managed.contains(p));
         }
     }
 }
