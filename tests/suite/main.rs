@@ -26,3 +26,4 @@ mod manifest_fingerprint;
 mod manifest_schema;
 mod plan_props;
 mod reconcile_pass;
+mod reconcile_prune;
