@@ -28,7 +28,10 @@ const SCALE: Scale = Scale {
     links: 100,
 };
 const NOW: i64 = 1_700_000_000;
-const SETTINGS: PlanSettings = PlanSettings { settle_secs: 30 };
+const SETTINGS: PlanSettings = PlanSettings {
+    settle_secs: 30,
+    prune: atlas_linkd::plan::PruneSettings::OFF,
+};
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("{what}: {e}");

@@ -31,7 +31,10 @@ const PROJECTS: usize = 1_000;
 const LINKS_PER_PROJECT: usize = 100;
 const BATCH: usize = 10_000;
 const NOW: i64 = 1_700_000_000;
-const SETTINGS: PlanSettings = PlanSettings { settle_secs: 30 };
+const SETTINGS: PlanSettings = PlanSettings {
+    settle_secs: 30,
+    prune: atlas_linkd::plan::PruneSettings::OFF,
+};
 
 fn spec(p: usize, l: usize) -> LinkSpec {
     LinkSpec {

@@ -2,9 +2,10 @@
 //!
 //! Metric names are part of the contract (DESIGN.md); they are spelled here and nowhere else.
 //! Label values are bounded: operations, outcomes, statuses and states are small fixed sets,
-//! never link names.
+//! never link names; `unmanaged_links` alone is labelled by project (a group id), so its series are
+//! bounded by the managed projects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +36,19 @@ pub mod update_outcome {
     /// The PATCH was sent and failed (given up for this pass).
     pub const FAILED: &str = "failed";
     pub const ALL: [&str; 3] = [UPDATED, REFUSED, FAILED];
+}
+
+/// Outcomes of `atlas_linkd_deletes_total` (guarded prune).
+pub mod delete_outcome {
+    /// Atlas accepted the delete (202).
+    pub const DELETED: &str = "deleted";
+    /// Atlas answered 404: the connection was gone already; its record is dropped.
+    pub const GONE: &str = "gone";
+    /// 400 `STREAM_PRIVATE_LINK_IN_USE`: a stream connection still uses it; tried again later.
+    pub const IN_USE: &str = "in_use";
+    /// Any other failure; tried again after the failure delay.
+    pub const FAILED: &str = "failed";
+    pub const ALL: [&str; 4] = [DELETED, GONE, IN_USE, FAILED];
 }
 
 /// Reasons of `atlas_linkd_api_retries_total`: every value the executor emits, and no other.
@@ -85,6 +99,11 @@ pub struct Metrics {
     pub creates_total: IntCounterVec,
     pub adoptions_total: IntCounter,
     pub updates_total: IntCounterVec,
+    pub deletes_total: IntCounterVec,
+    /// Per project (`project` = group id): bounded by the managed projects.
+    pub(crate) unmanaged_links: IntGaugeVec,
+    /// The projects `unmanaged_links` has a series for, so that a project no longer managed loses its.
+    unmanaged_projects: Arc<Mutex<BTreeSet<String>>>,
     pub api_requests_total: IntCounterVec,
     pub api_request_duration_seconds: HistogramVec,
     pub api_retries_total: IntCounterVec,
@@ -160,6 +179,20 @@ impl Metrics {
             "adoptions_total",
             "Declared links found already present in Atlas and recorded without a create.",
         ))?;
+        let deletes_total = IntCounterVec::new(
+            opts(
+                "deletes_total",
+                "Deletes by guarded prune, by outcome: deleted (202), gone (404), in_use (STREAM_PRIVATE_LINK_IN_USE), failed.",
+            ),
+            &["outcome"],
+        )?;
+        let unmanaged_links = IntGaugeVec::new(
+            opts(
+                "unmanaged_links",
+                "Connections listed in a managed project that no manifest declares and the ledger does not hold, by project (as of its last complete listing). Never deleted.",
+            ),
+            &["project"],
+        )?;
         let api_requests_total = IntCounterVec::new(
             opts(
                 "api_requests_total",
@@ -240,6 +273,8 @@ impl Metrics {
         registry.register(Box::new(creates_total.clone()))?;
         registry.register(Box::new(adoptions_total.clone()))?;
         registry.register(Box::new(updates_total.clone()))?;
+        registry.register(Box::new(deletes_total.clone()))?;
+        registry.register(Box::new(unmanaged_links.clone()))?;
         registry.register(Box::new(api_requests_total.clone()))?;
         registry.register(Box::new(api_request_duration_seconds.clone()))?;
         registry.register(Box::new(api_retries_total.clone()))?;
@@ -264,6 +299,9 @@ impl Metrics {
         for o in update_outcome::ALL {
             updates_total.with_label_values(&[o]);
         }
+        for o in delete_outcome::ALL {
+            deletes_total.with_label_values(&[o]);
+        }
         for s in link_status::ALL {
             links.with_label_values(&[s]).set(0);
         }
@@ -280,6 +318,9 @@ impl Metrics {
             creates_total,
             adoptions_total,
             updates_total,
+            deletes_total,
+            unmanaged_links,
+            unmanaged_projects: Arc::default(),
             api_requests_total,
             api_request_duration_seconds,
             api_retries_total,
@@ -337,9 +378,14 @@ impl Metrics {
         match (op, status) {
             (Operation::Revoke, _) => {}
             (_, "401") => self.conditions.auth_refused.store(true, Ordering::Relaxed),
-            (Operation::List | Operation::Get | Operation::Create | Operation::Update, s)
-                if s.starts_with('2') =>
-            {
+            (
+                Operation::List
+                | Operation::Get
+                | Operation::Create
+                | Operation::Update
+                | Operation::Delete,
+                s,
+            ) if s.starts_with('2') => {
                 self.conditions.auth_refused.store(false, Ordering::Relaxed);
             }
             _ => {}
@@ -362,6 +408,27 @@ impl Metrics {
             .expect("the text format is UTF-8: names and label values are Rust strings")
     }
 
+    /// Sets `atlas_linkd_unmanaged_links{project}` from a complete listing of `project`.
+    pub(crate) fn set_unmanaged(&self, project: &str, n: usize) {
+        self.unmanaged_projects
+            .lock_or_recover()
+            .insert(project.to_owned());
+        self.unmanaged_links
+            .with_label_values(&[project])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Drops the `atlas_linkd_unmanaged_links` series of projects that `managed` no longer holds.
+    pub(crate) fn retain_unmanaged(&self, managed: impl Fn(&str) -> bool) {
+        self.unmanaged_projects.lock_or_recover().retain(|p| {
+            let keep = managed(p);
+            if !keep {
+                let _ = self.unmanaged_links.remove_label_values(&[p]);
+            }
+            keep
+        });
+    }
+
     /// Sets `atlas_linkd_remote_links{state}` from a full count, clearing states no longer seen.
     pub fn set_remote_states<'a>(&self, counts: impl IntoIterator<Item = (&'a str, i64)>) {
         self.remote_links.reset();
@@ -382,6 +449,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unmanaged_series_go_with_their_project() {
+        let m = Metrics::new();
+        m.set_unmanaged("aaaaaaaaaaaaaaaaaaaaaaaa", 1);
+        m.set_unmanaged("bbbbbbbbbbbbbbbbbbbbbbbb", 3);
+        m.retain_unmanaged(|p| p.starts_with('b'));
+        let text = m.render();
+        assert!(!text.contains("aaaaaaaaaaaaaaaaaaaaaaaa"), "{text}");
+        assert!(
+            text.contains(r#"atlas_linkd_unmanaged_links{project="bbbbbbbbbbbbbbbbbbbbbbbb"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"atlas_linkd_deletes_total{outcome="in_use"} 0"#));
+    }
+
+    #[test]
     fn every_contract_metric_is_exposed() {
         let m = Metrics::new();
         m.adoptions_total.inc();
@@ -395,10 +477,13 @@ mod tests {
             .with_label_values(&[retry_reason::CONNECTION])
             .inc();
         m.remote_links.with_label_values(&["DONE"]).set(1);
+        m.set_unmanaged("32b6e34b3d91647abb20e7b8", 2);
         m.reconcile_duration_seconds.observe(1.0);
         let text = m.render();
         for name in [
             "atlas_linkd_creates_total",
+            "atlas_linkd_deletes_total",
+            "atlas_linkd_unmanaged_links",
             "atlas_linkd_adoptions_total",
             "atlas_linkd_updates_total",
             "atlas_linkd_api_requests_total",

@@ -2,7 +2,7 @@
 
 use crate::exit::Exit;
 use crate::model::LinkKey;
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Hold, Plan, Unmanaged};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
@@ -111,9 +111,27 @@ pub struct PassReport {
     pub updated: Vec<LinkKey>,
     /// Exist, but the manifest now asks for something else: reported, never recreated.
     pub(crate) changed: Vec<ChangedLink>,
-    /// In the ledger, no longer declared: reported, never deleted.
+    /// In the ledger, no longer declared, and not a prune candidate in this pass: guarded prune is
+    /// off, or the link was never created (an intent, a failed create).
     #[serde(serialize_with = "key_entries")]
     pub(crate) orphaned: Vec<LinkKey>,
+    /// Guarded prune: undeclared links whose delete Atlas accepted (202) in this pass.
+    #[serde(serialize_with = "key_entries")]
+    pub(crate) deleted: Vec<LinkKey>,
+    /// Deleted in an earlier pass, still listed by Atlas (or their project was not listed); the
+    /// record goes once a complete listing no longer shows them.
+    #[serde(serialize_with = "key_entries")]
+    pub(crate) deleting: Vec<LinkKey>,
+    /// Prune candidates whose delete Atlas refused because a stream connection still uses them
+    /// (`STREAM_PRIVATE_LINK_IN_USE`), in this pass or earlier: tried again after the failure delay.
+    /// Not a failure of the pass.
+    pub(crate) in_use: Vec<FailedLink>,
+    /// Prune candidates that a safeguard holds back (grace, cap, no links declared, no listing),
+    /// with the reason. Not a failure of the pass.
+    pub(crate) held_back: Vec<FailedLink>,
+    /// Connections in a listed project that no manifest declares and the ledger does not hold.
+    /// Never deleted; each is billed. Not a failure of the pass.
+    pub(crate) unmanaged: Vec<Unmanaged>,
     pub api_calls: u64,
     pub rate_limited: u64,
     pub(crate) interrupted: bool,
@@ -187,7 +205,13 @@ impl PassReport {
         self.changed
             .sort_by(|a, b| (&a.group_id, &a.name).cmp(&(&b.group_id, &b.name)));
         self.orphaned.sort();
+        self.deleted.sort();
+        self.deleting.sort();
+        self.unmanaged
+            .sort_by(|a, b| (&a.group_id, &a.atlas_id).cmp(&(&b.group_id, &b.atlas_id)));
         for list in [
+            &mut self.in_use,
+            &mut self.held_back,
             &mut self.failed,
             &mut self.waiting,
             &mut self.not_attempted,
@@ -241,13 +265,31 @@ impl PassReport {
             "api calls: {}, 429 answers: {}, 409 conflicts: {}",
             self.api_calls, self.rate_limited, self.conflicts
         );
-        let sections: [(&str, &[FailedLink]); 6] = [
+        if !(self.deleted.is_empty()
+            && self.deleting.is_empty()
+            && self.in_use.is_empty()
+            && self.held_back.is_empty()
+            && self.unmanaged.is_empty())
+        {
+            let _ = writeln!(
+                out,
+                "prune: {} deleted, {} deleting, {} in use, {} held back; {} unmanaged connections",
+                self.deleted.len(),
+                self.deleting.len(),
+                self.in_use.len(),
+                self.held_back.len(),
+                self.unmanaged.len(),
+            );
+        }
+        let sections: [(&str, &[FailedLink]); 8] = [
             ("failed", &self.failed),
             ("waiting", &self.waiting),
             ("not attempted", &self.not_attempted),
             ("conflict", &self.conflicted),
             ("in flight", &self.in_flight),
             ("unverified", &self.unverified),
+            ("in use", &self.in_use),
+            ("held back", &self.held_back),
         ];
         for (title, links) in sections {
             for l in links {
@@ -266,11 +308,71 @@ impl PassReport {
         for k in &self.orphaned {
             let _ = writeln!(
                 out,
-                "  orphaned: {k}: no longer declared; left in Atlas (atlas-linkd never deletes)"
+                "  orphaned: {k}: no longer declared; left in Atlas (prune.enabled is false, or it was never created)"
             );
+        }
+        for k in &self.deleted {
+            let _ = writeln!(
+                out,
+                "  deleted: {k}: no longer declared; Atlas accepted its delete"
+            );
+        }
+        for k in &self.deleting {
+            let _ = writeln!(
+                out,
+                "  deleting: {k}: its delete was accepted; Atlas still lists it"
+            );
+        }
+        for u in &self.unmanaged {
+            let _ = writeln!(out, "  unmanaged: {}", unmanaged_line(u));
         }
         out
     }
+}
+
+/// What holds a prune candidate back, in words for the plan and the report.
+pub(crate) fn hold_reason(hold: &Hold) -> String {
+    match hold {
+        Hold::Disabled => "not deleted: prune.enabled is false".to_owned(),
+        Hold::NoLinksDeclared => {
+            "not deleted: the manifests declare no links at all (an empty or unmounted manifest folder never prunes)".to_owned()
+        }
+        Hold::InUse { until_unix } => format!(
+            "not deleted: a stream connection still uses it (STREAM_PRIVATE_LINK_IN_USE); tried again after {}",
+            format_unix(*until_unix)
+        ),
+        Hold::Failed {
+            until_unix,
+            last_error,
+        } => format!(
+            "not deleted: the last delete failed ({}); tried again after {}",
+            last_error.as_deref().unwrap_or("no detail"),
+            format_unix(*until_unix)
+        ),
+        Hold::Grace { until_unix } => format!(
+            "not deleted yet: within prune.grace_secs; deleted after {} if still undeclared",
+            format_unix(*until_unix)
+        ),
+        Hold::NotListed => {
+            "not deleted: no complete listing of its project in this pass".to_owned()
+        }
+        Hold::Gone => {
+            "not deleted: a complete listing no longer shows it (already gone from Atlas)".to_owned()
+        }
+        Hold::Cap => "not deleted in this pass: prune.max_per_pass deletes reached".to_owned(),
+    }
+}
+
+/// One unmanaged connection, in words.
+fn unmanaged_line(u: &Unmanaged) -> String {
+    format!(
+        "{}/{} ({} {}, {}): in Atlas, neither declared nor recorded; billed, and never touched by atlas-linkd",
+        u.group_id,
+        u.atlas_id,
+        u.provider.as_deref().unwrap_or("?"),
+        u.vendor.as_deref().unwrap_or("GENERIC"),
+        u.state.as_ref().map_or("no state", |s| s.as_str()),
+    )
 }
 
 /// `plan`'s text output: one line per link that needs something, then the counts.
@@ -313,9 +415,23 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
                     desired.short()
                 ),
             },
-            Action::Orphaned { atlas_id, .. } => format!(
-                "orphaned   {key} (connection {} no longer declared; never deleted)",
-                atlas_id.as_deref().unwrap_or("-")
+            Action::Orphaned { atlas_id, hold, .. } => format!(
+                "orphaned   {key} (connection {} no longer declared; {})",
+                atlas_id.as_deref().unwrap_or("-"),
+                hold.as_ref()
+                    .map_or_else(|| "never created, so never deleted".to_owned(), hold_reason)
+            ),
+            Action::Delete { atlas_id, .. } => {
+                format!("delete     {key} (connection {atlas_id} no longer declared; pruned)")
+            }
+            Action::Deleting { atlas_id, gone, .. } => format!(
+                "deleting   {key} (connection {} {})",
+                atlas_id.as_deref().unwrap_or("-"),
+                if *gone {
+                    "is gone from Atlas; its record is dropped"
+                } else {
+                    "was deleted; waiting for Atlas to finish"
+                }
             ),
             Action::Waiting {
                 until_unix,
@@ -340,10 +456,13 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
         };
         let _ = writeln!(out, "{line}");
     }
+    for u in &plan.unmanaged {
+        let _ = writeln!(out, "unmanaged  {}", unmanaged_line(u));
+    }
     let c = plan.counts();
     let _ = writeln!(
         out,
-        "plan: {} to create, {} to adopt, {} unchanged, {} to update, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight",
+        "plan: {} to create, {} to adopt, {} unchanged, {} to update, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight, {} to delete, {} deleting, {} unmanaged",
         c.create,
         c.adopt,
         c.unchanged,
@@ -352,7 +471,10 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
         c.orphaned,
         c.waiting,
         c.conflict,
-        c.inflight
+        c.inflight,
+        c.delete,
+        c.deleting,
+        plan.unmanaged.len()
     );
     out
 }
@@ -364,6 +486,82 @@ mod tests {
 
     fn key(name: &str) -> LinkKey {
         LinkKey::new(GroupId::parse("32b6e34b3d91647abb20e7b8").unwrap(), name)
+    }
+
+    #[test]
+    fn prune_outcomes_and_unmanaged_connections_do_not_fail_the_pass_but_a_failed_delete_does() {
+        let mut r = PassReport::new(0, 1);
+        r.deleted.push(key("a"));
+        r.deleting.push(key("b"));
+        r.in_use.push(FailedLink::new(&key("c"), "in use".into()));
+        r.held_back.push(FailedLink::new(&key("d"), "grace".into()));
+        r.unmanaged.push(Unmanaged {
+            group_id: key("e").group_id,
+            atlas_id: "65f0c0ffee0000000000000a".into(),
+            provider: None,
+            vendor: None,
+            state: None,
+        });
+        assert!(r.converged());
+        let text = r.to_text();
+        assert!(
+            text.contains("prune: 1 deleted, 1 deleting, 1 in use, 1 held back; 1 unmanaged"),
+            "{text}"
+        );
+        assert!(text.contains("unmanaged: 32b6e34b3d91647abb20e7b8/65f0c0ffee0000000000000a"));
+        r.failed
+            .push(FailedLink::new(&key("f"), "delete failed".into()));
+        assert_eq!(r.exit_code(), 1);
+    }
+
+    #[test]
+    fn plan_text_names_each_delete_and_what_holds_the_others_back() {
+        let plan = Plan {
+            actions: vec![
+                Action::Delete {
+                    key: key("a"),
+                    atlas_id: "65f0c0ffee0000000000000a".into(),
+                },
+                Action::Orphaned {
+                    key: key("b"),
+                    atlas_id: Some("65f0c0ffee0000000000000b".into()),
+                    phase: crate::model::Phase::Created,
+                    undeclared_since_unix: Some(0),
+                    hold: Some(Hold::Grace { until_unix: 3600 }),
+                },
+                Action::Orphaned {
+                    key: key("c"),
+                    atlas_id: None,
+                    phase: crate::model::Phase::Failed,
+                    undeclared_since_unix: None,
+                    hold: None,
+                },
+                Action::Deleting {
+                    key: key("d"),
+                    atlas_id: Some("65f0c0ffee0000000000000d".into()),
+                    listed: true,
+                    gone: false,
+                },
+            ],
+            unmanaged: vec![Unmanaged {
+                group_id: key("e").group_id,
+                atlas_id: "65f0c0ffee0000000000000e".into(),
+                provider: Some("AWS".into()),
+                vendor: Some("S3".into()),
+                state: None,
+            }],
+        };
+        let text = plan_text(&plan);
+        for expected in [
+            "delete     32b6e34b3d91647abb20e7b8/a (connection 65f0c0ffee0000000000000a",
+            "within prune.grace_secs; deleted after 1970-01-01T01:00:00Z",
+            "orphaned   32b6e34b3d91647abb20e7b8/c (connection - no longer declared; never created",
+            "deleting   32b6e34b3d91647abb20e7b8/d",
+            "unmanaged  32b6e34b3d91647abb20e7b8/65f0c0ffee0000000000000e (AWS S3, no state)",
+            "1 to delete, 1 deleting, 1 unmanaged",
+        ] {
+            assert!(text.contains(expected), "{expected}\n{text}");
+        }
     }
 
     #[test]
@@ -457,6 +655,17 @@ mod tests {
         r.failed
             .push(FailedLink::new(&key("e"), "400 VALIDATION_ERROR".into()));
         r.add_in_flight(&key("f"), 1_700_000_030);
+        r.deleted.push(key("g"));
+        r.deleting.push(key("h"));
+        r.in_use.push(FailedLink::new(&key("i"), "in use".into()));
+        r.held_back.push(FailedLink::new(&key("j"), "grace".into()));
+        r.unmanaged.push(Unmanaged {
+            group_id: key("k").group_id,
+            atlas_id: "65f0c0ffee0000000000000a".into(),
+            provider: Some("AWS".into()),
+            vendor: Some("MSK".into()),
+            state: None,
+        });
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(
             keys(&json),
@@ -467,28 +676,39 @@ mod tests {
                 "conflicted",
                 "conflicts",
                 "created",
+                "deleted",
+                "deleting",
                 "desired",
                 "duration",
                 "failed",
                 "followUpUnix",
+                "heldBack",
                 "inFlight",
+                "inUse",
                 "interrupted",
                 "notAttempted",
                 "orphaned",
                 "rateLimited",
                 "startedUnix",
                 "unchanged",
+                "unmanaged",
                 "unverified",
                 "updated",
                 "waiting"
             ]
         );
-        for list in ["created", "adopted", "changed", "orphaned", "updated"] {
+        assert_eq!(
+            keys(&json["unmanaged"][0]),
+            ["atlasId", "groupId", "provider", "state", "vendor"]
+        );
+        for list in [
+            "created", "adopted", "changed", "orphaned", "updated", "deleted", "deleting",
+        ] {
             let entry = &json[list][0];
             assert_eq!(keys(entry), ["groupId", "name"], "{list}: {entry}");
             assert_eq!(entry["groupId"], "32b6e34b3d91647abb20e7b8");
         }
-        for list in ["failed", "inFlight"] {
+        for list in ["failed", "inFlight", "inUse", "heldBack"] {
             let entry = &json[list][0];
             assert_eq!(
                 keys(entry),

@@ -362,6 +362,7 @@ mod tests {
             outputs: EndpointOutputs::default(),
             created_unix: 0,
             updated_unix: 0,
+            prune: Default::default(),
         }
     }
 

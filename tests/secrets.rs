@@ -74,6 +74,10 @@ async fn no_secret_or_token_in_logs_errors_or_debug() {
     c.get(&g, &id).await.unwrap();
     c.list(&g).await.unwrap();
     keep(&mut seen, &c.create(&g, &msk(1)).await.unwrap_err()); // 409
+    assert!(fake.set_in_use(g.as_str(), &id, true));
+    keep(&mut seen, &c.delete(&g, &id).await.unwrap_err()); // 400 in use
+    assert!(fake.set_in_use(g.as_str(), &id, false));
+    c.delete(&g, &id).await.unwrap();
     seen.push(format!("{c:?}"));
     c.shutdown().await;
     let wrong = Credentials::ServiceAccount {
@@ -99,6 +103,11 @@ async fn no_secret_or_token_in_logs_errors_or_debug() {
     keep(
         &mut seen,
         &c.get(&g, "65a1b2c3d4e5f60718293a4b").await.unwrap_err(),
+    ); // 404
+    c.delete(&g, &id).await.unwrap();
+    keep(
+        &mut seen,
+        &c.delete(&g, "65a1b2c3d4e5f60718293a4b").await.unwrap_err(),
     ); // 404
     seen.push(format!("{c:?}"));
     c.shutdown().await;

@@ -258,6 +258,20 @@ impl AtlasClient {
         Ok(Answer { value, rate_limit })
     }
 
+    /// Requests deletion of one connection: one attempt. Atlas answers 202 and the connection goes
+    /// away later (`DELETE_REQUESTED`, `DELETING`, then absent from listings); a 400
+    /// `STREAM_PRIVATE_LINK_IN_USE` (`ApiError::is_in_use`) means a stream connection still uses it.
+    pub async fn delete(&self, group: &GroupId, id: &str) -> Result<Answer<()>, ApiError> {
+        let url = self.connections_url(group, Some(id));
+        let reply = self
+            .call(Operation::Delete, Some(group), Method::DELETE, url, None)
+            .await?;
+        Ok(Answer {
+            value: (),
+            rate_limit: rate_limit_of(&reply.headers),
+        })
+    }
+
     /// One page (`page_num` from 1).
     pub async fn list_page(
         &self,

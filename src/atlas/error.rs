@@ -9,6 +9,9 @@ use super::scrub::Scrubber;
 use super::{MAX_RETRY_AFTER, Operation, RateLimitInfo};
 use crate::model::GroupId;
 
+/// Atlas's error code for a delete refused because a stream connection uses the link.
+pub(crate) const IN_USE_CODE: &str = "STREAM_PRIVATE_LINK_IN_USE";
+
 /// What the caller may do about a failed call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -148,6 +151,14 @@ impl ApiError {
     /// Why the answer was refused for its size, when it was.
     pub fn too_large(&self) -> Option<&AnswerTooLarge> {
         self.source.as_ref()?.downcast_ref::<AnswerTooLarge>()
+    }
+
+    /// Whether Atlas refused a delete because a stream connection still uses the link (400
+    /// `STREAM_PRIVATE_LINK_IN_USE`): not a failure, the link waits until it is free.
+    pub fn is_in_use(&self) -> bool {
+        self.operation == Operation::Delete
+            && self.status == Some(400)
+            && self.error_code() == Some(IN_USE_CODE)
     }
 
     /// Atlas's `errorCode`, if the body carried one.
@@ -371,6 +382,11 @@ pub(crate) fn advice_for_status(
             "Atlas reports a conflict, likely an equivalent connection already exists: list {project} and adopt the match"
         ),
         429 => "Atlas's per-project rate limit is exhausted; wait at least Retry-After before calling again".to_owned(),
+        400 if op == Operation::Delete => format!(
+            "if the code is {IN_USE_CODE}, a stream connection in {project} still uses this link: \
+             remove or repoint that stream connection first (atlas-linkd tries the delete again \
+             after retry.failure_delay_secs); otherwise declare the link again or set prune.enabled: false"
+        ),
         400 if op == Operation::Create => {
             "Atlas refused the request body: fix the link in its manifest (or the project's setup)".to_owned()
         }
@@ -495,6 +511,31 @@ mod tests {
             parse_retry_after("Sat, 01 Jan 2000 00:00:30 GMT", now()),
             Some(Duration::from_secs(30))
         );
+    }
+
+    #[test]
+    fn a_delete_refused_as_in_use_is_told_apart_and_advised() {
+        let g = GroupId::parse("32b6e34b3d91647abb20e7b8").unwrap();
+        assert_eq!(
+            class_of_status(Operation::Delete, 400, None),
+            ErrorClass::Permanent
+        );
+        assert_eq!(
+            class_of_status(Operation::Delete, 502, None),
+            ErrorClass::Retryable
+        );
+        let advice = advice_for_status(Operation::Delete, 400, Some(&g), "").unwrap();
+        assert!(advice.contains(IN_USE_CODE), "{advice}");
+        let mut e = ApiError::new(Operation::Delete, Some(&g), ErrorClass::Permanent);
+        e.status = Some(400);
+        assert!(!e.is_in_use(), "no body, no code: a plain failure");
+        e.atlas = Some(Box::new(AtlasErrorBody {
+            error_code: Some(IN_USE_CODE.to_owned()),
+            ..AtlasErrorBody::default()
+        }));
+        assert!(e.is_in_use());
+        e.operation = Operation::Create;
+        assert!(!e.is_in_use(), "only a delete can be refused as in use");
     }
 
     #[test]

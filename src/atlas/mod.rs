@@ -62,6 +62,7 @@ pub enum Operation {
     Create,
     /// PATCH of a connection's `dnsDomain`.
     Update,
+    Delete,
     Token,
     Revoke,
 }
@@ -73,6 +74,7 @@ impl Operation {
             Operation::Get => "get",
             Operation::Create => "create",
             Operation::Update => "update",
+            Operation::Delete => "delete",
             Operation::Token => "token",
             Operation::Revoke => "revoke",
         }
@@ -85,6 +87,7 @@ impl Operation {
             Operation::Get => "get a private link connection",
             Operation::Create => "create a private link connection",
             Operation::Update => "update a private link connection's dnsDomain",
+            Operation::Delete => "delete a private link connection",
             Operation::Token => "obtain an OAuth access token",
             Operation::Revoke => "revoke the OAuth access token",
         }

@@ -357,6 +357,7 @@ mod tests {
             },
             created_unix: 0,
             updated_unix: 0,
+            prune: Default::default(),
         }
     }
 

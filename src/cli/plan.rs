@@ -5,11 +5,13 @@ use super::load::{env, load};
 use crate::exit::{Exit, refuse};
 use crate::ledger::Ledger;
 use crate::logging::init_logging;
+use crate::model::GroupId;
 use crate::plan;
 use crate::reconcile::now_unix;
 use crate::report::plan_text;
 use crate::wiring::client_from_config;
 use futures::StreamExt;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -28,7 +30,8 @@ pub(crate) async fn run(flag: Option<&Path>, output: Output, offline: bool) -> E
     } else {
         Vec::new()
     };
-    let settings = plan::PlanSettings::from_settle_secs(config.reconcile.settle_secs);
+    let settings = plan::PlanSettings::from_settle_secs(config.reconcile.settle_secs)
+        .with_prune(crate::reconcile::prune_settings(&config));
     // Before any listing starts: see "Creates still in flight" in `plan`.
     let now = now_unix();
     let mut listings = plan::Listings::new();
@@ -37,10 +40,13 @@ pub(crate) async fn run(flag: Option<&Path>, output: Output, offline: bool) -> E
             Ok(c) => c,
             Err(e) => return refuse(&e),
         };
-        let first = plan::plan(&desired, &records, &listings, now, &settings);
-        // Projects in parallel, up to `reconcile.concurrency`: one listing costs a project one token
-        // (a page of 500), far inside any bucket, so `plan` needs no limiter of its own.
-        let results: Vec<_> = futures::stream::iter(first.projects_to_list())
+        // Every declared or recorded project, as `--once` lists them: only a listing shows the
+        // unmanaged connections, and what a prune would delete. Projects in parallel, up to
+        // `reconcile.concurrency`: one listing costs a project one token (a page of 500), far
+        // inside any bucket, so `plan` needs no limiter of its own.
+        let mut projects: BTreeSet<GroupId> = desired.projects.keys().cloned().collect();
+        projects.extend(records.iter().map(|r| r.key.group_id.clone()));
+        let results: Vec<_> = futures::stream::iter(projects)
             .map(|group| {
                 let client = &client;
                 async move {

@@ -6,7 +6,7 @@ use super::raw::DEFAULT_RESERVE;
 use super::read::{Read, read};
 use super::{
     AtlasSettings, BASE_URL_ENV, CONFIG_ENV, Config, ConfigError, DEFAULT_CONFIG_PATH,
-    LimitSettings, LogSettings, MetricsSettings, RateLimitSettings, ReconcileSettings,
+    LimitSettings, LogSettings, MetricsSettings, PruneConfig, RateLimitSettings, ReconcileSettings,
     RetrySettings, ranges,
 };
 use std::collections::HashSet;
@@ -387,6 +387,19 @@ impl Config {
             );
         }
 
+        c.range(
+            "prune.grace_secs",
+            raw.prune.grace_secs,
+            &ranges::PRUNE_GRACE_SECS,
+            Unit::Secs,
+        );
+        c.range(
+            "prune.max_per_pass",
+            raw.prune.max_per_pass,
+            &ranges::PRUNE_MAX_PER_PASS,
+            Unit::Count,
+        );
+
         let rt = &raw.retry;
         c.range(
             "retry.max_attempts",
@@ -525,6 +538,12 @@ impl Config {
             },
             limits: LimitSettings {
                 manifest_file_max_bytes: raw.limits.manifest_file_max_bytes,
+            },
+            prune: PruneConfig {
+                enabled: raw.prune.enabled,
+                grace_secs: raw.prune.grace_secs,
+                // Checked above: within `PRUNE_MAX_PER_PASS`.
+                max_per_pass: u32::try_from(raw.prune.max_per_pass).unwrap_or(u32::MAX),
             },
         })
     }

@@ -14,7 +14,7 @@ mod types;
 
 pub use error::ConfigError;
 pub(crate) use types::{
-    AtlasSettings, LimitSettings, LogSettings, MetricsSettings, RateLimitSettings,
+    AtlasSettings, LimitSettings, LogSettings, MetricsSettings, PruneConfig, RateLimitSettings,
     ReconcileSettings, RetrySettings,
 };
 pub use types::{Config, LogFormat};

@@ -44,5 +44,9 @@ pub const FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;
 /// `limits.manifest_file_max_bytes`: 1 KiB (a few links) to 1 GiB (millions; the file is held in
 /// memory while it is parsed).
 pub const MANIFEST_FILE_MAX_BYTES: RangeInclusive<u64> = 1_024..=1_073_741_824;
+/// `prune.grace_secs`: 0 (no grace) to 30 days.
+pub const PRUNE_GRACE_SECS: RangeInclusive<u64> = 0..=30 * DAY;
+/// `prune.max_per_pass`: deletes per pass, all projects together.
+pub const PRUNE_MAX_PER_PASS: RangeInclusive<u64> = 1..=10_000;
 /// `retry.max_failure_delay_secs` (and at least `retry.failure_delay_secs`).
 pub const MAX_FAILURE_DELAY_SECS: RangeInclusive<u64> = 1..=30 * DAY;

@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub(super) metrics: RawMetrics,
     pub(super) log: RawLog,
     pub(super) limits: RawLimits,
+    pub(super) prune: RawPrune,
 }
 
 impl Default for RawConfig {
@@ -35,6 +36,7 @@ impl Default for RawConfig {
             metrics: RawMetrics::default(),
             log: RawLog::default(),
             limits: RawLimits::default(),
+            prune: RawPrune::default(),
         }
     }
 }
@@ -101,6 +103,24 @@ impl Default for RawRateLimit {
             refill: 500,
             period_secs: 60,
             reserve: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawPrune {
+    pub(super) enabled: bool,
+    pub(super) grace_secs: u64,
+    pub(super) max_per_pass: u64,
+}
+
+impl Default for RawPrune {
+    fn default() -> Self {
+        RawPrune {
+            enabled: false,
+            grace_secs: 3600,
+            max_per_pass: 10,
         }
     }
 }

@@ -21,6 +21,18 @@ pub struct Config {
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     pub limits: LimitSettings,
+    pub prune: PruneConfig,
+}
+
+/// `prune.*`: guarded prune of links atlas-linkd created or adopted and no manifest declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneConfig {
+    /// Off by default: nothing is ever deleted unless this is set.
+    pub enabled: bool,
+    /// A link must have been undeclared this long before it is deleted.
+    pub grace_secs: u64,
+    /// Deletes per pass, all projects together.
+    pub max_per_pass: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

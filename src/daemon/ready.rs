@@ -146,6 +146,7 @@ mod tests {
             next_attempt_unix: None,
             sent_unix: None,
             outputs: EndpointOutputs::default(),
+            prune: Default::default(),
             created_unix: 0,
             updated_unix: 0,
         }

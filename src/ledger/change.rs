@@ -56,6 +56,26 @@ pub enum Change {
         outputs: EndpointOutputs,
         at_unix: i64,
     },
+    /// Sets (`Some`) or clears (`None`) since when the link has been undeclared; clears a refused
+    /// delete (in a created or adopted row; a failed create keeps its attempts). The row must exist.
+    Undeclared {
+        key: LinkKey,
+        since_unix: Option<i64>,
+        at_unix: i64,
+    },
+    /// Atlas accepted the link's delete (202): phase deleting. The row must exist.
+    Deleting { key: LinkKey, at_unix: i64 },
+    /// A delete was refused (`in_use`: 400 `STREAM_PRIVATE_LINK_IN_USE`) or failed; tried again
+    /// from `next_attempt_unix`. attempts += 1; the phase stays. The row must exist.
+    DeleteRefused {
+        key: LinkKey,
+        in_use: bool,
+        error: String,
+        next_attempt_unix: i64,
+        at_unix: i64,
+    },
+    /// A deleted link that a complete listing no longer shows: the row goes. The row must exist.
+    Forget { key: LinkKey },
 }
 
 impl Change {
@@ -66,7 +86,11 @@ impl Change {
             | Change::Adopted { key, .. }
             | Change::Failed { key, .. }
             | Change::RemoteState { key, .. }
-            | Change::SpecUpdated { key, .. } => key,
+            | Change::SpecUpdated { key, .. }
+            | Change::Undeclared { key, .. }
+            | Change::Deleting { key, .. }
+            | Change::DeleteRefused { key, .. }
+            | Change::Forget { key } => key,
         }
     }
 
@@ -78,6 +102,10 @@ impl Change {
             Change::Failed { .. } => "failed",
             Change::RemoteState { .. } => "remote state",
             Change::SpecUpdated { .. } => "spec updated",
+            Change::Undeclared { .. } => "undeclared",
+            Change::Deleting { .. } => "deleting",
+            Change::DeleteRefused { .. } => "delete refused",
+            Change::Forget { .. } => "forget",
         }
     }
 }

@@ -144,7 +144,8 @@ struct Memory {
     records: Option<Arc<Vec<Record>>>,
     /// Rows committed since the last `snapshot`, as committed; folded into `records` by the next one.
     /// Kept apart so that a pass holding the last snapshot does not make every commit copy it.
-    updates: BTreeMap<LinkKey, Record>,
+    /// `None`: the row was deleted (`Change::Forget`).
+    updates: BTreeMap<LinkKey, Option<Record>>,
 }
 
 impl Memory {
@@ -161,12 +162,17 @@ impl Memory {
             let rows = Arc::make_mut(records);
             let mut added = false;
             for (key, record) in std::mem::take(&mut self.updates) {
-                match rows.binary_search_by(|r| r.key.cmp(&key)) {
-                    Ok(i) => rows[i] = record,
-                    Err(_) => {
+                match (rows.binary_search_by(|r| r.key.cmp(&key)), record) {
+                    (Ok(i), Some(record)) => rows[i] = record,
+                    // Removing keeps the order.
+                    (Ok(i), None) => {
+                        rows.remove(i);
+                    }
+                    (Err(_), Some(record)) => {
                         rows.push(record);
                         added = true;
                     }
+                    (Err(_), None) => {}
                 }
             }
             if added {
@@ -193,9 +199,19 @@ impl Memory {
                 continue;
             }
             let key = change.key();
+            let forgotten = matches!(change, Change::Forget { .. });
             match ledger.record(key, Some(&key.group_id)) {
-                Ok(Some(record)) => {
-                    self.updates.insert(key.clone(), record);
+                Ok(Some(record)) if !forgotten => {
+                    self.updates.insert(key.clone(), Some(record));
+                }
+                Ok(None) if forgotten => {
+                    self.updates.insert(key.clone(), None);
+                }
+                Ok(Some(_)) => {
+                    self.forget(&format!(
+                        "the row of {key} is still there after its deletion"
+                    ));
+                    return;
                 }
                 // A recorded change always leaves its row; without it, trust nothing kept.
                 Ok(None) => {

@@ -1,7 +1,9 @@
 //! Row encoding: each `Change` as the SQL that writes it, and a row (`RawRecord`) decoded into a `Record`.
 
 use super::{Change, LedgerError};
-use crate::model::{EndpointOutputs, Fingerprint, GroupId, LinkKey, Phase, Record, RemoteState};
+use crate::model::{
+    EndpointOutputs, Fingerprint, GroupId, LinkKey, Phase, PruneMark, Record, RemoteState,
+};
 use rusqlite::{Connection, params};
 use std::path::Path;
 
@@ -149,6 +151,43 @@ pub(super) fn write_change(
                 outputs.provider_account_id
             ],
         ),
+        Change::Undeclared {
+            since_unix, at_unix, ..
+        } => cached(conn,
+            // In phase created or adopted, attempts and the error fields can only come from a
+            // refused delete (a create's success clears them): stale once the link is declared
+            // again, or undeclared anew.
+            "UPDATE links SET undeclared_since_unix = ?3, delete_in_use = 0, updated_unix = ?4,
+                attempts = CASE WHEN phase IN ('created', 'adopted') THEN 0 ELSE attempts END,
+                last_error = CASE WHEN phase IN ('created', 'adopted') THEN NULL ELSE last_error END,
+                next_attempt_unix = CASE WHEN phase IN ('created', 'adopted') THEN NULL
+                                         ELSE next_attempt_unix END
+             WHERE group_id = ?1 AND name = ?2",
+            params![g, n, since_unix, at_unix],
+        ),
+        Change::Deleting { at_unix, .. } => cached(conn,
+            "UPDATE links SET phase = 'deleting', attempts = 0, last_error = NULL,
+                next_attempt_unix = NULL, delete_in_use = 0, updated_unix = ?3
+             WHERE group_id = ?1 AND name = ?2",
+            params![g, n, at_unix],
+        ),
+        Change::DeleteRefused {
+            in_use,
+            error,
+            next_attempt_unix,
+            at_unix,
+            ..
+        } => cached(conn,
+            "UPDATE links SET attempts = attempts + 1, last_error = ?3, next_attempt_unix = ?4,
+                delete_in_use = ?5, updated_unix = ?6
+             WHERE group_id = ?1 AND name = ?2",
+            params![g, n, error, next_attempt_unix, in_use, at_unix],
+        ),
+        Change::Forget { .. } => cached(
+            conn,
+            "DELETE FROM links WHERE group_id = ?1 AND name = ?2",
+            params![g, n],
+        ),
     }
     .map_err(sql_err)?;
     if changed == 0 && matches!(change, Change::SpecUpdated { .. }) {
@@ -185,6 +224,7 @@ pub(super) struct RawRecord<'r> {
     pub(super) updated_unix: i64,
     pub(super) sent_unix: Option<i64>,
     pub(super) outputs: EndpointOutputs,
+    pub(super) prune: PruneMark,
 }
 
 impl RawRecord<'_> {
@@ -226,6 +266,7 @@ impl RawRecord<'_> {
             next_attempt_unix: self.next_attempt_unix,
             sent_unix: self.sent_unix,
             outputs: self.outputs,
+            prune: self.prune,
             created_unix: self.created_unix,
             updated_unix: self.updated_unix,
         })

@@ -30,6 +30,41 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE links ADD COLUMN interface_endpoint_id TEXT;
      ALTER TABLE links ADD COLUMN interface_endpoint_name TEXT;
      ALTER TABLE links ADD COLUMN provider_account_id TEXT;",
+    // 3: guarded prune. A link's `deleting` phase (its delete was accepted; the row goes once a
+    // listing no longer shows it), since when it has been undeclared (the grace period counts from
+    // then), and whether its last delete was refused as in use. SQLite cannot alter a CHECK
+    // constraint, so the table is rebuilt with the new phase allowed.
+    "CREATE TABLE links_new (
+        group_id          TEXT    NOT NULL,
+        name              TEXT    NOT NULL,
+        spec_json         TEXT    NOT NULL,
+        fingerprint       TEXT    NOT NULL,
+        atlas_id          TEXT,
+        phase             TEXT    NOT NULL
+                          CHECK (phase IN ('intent', 'created', 'adopted', 'failed', 'deleting')),
+        remote_state      TEXT,
+        remote_error      TEXT,
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        last_error        TEXT,
+        next_attempt_unix INTEGER,
+        created_unix      INTEGER NOT NULL,
+        updated_unix      INTEGER NOT NULL,
+        sent_unix         INTEGER,
+        interface_endpoint_id   TEXT,
+        interface_endpoint_name TEXT,
+        provider_account_id     TEXT,
+        undeclared_since_unix   INTEGER,
+        delete_in_use     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (group_id, name)
+    ) WITHOUT ROWID;
+     INSERT INTO links_new (group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
+        remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix,
+        sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id)
+     SELECT group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
+        remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix,
+        sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id FROM links;
+     DROP TABLE links;
+     ALTER TABLE links_new RENAME TO links;",
 ];
 
 /// The schema version this build writes and reads.

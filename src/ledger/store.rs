@@ -4,7 +4,7 @@ use super::identity::{FileId, HeldFiles};
 use super::rows::{RawRecord, write_change};
 use super::schema::{BUSY_TIMEOUT_MS, SCHEMA_VERSION, migrate, user_version};
 use super::{Change, LedgerError};
-use crate::model::{EndpointOutputs, GroupId, LinkKey, Record};
+use crate::model::{EndpointOutputs, GroupId, LinkKey, PruneMark, Record};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -133,7 +133,8 @@ fn take_lock(path: &Path) -> Result<File, LedgerError> {
 /// The columns `decode_row` reads, in its order.
 const COLUMNS: &str = "group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
     remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix,
-    sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id";
+    sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id,
+    undeclared_since_unix, delete_in_use";
 
 /// Decodes a row of `COLUMNS`; `previous` is the project id of the row before, shared when the same.
 fn decode_row(
@@ -167,6 +168,10 @@ fn decode_row(
             interface_endpoint_id: r.get(14).map_err(sql_err)?,
             interface_endpoint_name: r.get(15).map_err(sql_err)?,
             provider_account_id: r.get(16).map_err(sql_err)?,
+        },
+        prune: PruneMark {
+            undeclared_since_unix: r.get(17).map_err(sql_err)?,
+            in_use: r.get(18).map_err(sql_err)?,
         },
     };
     raw.decode(path, previous)

@@ -118,6 +118,7 @@ fn decode_rejects_unknown_phase_and_negative_attempts() {
         next_attempt_unix: None,
         created_unix: 0,
         updated_unix: 0,
+        prune: Default::default(),
         sent_unix: None,
         outputs: EndpointOutputs::default(),
     };

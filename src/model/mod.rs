@@ -21,7 +21,7 @@ pub(crate) use fx::{FxMap, FxSet};
 pub(crate) use identity::{Field, Identity, IdentityKey};
 pub use ids::{GroupId, LinkKey};
 pub use kinds::{AuthKind, AuthScheme, Provider, Vendor};
-pub use record::{Phase, Record};
+pub use record::{Phase, PruneMark, Record};
 pub use remote::{EndpointOutputs, RemoteConnection, RemoteState};
 pub use spec::LinkSpec;
 pub(crate) use spec::{canonical_region, regions_equal};

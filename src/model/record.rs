@@ -17,6 +17,9 @@ pub enum Phase {
     Adopted,
     /// The last attempt failed; `next_attempt_unix` says when to try again.
     Failed,
+    /// No longer declared, and pruned: Atlas accepted its delete (202). The row goes once a
+    /// complete listing no longer shows the connection.
+    Deleting,
 }
 
 impl Phase {
@@ -26,6 +29,7 @@ impl Phase {
             Phase::Created => "created",
             Phase::Adopted => "adopted",
             Phase::Failed => "failed",
+            Phase::Deleting => "deleting",
         }
     }
 
@@ -35,6 +39,7 @@ impl Phase {
             "created" => Some(Phase::Created),
             "adopted" => Some(Phase::Adopted),
             "failed" => Some(Phase::Failed),
+            "deleting" => Some(Phase::Deleting),
             _ => None,
         }
     }
@@ -69,6 +74,22 @@ pub struct Record {
     pub outputs: EndpointOutputs,
     pub created_unix: i64,
     pub updated_unix: i64,
+    /// What guarded prune keeps of a link (see `PruneMark`).
+    pub prune: PruneMark,
+}
+
+/// What guarded prune remembers of a recorded link. A refused delete also sets the record's
+/// `attempts`, `last_error` and `next_attempt_unix` (the row is `created` or `adopted`, whose
+/// create fields are clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneMark {
+    /// Since when (unix seconds) no manifest declares the link: set by the first pass that finds
+    /// it orphaned, cleared when it is declared again. The grace period counts from here.
+    pub undeclared_since_unix: Option<i64>,
+    /// The last delete was refused because a stream connection still uses the link (400
+    /// `STREAM_PRIVATE_LINK_IN_USE`), rather than failing otherwise.
+    pub in_use: bool,
 }
 
 impl Record {

@@ -1,6 +1,7 @@
 //! What a plan says to do: the actions (`Action`, `CreateReason`), the plan and its counts, and
 //! their stable JSON form (the shape is in the module documentation of `plan`).
 
+use super::Unmanaged;
 use crate::model::{
     DesiredLink, Fingerprint, GroupId, LinkKey, Phase, RemoteConnection, RemoteState,
 };
@@ -104,11 +105,24 @@ pub enum Action {
         desired: Fingerprint,
         why: ChangedWhy,
     },
-    /// Recorded but no longer declared. Reported, never deleted.
+    /// Recorded but no longer declared, and not deleted in this pass. `hold` says what holds a
+    /// prune candidate back (`None`: not a candidate, e.g. a create that never succeeded).
     Orphaned {
         key: LinkKey,
         atlas_id: Option<String>,
         phase: Phase,
+        undeclared_since_unix: Option<i64>,
+        hold: Option<Hold>,
+    },
+    /// Guarded prune: delete this undeclared connection, which a complete listing of this pass shows.
+    Delete { key: LinkKey, atlas_id: String },
+    /// Atlas accepted its delete earlier. `gone`: a complete listing of this pass no longer shows
+    /// it, so its record goes; `listed`: its project was listed.
+    Deleting {
+        key: LinkKey,
+        atlas_id: Option<String>,
+        listed: bool,
+        gone: bool,
     },
     /// Failed recently; the next attempt is not due yet.
     Waiting {
@@ -143,13 +157,16 @@ impl Action {
             Action::Unchanged { key, .. }
             | Action::Changed { key, .. }
             | Action::Orphaned { key, .. }
-            | Action::Waiting { key, .. } => key,
+            | Action::Waiting { key, .. }
+            | Action::Delete { key, .. }
+            | Action::Deleting { key, .. } => key,
         }
     }
 
     /// Whether its project must be listed (completely) before the pass acts on it: a create, a
-    /// create that may be in flight, or a `dnsDomain` change (only a listing shows whether Atlas
-    /// takes the PATCH). See `Plan::projects_to_list`.
+    /// create that may be in flight, a `dnsDomain` change (only a listing shows whether Atlas takes
+    /// the PATCH), a prune candidate held back only for want of a listing, and a deletion not yet
+    /// seen through. See `Plan::projects_to_list`.
     pub fn needs_listing(&self) -> bool {
         matches!(
             self,
@@ -160,6 +177,11 @@ impl Action {
                     why: ChangedWhy::DnsDomainUnlisted,
                     ..
                 }
+                | Action::Orphaned {
+                    hold: Some(Hold::NotListed),
+                    ..
+                }
+                | Action::Deleting { listed: false, .. }
         )
     }
 
@@ -175,6 +197,8 @@ impl Action {
             Action::Waiting { .. } => "waiting",
             Action::Conflict { .. } => "conflict",
             Action::InFlight { .. } => "inflight",
+            Action::Delete { .. } => "delete",
+            Action::Deleting { .. } => "deleting",
         }
     }
 }
@@ -188,7 +212,9 @@ impl Serialize for Action {
             Action::Unchanged { .. } => 4,
             Action::Update { .. } => 8,
             Action::Changed { .. } => 6,
-            Action::Orphaned { .. } => 4,
+            Action::Orphaned { .. } => 6,
+            Action::Delete { .. } => 4,
+            Action::Deleting { .. } => 5,
             Action::Waiting { .. } => 5,
             Action::Conflict { .. } => 5,
             Action::InFlight { .. } => 3,
@@ -244,10 +270,23 @@ impl Serialize for Action {
                 st.serialize_field("reason", &why.reason())?;
             }
             Action::Orphaned {
-                atlas_id, phase, ..
+                atlas_id,
+                phase,
+                undeclared_since_unix,
+                hold,
+                ..
             } => {
                 st.serialize_field("atlasId", atlas_id)?;
                 st.serialize_field("phase", phase)?;
+                st.serialize_field("undeclaredSinceUnix", undeclared_since_unix)?;
+                st.serialize_field("hold", hold)?;
+            }
+            Action::Delete { atlas_id, .. } => {
+                st.serialize_field("atlasId", atlas_id)?;
+            }
+            Action::Deleting { atlas_id, gone, .. } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("gone", gone)?;
             }
             Action::Waiting {
                 until_unix,
@@ -288,19 +327,80 @@ pub struct PlanCounts {
     pub(crate) orphaned: usize,
     pub(crate) waiting: usize,
     pub(crate) inflight: usize,
+    pub(crate) delete: usize,
+    pub(crate) deleting: usize,
 }
 
-/// Every action of a pass, sorted by key.
+/// Every action of a pass, sorted by key, and the unmanaged connections of the listed projects.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     pub actions: Vec<Action>,
+    /// Sorted by project, then id.
+    pub unmanaged: Vec<Unmanaged>,
 }
 
 impl Serialize for Plan {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Plan", 2)?;
+        let mut st = s.serialize_struct("Plan", 3)?;
         st.serialize_field("counts", &self.counts())?;
         st.serialize_field("actions", &self.actions)?;
+        st.serialize_field("unmanaged", &self.unmanaged)?;
+        st.end()
+    }
+}
+
+/// What holds a prune candidate back (see "Guarded prune" in `plan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    Disabled,
+    NoLinksDeclared,
+    InUse {
+        until_unix: i64,
+    },
+    Failed {
+        until_unix: i64,
+        last_error: Option<String>,
+    },
+    Grace {
+        until_unix: i64,
+    },
+    NotListed,
+    Gone,
+    Cap,
+}
+
+impl Hold {
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            Hold::Disabled => "disabled",
+            Hold::NoLinksDeclared => "no_links_declared",
+            Hold::InUse { .. } => "in_use",
+            Hold::Failed { .. } => "failed",
+            Hold::Grace { .. } => "grace",
+            Hold::NotListed => "not_listed",
+            Hold::Gone => "gone",
+            Hold::Cap => "cap",
+        }
+    }
+}
+
+impl Serialize for Hold {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Hold", 3)?;
+        st.serialize_field("reason", self.as_str())?;
+        match self {
+            Hold::InUse { until_unix } | Hold::Grace { until_unix } => {
+                st.serialize_field("untilUnix", until_unix)?;
+            }
+            Hold::Failed {
+                until_unix,
+                last_error,
+            } => {
+                st.serialize_field("untilUnix", until_unix)?;
+                st.serialize_field("lastError", last_error)?;
+            }
+            _ => {}
+        }
         st.end()
     }
 }
@@ -330,6 +430,8 @@ impl Plan {
                 Action::Waiting { .. } => c.waiting += 1,
                 Action::Conflict { .. } => c.conflict += 1,
                 Action::InFlight { .. } => c.inflight += 1,
+                Action::Delete { .. } => c.delete += 1,
+                Action::Deleting { .. } => c.deleting += 1,
             }
         }
         c

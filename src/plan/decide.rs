@@ -1,7 +1,10 @@
 //! `plan()`: the pure decision of what a pass does, link by link.
 
 use super::index::{Claimed, ProjectIndex};
-use super::{Action, ChangedWhy, CreateReason, Listings, Plan, PlanSettings, RemoteListing};
+use super::{
+    Action, ChangedWhy, CreateReason, Hold, Listings, Plan, PlanSettings, RemoteListing,
+    unmanaged_in,
+};
 use crate::model::{
     DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, Phase, Record, RemoteState,
 };
@@ -84,7 +87,19 @@ pub fn plan(
     plan_each(desired, records, listings, now_unix, settings, |a| {
         actions.push(a)
     });
-    Plan { actions }
+    let mut managed: FxSet<&str> = records
+        .iter()
+        .filter_map(|r| r.atlas_id.as_deref())
+        .collect();
+    managed.extend(actions.iter().filter_map(|a| match a {
+        Action::Adopt { remote, .. } => Some(remote.id.as_str()),
+        _ => None,
+    }));
+    let unmanaged = listings
+        .iter()
+        .flat_map(|(group, listing)| unmanaged_in(group, listing, |id| managed.contains(id)))
+        .collect();
+    Plan { actions, unmanaged }
 }
 
 /// `plan`, handing each action to `each` in the plan's order instead of collecting them: a pass
@@ -104,6 +119,7 @@ pub fn plan_each(
         .iter()
         .map(|(g, l)| (g, ProjectIndex::new(l)))
         .collect();
+    let mut prune = PruneRun::new(desired.link_count() > 0);
     plan_links(
         desired.links(),
         &sorted,
@@ -111,6 +127,7 @@ pub fn plan_each(
         &mut claimed,
         now_unix,
         settings,
+        &mut prune,
         &mut each,
     );
 }
@@ -121,7 +138,10 @@ pub fn plan_each(
 ///
 /// `records` are the records of this project (any order); `taken` is every id that a record of
 /// ANY project holds, so that adoption stays one-to-one across the whole ledger (it is read only
-/// when `listing` is given).
+/// when `listing` is given). `declared_any`: whether the manifests declare any link at all, in
+/// any project (without one, nothing is pruned). `prune.max_per_pass` caps this project's deletes;
+/// the pass caps them across projects.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_project_each(
     project: Option<&DesiredProject>,
     records: &[Record],
@@ -129,11 +149,13 @@ pub(crate) fn plan_project_each(
     taken: &FxSet<&str>,
     now_unix: i64,
     settings: &PlanSettings,
+    declared_any: bool,
     mut each: impl FnMut(Action),
 ) {
     let sorted = sorted(records);
     let mut claimed = Claimed::given(taken);
     let index = listing.map(ProjectIndex::new);
+    let mut prune = PruneRun::new(declared_any);
     plan_links(
         project.into_iter().flat_map(|p| p.links.values()),
         &sorted,
@@ -141,8 +163,117 @@ pub(crate) fn plan_project_each(
         &mut claimed,
         now_unix,
         settings,
+        &mut prune,
         &mut each,
     );
+}
+
+/// What prune decisions of one plan share.
+struct PruneRun {
+    declared_any: bool,
+    /// Deletes planned so far.
+    deletes: u32,
+}
+
+impl PruneRun {
+    fn new(declared_any: bool) -> PruneRun {
+        PruneRun {
+            declared_any,
+            deletes: 0,
+        }
+    }
+}
+
+/// The action for a record no link declares: delete, deleting, or orphaned with what holds it back.
+fn undeclared(
+    r: &Record,
+    index: Option<&ProjectIndex<'_>>,
+    now_unix: i64,
+    settings: &PlanSettings,
+    prune: &mut PruneRun,
+) -> Action {
+    let key = r.key.clone();
+    if r.phase == Phase::Deleting {
+        let gone = match (index, r.atlas_id.as_deref()) {
+            (Some(ix), Some(id)) => !ix.by_id.contains_key(id),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        return Action::Deleting {
+            key,
+            atlas_id: r.atlas_id.clone(),
+            listed: index.is_some(),
+            gone,
+        };
+    }
+    let hold = match (r.atlas_id.as_deref(), r.phase) {
+        (Some(id), Phase::Created | Phase::Adopted) => {
+            match prune_hold(r, id, index, now_unix, settings, prune) {
+                None => {
+                    return Action::Delete {
+                        key,
+                        atlas_id: id.to_owned(),
+                    };
+                }
+                hold => hold,
+            }
+        }
+        _ => None,
+    };
+    Action::Orphaned {
+        key,
+        atlas_id: r.atlas_id.clone(),
+        phase: r.phase,
+        undeclared_since_unix: r.prune.undeclared_since_unix,
+        hold,
+    }
+}
+
+/// What holds a prune candidate back, in the order of "Guarded prune"; `None`: delete it (and it
+/// counts against the cap).
+fn prune_hold(
+    r: &Record,
+    id: &str,
+    index: Option<&ProjectIndex<'_>>,
+    now_unix: i64,
+    settings: &PlanSettings,
+    prune: &mut PruneRun,
+) -> Option<Hold> {
+    let p = &settings.prune;
+    if !p.enabled {
+        return Some(Hold::Disabled);
+    }
+    if !prune.declared_any {
+        return Some(Hold::NoLinksDeclared);
+    }
+    if let Some(until_unix) = r.next_attempt_unix
+        && now_unix < until_unix
+    {
+        return Some(if r.prune.in_use {
+            Hold::InUse { until_unix }
+        } else {
+            Hold::Failed {
+                until_unix,
+                last_error: r.last_error.clone(),
+            }
+        });
+    }
+    let since = r.prune.undeclared_since_unix.unwrap_or(now_unix);
+    let until_unix = since.saturating_add(p.grace_secs);
+    if now_unix < until_unix {
+        return Some(Hold::Grace { until_unix });
+    }
+    let Some(ix) = index else {
+        return Some(Hold::NotListed);
+    };
+    if !ix.by_id.contains_key(id) {
+        return Some(Hold::Gone);
+    }
+    if prune.deletes >= p.max_per_pass {
+        return Some(Hold::Cap);
+    }
+    prune.deletes += 1;
+    None
 }
 
 /// `records` in key order, sorted only if they are not already (the ledger returns them sorted).
@@ -155,6 +286,7 @@ fn sorted(records: &[Record]) -> Vec<&Record> {
 }
 
 /// The plan of `links` (in key order) against `sorted` records (in key order).
+#[allow(clippy::too_many_arguments)]
 fn plan_links<'a, 'i>(
     links: impl Iterator<Item = &'a DesiredLink>,
     sorted: &[&'a Record],
@@ -162,6 +294,7 @@ fn plan_links<'a, 'i>(
     claimed: &mut Claimed<'a>,
     now_unix: i64,
     settings: &PlanSettings,
+    prune: &mut PruneRun,
     each: &mut impl FnMut(Action),
 ) where
     'a: 'i,
@@ -169,10 +302,14 @@ fn plan_links<'a, 'i>(
     // Desired links come in key order (nested BTreeMaps); with records in key order too (as
     // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
     // sorted plan, with no hashing and no sort.
-    let orphan = |r: &Record| Action::Orphaned {
-        key: r.key.clone(),
-        atlas_id: r.atlas_id.clone(),
-        phase: r.phase,
+    let mut orphan = |r: &Record| {
+        undeclared(
+            r,
+            index_of(&r.key.group_id),
+            now_unix,
+            settings,
+            &mut *prune,
+        )
     };
     let mut pending = sorted.iter().copied().peekable();
     for link in links {
@@ -215,6 +352,8 @@ fn plan_links<'a, 'i>(
                     }
                 }
                 Phase::Intent => CreateReason::Resume,
+                // Declared again while its old connection is being deleted: a new one.
+                Phase::Deleting => CreateReason::Recreate,
                 Phase::Failed => {
                     let due = r.next_attempt_unix.is_none_or(|t| t <= now_unix);
                     if !due && same_spec(r, link) {

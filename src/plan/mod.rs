@@ -40,6 +40,24 @@
 //! project, so `needs_listing`), not in the listing, or a domain to remove (a PATCH can only set one).
 //! Any other difference is changed as before: never replaced.
 //!
+//! # Guarded prune
+//! A record that no manifest declares any more is `orphaned`, unless guarded prune deletes it.
+//! Only a record in phase `created` or `adopted` with an Atlas id is a candidate (never an
+//! unmanaged connection, never an intent or a failed create). It becomes `delete` only when all
+//! of these hold, checked in this order, the first that fails being the `hold` reason the plan shows:
+//! `disabled` (`prune.enabled` is false), `no_links_declared` (the manifests declare no link at
+//! all: an unmounted folder must not delete everything), `in_use` / `failed` (an earlier delete
+//! was refused; tried again from `untilUnix`), `grace` (undeclared for less than
+//! `prune.grace_secs`, counted from the first pass that found it undeclared, or from now),
+//! `not_listed` (no complete listing of its project in this pass), `gone` (that listing does not
+//! show its id: nothing to delete), `cap` (`prune.max_per_pass` deletes are planned already).
+//! A record in phase `deleting` (Atlas accepted its delete) is `deleting` until a complete listing
+//! no longer shows it (`gone: true`), when the pass drops the row; declared again, it is created anew.
+//!
+//! # Unmanaged connections
+//! `unmanaged` lists every connection of a complete listing that no record holds and no link of
+//! the plan adopts: it costs money and nothing here manages it. It is never deleted or adopted by prune.
+//!
 //! # JSON shape (stable; `plan --output json` prints it)
 //! ```json
 //! {
@@ -60,8 +78,15 @@
 //!      "lastError": "…"|null},
 //!     {"action": "conflict", "groupId": "…", "name": "…", "atlasId": "…",
 //!      "fields": ["authenticationScheme", "…"], "source": "file:line"},
-//!     {"action": "inflight", "groupId": "…", "name": "…", "untilUnix": 1700000030}
-//!   ]
+//!     {"action": "inflight", "groupId": "…", "name": "…", "untilUnix": 1700000030},
+//!     {"action": "delete", "groupId": "…", "name": "…", "atlasId": "…"},
+//!     {"action": "deleting", "groupId": "…", "name": "…", "atlasId": "…"|null, "gone": false},
+//!     (an orphaned candidate also carries "undeclaredSinceUnix": 1700000000|null and
+//!      "hold": {"reason": "disabled|no_links_declared|in_use|failed|grace|not_listed|gone|cap",
+//!               "untilUnix": …, "lastError": …} (the last two where they apply), else "hold": null)
+//!   ],
+//!   "unmanaged": [{"groupId": "…", "atlasId": "…", "provider": "AWS"|null, "vendor": "MSK"|null,
+//!                  "state": "DONE"|null}]
 //! }
 //! ```
 //! Actions are sorted by `(groupId, name)`; each declared or recorded link appears exactly once.
@@ -69,11 +94,14 @@
 mod action;
 mod decide;
 mod index;
+mod unmanaged;
 
 pub(crate) use action::Plan;
-pub use action::{Action, ChangedWhy, CreateReason};
+pub use action::{Action, ChangedWhy, CreateReason, Hold};
 pub(crate) use decide::plan_project_each;
 pub use decide::{plan, plan_each};
+pub use unmanaged::Unmanaged;
+pub(crate) use unmanaged::unmanaged_in;
 
 use crate::model::{EndpointOutputs, GroupId, RemoteConnection, RemoteState};
 use std::collections::BTreeMap;
@@ -188,15 +216,43 @@ pub struct PlanSettings {
     /// How long after it was sent a create without an answer may still be committed by Atlas
     /// (`reconcile.settle_secs`). See the module documentation.
     pub settle_secs: i64,
+    /// Guarded prune (`prune.*`).
+    pub prune: PruneSettings,
 }
 
 impl PlanSettings {
-    /// From the config's `reconcile.settle_secs`; a value past `i64::MAX` seconds is as good as forever.
+    /// From the config's `reconcile.settle_secs`, prune off; a value past `i64::MAX` seconds is
+    /// as good as forever.
     pub(crate) fn from_settle_secs(settle_secs: u64) -> PlanSettings {
         PlanSettings {
             settle_secs: i64::try_from(settle_secs).unwrap_or(i64::MAX),
+            prune: PruneSettings::OFF,
         }
     }
+
+    pub(crate) fn with_prune(self, prune: PruneSettings) -> PlanSettings {
+        PlanSettings { prune, ..self }
+    }
+}
+
+/// Guarded prune's settings (config `prune.*`), as plain data. See "Guarded prune" above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneSettings {
+    /// Whether undeclared links that atlas-linkd created or adopted are deleted at all.
+    pub enabled: bool,
+    /// How long a link must have been undeclared before it is deleted.
+    pub grace_secs: i64,
+    /// Deletes per plan (and, in a pass, across all projects together).
+    pub max_per_pass: u32,
+}
+
+impl PruneSettings {
+    /// The defaults of `prune.*`: off.
+    pub const OFF: PruneSettings = PruneSettings {
+        enabled: false,
+        grace_secs: 3600,
+        max_per_pass: 10,
+    };
 }
 
 #[cfg(test)]

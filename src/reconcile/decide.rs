@@ -8,14 +8,15 @@
 use crate::atlas::ErrorClass;
 use std::time::Duration;
 
-/// The kind of call that failed. Reads change nothing in Atlas; a create may have; an update (a
-/// PATCH of `dnsDomain`) may have too, but sending it again sets the same domain, so it is retried
-/// like a read.
+/// The kind of call that failed. Reads change nothing in Atlas; a create may have. An update (a
+/// PATCH of `dnsDomain`) may have too, but sending it again sets the same domain, and a delete
+/// repeated is harmless (202 again, or 404 once it is gone), so both are retried like a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     Create,
     List,
     Update,
+    Delete,
 }
 
 /// How often this call has failed so far in this pass, the failure being decided included.
@@ -112,7 +113,10 @@ pub(crate) fn decide(
         // Never sent (a connection error), a read, or an idempotent PATCH whose answer was lost (it
         // sets the same domain again): repeating it is harmless.
         (Op::Create, ErrorClass::Retryable)
-        | (Op::List, ErrorClass::Retryable | ErrorClass::Ambiguous | ErrorClass::Conflict)
+        | (
+            Op::List | Op::Delete,
+            ErrorClass::Retryable | ErrorClass::Ambiguous | ErrorClass::Conflict,
+        )
         | (Op::Update, ErrorClass::Retryable | ErrorClass::Ambiguous) => {
             if attempts.failures >= limits.max_attempts {
                 Next::GiveUp
@@ -154,8 +158,37 @@ mod tests {
     }
 
     #[test]
+    fn a_delete_is_retried_like_a_read_and_a_refusal_is_final() {
+        for class in [
+            ErrorClass::Retryable,
+            ErrorClass::Ambiguous,
+            ErrorClass::Conflict,
+        ] {
+            assert_eq!(
+                decide(Op::Delete, &class, failures(1), &LIMITS, STEP),
+                Next::Retry { after: STEP }
+            );
+            assert_eq!(
+                decide(Op::Delete, &class, failures(3), &LIMITS, STEP),
+                Next::GiveUp
+            );
+        }
+        // A 400 (in use, or any other refusal) is not retried within the pass.
+        assert_eq!(
+            decide(
+                Op::Delete,
+                &ErrorClass::Permanent,
+                failures(1),
+                &LIMITS,
+                STEP
+            ),
+            Next::GiveUp
+        );
+    }
+
+    #[test]
     fn a_429_pauses_the_project_for_retry_after() {
-        for op in [Op::Create, Op::List] {
+        for op in [Op::Create, Op::List, Op::Delete] {
             let next = decide(
                 op,
                 &limited(Some(Duration::from_secs(7))),

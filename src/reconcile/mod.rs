@@ -28,6 +28,7 @@
 //!
 //! Files: `policy` (the numbers), `gate` (a project's bucket, slots and 429 pause), `clock`,
 //! `observer` (API calls into metrics), `list` (listing a project), `create` (creating one link),
+//! `delete` (deleting one undeclared link: guarded prune, off unless `prune.enabled`),
 //! `pass` (a whole pass and its "never a duplicate" guard), `halt` (a pass's stop when the ledger it
 //! holds was replaced), `refresh` (list and record states without planning: `outputs --refresh`,
 //! `--once --wait`), `update` (in-place `dnsDomain` updates, PATCH); `decide` and `budget` as above.
@@ -36,6 +37,7 @@ mod budget;
 mod clock;
 mod create;
 pub(crate) mod decide;
+mod delete;
 mod gate;
 mod halt;
 mod list;
@@ -50,6 +52,7 @@ pub use clock::now_unix;
 pub(crate) use observer::{CallCounters, MetricsObserver};
 pub use pass::PassError;
 pub use policy::Policy;
+pub(crate) use policy::prune_settings;
 pub(crate) use refresh::refresh_projects;
 
 use crate::atlas::{ApiError, AtlasClient};

@@ -7,27 +7,30 @@ use super::PassOptions;
 use super::Reconciler;
 use super::clock::now_unix;
 use super::create::{CreateJob, CreateOutcome, near_match_reason};
+use super::delete::{DeleteJob, DeleteOutcome};
 use super::halt::Halt;
 use super::list::Abandon;
 use super::refresh::remote_state_change;
 use super::update::UpdateJob;
-use crate::ledger::{LedgerError, LedgerReplaced};
+use crate::ledger::{Change, LedgerError, LedgerReplaced};
 use crate::lock::LockExt;
 use crate::metrics;
 use crate::model::{
-    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, Record, RemoteConnection,
+    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, LinkKey, Record,
+    RemoteConnection,
 };
 use crate::phases;
 use crate::plan::{
-    self, Action, ChangedWhy, CreateReason, ListedState, Listings, PlanSettings, RemoteListing,
+    self, Action, ChangedWhy, CreateReason, Hold, ListedState, Listings, PlanSettings,
+    RemoteListing, unmanaged_in,
 };
 use crate::progress::Progress;
-use crate::report::{ChangedLink, FailedLink, PassReport};
+use crate::report::{ChangedLink, FailedLink, PassReport, hold_reason};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Instant;
 
@@ -71,9 +74,20 @@ struct Shared<'p> {
     conflicts: AtomicU64,
     progress: PassProgress,
     halt: Halt,
+    /// Whether the manifests declare any link at all: without one, nothing is pruned.
+    declared_any: bool,
+    /// Deletes this pass may still send, all projects together (`prune.max_per_pass`).
+    deletes_left: AtomicU32,
 }
 
 impl Shared<'_> {
+    /// Takes one of the pass's deletes, if any is left.
+    fn take_delete(&self) -> bool {
+        self.deletes_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     fn claimed(&self) -> &Mutex<HashSet<String>> {
         self.seed.call_once(|| {
             self.claimed
@@ -168,6 +182,8 @@ impl Reconciler {
                 projects.len(),
             ),
             halt,
+            declared_any: desired.link_count() > 0,
+            deletes_left: AtomicU32::new(settings.prune.max_per_pass),
         };
         let mut running: FuturesUnordered<_> = projects
             .iter()
@@ -258,6 +274,10 @@ impl Reconciler {
         let mut jobs: Vec<Job> = Vec::new();
         let mut adoptions: Vec<(Box<DesiredLink>, Box<RemoteConnection>)> = Vec::new();
         let mut updates: Vec<UpdateJob> = Vec::new();
+        // Guarded prune: ledger marks (undeclared since, declared again, deletion seen through)
+        // and the deletes this project's plan asks for.
+        let mut marks: Vec<Change> = declared_again(project, records, shared.now);
+        let mut deletes: Vec<(LinkKey, String)> = Vec::new();
         {
             let mut report = shared.report.lock_or_recover();
             let report = &mut *report;
@@ -269,6 +289,7 @@ impl Reconciler {
                 shared.held,
                 shared.now,
                 &shared.settings,
+                shared.declared_any,
                 |action| match action {
                     Action::Create { link, reason } => {
                         // The guard of "never a duplicate": a create needs a complete listing of
@@ -328,9 +349,46 @@ impl Reconciler {
                         }
                         report.changed.push(ChangedLink::new(&key, reason));
                     }
-                    Action::Orphaned { key, .. } => {
-                        tracing::warn!(link = %key, "recorded in the ledger but no longer declared; left in place");
-                        report.orphaned.push(key);
+                    Action::Orphaned {
+                        key,
+                        hold,
+                        undeclared_since_unix,
+                        ..
+                    } => {
+                        // A prune candidate: the grace period counts from the first pass that
+                        // finds it undeclared, whether prune is on yet or not.
+                        if hold.is_some() && undeclared_since_unix.is_none() {
+                            marks.push(mark_undeclared(&key, shared.now));
+                        }
+                        match hold {
+                            None | Some(Hold::Disabled) => {
+                                tracing::warn!(link = %key, "recorded in the ledger but no longer declared; left in place");
+                                report.orphaned.push(key);
+                            }
+                            Some(h @ Hold::InUse { .. }) => {
+                                report.in_use.push(FailedLink::new(&key, hold_reason(&h)));
+                            }
+                            Some(h) => {
+                                tracing::info!(link = %key, reason = h.as_str(), "no longer declared; prune holds it back");
+                                report
+                                    .held_back
+                                    .push(FailedLink::new(&key, hold_reason(&h)));
+                            }
+                        }
+                    }
+                    Action::Delete { key, atlas_id } => {
+                        if undeclared_since(records, &key).is_none() {
+                            marks.push(mark_undeclared(&key, shared.now));
+                        }
+                        deletes.push((key, atlas_id));
+                    }
+                    Action::Deleting { key, gone, .. } => {
+                        if gone {
+                            tracing::info!(link = %key, "deletion complete: no longer listed; record dropped");
+                            marks.push(Change::Forget { key });
+                        } else {
+                            report.deleting.push(key);
+                        }
                     }
                     Action::Waiting {
                         key,
@@ -371,13 +429,26 @@ impl Reconciler {
                 },
             );
         }
+        if let Some(listing) = &listing {
+            // Adopted by this plan: managed from now on. Held ids were moved out by `reduce`.
+            let adopted: HashSet<&str> = adoptions.iter().map(|(_, r)| r.id.as_str()).collect();
+            let found = unmanaged_in(group, listing, |id| {
+                adopted.contains(id) || shared.held.contains(id)
+            });
+            self.metrics.set_unmanaged(group.as_str(), found.len());
+            for u in &found {
+                tracing::warn!(project = %group, atlas_id = %u.atlas_id,
+                    "unmanaged connection: in Atlas, neither declared nor recorded (billed; never touched)");
+            }
+            shared.report.lock_or_recover().unmanaged.extend(found);
+        }
         drop(listing);
         shared.progress.planned(jobs.len());
         if !updates.is_empty() {
             self.run_updates(updates, options, &shared.halt, &shared.report)
                 .await;
         }
-        if jobs.is_empty() && adoptions.is_empty() {
+        if jobs.is_empty() && adoptions.is_empty() && marks.is_empty() && deletes.is_empty() {
             return Ok(());
         }
         // Before the project's batch: nothing is written or created for a ledger that is no
@@ -385,6 +456,7 @@ impl Reconciler {
         if !shared.halt.may_create(&self.ledger) {
             return Ok(());
         }
+        futures::future::try_join_all(marks.into_iter().map(|c| self.ledger.apply(c))).await?;
 
         // Adoptions before creates of the same project: a create's verification must not adopt
         // what a link of this plan adopted. Concurrently, so the ledger commits them in a few
@@ -429,6 +501,30 @@ impl Reconciler {
             .buffer_unordered(self.policy.per_project_concurrency)
             .for_each(|(key, outcome)| {
                 report_outcome(&mut shared.report.lock_or_recover(), key, outcome);
+                futures::future::ready(())
+            })
+            .await;
+
+        // Deletes after the project's creates, each taking one of the pass's `max_per_pass`.
+        futures::stream::iter(deletes)
+            .map(|(key, atlas_id)| async move {
+                if !shared.take_delete() {
+                    let outcome = DeleteOutcome::Skipped(hold_reason(&Hold::Cap));
+                    return (key, Ok(outcome));
+                }
+                let declared = project.is_some_and(|p| p.links.contains_key(&key.name));
+                let job = DeleteJob {
+                    key: &key,
+                    atlas_id: &atlas_id,
+                    declared,
+                    halt: &shared.halt,
+                };
+                let outcome = self.delete_one(job, options).await;
+                (key, outcome)
+            })
+            .buffer_unordered(self.policy.per_project_concurrency)
+            .for_each(|(key, outcome)| {
+                report_delete(&mut shared.report.lock_or_recover(), key, outcome);
                 futures::future::ready(())
             })
             .await;
@@ -479,10 +575,24 @@ impl Reconciler {
             report.failed.len() + report.waiting.len(),
         );
         set(metrics::link_status::CHANGED, report.changed.len());
-        set(metrics::link_status::ORPHANED, report.orphaned.len());
+        // Every undeclared record still in the ledger, whatever prune does about it.
+        set(
+            metrics::link_status::ORPHANED,
+            report.orphaned.len()
+                + report.held_back.len()
+                + report.in_use.len()
+                + report.deleting.len()
+                + report.deleted.len(),
+        );
 
         if let Ok(records) = self.ledger.snapshot().await {
             self.set_remote_links_gauge(desired, &records);
+            let mut managed: BTreeSet<&str> = records
+                .chunk_by(|a, b| a.key.group_id == b.key.group_id)
+                .map(|own| own[0].key.group_id.as_str())
+                .collect();
+            managed.extend(desired.projects.keys().map(GroupId::as_str));
+            self.metrics.retain_unmanaged(|p| managed.contains(p));
         }
     }
 }
@@ -492,6 +602,63 @@ fn prior_attempts(records: &[Record], link: &DesiredLink) -> u32 {
     records
         .binary_search_by(|r| r.key.cmp(&link.key))
         .map_or(0, |i| records[i].attempts)
+}
+
+/// The marks that clear "undeclared since" of the project's records that are declared again.
+fn declared_again(project: Option<&DesiredProject>, records: &[Record], now: i64) -> Vec<Change> {
+    let Some(project) = project else {
+        return Vec::new();
+    };
+    records
+        .iter()
+        .filter(|r| {
+            r.prune.undeclared_since_unix.is_some() && project.links.contains_key(&r.key.name)
+        })
+        .map(|r| Change::Undeclared {
+            key: r.key.clone(),
+            since_unix: None,
+            at_unix: now,
+        })
+        .collect()
+}
+
+fn mark_undeclared(key: &LinkKey, now: i64) -> Change {
+    Change::Undeclared {
+        key: key.clone(),
+        since_unix: Some(now),
+        at_unix: now,
+    }
+}
+
+/// Since when the record of `key` (in the project's records, in key order) is undeclared.
+fn undeclared_since(records: &[Record], key: &LinkKey) -> Option<i64> {
+    records
+        .binary_search_by(|r| r.key.cmp(key))
+        .ok()
+        .and_then(|i| records[i].prune.undeclared_since_unix)
+}
+
+/// A delete's outcome, into the report.
+fn report_delete(
+    report: &mut PassReport,
+    key: LinkKey,
+    outcome: Result<DeleteOutcome, LedgerError>,
+) {
+    match outcome {
+        Ok(DeleteOutcome::Deleted) => report.deleted.push(key),
+        // Gone before we asked: nothing left to report but that it is no longer recorded.
+        Ok(DeleteOutcome::Gone) => {}
+        Ok(DeleteOutcome::InUse(why)) => report.in_use.push(FailedLink::new(&key, why)),
+        Ok(DeleteOutcome::Failed(why)) => report.failed.push(FailedLink::new(&key, why)),
+        Ok(DeleteOutcome::Skipped(why)) => report.held_back.push(FailedLink::new(&key, why)),
+        Ok(DeleteOutcome::Interrupted) => report.not_attempted.push(FailedLink::new(
+            &key,
+            "interrupted before its delete was sent".to_owned(),
+        )),
+        Err(e) => report
+            .failed
+            .push(FailedLink::new(&key, format!("ledger write failed: {e}"))),
+    }
 }
 
 /// A create's outcome, into the report.

@@ -2,7 +2,7 @@
 
 use super::decide;
 use crate::config::Config;
-use crate::plan::PlanSettings;
+use crate::plan::{PlanSettings, PruneSettings};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::Quota;
 use std::num::NonZeroU32;
@@ -31,6 +31,8 @@ pub struct Policy {
     pub(crate) settle: Duration,
     /// Tokens of each project's bucket left to the other tools of the project.
     pub(crate) reserve: u32,
+    /// Guarded prune (`prune.*`).
+    pub(crate) prune: PruneSettings,
 }
 
 impl Policy {
@@ -49,12 +51,13 @@ impl Policy {
             max_failure_delay: Duration::from_secs(config.retry.max_failure_delay_secs),
             settle: Duration::from_secs(config.reconcile.settle_secs),
             reserve: config.rate_limit.reserve,
+            prune: prune_settings(config),
         }
     }
 
     /// What the planner needs of the policy.
     pub(crate) fn plan_settings(&self) -> PlanSettings {
-        PlanSettings::from_settle_secs(self.settle.as_secs())
+        PlanSettings::from_settle_secs(self.settle.as_secs()).with_prune(self.prune)
     }
 
     pub(super) fn limits(&self) -> decide::Limits {
@@ -91,6 +94,15 @@ impl Policy {
         self.failure_delay
             .saturating_mul(factor)
             .min(self.max_failure_delay.max(self.failure_delay))
+    }
+}
+
+/// The planner's prune settings from `prune.*`; a grace past `i64::MAX` seconds is as good as forever.
+pub(crate) fn prune_settings(config: &Config) -> PruneSettings {
+    PruneSettings {
+        enabled: config.prune.enabled,
+        grace_secs: i64::try_from(config.prune.grace_secs).unwrap_or(i64::MAX),
+        max_per_pass: config.prune.max_per_pass,
     }
 }
 
@@ -142,6 +154,7 @@ mod tests {
             max_failure_delay: Duration::from_secs(21600),
             settle: Duration::from_secs(30),
             reserve: 0,
+            prune: PruneSettings::OFF,
         }
     }
 

@@ -24,6 +24,7 @@ mod once_binary;
 mod packaging;
 mod prom_promtool;
 mod prom_server;
+mod prune;
 mod systemd_unit;
 mod update;
 mod wait;

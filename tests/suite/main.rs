@@ -6,10 +6,12 @@
 mod support;
 
 mod atlas_client;
+mod atlas_delete;
 mod atlas_hostile;
 mod atlas_update;
 mod config_debounce;
 mod config_load;
+mod config_prune;
 mod endpoint_http;
 mod fake_api;
 mod fake_auth;
@@ -17,6 +19,7 @@ mod fake_commit;
 mod fake_faults;
 mod fake_lifecycle;
 mod ledger_memory;
+mod ledger_prune;
 mod ledger_store;
 mod manifest_corpus;
 mod manifest_files;
@@ -24,4 +27,5 @@ mod manifest_fingerprint;
 mod manifest_schema;
 mod plan_props;
 mod reconcile_pass;
+mod reconcile_prune;
 mod reconcile_update;

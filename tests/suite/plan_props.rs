@@ -14,7 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 const NOW: i64 = 1_000;
-const SETTINGS: PlanSettings = PlanSettings { settle_secs: 30 };
+const SETTINGS: PlanSettings = PlanSettings {
+    settle_secs: 30,
+    prune: atlas_linkd::plan::PruneSettings::OFF,
+};
 
 fn gid(g: u8) -> GroupId {
     GroupId::parse(&format!("{g:024x}")).unwrap()
@@ -105,6 +108,7 @@ proptest! {
                     outputs: Default::default(),
                     created_unix: 0,
                     updated_unix: 0,
+                    prune: Default::default(),
                 }
             })
             .collect();

@@ -2,14 +2,17 @@
 
 use super::*;
 use crate::model::{
-    AuthScheme, DesiredLink, DesiredProject, DesiredState, Fingerprint, GroupId, LinkKey, LinkSpec,
-    Phase, Provider, Record, RemoteConnection, RemoteState, Source, Vendor,
+    AuthScheme, DesiredLink, DesiredProject, DesiredState, Fingerprint, FxSet, GroupId, LinkKey,
+    LinkSpec, Phase, Provider, PruneMark, Record, RemoteConnection, RemoteState, Source, Vendor,
 };
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 const NOW: i64 = 1_700_000_000;
-const S: PlanSettings = PlanSettings { settle_secs: 30 };
+const S: PlanSettings = PlanSettings {
+    settle_secs: 30,
+    prune: PruneSettings::OFF,
+};
 
 fn g(n: u8) -> GroupId {
     GroupId::parse(&format!("{:024x}", n)).unwrap()
@@ -87,6 +90,7 @@ fn record(l: &DesiredLink, phase: Phase, atlas_id: Option<&str>) -> Record {
         outputs: Default::default(),
         created_unix: 1,
         updated_unix: 1,
+        prune: Default::default(),
     }
 }
 
@@ -121,6 +125,8 @@ fn total(c: &super::action::PlanCounts) -> usize {
         + c.orphaned
         + c.waiting
         + c.inflight
+        + c.delete
+        + c.deleting
 }
 
 fn only(p: &Plan) -> &Action {
@@ -389,7 +395,9 @@ fn undeclared_records_are_orphaned() {
         &Action::Orphaned {
             key: a.key.clone(),
             atlas_id: Some("r1".into()),
-            phase: Phase::Created
+            phase: Phase::Created,
+            undeclared_since_unix: None,
+            hold: Some(Hold::Disabled),
         }
     );
 }
@@ -604,4 +612,5 @@ fn a_reduced_listing_plans_as_the_whole_one() {
 mod in_flight;
 mod near_match;
 mod per_project;
+mod prune;
 mod update;

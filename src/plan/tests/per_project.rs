@@ -25,6 +25,7 @@ fn per_project(desired: &DesiredState, records: &[Record], listings: &Listings) 
             &taken,
             NOW,
             &S,
+            desired.link_count() > 0,
             |a| actions.push(a),
         );
     }
