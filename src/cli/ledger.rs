@@ -27,6 +27,8 @@ struct LedgerEntry<'a> {
     last_error: Option<&'a str>,
     next_attempt_unix: Option<i64>,
     sent_unix: Option<i64>,
+    /// Since when no manifest declares the link (guarded prune's grace counts from here).
+    undeclared_since_unix: Option<i64>,
     outputs: &'a EndpointOutputs,
     created_unix: i64,
     updated_unix: i64,
@@ -58,6 +60,7 @@ impl<'a> LedgerEntry<'a> {
             last_error: r.last_error.as_deref(),
             next_attempt_unix: r.next_attempt_unix,
             sent_unix: r.sent_unix,
+            undeclared_since_unix: r.prune.undeclared_since_unix,
             outputs: &r.outputs,
             created_unix: r.created_unix,
             updated_unix: r.updated_unix,

@@ -218,6 +218,7 @@ async fn plan_lists_atlas_and_shows_adoptions_and_ledger_shows_the_pass() {
             "remoteState",
             "sentUnix",
             "spec",
+            "undeclaredSinceUnix",
             "updatedUnix"
         ],
         "{row}"
