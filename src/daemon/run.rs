@@ -779,9 +779,12 @@ impl Daemon {
         let set = self.manifests.clone();
         let paths = self.config.manifests.clone();
         let limits = ReadLimits::new(self.config.limits.manifest_file_max_bytes);
+        // Files renamed into place since the last look were whole before they had their name.
+        let whole = self.watcher.take_whole_arrivals();
         let joined = tokio::task::spawn_blocking(move || {
             let mut set = set.lock_or_recover();
             set.set_limits(limits);
+            set.mark_whole(whole);
             let settling = Settling {
                 window,
                 now: std::time::Instant::now(),

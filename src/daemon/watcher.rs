@@ -3,10 +3,12 @@
 //! replaced (deleted and recreated, swapped by rename, or a symlink switched), and on request (SIGHUP,
 //! every resync).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -44,6 +46,46 @@ impl ManifestWatcher {
         if let Err(e) = tokio::task::spawn_blocking(move || shared.rearm()).await {
             tracing::warn!(error = %e, "re-arming the manifest watcher failed");
         }
+    }
+
+    /// The manifest files that arrived whole since the last call: renamed into place (the atomic-save
+    /// pattern of editors, `kubectl`, `git`, configuration tools) and not written in place since. A
+    /// file renamed into place was complete before it had its name, so the loader may use it without
+    /// waiting to see it stable; a file written in place may be half written, and must wait.
+    pub(crate) fn take_whole_arrivals(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *self.shared.arrivals.lock_or_recover())
+            .into_iter()
+            .filter_map(|(path, arrival)| (arrival == Arrival::Whole).then_some(path))
+            .collect()
+    }
+}
+
+/// How a manifest file last changed, as far as its events tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Renamed into place: complete before it had its name.
+    Whole,
+    /// Created or written in place: may be half written.
+    InPlace,
+}
+
+/// What an event says of how its files arrived, and which of its paths that concerns: a rename's
+/// new name arrived whole; a create or a write is in place; anything else (metadata, removal, the
+/// old name of a rename) says nothing.
+fn arrival_of(event: &notify::Event) -> Option<(Arrival, &[PathBuf])> {
+    match event.kind {
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+            Some((Arrival::Whole, event.paths.as_slice()))
+        }
+        // From and to: only the new name arrived.
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+            Some((Arrival::Whole, event.paths.get(1..).unwrap_or_default()))
+        }
+        EventKind::Create(_)
+        | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Other) => {
+            Some((Arrival::InPlace, event.paths.as_slice()))
+        }
+        _ => None,
     }
 }
 
@@ -140,6 +182,8 @@ struct Shared {
     paths: Vec<PathBuf>,
     raw_tx: mpsc::UnboundedSender<Raw>,
     armed: Mutex<Armed>,
+    /// How each changed manifest file last arrived, since the daemon last asked.
+    arrivals: Arc<Mutex<HashMap<PathBuf, Arrival>>>,
 }
 
 impl Shared {
@@ -148,7 +192,7 @@ impl Shared {
     /// parent folder sees it come back. Only if no watcher can be made at all are the old watches kept.
     fn rearm(&self) {
         let roots: Vec<RootId> = self.paths.iter().map(|p| RootId::of(p)).collect();
-        match arm(&self.paths, &self.raw_tx, false) {
+        match arm(&self.paths, &self.raw_tx, &self.arrivals, false) {
             Ok(watcher) => {
                 let mut armed = self.armed.lock_or_recover();
                 // Dropping the previous watcher only after the new one watches: no gap in between.
@@ -259,6 +303,7 @@ fn merge_points(mut points: Vec<(PathBuf, RecursiveMode)>) -> Vec<(PathBuf, Recu
 fn arm(
     paths: &[PathBuf],
     raw_tx: &mpsc::UnboundedSender<Raw>,
+    arrivals: &Arc<Mutex<HashMap<PathBuf, Arrival>>>,
     strict: bool,
 ) -> Result<RecommendedWatcher, DaemonError> {
     let Plan {
@@ -268,6 +313,7 @@ fn arm(
         entries,
     } = plan(paths, strict)?;
     let tx = raw_tx.clone();
+    let arrivals = arrivals.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let raw = match res {
             // The kernel's queue overflowed: any change may have been lost.
@@ -277,6 +323,12 @@ fn arm(
             // any other root's entry changing means the root was replaced.
             Ok(ev) => {
                 if ev.paths.iter().any(|p| filter.iter().any(|t| t.covers(p))) {
+                    if let Some((arrival, paths)) = arrival_of(&ev) {
+                        let mut arrivals = arrivals.lock_or_recover();
+                        for p in paths.iter().filter(|p| filter.iter().any(|t| t.covers(p))) {
+                            arrivals.insert(p.clone(), arrival);
+                        }
+                    }
                     Raw::Change
                 } else if ev
                     .paths
@@ -336,10 +388,12 @@ pub fn watch_manifests(
 ) -> Result<(ManifestWatcher, mpsc::Receiver<Instant>), DaemonError> {
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<Raw>();
     let roots = paths.iter().map(|p| RootId::of(p)).collect();
-    let watcher = arm(paths, &raw_tx, true)?;
+    let arrivals = Arc::new(Mutex::new(HashMap::new()));
+    let watcher = arm(paths, &raw_tx, &arrivals, true)?;
     let shared = Arc::new(Shared {
         paths: paths.to_vec(),
         raw_tx,
+        arrivals,
         armed: Mutex::new(Armed {
             watcher: Some(watcher),
             roots,
@@ -389,6 +443,47 @@ pub fn watch_manifests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rename_into_place_arrives_whole_and_a_write_in_place_does_not() {
+        use notify::event::{CreateKind, DataChange, MetadataKind};
+        let ev = |kind, paths: &[&str]| {
+            paths.iter().fold(notify::Event::new(kind), |e, p| {
+                e.add_path(PathBuf::from(p))
+            })
+        };
+        let to = ev(
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            &["/m/a.yaml"],
+        );
+        assert_eq!(
+            arrival_of(&to),
+            Some((Arrival::Whole, &[PathBuf::from("/m/a.yaml")][..]))
+        );
+        let both = ev(
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            &["/m/.a.yaml.tmp", "/m/a.yaml"],
+        );
+        assert_eq!(
+            arrival_of(&both),
+            Some((Arrival::Whole, &[PathBuf::from("/m/a.yaml")][..]))
+        );
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Any),
+        ] {
+            let e = ev(kind, &["/m/a.yaml"]);
+            assert_eq!(arrival_of(&e).map(|(a, _)| a), Some(Arrival::InPlace));
+        }
+        for kind in [
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Remove(notify::event::RemoveKind::File),
+        ] {
+            assert_eq!(arrival_of(&ev(kind, &["/m/a.yaml"])), None);
+        }
+    }
 
     #[test]
     fn yaml_filter_ignores_hidden_and_foreign_files() {

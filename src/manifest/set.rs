@@ -200,6 +200,9 @@ pub(crate) struct ManifestSet {
     counts: ReadCounts,
     /// What a file may be to be read at all (its size, where it lies).
     limits: ReadLimits,
+    /// Files the watcher saw renamed into place (and not written in place since): whole before they
+    /// had their name, so the next refresh uses them without waiting to see them stable.
+    whole: BTreeSet<PathBuf>,
 }
 
 /// What one [`ManifestSet::refresh`] found.
@@ -368,10 +371,17 @@ impl ManifestSet {
         self.refresh_with(paths, None)
     }
 
+    /// Marks files the watcher saw renamed into place: the next refresh uses their new content at
+    /// once (a file renamed into place was complete before it had its name); see `refresh_settled`.
+    pub(crate) fn mark_whole(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
+        self.whole.extend(paths);
+    }
+
     /// Like `refresh`, but uses a changed file only once it has been read twice at least
     /// `settling.window` apart with the same content: a file written with a pause (a half-written
     /// link) must not be acted on in its unfinished form. A file not yet stable keeps its last good
     /// version and is listed in `unsettled`; refreshing again after `settle_in` may find it stable.
+    /// A file marked whole (`mark_whole`) is used at once.
     pub(crate) fn refresh_settled(&mut self, paths: &[PathBuf], settling: Settling) -> Refresh {
         self.refresh_with(paths, Some(settling))
     }
@@ -410,6 +420,7 @@ impl ManifestSet {
             }
         }
 
+        let whole = std::mem::take(&mut self.whole);
         let mut candidates: Vec<FileManifest> = Vec::new();
         for path in &on_disk {
             let state = self.files.entry(path.clone()).or_insert_with(|| FileState {
@@ -419,7 +430,9 @@ impl ManifestSet {
                 pending: None,
             });
             let looked = look(path, state.seen, &mut self.counts, &reader);
-            if let (Some(settling), Look::Parsed(Some(new), _)) = (settling, &looked)
+            if whole.contains(path) {
+                state.pending = None;
+            } else if let (Some(settling), Look::Parsed(Some(new), _)) = (settling, &looked)
                 && let Some(wait) = state.unsettled(*new, settling)
             {
                 report.unsettled.push(path.clone());

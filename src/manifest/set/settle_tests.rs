@@ -143,3 +143,30 @@ fn a_broken_file_is_reported_once_it_is_stable() {
     assert!(r.problems.iter().all(|p| p.file == a) && !r.problems.is_empty());
     assert_eq!(links(&set).len(), 1, "the last good version stays in use");
 }
+
+#[test]
+fn a_file_renamed_into_place_is_used_at_once_and_only_once_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, head() + &link("a1", FULL)).unwrap();
+    let paths = vec![dir.path().to_path_buf()];
+    let mut set = ManifestSet::load(&paths).unwrap();
+    let t0 = Instant::now();
+
+    // Written beside, then renamed into place: whole before it had its name.
+    let tmp = dir.path().join(".b.yaml.tmp");
+    std::fs::write(&tmp, head() + &link("b1", OTHER)).unwrap();
+    std::fs::rename(&tmp, &b).unwrap();
+    set.mark_whole([b.clone()]);
+    let r = set.refresh_settled(&paths, at(t0, 0));
+    assert!(r.unsettled.is_empty(), "{:?}", r.unsettled);
+    assert!(r.changed);
+    assert_eq!(links(&set).len(), 2);
+
+    // The mark is spent: a later write in place waits for the window again.
+    std::fs::write(&b, head() + &link("b1", &FULL[..30])).unwrap();
+    let r = set.refresh_settled(&paths, at(t0, 10));
+    assert_eq!(r.unsettled, vec![b.clone()]);
+    assert!(links(&set).contains(&("b1".to_owned(), OTHER.to_owned())));
+}
