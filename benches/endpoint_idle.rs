@@ -9,7 +9,7 @@
 //! - `/metrics`: 200 scrapes, each on a new connection (as Prometheus after an idle timeout): the time
 //!   from connect to the whole body read;
 //! - create: 10 saves of a new one-link file (renamed into the watched folder): the time from the
-//!   rename to the fake holding the link (the debounce and the stability read included); each save's pass ends before
+//!   rename to the fake holding the link (the debounce included); each save's pass ends before
 //!   the next save.
 //!
 //! With idle connections, 2,000 are opened before the measurements and kept open by this process to
