@@ -203,13 +203,9 @@ impl Triggers {
         at_unix: i64,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
         let at = instant_at_unix(at_unix);
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep_until(at) => this.trigger(Trigger::Settle),
-            }
+        self.spawn_after(tokio::time::sleep_until(at), shutdown, |t| {
+            t.trigger(Trigger::Settle);
         })
     }
 
@@ -220,12 +216,8 @@ impl Triggers {
         delay: Duration,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(delay) => this.trigger_change(Instant::now()),
-            }
+        self.spawn_after(tokio::time::sleep(delay), shutdown, |t| {
+            t.trigger_change(Instant::now());
         })
     }
 
@@ -235,11 +227,23 @@ impl Triggers {
         delay: Duration,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
+        self.spawn_after(tokio::time::sleep(delay), shutdown, |t| {
+            t.trigger(Trigger::ReadyPoll);
+        })
+    }
+
+    /// Runs `fire` once `sleep` ends, unless `shutdown` comes first: the one-shot timers above.
+    fn spawn_after(
+        &self,
+        sleep: tokio::time::Sleep,
+        shutdown: CancellationToken,
+        fire: impl FnOnce(&Triggers) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(delay) => this.trigger(Trigger::ReadyPoll),
+                () = sleep => fire(&this),
             }
         })
     }
