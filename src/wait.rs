@@ -8,7 +8,7 @@ use crate::exit::{Exit, refuse};
 use crate::logging::TERMINAL_BAR;
 use crate::model::{DesiredState, GroupId, LinkKey, Phase, Record, RemoteState};
 use crate::progress::WaitProgress;
-use crate::reconcile::Reconciler;
+use crate::reconcile::{Reconciler, Unlisted};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -33,9 +33,6 @@ pub(crate) fn parse_wait(text: &str) -> Result<Duration, String> {
     }
     Ok(d)
 }
-
-/// A connection that this many complete listings in a row did not show is gone from Atlas.
-const GONE_AFTER: u32 = 2;
 
 /// What `--once --wait` needs besides the pass.
 #[derive(Debug, Clone, Copy)]
@@ -240,8 +237,7 @@ async fn poll_until_ready(
     let started = Instant::now();
     let total = desired.link_count();
     let mut gone: HashSet<LinkKey> = HashSet::new();
-    // How many complete listings in a row did not show a link's connection.
-    let mut missing: HashMap<LinkKey, u32> = HashMap::new();
+    let mut unlisted = Unlisted::default();
     loop {
         // The first look is at what the pass itself recorded: it listed every managed project.
         let records = match reconciler.ledger().snapshot().await {
@@ -299,23 +295,8 @@ async fn poll_until_ready(
             // The rows keep their last state; the next poll tries again, up to the deadline.
             tracing::warn!(project = %group, error = %e, "could not list the project while waiting; trying again at the next poll");
         }
-        for record in records.iter() {
-            let listed = refreshed.listed.get(&record.key.group_id);
-            let (Some(ids), Some(id)) = (listed, record.atlas_id.as_deref()) else {
-                continue;
-            };
-            if ids.contains(id) || desired.get(&record.key).is_none() {
-                missing.remove(&record.key);
-                continue;
-            }
-            // Twice in a row, so that a listing that lags behind a create just made cannot end
-            // the wait.
-            let times = missing.entry(record.key.clone()).or_default();
-            *times = times.saturating_add(1);
-            if *times >= GONE_AFTER {
-                gone.insert(record.key.clone());
-            }
-        }
+        unlisted.observe(&records, &refreshed.listed);
+        gone = unlisted.gone();
     }
 }
 

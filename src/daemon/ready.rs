@@ -2,14 +2,9 @@
 //! way to `DONE` (a readiness poll lists those, and only those), and the line `/readyz` and the
 //! STATUS line show of it. Pure: the loop in `run` does the listing and the timing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use crate::model::{DesiredState, GroupId, LinkKey, Phase, Record, RemoteState};
-
-/// A connection that this many complete listings in a row did not show is no longer polled for:
-/// the next pass, which lists every managed project, decides what became of it. Twice, so that a
-/// listing lagging behind a create just made does not stop the polling.
-const GONE_AFTER: u32 = 2;
 
 /// Where the declared links stand between passes, from the ledger's rows.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,7 +20,7 @@ pub(crate) struct ReadyCount {
 impl ReadyCount {
     /// From the ledger's `records`: the declared links, created or adopted, whose recorded Atlas
     /// state may still become `DONE`, except those `unlisted` (gone from the listings, see
-    /// [`Unlisted`]). A state this version does not know is not polled for: nothing says it moves.
+    /// `reconcile::Unlisted`). A state this version does not know is not polled for: nothing says it moves.
     pub(crate) fn of(
         desired: &DesiredState,
         records: &[Record],
@@ -79,55 +74,13 @@ fn count(n: usize, noun: &str) -> String {
     }
 }
 
-/// The recorded connections that complete listings of readiness polls no longer showed, counted
-/// per link; forgotten at each pass.
-#[derive(Debug, Default)]
-pub(crate) struct Unlisted {
-    missing: HashMap<LinkKey, u32>,
-}
-
-impl Unlisted {
-    /// Counts, for each of `records` in a project that `listed` holds (project -> ids its complete
-    /// listing showed), whether its connection was missing.
-    pub(crate) fn observe(
-        &mut self,
-        records: &[Record],
-        listed: &BTreeMap<GroupId, HashSet<String>>,
-    ) {
-        for record in records {
-            let (Some(ids), Some(id)) =
-                (listed.get(&record.key.group_id), record.atlas_id.as_deref())
-            else {
-                continue;
-            };
-            if ids.contains(id) {
-                self.missing.remove(&record.key);
-            } else {
-                let times = self.missing.entry(record.key.clone()).or_default();
-                *times = times.saturating_add(1);
-            }
-        }
-    }
-
-    /// The links no longer polled for.
-    pub(crate) fn gone(&self) -> HashSet<LinkKey> {
-        self.missing
-            .iter()
-            .filter(|(_, n)| **n >= GONE_AFTER)
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.missing.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{DesiredLink, DesiredProject, EndpointOutputs, LinkSpec, Provider};
     use crate::model::{Source, Vendor};
+    use crate::reconcile::Unlisted;
+    use std::collections::BTreeMap;
 
     const G1: &str = "32b6e34b3d91647abb20e7b8";
     const G2: &str = "32b6e34b3d91647abb20e7b9";

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::ready::{ReadyCount, Unlisted};
+use super::ready::ReadyCount;
 use super::{
     ManifestWatcher, Notifier, SignalEvent, Signals, Trigger, Triggers, Wake, watch_manifests,
 };
@@ -27,6 +27,7 @@ use crate::manifest::{ManifestSet, ReadLimits, Refresh, Settling};
 use crate::metrics::{Metrics, pass_result};
 use crate::model::DesiredState;
 use crate::progress::LogProgress;
+use crate::reconcile::Unlisted;
 use crate::reconcile::{PassError, PassOptions, Policy, Reconciler, now_unix};
 use crate::report::{PassReport, format_unix};
 use crate::wiring;

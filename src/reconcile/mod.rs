@@ -53,7 +53,7 @@ pub(crate) use observer::{CallCounters, MetricsObserver};
 pub use pass::PassError;
 pub use policy::Policy;
 pub(crate) use policy::prune_settings;
-pub(crate) use refresh::refresh_projects;
+pub(crate) use refresh::{Unlisted, refresh_projects};
 
 use crate::atlas::{ApiError, AtlasClient};
 use crate::ledger::LedgerHandle;

@@ -6,7 +6,9 @@ use super::Reconciler;
 use super::clock::now_unix;
 use super::list::Abandon;
 use crate::ledger::{Change, LedgerError, LedgerHandle};
-use crate::model::{DesiredState, EndpointOutputs, GroupId, Phase, Record, RemoteConnection};
+use crate::model::{
+    DesiredState, EndpointOutputs, GroupId, LinkKey, Phase, Record, RemoteConnection,
+};
 use crate::plan::{ListedState, RemoteListing};
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -22,6 +24,55 @@ pub(crate) struct Refreshed {
     pub(crate) listed: BTreeMap<GroupId, HashSet<String>>,
     /// Each project that could not be listed, and why; its rows keep what was last recorded.
     pub(crate) failures: BTreeMap<GroupId, String>,
+}
+
+/// A connection that this many complete listings in a row did not show is taken as gone (deleted
+/// outside atlas-linkd). Twice, so that a listing lagging behind a create just made cannot count it
+/// gone.
+const GONE_AFTER: u32 = 2;
+
+/// The recorded connections that complete listings no longer showed, counted per link, so that
+/// `--once --wait` and the daemon's readiness polls agree on when a connection is gone.
+#[derive(Debug, Default)]
+pub(crate) struct Unlisted {
+    missing: HashMap<LinkKey, u32>,
+}
+
+impl Unlisted {
+    /// Counts, for each of `records` in a project that `listed` holds (project -> ids its complete
+    /// listing showed), whether its connection was missing; one that is shown again starts over.
+    pub(crate) fn observe(
+        &mut self,
+        records: &[Record],
+        listed: &BTreeMap<GroupId, HashSet<String>>,
+    ) {
+        for record in records {
+            let (Some(ids), Some(id)) =
+                (listed.get(&record.key.group_id), record.atlas_id.as_deref())
+            else {
+                continue;
+            };
+            if ids.contains(id) {
+                self.missing.remove(&record.key);
+            } else {
+                let times = self.missing.entry(record.key.clone()).or_default();
+                *times = times.saturating_add(1);
+            }
+        }
+    }
+
+    /// The links whose connection `GONE_AFTER` complete listings in a row did not show.
+    pub(crate) fn gone(&self) -> HashSet<LinkKey> {
+        self.missing
+            .iter()
+            .filter(|(_, n)| **n >= GONE_AFTER)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.missing.clear();
+    }
 }
 
 /// Lists `groups`, up to `concurrency` at once, with `list` (which decides how a call is paced and
