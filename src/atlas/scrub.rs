@@ -108,9 +108,9 @@ fn forms_of(secret: &str) -> Vec<SecretString> {
         return Vec::new();
     }
     let mut forms: Vec<String> = vec![secret.to_owned()];
-    let json = serde_json::to_string(secret)
-        .map(|q| q[1..q.len() - 1].to_owned())
-        .unwrap_or_default();
+    let quoted = serde_json::to_string(secret).expect("a string always serialises to JSON");
+    // Without the quotes around it.
+    let json = quoted[1..quoted.len() - 1].to_owned();
     forms.push(json.replace('/', "\\/"));
     forms.push(json);
     forms.push(form_urlencoded(secret));
@@ -122,39 +122,13 @@ fn forms_of(secret: &str) -> Vec<SecretString> {
 
 /// `application/x-www-form-urlencoded` of one value, as the revoke request sends its token.
 fn form_urlencoded(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Standard base64 with padding, as HTTP Basic authentication encodes `id:secret`.
 pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
