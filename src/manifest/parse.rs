@@ -222,8 +222,9 @@ pub(super) fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Result<FileManifest, P
         Ok(text) => parse_str(path, &text),
         Err(e) => {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            // The prefix is valid UTF-8 by construction; its end is where the bad byte is.
-            let prefix = std::str::from_utf8(valid).unwrap_or_default();
+            // Its end is where the bad byte is.
+            let prefix = std::str::from_utf8(valid)
+                .expect("the bytes before `valid_up_to` are valid UTF-8 by definition");
             let (line, column) = line_column(prefix);
             Err(Problems(vec![Problem {
                 line: Some(line),
