@@ -165,6 +165,13 @@ impl Pager {
         Ok(Some(page.items))
     }
 
+    /// Whether the listing is complete: no further call would be made. A caller that admits each
+    /// call (a rate limiter, a concurrency slot) asks this first, so the end of a listing costs no
+    /// slot, and the collected listing does not wait in the queue for one.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.done
+    }
+
     /// Rate-limit headers of the last page.
     pub(crate) fn rate_limit(&self) -> RateLimitInfo {
         self.rate_limit

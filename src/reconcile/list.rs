@@ -27,6 +27,12 @@ impl Reconciler {
         let mut backoff = self.policy.backoff();
         let mut attempts = Attempts::default();
         loop {
+            // Before asking for a slot: the last page ended the listing, and a slot taken only to
+            // learn that would queue this finished listing (and its memory) behind every other
+            // project's first call.
+            if pager.is_complete() {
+                return Ok(pager.into_items());
+            }
             let result = {
                 let Some(permit) = gate.admit(&self.global, cancel).await else {
                     return Err(Abandon::Cancelled);

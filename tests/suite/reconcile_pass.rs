@@ -147,6 +147,39 @@ async fn a_bucket_matching_the_config_sees_no_429() {
     h.assert_exactly_once();
 }
 
+/// A listing that ended with its last page asks for no further slot or token. A bucket of four that
+/// refills once an hour leaves our mirror a burst of two (one token of headroom and one for the
+/// round trip are kept back): one for the listing, one for the create, so the pass ends at once. A
+/// phantom admission after the last page once took the create's token, and the create waited an hour.
+#[tokio::test]
+async fn the_end_of_a_listing_costs_no_token_of_the_bucket() {
+    let fake = FakeConfig {
+        bucket: Some(BucketConfig {
+            capacity: 4,
+            refill: 1,
+            period_secs: 3600.0,
+        }),
+        ..FakeConfig::default()
+    };
+    let h = harness(
+        fake,
+        1,
+        1,
+        "rate_limit:\n  capacity: 4\n  refill: 1\n  period_secs: 3600\n  reserve: 0\n",
+    )
+    .await;
+    let report = tokio::time::timeout(Duration::from_secs(60), h.pass())
+        .await
+        .expect("the create waited for a token the listing should not have taken");
+    assert!(report.converged(), "{}", report.to_text());
+    assert_eq!(report.created.len(), 1);
+    let requests = h.fake.counters().requests;
+    assert_eq!(requests["list"][&200], 1);
+    assert_eq!(requests["create"][&200], 1);
+    assert_eq!(h.fake.counters().rate_limited, 0);
+    h.assert_exactly_once();
+}
+
 #[tokio::test]
 async fn a_config_far_above_the_bucket_converges_counting_429s_and_honouring_retry_after() {
     // `RateLimit-Remaining` keeps us inside the small bucket, so the 429s come from the other
