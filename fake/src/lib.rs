@@ -175,6 +175,7 @@ impl FakeAtlas {
         match inner.live_mut(group_id, id) {
             Some(c) => {
                 c.fails = Some(message.to_owned());
+                c.forget_view();
                 true
             }
             None => false,

@@ -281,6 +281,47 @@ async fn a_chosen_connection_ends_failed_with_the_chosen_message_and_no_outputs(
     assert_eq!(got["errorMessage"], "lost the endpoint");
 }
 
+/// The connections of one listing page of up to 500.
+async fn listed(api: &Api) -> Vec<Value> {
+    let (status, _, page) = api
+        .call(Method::GET, "?itemsPerPage=500", ACCEPT, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["results"].as_array().unwrap().clone()
+}
+
+/// The listing, after checking that it shows each of `ids` as a get does.
+async fn agree(api: &Api, ids: &[String], what: &str) -> Vec<Value> {
+    let page = listed(api).await;
+    assert_eq!(page.len(), ids.len());
+    for (item, id) in page.iter().zip(ids) {
+        assert_eq!(item, &api.get(id).await, "{what}");
+    }
+    page
+}
+
+/// A listing shows each connection exactly as a get does, also once its view is cached (settled
+/// connections are listed from a cache): after it settles, and after it is chosen to fail, twice.
+#[tokio::test(start_paused = true)]
+async fn a_listing_shows_what_a_get_shows_through_settling_and_failing() {
+    let api = Api::start(slow_lifecycle()).await;
+    let ids = [api.create(&s3(1)).await, api.create(&s3(2)).await];
+    agree(&api, &ids, "idle").await;
+    tokio::time::advance(3 * HOUR).await;
+    let done = agree(&api, &ids, "done").await;
+    assert_eq!(done[0]["state"], "DONE");
+    // Listed again from the cache, unchanged.
+    assert_eq!(agree(&api, &ids, "done again").await, done);
+    assert!(api.fake.fail(GROUP, &ids[0], "first reason"));
+    let failed = agree(&api, &ids, "failed").await;
+    assert_eq!(failed[0]["state"], "FAILED");
+    assert_eq!(failed[0]["errorMessage"], "first reason");
+    assert_eq!(failed[1], done[1]);
+    assert!(api.fake.fail(GROUP, &ids[0], "second reason"));
+    let failed = agree(&api, &ids, "failed again").await;
+    assert_eq!(failed[0]["errorMessage"], "second reason");
+}
+
 #[tokio::test]
 async fn fail_when_contains_uses_the_configured_message() {
     let api = Api::start(FakeConfig {

@@ -19,7 +19,16 @@ pub(super) fn json_response(
     content_type: &'static str,
     body: &Value,
 ) -> Response<Body> {
-    let mut resp = Response::new(Body::from(body.to_string()));
+    json_text_response(status, content_type, body.to_string())
+}
+
+/// A JSON answer whose text is already made (a listing put together from cached views).
+pub(super) fn json_text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Body> {
+    let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -27,12 +36,20 @@ pub(super) fn json_response(
 }
 
 pub(super) fn ok(status: StatusCode, version: &str, body: &Value) -> Response<Body> {
-    let content_type = if version == V_PATCH {
+    json_response(status, content_type_of(version), body)
+}
+
+/// `ok` for an answer whose JSON text is already made.
+pub(super) fn ok_text(status: StatusCode, version: &str, body: String) -> Response<Body> {
+    json_text_response(status, content_type_of(version), body)
+}
+
+fn content_type_of(version: &str) -> &'static str {
+    if version == V_PATCH {
         "application/vnd.atlas.2025-03-12+json;charset=utf-8"
     } else {
         "application/vnd.atlas.2023-02-01+json;charset=utf-8"
-    };
-    json_response(status, content_type, body)
+    }
 }
 
 /// Atlas's error shape, with `X-Error-Code`.
