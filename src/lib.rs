@@ -39,6 +39,7 @@ pub mod ledger;
 pub(crate) mod lock;
 pub(crate) mod logging;
 pub mod manifest;
+pub(crate) mod memory;
 pub mod metrics;
 pub mod model;
 pub(crate) mod once;

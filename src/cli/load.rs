@@ -20,7 +20,10 @@ pub(crate) fn config_path(flag: Option<&Path>) -> PathBuf {
 pub(crate) fn load(flag: Option<&Path>) -> Option<(Config, DesiredState)> {
     let config = load_config(flag)?;
     let limits = manifest::ReadLimits::new(config.limits.manifest_file_max_bytes);
-    match manifest::load_with(&config.manifests, &limits) {
+    let loaded = manifest::load_with(&config.manifests, &limits);
+    // The YAML trees the load freed lie between the links it keeps (see `release_free_memory`).
+    crate::memory::release_free_memory();
+    match loaded {
         Ok(desired) => Some((config, desired)),
         Err(problems) => {
             for p in &problems.0 {

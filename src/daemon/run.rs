@@ -236,20 +236,6 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     Exit::Converged.into()
 }
 
-/// Gives the free pages of the heap back to the kernel after a pass. A pass allocates and frees a lot
-/// (every listing's JSON, two plans, the report); glibc keeps what it freed in the middle of its
-/// arenas, interleaved with the long-lived desired state and ledger rows, so an idle daemon's RSS
-/// stayed at its start-up pass's peak (100,000 links: 255 MB, `cargo bench --bench daemon_scale`).
-/// `malloc_trim` releases the free pages of every arena, where freeing alone only returns the top
-/// of the main one.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` has no preconditions; it takes each arena's own lock.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// How soon a pass follows one that ran out of descriptors.
 const STARVED_RETRY_SECS: i64 = 2;
 
@@ -423,7 +409,7 @@ impl Daemon {
         };
         let result = self.reconciler.run_pass(&desired, &options).await;
         drop(desired);
-        release_free_memory();
+        crate::memory::release_free_memory();
         let elapsed = started.elapsed();
         self.metrics
             .reconcile_duration_seconds

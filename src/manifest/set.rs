@@ -6,7 +6,9 @@
 //! is only which names of which project entries it declared (to take them out again) and where.
 
 use super::discover::discover_with;
-use super::merge::{LinkAt, ProjectAt, clashes, combine, label_clash, name_clash, spec_clash};
+use super::merge::{
+    LinkAt, ProjectAt, clashes_between, combine, label_clash, name_clash, spec_clash,
+};
 use super::parse::parse_bytes;
 #[cfg(test)]
 use super::parse::parse_file;
@@ -41,6 +43,10 @@ pub fn load_with(paths: &[PathBuf], limits: &ReadLimits) -> Result<DesiredState,
 /// a read happens when the mtime is older than this, the metadata alone is trusted again (git's
 /// "racily clean" rule).
 const RACY_NS: i128 = 2_000_000_000;
+
+/// At most this many threads parse manifests at a load: beyond it, the allocator and memory
+/// bandwidth, not the parser, set the pace.
+const MAX_LOAD_THREADS: usize = 4;
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,6 +285,52 @@ fn look(path: &Path, seen: Option<Seen>, counts: &mut ReadCounts, reader: &Reade
     Look::Parsed(Some(now), parsed)
 }
 
+/// Looks at every file in `files` for the first time, in order, on as many threads as there are
+/// cores (up to `MAX_LOAD_THREADS`): files are independent, and parsing YAML is most of the time a
+/// large load takes. Each thread takes the next file not yet taken, so one large file does not leave
+/// the others idle.
+fn look_all(files: &[PathBuf], counts: &mut ReadCounts, reader: &Reader<'_>) -> Vec<Look> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_LOAD_THREADS)
+        .min(files.len());
+    if threads <= 1 {
+        return files
+            .iter()
+            .map(|path| look(path, None, counts, reader))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut looked: Vec<(usize, Look)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    let mut counts = ReadCounts::default();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = files.get(i) else { break };
+                        mine.push((i, look(path, None, &mut counts, reader)));
+                    }
+                    (mine, counts)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                // `look` catches a parser's panic itself; anything else is a bug worth its panic.
+                let (mine, c) = w.join().expect("a load thread panicked outside the parser");
+                counts.reads += c.reads;
+                counts.parses += c.parses;
+                mine
+            })
+            .collect()
+    });
+    looked.sort_by_key(|(i, _)| *i);
+    looked.into_iter().map(|(_, l)| l).collect()
+}
+
 impl ManifestSet {
     /// The start-up load: every file must be valid, since there is no earlier version to fall back
     /// on. Reports every problem of every file, and the clashes between the valid ones.
@@ -297,18 +349,20 @@ impl ManifestSet {
         let mut counts = ReadCounts::default();
         let mut problems = Vec::new();
         let mut good = Vec::with_capacity(files.len());
-        // One file at a time, on this thread. Parsing on two threads was no faster on the shared
-        // 2-core machine (the allocator, not the parser, is the bottleneck) and each thread's malloc
-        // arena kept its share of freed YAML trees interleaved with the links.
-        for path in &files {
-            match look(path, None, &mut counts, &reader) {
+        for looked in look_all(&files, &mut counts, &reader) {
+            match looked {
                 Look::Parsed(seen, Ok(m)) => good.push((seen, m)),
                 Look::Parsed(_, Err(Problems(p))) => problems.extend(p),
                 Look::Same(_) => unreachable!("a file never seen before is always parsed"),
             }
         }
+        // Each parsing thread freed its YAML trees into its own arena, where the desired state built
+        // next on this thread cannot reuse them: given back first, they are not counted twice.
+        crate::memory::release_free_memory();
         // Clashes between the good files are worth reporting even when others are broken.
-        problems.extend(clashes(good.iter().map(|(_, m)| m)));
+        let files: Vec<&FileManifest> = good.iter().map(|(_, m)| m).collect();
+        problems.extend(clashes_between(&files));
+        drop(files);
         if !problems.is_empty() {
             return Err(Problems(problems));
         }

@@ -2,6 +2,8 @@
 //! changed, the same-tick write, and the merged state against a full merge after any edit sequence.
 
 use super::*;
+use crate::manifest::merge::{clashes, clashes_between};
+use crate::manifest::parse_str;
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -372,5 +374,24 @@ proptest! {
             prop_assert_eq!(&*set.desired(), &want, "after {:?}", op);
             prop_assert_eq!(r.invalid_files, invalid, "after {:?}: {:?}", op, r.problems);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// The load compares only projects that several files declare: for files that each parse (and
+    /// so are free of clashes within themselves), that finds exactly what comparing everything finds.
+    #[test]
+    fn clashes_between_files_are_every_clash_of_files_that_parse(
+        files in prop::collection::vec(prop::collection::vec(
+            (0..2usize, 0..3usize, prop::collection::vec((0..5usize, 0..4usize), 0..4)), 1..3), 1..4)
+    ) {
+        let parsed: Vec<FileManifest> = files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, entries)| parse_str(Path::new(FILES[i % 3]), &render(entries)).ok())
+            .collect();
+        let refs: Vec<&FileManifest> = parsed.iter().collect();
+        prop_assert_eq!(clashes_between(&refs), clashes(refs.iter().copied()));
     }
 }
