@@ -133,18 +133,24 @@ impl Reconciler {
             Cow::Owned(sorted)
         };
         let settings = self.policy.plan_settings();
-        // Of the first plan, only which projects it needs listed (`Plan::projects_to_list`): its
-        // actions, one for every link, are not kept.
         let mut to_list: BTreeSet<GroupId> = BTreeSet::new();
-        plan::plan_each(desired, &records, &Listings::new(), now, &settings, |a| {
-            if a.needs_listing() {
-                to_list.insert(a.key().group_id.clone());
-            }
-        });
-        phases::mark("first plan");
         if options.list_all {
             to_list.extend(desired.projects.keys().cloned());
-            to_list.extend(records.iter().map(|r| r.key.group_id.clone()));
+            to_list.extend(
+                records
+                    .chunk_by(|a, b| a.key.group_id == b.key.group_id)
+                    .map(|own| own[0].key.group_id.clone()),
+            );
+        } else {
+            // Of the first plan, only which projects it needs listed (`Plan::projects_to_list`):
+            // its actions, one for every link, are not kept. With `list_all` every project is
+            // listed anyway, and the plan would only cost time.
+            plan::plan_each(desired, &records, &Listings::new(), now, &settings, |a| {
+                if a.needs_listing() {
+                    to_list.insert(a.key().group_id.clone());
+                }
+            });
+            phases::mark("first plan");
         }
 
         // Each listing is reduced as it arrives (`RemoteListing::reduce`): of the connections that
