@@ -20,6 +20,8 @@
 //! - `1m`: 1,000,000 links, 10,000 projects × 100, in 200 files (the `100k` files' shape, ten times
 //!   as many), converged the same way; a no-op `--once`, twice: wall and peak RSS. The creating pass
 //!   at this scale is not run: at the executor's 1,400 creates/s it would take twelve minutes.
+//! - `1m-hold` (only when named): the `1m` state with the fake kept up until Ctrl-C, and the command
+//!   line of a `--once` against it, to run by hand under a profiler.
 // Benchmarks may unwrap: a failure to set one up ends it, which is what should happen.
 #![allow(clippy::unwrap_used)]
 
@@ -73,6 +75,10 @@ fn main() {
         }
         if want("1m") {
             one_million().await.context("scenario 1m")?;
+        }
+        // Only when named: the 1m state and fake kept up for runs by hand (profiling).
+        if picked.iter().any(|p| p == "1m-hold") {
+            one_million_held().await.context("scenario 1m-hold")?;
         }
         anyhow::Ok(())
     });
@@ -413,6 +419,25 @@ async fn one_million() -> Result<()> {
         )
         .await?;
     }
+    fake.shutdown().await;
+    Ok(())
+}
+
+/// The `1m` state with the fake kept up until Ctrl-C, for `--once` runs by hand (under `perf`,
+/// `heaptrack`, `/usr/bin/time`): prints the command to run.
+async fn one_million_held() -> Result<()> {
+    let fake = fake().await?;
+    let dir = tempfile::tempdir()?;
+    converged_state(dir.path(), SCALE_1M, &fake).await?;
+    let config = write_config(dir.path(), &fake.base_url(), None, "")?;
+    println!(
+        "  held: MONGODB_ATLAS_CLIENT_ID={} MONGODB_ATLAS_CLIENT_SECRET={} {} --config {} --once\n  (Ctrl-C ends it)",
+        support::env("MONGODB_ATLAS_CLIENT_ID").unwrap_or_default(),
+        support::env("MONGODB_ATLAS_CLIENT_SECRET").unwrap_or_default(),
+        env!("CARGO_BIN_EXE_atlas-linkd"),
+        config.display()
+    );
+    tokio::signal::ctrl_c().await?;
     fake.shutdown().await;
     Ok(())
 }
