@@ -67,8 +67,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     file: file.clone(),
                     line: Some(l * 6 + 4),
                 };
-                let key = LinkKey::new(group.clone(), name.clone());
-                (name, DesiredLink::new(key, spec(p, l), source))
+                let key = LinkKey::new(group.clone(), name);
+                DesiredLink::new(key, spec(p, l), source)
             })
             .collect();
         desired

@@ -333,7 +333,7 @@ mod tests {
                 .entry(group)
                 .or_insert_with(DesiredProject::default)
                 .links
-                .insert((*name).to_owned(), link);
+                .insert(link);
         }
         d
     }

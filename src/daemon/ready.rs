@@ -120,7 +120,7 @@ mod tests {
                 .entry(r.key.group_id.clone())
                 .or_insert_with(DesiredProject::default)
                 .links
-                .insert(r.key.name.clone(), link);
+                .insert(link);
         }
         d
     }

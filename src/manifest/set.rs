@@ -721,11 +721,7 @@ impl ManifestSet {
                     decls.remove(&(file.clone(), pos));
                 }
                 if let Some(project) = desired.projects.get_mut(&e.group_id) {
-                    taken.extend(
-                        e.links
-                            .iter()
-                            .filter_map(|(n, _)| project.links.remove(&**n)),
-                    );
+                    taken.extend(e.links.iter().filter_map(|(n, _)| project.links.remove(n)));
                 }
             }
         }
@@ -737,7 +733,7 @@ impl ManifestSet {
                 let project = desired.projects.entry(p.group_id).or_default();
                 for l in p.links {
                     added += 1;
-                    project.links.insert(l.link.key.name.clone(), l.link);
+                    project.links.insert(l.link);
                 }
             }
             if let Some(state) = self.files.get_mut(&m.file) {

@@ -3,7 +3,8 @@
 use super::fingerprint::fingerprint_of_normal;
 use super::{Fingerprint, GroupId, LinkKey, LinkSpec};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -60,7 +61,102 @@ impl DesiredLink {
 pub struct DesiredProject {
     /// The optional `name` label from the manifests, for logs and reports.
     pub label: Option<String>,
-    pub links: BTreeMap<String, DesiredLink>,
+    pub links: Links,
+}
+
+/// One project's links, in name order, each found by its name: a map from name to link that keeps
+/// the name once, in the link's own key. (A `BTreeMap<String, DesiredLink>` held every name twice:
+/// with 1,000,000 links, 56 MB and a million allocations.)
+#[derive(Debug, Clone, Default)]
+pub struct Links(BTreeSet<ByName>);
+
+/// Equal when they hold equal links (every field, not only the names).
+impl PartialEq for Links {
+    fn eq(&self, other: &Links) -> bool {
+        self.len() == other.len() && self.values().eq(other.values())
+    }
+}
+
+impl Eq for Links {}
+
+/// A link ordered, compared and looked up by its name alone: within a project, names are unique.
+#[derive(Debug, Clone)]
+struct ByName(DesiredLink);
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &ByName) -> bool {
+        self.0.key.name == other.0.key.name
+    }
+}
+
+impl Eq for ByName {}
+
+impl PartialOrd for ByName {
+    fn partial_cmp(&self, other: &ByName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByName {
+    fn cmp(&self, other: &ByName) -> std::cmp::Ordering {
+        self.0.key.name.cmp(&other.0.key.name)
+    }
+}
+
+impl Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        &self.0.key.name
+    }
+}
+
+impl Links {
+    pub fn get(&self, name: &str) -> Option<&DesiredLink> {
+        self.0.get(name).map(|l| &l.0)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The links in name order.
+    pub fn values(&self) -> impl Iterator<Item = &DesiredLink> {
+        self.0.iter().map(|l| &l.0)
+    }
+
+    /// The names in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|l| l.0.key.name.as_str())
+    }
+
+    /// Adds `link` under its name; the link it replaces, if any.
+    pub fn insert(&mut self, link: DesiredLink) -> Option<DesiredLink> {
+        self.0.replace(ByName(link)).map(|l| l.0)
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<DesiredLink> {
+        self.0.take(name).map(|l| l.0)
+    }
+
+    /// The links in name order, by value.
+    pub fn into_values(self) -> impl Iterator<Item = DesiredLink> {
+        self.0.into_iter().map(|l| l.0)
+    }
+}
+
+impl FromIterator<DesiredLink> for Links {
+    /// Built in one go: the tree's nodes are packed full, where inserting one by one in name order
+    /// leaves them about half empty.
+    fn from_iter<I: IntoIterator<Item = DesiredLink>>(links: I) -> Links {
+        Links(links.into_iter().map(ByName).collect())
+    }
 }
 
 /// Everything the manifests declare, merged across files: the only input `plan` takes from YAML.

@@ -15,7 +15,7 @@ mod record;
 mod remote;
 mod spec;
 
-pub use desired::{DesiredLink, DesiredProject, DesiredState, Source};
+pub use desired::{DesiredLink, DesiredProject, DesiredState, Links, Source};
 pub use fingerprint::Fingerprint;
 pub(crate) use fx::{FxMap, FxSet};
 pub(crate) use identity::{Field, Identity, IdentityKey};

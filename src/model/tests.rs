@@ -543,3 +543,43 @@ fn fingerprint_ignores_list_order_and_dns_case() {
     b.dns_sub_domain = Some(vec!["use1-az3".into(), "use1-az1".into()]);
     assert_ne!(a.fingerprint(), b.fingerprint());
 }
+
+fn named(name: &str, arn_tail: &str) -> DesiredLink {
+    let group = GroupId::parse("32b6e34b3d91647abb20e7b8").expect("24 lower-case hex digits");
+    let spec = LinkSpec {
+        arn: Some(format!(
+            "arn:aws:kafka:us-east-1:123456789012:cluster/{arn_tail}"
+        )),
+        ..msk()
+    };
+    let source = Source {
+        file: Path::new("m.yaml").into(),
+        line: None,
+    };
+    DesiredLink::new(LinkKey::new(group, name), spec, source)
+}
+
+#[test]
+fn links_are_found_by_name_kept_in_name_order_and_compared_by_every_field() {
+    let mut links: Links = [named("b", "1"), named("a", "2"), named("c", "3")]
+        .into_iter()
+        .collect();
+    assert_eq!(links.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert_eq!(links.get("b"), Some(&named("b", "1")));
+    assert!(links.contains_key("c") && !links.contains_key("d"));
+    // The same name replaces; the link it replaced comes back.
+    assert_eq!(links.insert(named("b", "9")), Some(named("b", "1")));
+    assert_eq!(links.len(), 3);
+    assert_eq!(links.get("b"), Some(&named("b", "9")));
+    // Equality looks at the links, not only at their names.
+    let before: Links = [named("a", "2"), named("b", "1"), named("c", "3")]
+        .into_iter()
+        .collect();
+    assert_ne!(links, before);
+    assert_eq!(links.remove("b"), Some(named("b", "9")));
+    assert_eq!(links.remove("b"), None);
+    assert_eq!(
+        links.into_values().map(|l| l.key.name).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+}

@@ -84,7 +84,7 @@ proptest! {
         for (g, n, s) in &links {
             let key = LinkKey::new(gid(*g), format!("l{n}"));
             let link = DesiredLink::new(key.clone(), spec(*s), Source { file: PathBuf::from("m.yaml").into(), line: None });
-            desired.projects.entry(gid(*g)).or_default().links.insert(key.name.clone(), link);
+            desired.projects.entry(gid(*g)).or_default().links.insert(link);
         }
         let mut seen = HashSet::new();
         let records: Vec<Record> = recs

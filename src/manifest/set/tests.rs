@@ -26,7 +26,7 @@ fn names(set: &ManifestSet) -> Vec<String> {
     let d = set.desired();
     d.projects
         .values()
-        .flat_map(|p| p.links.keys().cloned())
+        .flat_map(|p| p.links.keys().map(str::to_owned))
         .collect()
 }
 
@@ -104,7 +104,14 @@ fn a_clash_across_files_reverts_the_file_that_introduced_it() {
     assert!(!r.problems.is_empty());
     assert_eq!(names(&set), ["x", "y"]);
     let d = set.desired();
-    let spec = d.projects.values().next().unwrap().links["x"]
+    let spec = d
+        .projects
+        .values()
+        .next()
+        .unwrap()
+        .links
+        .get("x")
+        .unwrap()
         .spec
         .service_endpoint_id
         .clone()

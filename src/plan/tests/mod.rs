@@ -57,7 +57,7 @@ fn desired(links: &[DesiredLink]) -> DesiredState {
             .entry(l.key.group_id.clone())
             .or_insert_with(DesiredProject::default)
             .links
-            .insert(l.key.name.clone(), l.clone());
+            .insert(l.clone());
     }
     d
 }
