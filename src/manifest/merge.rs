@@ -3,7 +3,7 @@
 
 use super::problem::quote;
 use super::{FileManifest, LinkManifest, Problem, ProjectManifest};
-use crate::model::{DesiredLink, DesiredProject, DesiredState, Fingerprint, FxMap, GroupId};
+use crate::model::{DesiredLink, DesiredProject, DesiredState, Fingerprint, FxMap, FxSet, GroupId};
 use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
@@ -133,15 +133,15 @@ pub(super) fn clashes_between(files: &[&FileManifest]) -> Vec<Problem> {
                 .or_insert((i, false));
         }
     }
-    let shared: FxMap<&GroupId, ()> = first_file
+    let shared: FxSet<&GroupId> = first_file
         .into_iter()
         .filter(|(_, (_, shared))| *shared)
-        .map(|(g, _)| (g, ()))
+        .map(|(g, _)| g)
         .collect();
     if shared.is_empty() {
         return Vec::new();
     }
-    clashes_in(files.iter().copied(), |g| shared.contains_key(g))
+    clashes_in(files.iter().copied(), |g| shared.contains(g))
 }
 
 /// [`clashes`] among the projects that `compare` picks.

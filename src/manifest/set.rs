@@ -356,9 +356,6 @@ impl ManifestSet {
                 Look::Same(_) => unreachable!("a file never seen before is always parsed"),
             }
         }
-        // Each parsing thread freed its YAML trees into its own arena, where the desired state built
-        // next on this thread cannot reuse them: given back first, they are not counted twice.
-        crate::memory::release_free_memory();
         // Clashes between the good files are worth reporting even when others are broken.
         let files: Vec<&FileManifest> = good.iter().map(|(_, m)| m).collect();
         problems.extend(clashes_between(&files));
