@@ -1,7 +1,9 @@
 //! Paging over one project's listing: `Pager`, one API call per page, and `AtlasClient::list`.
 
-use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 
 use super::{ApiError, AtlasClient, ErrorClass, Operation, RateLimitInfo};
 use crate::model::{GroupId, RemoteConnection};
@@ -24,7 +26,7 @@ impl AtlasClient {
             items_per_page: items_per_page.clamp(1, 500),
             next_page_num: 1,
             items: Vec::new(),
-            seen: HashSet::new(),
+            seen: Seen::default(),
             done: false,
             rate_limit: RateLimitInfo::default(),
         }
@@ -52,7 +54,8 @@ pub struct Pager {
     items_per_page: u32,
     next_page_num: u32,
     items: Vec<RemoteConnection>,
-    seen: HashSet<String>,
+    /// Which ids `items` holds, as indexes into it.
+    seen: Seen,
     done: bool,
     rate_limit: RateLimitInfo,
 }
@@ -76,8 +79,8 @@ impl Pager {
             return Ok(None);
         };
         for item in &items {
-            if self.seen.insert(item.id.clone()) {
-                self.items.push(item.clone());
+            if !self.seen.contains(&self.items, &item.id) {
+                self.keep(item.clone());
             }
         }
         Ok(Some(items))
@@ -92,11 +95,17 @@ impl Pager {
         let n = items.len();
         self.items.reserve(n);
         for item in items {
-            if self.seen.insert(item.id.clone()) {
-                self.items.push(item);
+            if !self.seen.contains(&self.items, &item.id) {
+                self.keep(item);
             }
         }
         Ok(Some(n))
+    }
+
+    /// Adds `item`, whose id the listing does not hold yet.
+    fn keep(&mut self, item: RemoteConnection) {
+        self.seen.insert(&self.items, &item.id, self.items.len());
+        self.items.push(item);
     }
 
     /// One page, or `None` once the listing is complete; the paging state advances, the caller
@@ -130,13 +139,13 @@ impl Pager {
             && (page.has_next
                 || page.total_count.is_some_and(|t| paged_past < t)
                 || (page.total_count.is_none() && n >= u64::from(self.items_per_page)));
-        let fresh: HashSet<&str> = page
-            .items
-            .iter()
-            .map(|c| c.id.as_str())
-            .filter(|id| !self.seen.contains(*id))
-            .collect();
-        if more && fresh.is_empty() {
+        // Only a page that says there are more needs to bring something new (see below).
+        if more
+            && page
+                .items
+                .iter()
+                .all(|c| self.seen.contains(&self.items, &c.id))
+        {
             // A page of nothing new that still says "more" (a `next` link back to itself, a
             // server ignoring `pageNum`) would repeat until MAX_PAGES. Ending there would call a
             // listing complete that nothing proves complete, and a connection never listed gets
@@ -144,7 +153,7 @@ impl Pager {
             // unless Atlas's own `totalCount` says every connection was already seen.
             if page
                 .total_count
-                .is_some_and(|t| self.seen.len() as u64 >= t)
+                .is_some_and(|t| self.items.len() as u64 >= t)
             {
                 self.done = true;
                 return Ok(Some(page.items));
@@ -180,5 +189,28 @@ impl Pager {
     /// Everything collected so far (all of it once `next_page` returned `None`), without repeats.
     pub fn into_items(self) -> Vec<RemoteConnection> {
         self.items
+    }
+}
+
+/// The ids of a listing, as indexes into its items: each id is hashed where it lies, never copied
+/// (a listing can hold a million). SipHash with a random key, since the ids come from a server.
+#[derive(Default)]
+struct Seen {
+    table: HashTable<usize>,
+    hasher: RandomState,
+}
+
+impl Seen {
+    fn contains(&self, items: &[RemoteConnection], id: &str) -> bool {
+        let hash = self.hasher.hash_one(id);
+        self.table.find(hash, |&i| items[i].id == id).is_some()
+    }
+
+    /// Records that `items[index]` (about to be pushed) has `id`.
+    fn insert(&mut self, items: &[RemoteConnection], id: &str, index: usize) {
+        let hasher = &self.hasher;
+        self.table.insert_unique(hasher.hash_one(id), index, |&i| {
+            hasher.hash_one(&items[i].id)
+        });
     }
 }

@@ -334,8 +334,15 @@ impl Ledger {
                 "SELECT {COLUMNS} FROM links ORDER BY group_id, name"
             ))
             .map_err(sql_err)?;
+        // Sized first: growing by doubling would copy every row a second time, and hold the old
+        // and new buffers together (half a gigabyte at a million rows) at the top of the read.
+        let count: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM links", [], |r| r.get(0))
+            .map_err(sql_err)?;
+        // Only a capacity: a count SQLite cannot give (never negative) reserves nothing.
+        let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         let mut rows = stmt.query([]).map_err(sql_err)?;
-        let mut out = Vec::new();
         // Rows come sorted by project, so each project id is parsed once and shared by its rows.
         let mut group: Option<GroupId> = None;
         while let Some(r) = rows.next().map_err(sql_err)? {

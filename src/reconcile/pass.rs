@@ -158,10 +158,9 @@ impl Reconciler {
         let held: FxSet<&str> = if to_list.is_empty() {
             FxSet::default()
         } else {
-            records
-                .iter()
-                .filter_map(|r| r.atlas_id.as_deref())
-                .collect()
+            let mut held = FxSet::with_capacity_and_hasher(records.len(), Default::default());
+            held.extend(records.iter().filter_map(|r| r.atlas_id.as_deref()));
+            held
         };
         // Every project declared or recorded, with its links and its records.
         let mut projects: BTreeMap<&GroupId, (Option<&DesiredProject>, &[Record])> = desired

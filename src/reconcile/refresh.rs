@@ -180,11 +180,24 @@ impl Reconciler {
     /// wait sets it after each poll, so `--metrics-file` holds the states the wait ended with.
     pub(crate) fn set_remote_links_gauge(&self, desired: &DesiredState, records: &[Record]) {
         let mut states: BTreeMap<&str, i64> = BTreeMap::new();
-        for r in records.iter().filter(|r| {
-            matches!(r.phase, Phase::Created | Phase::Adopted) && desired.get(&r.key).is_some()
-        }) {
-            let state = r.remote_state.as_ref().map_or("UNKNOWN", |s| s.as_str());
-            *states.entry(state).or_default() += 1;
+        // Records come in key order, so a project's records lie together and its names come in
+        // the order of its links: one walk along both, where a lookup per record cost a million
+        // searches (a record out of order is still looked up).
+        for own in records.chunk_by(|a, b| a.key.group_id == b.key.group_id) {
+            let Some(project) = desired.projects.get(&own[0].key.group_id) else {
+                continue;
+            };
+            let mut names = project.links.keys().peekable();
+            let mut declared = |name: &str| {
+                while names.next_if(|n| *n < name).is_some() {}
+                names.peek() == Some(&name) || project.links.contains_key(name)
+            };
+            for r in own.iter().filter(|r| {
+                matches!(r.phase, Phase::Created | Phase::Adopted) && declared(&r.key.name)
+            }) {
+                let state = r.remote_state.as_ref().map_or("UNKNOWN", |s| s.as_str());
+                *states.entry(state).or_default() += 1;
+            }
         }
         self.metrics
             .set_remote_states(states.iter().map(|(s, n)| (*s, *n)));
