@@ -198,27 +198,39 @@ fn clashes_in<'a>(
 }
 
 /// Moves the links of files that are known to be free of clashes into one desired state.
-pub(super) fn combine(files: impl IntoIterator<Item = FileManifest>) -> DesiredState {
-    // Each project's links are gathered first and built into its map in one go (see
-    // `Links::from_iter`: packed nodes).
-    type Gathered = (Option<String>, Vec<DesiredLink>);
-    let mut projects: BTreeMap<GroupId, Gathered> = BTreeMap::new();
+pub(super) fn combine(files: Vec<FileManifest>) -> DesiredState {
+    // Each project's links are built into its set in one go (see `Links::from_iter`: packed
+    // nodes), as soon as its last entry is reached: gathering every project's links first would
+    // hold a second copy of every link at once.
+    let mut entries_left: FxMap<GroupId, usize> = FxMap::default();
+    for p in files.iter().flat_map(|f| &f.projects) {
+        *entries_left.entry(p.group_id.clone()).or_default() += 1;
+    }
+    let mut gathered: FxMap<GroupId, Vec<DesiredLink>> = FxMap::default();
+    let mut projects: BTreeMap<GroupId, DesiredProject> = BTreeMap::new();
     for f in files {
         for p in f.projects {
-            let (label, links) = projects.entry(p.group_id).or_default();
-            if label.is_none() {
-                *label = p.label;
+            let left = entries_left
+                .get_mut(&p.group_id)
+                .expect("every project entry was counted above");
+            *left -= 1;
+            let links = p.links.into_iter().map(|l| l.link);
+            let project = projects.entry(p.group_id.clone()).or_default();
+            if project.label.is_none() {
+                project.label = p.label;
             }
-            links.extend(p.links.into_iter().map(|l| l.link));
+            if *left > 0 {
+                gathered.entry(p.group_id).or_default().extend(links);
+            } else {
+                project.links = match gathered.remove(&p.group_id) {
+                    Some(mut earlier) => {
+                        earlier.extend(links);
+                        earlier.into_iter().collect()
+                    }
+                    None => links.collect(),
+                };
+            }
         }
     }
-    DesiredState {
-        projects: projects
-            .into_iter()
-            .map(|(group, (label, links))| {
-                let links = links.into_iter().collect();
-                (group, DesiredProject { label, links })
-            })
-            .collect(),
-    }
+    DesiredState { projects }
 }

@@ -29,8 +29,43 @@ pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
 }
 
 /// [`load`] within `limits` (the config's `limits.manifest_file_max_bytes`).
+/// Nothing is kept for later refreshes: a caller that refreshes uses `ManifestSet::load_with`.
 pub fn load_with(paths: &[PathBuf], limits: &ReadLimits) -> Result<DesiredState, Problems> {
-    ManifestSet::load_with(paths, limits.clone()).map(ManifestSet::into_desired)
+    let (_, good) = parse_all(paths, limits)?;
+    Ok(combine(good.into_iter().map(|(_, m)| m).collect()))
+}
+
+/// A file that parsed, with what later refreshes compare against.
+type Parsed = (Option<Seen>, FileManifest);
+
+/// Every file under `paths`, parsed and free of clashes between files, in discovery order, with
+/// what the set's later refreshes compare against; or every problem of every file, and the
+/// clashes between those that parse.
+fn parse_all(
+    paths: &[PathBuf],
+    limits: &ReadLimits,
+) -> Result<(ReadCounts, Vec<Parsed>), Problems> {
+    let reader = Reader::new(paths, limits);
+    let files = discover_with(&reader)?;
+    let mut counts = ReadCounts::default();
+    let mut problems = Vec::new();
+    let mut good = Vec::with_capacity(files.len());
+    for looked in look_all(&files, &mut counts, &reader) {
+        match looked {
+            Look::Parsed(seen, Ok(m)) => good.push((seen, m)),
+            Look::Parsed(_, Err(Problems(p))) => problems.extend(p),
+            Look::Same(_) => unreachable!("a file never seen before is always parsed"),
+        }
+    }
+    // Clashes between the good files are worth reporting even when others are broken.
+    let files: Vec<&FileManifest> = good.iter().map(|(_, m)| m).collect();
+    problems.extend(clashes_between(&files));
+    drop(files);
+    if problems.is_empty() {
+        Ok((counts, good))
+    } else {
+        Err(Problems(problems))
+    }
 }
 
 /// How recent a file's mtime may be, at the moment it is read, for its metadata not to be trusted
@@ -344,25 +379,7 @@ impl ManifestSet {
         paths: &[PathBuf],
         limits: ReadLimits,
     ) -> Result<ManifestSet, Problems> {
-        let reader = Reader::new(paths, &limits);
-        let files = discover_with(&reader)?;
-        let mut counts = ReadCounts::default();
-        let mut problems = Vec::new();
-        let mut good = Vec::with_capacity(files.len());
-        for looked in look_all(&files, &mut counts, &reader) {
-            match looked {
-                Look::Parsed(seen, Ok(m)) => good.push((seen, m)),
-                Look::Parsed(_, Err(Problems(p))) => problems.extend(p),
-                Look::Same(_) => unreachable!("a file never seen before is always parsed"),
-            }
-        }
-        // Clashes between the good files are worth reporting even when others are broken.
-        let files: Vec<&FileManifest> = good.iter().map(|(_, m)| m).collect();
-        problems.extend(clashes_between(&files));
-        drop(files);
-        if !problems.is_empty() {
-            return Err(Problems(problems));
-        }
+        let (counts, good) = parse_all(paths, &limits)?;
         let mut set = ManifestSet {
             counts,
             limits: limits.clone(),
@@ -383,7 +400,7 @@ impl ManifestSet {
                 },
             );
         }
-        set.desired = Arc::new(combine(good.into_iter().map(|(_, m)| m)));
+        set.desired = Arc::new(combine(good.into_iter().map(|(_, m)| m).collect()));
         Ok(set)
     }
 
@@ -395,11 +412,6 @@ impl ManifestSet {
     /// The desired state of the files in use.
     pub(crate) fn desired(&self) -> Arc<DesiredState> {
         self.desired.clone()
-    }
-
-    /// The desired state, without the bookkeeping for later refreshes.
-    pub(crate) fn into_desired(self) -> DesiredState {
-        Arc::unwrap_or_clone(self.desired)
     }
 
     /// How many files were read and parsed since the load (the load's own included).

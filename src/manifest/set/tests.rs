@@ -356,7 +356,10 @@ impl Reference {
             }
         }
         self.good = next;
-        (combine(self.good.values().cloned()), invalid.len())
+        (
+            combine(self.good.values().cloned().collect()),
+            invalid.len(),
+        )
     }
 }
 
