@@ -161,21 +161,23 @@ impl RemoteListing {
     /// a plan and the ledger read of it. A plan of the reduced listing is the plan of the whole one:
     /// adoption and near-matches skip every id a record holds. Listing order is kept within each part.
     pub fn reduce(&mut self, is_held: impl Fn(&str) -> bool) {
-        let (held, free): (Vec<_>, Vec<_>) = std::mem::take(&mut self.connections)
-            .into_iter()
-            .partition(|c| is_held(&c.id));
-        self.connections = free;
-        self.held.reserve_exact(held.len());
-        self.held.extend(held.into_iter().map(|c| {
+        let listed = std::mem::take(&mut self.connections);
+        // One pass, each connection moved once: a listing can hold a million.
+        self.held.reserve(listed.len());
+        for c in listed {
+            if !is_held(&c.id) {
+                self.connections.push(c);
+                continue;
+            }
             let outputs = (c.outputs != EndpointOutputs::default()).then(|| Box::new(c.outputs));
-            HeldConnection {
+            self.held.push(HeldConnection {
                 id: c.id,
                 state: c.state,
                 error_message: c.error_message,
                 outputs,
                 has_dns_domain: c.dns_domain.is_some(),
-            }
-        }));
+            });
+        }
     }
 
     /// Every listed connection's id with what is read of it, the unreduced ones first.
