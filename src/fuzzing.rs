@@ -96,9 +96,14 @@ impl ManifestTarget {
     pub fn run(&mut self, bytes: &[u8]) {
         // `ManifestSet` catches a parser panic (the daemon keeps the file's last good version), so
         // the parse is run bare first, where a panic is seen.
-        let parsed = std::str::from_utf8(bytes)
-            .ok()
-            .map(|text| manifest::parse_str(&self.file, text));
+        let text = std::str::from_utf8(bytes).ok();
+        if let Some(text) = text {
+            assert!(
+                manifest::agrees_with_serde_yaml(text),
+                "the quick YAML tree differs from serde_yaml's"
+            );
+        }
+        let parsed = text.map(|text| manifest::parse_str(&self.file, text));
         if let Some(Err(problems)) = &parsed {
             assert!(
                 !problems.0.is_empty(),

@@ -20,6 +20,7 @@
 
 mod check;
 mod discover;
+mod events;
 mod fields;
 mod lines;
 mod merge;
@@ -29,6 +30,7 @@ mod read;
 pub mod schema;
 mod set;
 mod tags;
+mod tree;
 mod walk;
 
 pub use discover::discover;
@@ -38,6 +40,7 @@ pub use problem::{Problem, Problems};
 pub use read::{DEFAULT_MANIFEST_FILE_MAX_BYTES, ReadLimits};
 pub(crate) use set::{ManifestSet, Refresh, Settling};
 pub use set::{load, load_with};
+pub(crate) use tree::agrees_with_serde_yaml;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use super::problem::file_problem;
 use super::problem::{quote, shorten_quoted};
 use super::read::{ReadLimits, Reader};
 use super::tags::explicit_tags;
+use super::tree;
 use super::walk::{FileCtx, Pending, walk_document};
 use super::{Problem, Problems};
 use crate::model::{DesiredLink, GroupId, Source};
@@ -50,15 +51,23 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
         doc: 0,
     };
     let mut raw = Vec::new();
-    // Each document's tree is walked and dropped before the next is parsed.
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        ctx.doc = i;
-        match Value::deserialize(de) {
-            Ok(doc) => walk_document(&mut ctx, &doc, &mut raw),
-            Err(e) => {
-                ctx.pending.push(yaml_problem(i, &e, text));
-                // The parser cannot resynchronise after an error (and would repeat it forever).
-                break;
+    if let Some(docs) = tree::documents(text) {
+        for (i, doc) in docs.into_iter().enumerate() {
+            ctx.doc = i;
+            walk_document(&mut ctx, &doc, &mut raw);
+        }
+    } else {
+        // What the quick build declined (see `tree`), serde_yaml parses, and reports the errors of.
+        // Each document's tree is walked and dropped before the next is parsed.
+        for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            ctx.doc = i;
+            match Value::deserialize(de) {
+                Ok(doc) => walk_document(&mut ctx, &doc, &mut raw),
+                Err(e) => {
+                    ctx.pending.push(yaml_problem(i, &e, text));
+                    // The parser cannot resynchronise after an error (and would repeat it forever).
+                    break;
+                }
             }
         }
     }

@@ -3,8 +3,7 @@
 //! events of the YAML parser underneath it, to be refused with their line and column. A manifest
 //! needs none: quoting says "text", and nothing else is ever meant.
 
-use libyaml_rs as sys;
-use std::mem::MaybeUninit;
+use super::events::Events;
 
 /// One explicit tag: where it starts (1-based) and how it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,58 +16,22 @@ pub(super) struct Tag {
 /// Every explicit tag of `text`, in order, up to the first syntax error (which the parse proper
 /// reports). Costs nothing on a text without `!`, the usual case.
 pub(super) fn explicit_tags(text: &str) -> Vec<Tag> {
-    if !text.contains('!') {
-        return Vec::new();
-    }
     let mut found = Vec::new();
-    let mut parser = Box::<sys::yaml_parser_t>::new_uninit();
-    let p = parser.as_mut_ptr();
-    // SAFETY: `p` points at memory owned by `parser`, which is boxed so the parser never moves while
-    // initialised (libyaml keeps pointers into it); `yaml_parser_initialize` zeroes and sets it up.
-    // The input outlives the parser (it is deleted before this function returns). This follows
-    // serde_yaml's own wrapper of the same calls.
-    unsafe {
-        if sys::yaml_parser_initialize(p).fail {
-            return found;
-        }
-        sys::yaml_parser_set_encoding(p, sys::YAML_UTF8_ENCODING);
-        sys::yaml_parser_set_input_string(p, text.as_ptr(), text.len() as u64);
+    if !text.contains('!') {
+        return found;
     }
-    loop {
-        let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
-        let e = event.as_mut_ptr();
-        // SAFETY: the parser was initialised above; an event is read only after a successful
-        // `yaml_parser_parse` filled it, its tag (a NUL-terminated string owned by the event) only
-        // for the event types whose union member holds one, and it is deleted exactly once.
-        let done = unsafe {
-            if sys::yaml_parser_parse(p, e).fail {
-                break;
-            }
-            let ev = &*e;
-            let tag = match ev.type_ {
-                sys::YAML_SCALAR_EVENT => ev.data.scalar.tag,
-                sys::YAML_SEQUENCE_START_EVENT => ev.data.sequence_start.tag,
-                sys::YAML_MAPPING_START_EVENT => ev.data.mapping_start.tag,
-                _ => std::ptr::null_mut(),
-            };
-            if !tag.is_null() {
-                let tag = std::ffi::CStr::from_ptr(tag.cast::<std::ffi::c_char>());
-                found.push(Tag {
-                    line: usize::try_from(ev.start_mark.line).map_or(usize::MAX, |l| l + 1),
-                    column: usize::try_from(ev.start_mark.column).map_or(usize::MAX, |c| c + 1),
-                    tag: shorthand(&tag.to_string_lossy()),
-                });
-            }
-            let done = ev.type_ == sys::YAML_STREAM_END_EVENT;
-            sys::yaml_event_delete(e);
-            done
-        };
-        if done {
-            break;
-        }
+    let Some(mut events) = Events::new(text) else {
+        return found;
+    };
+    while let Some(tag) = events.next(|event, at| {
+        event.tag().map(|tag| Tag {
+            line: at.line,
+            column: at.column,
+            tag: shorthand(&tag.to_string_lossy()),
+        })
+    }) {
+        found.extend(tag);
     }
-    // SAFETY: initialised above and deleted once; no event of it is alive.
-    unsafe { sys::yaml_parser_delete(p) };
     found
 }
 
