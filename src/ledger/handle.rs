@@ -155,7 +155,7 @@ impl Memory {
             None => {
                 // Everything committed so far is in this read.
                 self.updates.clear();
-                self.records.insert(Arc::new(ledger.records()?))
+                self.records.insert(Arc::new(ledger.records_in_parallel()?))
             }
         };
         if !self.updates.is_empty() {

@@ -30,6 +30,39 @@ fn intent(name: &str, at: i64) -> Change {
     }
 }
 
+/// Split between two connections or not, and wherever the split falls (inside a project or
+/// between two), the rows read are every row, in key order.
+#[test]
+fn a_read_on_two_connections_is_the_plain_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    let other = GroupId::parse("0000000000000000000000aa").unwrap();
+    let mut changes: Vec<Change> = ["b", "a", "d", "c", "e"]
+        .iter()
+        .map(|n| intent(n, 1))
+        .collect();
+    let s = spec("arn:aws:kafka:us-east-1:1:cluster/z/1");
+    changes.push(Change::Intent {
+        key: LinkKey::new(other, "z"),
+        fingerprint: s.fingerprint(),
+        spec: s,
+        at_unix: 2,
+    });
+    for (i, change) in changes.into_iter().enumerate() {
+        ledger.apply(&[change]).unwrap();
+        let plain = ledger.records().unwrap();
+        assert_eq!(plain.len(), i + 1);
+        assert!(plain.is_sorted_by(|a, b| a.key < b.key));
+        let halves = ledger.read_halves().unwrap();
+        if plain.len() < 2 {
+            assert_eq!(halves, None);
+        } else {
+            assert_eq!(halves.as_ref(), Some(&plain), "{} rows", plain.len());
+        }
+        assert_eq!(ledger.records_in_parallel().unwrap(), plain);
+    }
+}
+
 const CHILD_ENV: &str = "ATLAS_LINKD_LEDGER_ABORT_CHILD";
 
 /// Re-runs itself as a child process that commits one change, then dies by `abort` in the

@@ -1,7 +1,7 @@
 //! What is recorded of a link (`Record`) and where it stands (`Phase`): domain values that the
 //! ledger stores and `plan` reads, with no SQL in them.
 
-use super::{EndpointOutputs, Fingerprint, LinkKey, LinkSpec, RemoteState};
+use super::{EndpointOutputs, Fingerprint, GroupId, LinkKey, LinkSpec, RemoteState};
 use serde::Serialize;
 use std::fmt;
 
@@ -93,6 +93,28 @@ pub struct PruneMark {
 }
 
 impl Record {
+    /// A record of nothing, in project `group`: a place to hold, to be overwritten by a row read
+    /// later. Allocates nothing (`group` is shared).
+    pub(crate) fn stand_in(group: GroupId) -> Record {
+        Record {
+            key: LinkKey::new(group, String::new()),
+            spec_json: String::new(),
+            fingerprint: Fingerprint([0; 32]),
+            atlas_id: None,
+            phase: Phase::Intent,
+            remote_state: None,
+            remote_error: None,
+            attempts: 0,
+            last_error: None,
+            next_attempt_unix: None,
+            sent_unix: None,
+            outputs: EndpointOutputs::default(),
+            created_unix: 0,
+            updated_unix: 0,
+            prune: PruneMark::default(),
+        }
+    }
+
     /// The recorded spec, parsed.
     pub fn spec(&self) -> Result<LinkSpec, serde_json::Error> {
         serde_json::from_str(&self.spec_json)
