@@ -18,13 +18,16 @@ pub(crate) fn config_path(flag: Option<&Path>) -> PathBuf {
 
 /// Loads the config and every manifest, printing every problem. `None` means exit 2.
 pub(crate) fn load(flag: Option<&Path>) -> Option<(Config, DesiredState)> {
+    let (config, parsed) = parse(flag)?;
+    Some((config, merge(parsed)))
+}
+
+/// `load` up to the merge of the manifests (`merge`), which can wait: every problem is found.
+pub(crate) fn parse(flag: Option<&Path>) -> Option<(Config, manifest::Parsed)> {
     let config = load_config(flag)?;
     let limits = manifest::ReadLimits::new(config.limits.manifest_file_max_bytes);
-    let loaded = manifest::load_with(&config.manifests, &limits);
-    // The YAML trees the load freed lie between the links it keeps (see `release_free_memory`).
-    crate::memory::release_free_memory();
-    match loaded {
-        Ok(desired) => Some((config, desired)),
+    match manifest::parse_with(&config.manifests, &limits) {
+        Ok(parsed) => Some((config, parsed)),
         Err(problems) => {
             for p in &problems.0 {
                 eprintln!("{p}");
@@ -36,6 +39,14 @@ pub(crate) fn load(flag: Option<&Path>) -> Option<(Config, DesiredState)> {
             None
         }
     }
+}
+
+/// The manifests merged, and the heap the parse and the merge freed handed back.
+pub(crate) fn merge(parsed: manifest::Parsed) -> DesiredState {
+    let desired = parsed.into_desired();
+    // The YAML trees and parsed files freed lie between the links kept (see `release_free_memory`).
+    crate::memory::release_free_memory();
+    desired
 }
 
 pub(crate) fn load_config(flag: Option<&Path>) -> Option<Config> {

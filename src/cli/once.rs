@@ -1,8 +1,8 @@
-//! `--once`: load, check the output files, start, read the ledger, one pass (see `crate::once`)
-//! and its `--wait`, the output files (`--metrics-file`, `--outputs-file`, `--report-file`), shut
-//! down.
+//! `--once`: parse the manifests, check the output files, start, read the ledger while the manifests
+//! are merged, one pass (see `crate::once`) and its `--wait`, the output files (`--metrics-file`,
+//! `--outputs-file`, `--report-file`), shut down.
 
-use super::load::{env, load};
+use super::load::{env, merge, parse};
 use crate::exit::{Exit, refuse, refuse_while};
 use crate::logging::init_logging;
 use crate::metrics::Metrics;
@@ -42,7 +42,7 @@ pub(crate) async fn run(
     wait: Option<Duration>,
 ) -> ExitCode {
     phases::begin();
-    let Some((config, desired)) = load(flag) else {
+    let Some((config, parsed)) = parse(flag) else {
         return Exit::NotAttempted.into();
     };
     // Before any call: a target the write would destroy (a device, a symlink) or cannot reach is
@@ -60,8 +60,8 @@ pub(crate) async fn run(
     }
     let show_bar = std::io::stderr().is_terminal();
     init_logging(config.log.format, show_bar);
-    // Logging starts only now: the load's figures are what the process holds at this point.
-    phases::mark("load");
+    // Logging starts only now: the parse's figures are what the process holds at this point.
+    phases::mark("parse");
     let metrics = Metrics::new();
     let reconciler = match start(&config, metrics.clone(), &env) {
         Ok(r) => r,
@@ -69,7 +69,18 @@ pub(crate) async fn run(
     };
     // The pass would read every row first anyway (and keeps this copy); reading it here makes an
     // unreadable ledger what it is, a refusal before anything was attempted, not a failed pass.
-    if let Err(e) = reconciler.ledger().snapshot().await {
+    // The writer's threads read the rows while this one merges the manifests (valid by now: no
+    // ledger is touched for manifests that are refused).
+    let ledger = reconciler.ledger().clone();
+    let read = tokio::spawn(async move { ledger.snapshot().await.map(drop) });
+    let desired = merge(parsed);
+    phases::mark("merge");
+    let read = match read.await {
+        Ok(read) => read,
+        // The task only awaits the writer's answer: a panic there is a bug worth its panic.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    if let Err(e) = read {
         reconciler.shutdown().await;
         return refuse_while("cannot read the ledger", &e);
     }

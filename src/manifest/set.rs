@@ -31,12 +31,30 @@ pub fn load(paths: &[PathBuf]) -> Result<DesiredState, Problems> {
 /// [`load`] within `limits` (the config's `limits.manifest_file_max_bytes`).
 /// Nothing is kept for later refreshes: a caller that refreshes uses `ManifestSet::load_with`.
 pub fn load_with(paths: &[PathBuf], limits: &ReadLimits) -> Result<DesiredState, Problems> {
+    parse_with(paths, limits).map(Parsed::into_desired)
+}
+
+/// Every manifest file, parsed and checked, not yet merged: a load that has found every problem
+/// (only valid manifests get this far), with the merge still to do.
+#[derive(Debug)]
+pub struct Parsed(Vec<FileManifest>);
+
+impl Parsed {
+    /// The files merged into one desired state.
+    pub fn into_desired(self) -> DesiredState {
+        combine(self.0)
+    }
+}
+
+/// [`load_with`] up to the merge: a caller can start what needs valid manifests (`--once` reads the
+/// ledger) while it merges them.
+pub fn parse_with(paths: &[PathBuf], limits: &ReadLimits) -> Result<Parsed, Problems> {
     let (_, good) = parse_all(paths, limits)?;
-    Ok(combine(good.into_iter().map(|(_, m)| m).collect()))
+    Ok(Parsed(good.into_iter().map(|(_, m)| m).collect()))
 }
 
 /// A file that parsed, with what later refreshes compare against.
-type Parsed = (Option<Seen>, FileManifest);
+type ParsedFile = (Option<Seen>, FileManifest);
 
 /// Every file under `paths`, parsed and free of clashes between files, in discovery order, with
 /// what the set's later refreshes compare against; or every problem of every file, and the
@@ -44,7 +62,7 @@ type Parsed = (Option<Seen>, FileManifest);
 fn parse_all(
     paths: &[PathBuf],
     limits: &ReadLimits,
-) -> Result<(ReadCounts, Vec<Parsed>), Problems> {
+) -> Result<(ReadCounts, Vec<ParsedFile>), Problems> {
     let reader = Reader::new(paths, limits);
     let files = discover_with(&reader)?;
     let mut counts = ReadCounts::default();
