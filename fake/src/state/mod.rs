@@ -31,11 +31,10 @@ pub(crate) struct Stored {
     pub fails: Option<String>,
     /// A stream connection uses it: a delete is refused with `STREAM_PRIVATE_LINK_IN_USE`.
     pub in_use: bool,
-    /// The JSON of its view in a settled state (`DONE`, `FAILED`), with that state: listing a
-    /// million settled connections would otherwise build and print each view again on every page
-    /// (4 s of a 2-core benchmark's CPU). Made again when the state differs; `forget_view` clears
-    /// it when the body changes.
-    view_json: std::sync::Mutex<Option<(&'static str, std::sync::Arc<str>)>>,
+    /// The JSON of its view once settled (`DONE` or `FAILED` for good): listing a million settled
+    /// connections would otherwise build and print each view again on every page (4 s of a 2-core
+    /// benchmark's CPU). `forget_view` clears it when what settled it changes (the body, a failure).
+    view_json: std::sync::Mutex<Option<std::sync::Arc<str>>>,
 }
 
 impl Stored {
@@ -429,37 +428,34 @@ impl Inner {
 
     /// `view` as JSON text, from the cache when the connection is settled (see `Stored::view_json`).
     pub(crate) fn view_json(&self, conn: &Stored, now: Instant) -> std::sync::Arc<str> {
-        let Some(state) = self.settled_state(conn, now) else {
-            return std::sync::Arc::from(self.view(conn, now).to_string());
-        };
         let mut cache = conn
             .view_json
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((cached, json)) = &*cache
-            && *cached == state
+        // A view is cached only once settled, and dropped when what settled it changes (a PATCH of
+        // the body, a failure made to happen); a settled connection stays settled until then, so
+        // the cache answers without settling it again (three lookups in the body per listing).
+        if conn.deleted.is_none()
+            && let Some(json) = &*cache
         {
             return json.clone();
         }
         let json: std::sync::Arc<str> = std::sync::Arc::from(self.view(conn, now).to_string());
-        *cache = Some((state, json.clone()));
+        if self.is_settled(conn, now) {
+            *cache = Some(json.clone());
+        }
         json
     }
 
-    /// `DONE` or `FAILED` when the connection has reached one for good (until a PATCH or a delete):
-    /// the states `view` gives once the `IDLE` and `WORKING` time is over.
-    fn settled_state(&self, conn: &Stored, now: Instant) -> Option<&'static str> {
+    /// Whether the connection has reached `DONE` or `FAILED` for good (until a PATCH or a failure
+    /// made to happen): the states `view` gives once the `IDLE` and `WORKING` time is over.
+    fn is_settled(&self, conn: &Stored, now: Instant) -> bool {
         if conn.deleted.is_some() || validate::awaits_domain(&conn.body) {
-            return None;
+            return false;
         }
         let age = now.saturating_duration_since(conn.lifecycle_from);
-        let settled = Duration::from_millis(self.config.idle_ms)
-            + Duration::from_millis(self.config.working_ms);
-        match (age >= settled, conn.fails.is_some()) {
-            (false, _) => None,
-            (true, true) => Some("FAILED"),
-            (true, false) => Some("DONE"),
-        }
+        age >= Duration::from_millis(self.config.idle_ms)
+            .saturating_add(Duration::from_millis(self.config.working_ms))
     }
 
     /// A connection as a get shows it.
