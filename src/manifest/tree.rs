@@ -136,14 +136,21 @@ fn plain(text: &str) -> Option<Value> {
     if starts_with_letter && !float_word {
         return Some(Value::String(text.to_owned()));
     }
-    // A plain scalar holds no line break, `: ` or ` #`, nor leading or trailing space, so on its own
-    // it is the same plain scalar: serde_yaml resolves it as it would have in place.
+    // A plain scalar holds no line break, `: ` or ` #`, nor leading or trailing space, so as the
+    // value of a one-key mapping it is the same plain scalar (where alone, `---` or `...` would be a
+    // document marker): serde_yaml resolves it as it would have in place.
     if text.contains(['\n', '\r']) || text.trim() != text {
         return None;
     }
-    match serde_yaml::from_str::<Value>(text).ok()? {
-        v @ (Value::Null | Value::Bool(_) | Value::Number(_)) => Some(v),
-        Value::String(s) if s == text => Some(Value::String(s)),
+    let Value::Mapping(map) = serde_yaml::from_str::<Value>(&format!("k: {text}")).ok()? else {
+        return None;
+    };
+    if map.len() != 1 {
+        return None;
+    }
+    match map.get("k")? {
+        v @ (Value::Null | Value::Bool(_) | Value::Number(_)) => Some(v.clone()),
+        Value::String(s) if s == text => Some(Value::String(s.clone())),
         _ => None,
     }
 }
@@ -239,6 +246,17 @@ mod tests {
                 "\"d\"",
                 "é",
                 "1 # c",
+                // Document markers and indicators: alone, `---` and `...` are no scalar at all.
+                "---",
+                "...",
+                "-- -",
+                ":x",
+                "?x",
+                "-.",
+                "+",
+                ".",
+                "0.",
+                "1:",
             ])
             .prop_map(str::to_owned),
             "[a-z0-9.+_-]{1,8}",
