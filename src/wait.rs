@@ -323,27 +323,21 @@ fn ledger_failed(e: &crate::ledger::LedgerError) -> Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EndpointOutputs, LinkSpec, Provider, Vendor};
+    use crate::model::{LinkSpec, Provider, Vendor};
 
     const G: &str = "32b6e34b3d91647abb20e7b8";
 
     fn record(name: &str, state: Option<RemoteState>, error: Option<&str>) -> Record {
+        let group = GroupId::parse(G).unwrap();
         Record {
-            key: LinkKey::new(GroupId::parse(G).unwrap(), name),
+            key: LinkKey::new(group.clone(), name),
             spec_json: "{}".into(),
             fingerprint: LinkSpec::new(Provider::Aws, Vendor::Kinesis).fingerprint(),
             atlas_id: Some(format!("65a1b2c3d4e5f60718293a{:02x}", name.len())),
             phase: Phase::Created,
             remote_state: state,
             remote_error: error.map(str::to_owned),
-            attempts: 0,
-            last_error: None,
-            next_attempt_unix: None,
-            sent_unix: None,
-            outputs: EndpointOutputs::default(),
-            created_unix: 0,
-            updated_unix: 0,
-            prune: Default::default(),
+            ..Record::stand_in(group)
         }
     }
 

@@ -77,7 +77,7 @@ fn count(n: usize, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DesiredLink, DesiredProject, EndpointOutputs, LinkSpec, Provider};
+    use crate::model::{DesiredLink, DesiredProject, LinkSpec, Provider};
     use crate::model::{Source, Vendor};
     use crate::reconcile::Unlisted;
     use std::collections::BTreeMap;
@@ -86,22 +86,15 @@ mod tests {
     const G2: &str = "32b6e34b3d91647abb20e7b9";
 
     fn record(group: &str, name: &str, phase: Phase, state: Option<RemoteState>) -> Record {
+        let group = GroupId::parse(group).unwrap();
         Record {
-            key: LinkKey::new(GroupId::parse(group).unwrap(), name),
+            key: LinkKey::new(group.clone(), name),
             spec_json: "{}".into(),
             fingerprint: LinkSpec::new(Provider::Aws, Vendor::Kinesis).fingerprint(),
             atlas_id: Some(format!("65a1b2c3d4e5f60718293a{:02x}", name.len())),
             phase,
             remote_state: state,
-            remote_error: None,
-            attempts: 0,
-            last_error: None,
-            next_attempt_unix: None,
-            sent_unix: None,
-            outputs: EndpointOutputs::default(),
-            prune: Default::default(),
-            created_unix: 0,
-            updated_unix: 0,
+            ..Record::stand_in(group)
         }
     }
 
