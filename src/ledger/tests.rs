@@ -133,6 +133,34 @@ fn bad_phase_is_an_error_naming_the_row() {
     assert!(err.to_string().contains("NOT-A-GROUP/a"), "{err}");
 }
 
+/// A bad row is reported with its key whichever half of a split read it falls in: the first half's
+/// connection reports it, and a second half that cannot be read leaves the read to the plain one.
+#[test]
+fn a_bad_row_in_either_half_of_a_split_read_is_the_plain_read_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    for name in ["a", "b", "c", "d"] {
+        ledger.apply(&[intent(name, 1)]).unwrap();
+    }
+    let bad_fingerprint = |name: &str| {
+        ledger
+            .conn
+            .execute(
+                "UPDATE links SET fingerprint = 'zz' WHERE name = ?1",
+                [name],
+            )
+            .unwrap();
+    };
+    bad_fingerprint("d");
+    assert_eq!(ledger.read_halves().unwrap(), None, "the second half");
+    let err = ledger.records_in_parallel().unwrap_err();
+    assert!(err.to_string().contains("/d"), "{err}");
+    bad_fingerprint("a");
+    let err = ledger.read_halves().unwrap_err();
+    assert!(matches!(err, LedgerError::BadRecord { .. }), "{err}");
+    assert!(err.to_string().contains("/a"), "{err}");
+}
+
 #[test]
 fn decode_rejects_unknown_phase_and_negative_attempts() {
     let group = gid().to_string();

@@ -139,7 +139,7 @@ fn plain(text: &str) -> Option<Value> {
     // A plain scalar holds no line break, `: ` or ` #`, nor leading or trailing space, so as the
     // value of a one-key mapping it is the same plain scalar (where alone, `---` or `...` would be a
     // document marker): serde_yaml resolves it as it would have in place.
-    if text.contains(['\n', '\r']) || text.trim() != text {
+    if text.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']) || text.trim() != text {
         return None;
     }
     let Value::Mapping(map) = serde_yaml::from_str::<Value>(&format!("k: {text}")).ok()? else {
