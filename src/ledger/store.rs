@@ -337,7 +337,7 @@ impl Ledger {
     /// more than SQLite's step, and a writer's first read of a million rows took over a second on
     /// one core. Each half is written into its own part of one vector (filled with a stand-in
     /// first), so no half is copied after it was read.
-    pub fn records_in_parallel(&self) -> Result<Vec<Record>, LedgerError> {
+    pub(super) fn records_in_parallel(&self) -> Result<Vec<Record>, LedgerError> {
         if self.count()? < PARALLEL_READ_ROWS {
             return self.records();
         }

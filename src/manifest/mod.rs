@@ -39,7 +39,8 @@ pub use parse::{parse_file, parse_str};
 pub use problem::{Problem, Problems};
 pub use read::{DEFAULT_MANIFEST_FILE_MAX_BYTES, ReadLimits};
 pub(crate) use set::{ManifestSet, Refresh, Settling};
-pub use set::{Parsed, load, load_with, parse_with};
+pub(crate) use set::{Parsed, parse_with};
+pub use set::{load, load_with};
 pub(crate) use tree::agrees_with_serde_yaml;
 
 #[cfg(test)]

@@ -37,18 +37,18 @@ pub fn load_with(paths: &[PathBuf], limits: &ReadLimits) -> Result<DesiredState,
 /// Every manifest file, parsed and checked, not yet merged: a load that has found every problem
 /// (only valid manifests get this far), with the merge still to do.
 #[derive(Debug)]
-pub struct Parsed(Vec<FileManifest>);
+pub(crate) struct Parsed(Vec<FileManifest>);
 
 impl Parsed {
     /// The files merged into one desired state.
-    pub fn into_desired(self) -> DesiredState {
+    pub(crate) fn into_desired(self) -> DesiredState {
         combine(self.0)
     }
 }
 
 /// [`load_with`] up to the merge: a caller can start what needs valid manifests (`--once` reads the
 /// ledger) while it merges them.
-pub fn parse_with(paths: &[PathBuf], limits: &ReadLimits) -> Result<Parsed, Problems> {
+pub(crate) fn parse_with(paths: &[PathBuf], limits: &ReadLimits) -> Result<Parsed, Problems> {
     let (_, good) = parse_all(paths, limits)?;
     Ok(Parsed(good.into_iter().map(|(_, m)| m).collect()))
 }
