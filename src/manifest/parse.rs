@@ -49,6 +49,7 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
     let mut ctx = FileCtx {
         pending: Vec::new(),
         doc: 0,
+        declares: false,
     };
     let mut raw = Vec::new();
     if let Some(docs) = tree::documents(text) {
@@ -70,6 +71,22 @@ pub fn parse_str(file: &Path, text: &str) -> Result<FileManifest, Problems> {
                 }
             }
         }
+    }
+    // A file truncated to nothing (a crashed writer, a full disk), holding only comments, or whose
+    // template rendered no `projects` would otherwise undeclare every link it held: prune would
+    // delete them. A file that means "no links" says so.
+    if !ctx.declares && ctx.pending.is_empty() {
+        ctx.pending.push(Pending {
+            doc: 0,
+            path: String::new(),
+            link: None,
+            message: "the file declares no `projects` list (it is empty, or holds only comments \
+                      or empty documents): refused, so that a truncated or unrendered file cannot \
+                      undeclare its links; write `projects: []` to declare none"
+                .to_owned(),
+            line: None,
+            column: None,
+        });
     }
     // serde_yaml drops or resolves most explicit tags silently: refuse them, each at its place.
     for tag in explicit_tags(text) {

@@ -184,9 +184,31 @@ fn syntax_errors_have_line_and_column() {
 }
 
 #[test]
-fn empty_documents_are_fine() {
-    assert!(parse("").unwrap().projects.is_empty());
-    assert!(parse("---\n---\n# nothing\n").unwrap().projects.is_empty());
+fn a_file_that_declares_no_projects_list_is_refused_and_an_empty_list_is_fine() {
+    for text in [
+        "",
+        " \n\n",
+        "# nothing\n",
+        "---\n---\n# nothing\n",
+        "projects:\n",
+        "{}\n",
+    ] {
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "{text:?}: {p:?}");
+        assert!(p[0].message.contains("`projects: []`"), "{p:?}");
+        assert_eq!(p[0].file, Path::new("m.yaml"), "{p:?}");
+    }
+    assert!(parse("projects: []\n").unwrap().projects.is_empty());
+    assert!(
+        parse("---\nprojects: []\n---\n# nothing\n")
+            .unwrap()
+            .projects
+            .is_empty()
+    );
+    // Another problem is reported alone: the file is refused either way.
+    let p = problems("project: []\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].message.contains("projects"), "{p:?}");
 }
 
 #[test]

@@ -97,6 +97,9 @@ pub(super) struct Pending {
 pub(super) struct FileCtx {
     pub(super) pending: Vec<Pending>,
     pub(super) doc: usize,
+    /// Whether some document of the file has a `projects` list (an empty one included): a file
+    /// without one declares nothing by accident (see `parse_str`).
+    pub(super) declares: bool,
 }
 
 impl FileCtx {
@@ -313,7 +316,10 @@ pub(super) fn walk_document(ctx: &mut FileCtx, doc: &Value, out: &mut Vec<(usize
     }
     let projects = match projects {
         None | Some(Value::Null) => return,
-        Some(Value::Sequence(s)) => s,
+        Some(Value::Sequence(s)) => {
+            ctx.declares = true;
+            s
+        }
         Some(other) => {
             ctx.problem(
                 "projects".into(),
