@@ -129,6 +129,9 @@ pub struct PassReport {
     /// Prune candidates that a safeguard holds back (grace, cap, no links declared, no listing),
     /// with the reason. Not a failure of the pass.
     pub(crate) held_back: Vec<FailedLink>,
+    /// Changes the ledger refused because their row was not what the pass planned from (a bug: the
+    /// daemon reads its ledger again, and `/readyz` says so until a pass has none).
+    pub(crate) ledger_refused: Vec<FailedLink>,
     /// Connections in a listed project that no manifest declares and the ledger does not hold.
     /// Never deleted; each is billed. Not a failure of the pass.
     pub(crate) unmanaged: Vec<Unmanaged>,
@@ -166,6 +169,7 @@ impl PassReport {
             && self.conflicted.is_empty()
             && self.in_flight.is_empty()
             && self.unverified.is_empty()
+            && self.ledger_refused.is_empty()
             && !self.interrupted
     }
 
@@ -218,6 +222,7 @@ impl PassReport {
             &mut self.conflicted,
             &mut self.in_flight,
             &mut self.unverified,
+            &mut self.ledger_refused,
         ] {
             list.sort_by(|a, b| (&a.group_id, &a.name).cmp(&(&b.group_id, &b.name)));
         }
@@ -281,7 +286,7 @@ impl PassReport {
                 self.unmanaged.len(),
             );
         }
-        let sections: [(&str, &[FailedLink]); 8] = [
+        let sections: [(&str, &[FailedLink]); 9] = [
             ("failed", &self.failed),
             ("waiting", &self.waiting),
             ("not attempted", &self.not_attempted),
@@ -290,6 +295,7 @@ impl PassReport {
             ("unverified", &self.unverified),
             ("in use", &self.in_use),
             ("held back", &self.held_back),
+            ("ledger refused", &self.ledger_refused),
         ];
         for (title, links) in sections {
             for l in links {
@@ -686,6 +692,7 @@ mod tests {
                 "inFlight",
                 "inUse",
                 "interrupted",
+                "ledgerRefused",
                 "notAttempted",
                 "orphaned",
                 "rateLimited",

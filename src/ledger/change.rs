@@ -48,9 +48,13 @@ pub enum Change {
         fingerprint: Fingerprint,
         at_unix: i64,
     },
-    /// The last state Atlas reported for a recorded link. The row must exist.
+    /// The last state Atlas reported of connection `atlas_id`, for the link whose row holds that
+    /// connection. Written only where the row still holds it: a listing taken before the row moved
+    /// on (a create or an adoption since) says nothing of its new connection, so then nothing is
+    /// written, which is not an error.
     RemoteState {
         key: LinkKey,
+        atlas_id: String,
         state: RemoteState,
         error: Option<String>,
         outputs: EndpointOutputs,

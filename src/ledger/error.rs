@@ -81,7 +81,7 @@ pub enum LedgerError {
         key: String,
         problem: String,
     },
-    #[error("ledger {}: cannot record `{change}` for {key}: the link has no row (a create must be preceded by an intent)", path.display())]
+    #[error("ledger {}: cannot record `{change}` for {key}: the link has no row; the pass planned from rows the ledger does not hold (a bug: the rows are read again)", path.display())]
     UnknownLink {
         path: PathBuf,
         key: LinkKey,
@@ -91,6 +91,18 @@ pub enum LedgerError {
     NotUpdatable { path: PathBuf, key: LinkKey },
     #[error("ledger {}: the ledger writer has stopped; restart atlas-linkd", path.display())]
     Closed { path: PathBuf },
+}
+
+impl LedgerError {
+    /// A change the ledger refused because the row it is about is not what the caller believed
+    /// (missing, or not in a phase the change applies to): the caller planned from a view of the
+    /// ledger that was wrong, which is a bug to surface, not a fault of the database.
+    pub fn is_refused(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::UnknownLink { .. } | LedgerError::NotUpdatable { .. }
+        )
+    }
 }
 
 /// What to do about a failed file operation on the ledger, from what the OS said, with its leading

@@ -2,6 +2,7 @@
 //! writer's copy of every row in memory (`snapshot`), which a pass plans from.
 
 use super::identity::HeldFiles;
+use super::rows::Written;
 use super::{Change, Ledger, LedgerError, LedgerReplaced};
 use crate::model::{LinkKey, Record};
 use std::collections::BTreeMap;
@@ -160,25 +161,13 @@ impl Memory {
         };
         if !self.updates.is_empty() {
             let rows = Arc::make_mut(records);
-            let mut added = false;
-            for (key, record) in std::mem::take(&mut self.updates) {
-                match (rows.binary_search_by(|r| r.key.cmp(&key)), record) {
-                    (Ok(i), Some(record)) => rows[i] = record,
-                    // Removing keeps the order.
-                    (Ok(i), None) => {
-                        rows.remove(i);
-                    }
-                    (Err(_), Some(record)) => {
-                        rows.push(record);
-                        added = true;
-                    }
-                    (Err(_), None) => {}
-                }
-            }
-            if added {
-                // Keys are unique; `Ledger::records` orders by (group_id, name) with SQLite's
-                // binary collation, which is `LinkKey`'s byte-wise order.
-                rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            if !fold(rows, std::mem::take(&mut self.updates)) {
+                // A bug, not a fault of the disk: trust nothing kept, and say so.
+                tracing::error!(
+                    "the ledger's rows in memory were out of order after folding in new changes; reading them again"
+                );
+                self.records = None;
+                return self.snapshot(ledger);
             }
         }
         Ok(Arc::clone(records))
@@ -189,14 +178,21 @@ impl Memory {
         &mut self,
         ledger: &Ledger,
         changes: &[&Change],
-        results: &[Result<(), LedgerError>],
+        results: &[Result<Written, LedgerError>],
     ) {
         if self.records.is_none() {
             return;
         }
         for (change, result) in changes.iter().zip(results) {
-            if result.is_err() {
-                continue;
+            match result {
+                Ok(Written::Row) => {}
+                Ok(Written::Nothing) => continue,
+                // The caller planned from this copy: whatever made it wrong, read it all again.
+                Err(e) if e.is_refused() => {
+                    self.forget(&e.to_string());
+                    return;
+                }
+                Err(_) => continue,
             }
             let key = change.key();
             let forgotten = matches!(change, Change::Forget { .. });
@@ -229,11 +225,39 @@ impl Memory {
     fn forget(&mut self, why: &str) {
         tracing::warn!(
             reason = why,
-            "reading back a committed ledger row failed; the next pass reads the whole ledger again"
+            "the ledger's rows in memory cannot be trusted; the next pass reads the whole ledger again"
         );
         self.records = None;
         self.updates.clear();
     }
+}
+
+/// Folds rows committed since the last snapshot (`None`: deleted) into `rows`, which are in key
+/// order, each key once; whether they still are. New rows are added only after every existing one
+/// was found: a row pushed to the end while others are still being looked up makes the binary
+/// search miss them, and a missed row was pushed a second time, stale beside its new version.
+fn fold(rows: &mut Vec<Record>, updates: BTreeMap<LinkKey, Option<Record>>) -> bool {
+    let mut added = Vec::new();
+    for (key, record) in updates {
+        match (rows.binary_search_by(|r| r.key.cmp(&key)), record) {
+            (Ok(i), Some(record)) => rows[i] = record,
+            // Removing keeps the order.
+            (Ok(i), None) => {
+                rows.remove(i);
+            }
+            (Err(_), Some(record)) => added.push(record),
+            (Err(_), None) => {}
+        }
+    }
+    if added.is_empty() {
+        return true;
+    }
+    // Two runs in key order (`updates` is a `BTreeMap`): a stable sort merges them in one sweep.
+    // `Ledger::records` orders by (group_id, name) with SQLite's binary collation, which is
+    // `LinkKey`'s byte-wise order.
+    rows.extend(added);
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows.is_sorted_by(|a, b| a.key < b.key)
 }
 
 fn commit_group(
@@ -251,7 +275,7 @@ fn commit_group(
             drop(changes);
             for ((_, reply), result) in batch.drain(..).zip(results) {
                 // The caller may have given up waiting; its change is recorded all the same.
-                let _ = reply.send(result);
+                let _ = reply.send(result.map(|_| ()));
             }
         }
         Err(source) => {

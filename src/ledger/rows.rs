@@ -22,7 +22,7 @@ pub(super) fn write_change(
     conn: &Connection,
     path: &Path,
     change: &Change,
-) -> Result<(), LedgerError> {
+) -> Result<Written, LedgerError> {
     let sql_err = |source| LedgerError::Sql {
         path: path.to_owned(),
         action: "write a change",
@@ -131,6 +131,7 @@ pub(super) fn write_change(
             params![g, n, spec.to_json(), fingerprint.to_hex(), at_unix],
         ),
         Change::RemoteState {
+            atlas_id,
             state,
             error,
             outputs,
@@ -139,7 +140,7 @@ pub(super) fn write_change(
         } => cached(conn,
             "UPDATE links SET remote_state = ?3, remote_error = ?4, updated_unix = ?5,
                 interface_endpoint_id = ?6, interface_endpoint_name = ?7, provider_account_id = ?8
-             WHERE group_id = ?1 AND name = ?2",
+             WHERE group_id = ?1 AND name = ?2 AND atlas_id = ?9",
             params![
                 g,
                 n,
@@ -148,7 +149,8 @@ pub(super) fn write_change(
                 at_unix,
                 outputs.interface_endpoint_id,
                 outputs.interface_endpoint_name,
-                outputs.provider_account_id
+                outputs.provider_account_id,
+                atlas_id
             ],
         ),
         Change::Undeclared {
@@ -196,6 +198,9 @@ pub(super) fn write_change(
             key: key.clone(),
         });
     }
+    if changed == 0 && matches!(change, Change::RemoteState { .. }) {
+        return Ok(Written::Nothing);
+    }
     if changed == 0 {
         return Err(LedgerError::UnknownLink {
             path: path.to_owned(),
@@ -203,7 +208,16 @@ pub(super) fn write_change(
             change: change.kind(),
         });
     }
-    Ok(())
+    Ok(Written::Row)
+}
+
+/// What a change did to its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Written {
+    /// The row was written (or deleted, for `Forget`).
+    Row,
+    /// Nothing: a remote state of a connection the row no longer holds.
+    Nothing,
 }
 
 /// A row as SQLite holds it, before validation. The fields that are parsed are borrowed from

@@ -1,7 +1,7 @@
 //! `Ledger`: the SQLite store of one row per link, behind a one-process lock: open, read, apply.
 
 use super::identity::{FileId, HeldFiles};
-use super::rows::{RawRecord, write_change};
+use super::rows::{RawRecord, Written, write_change};
 use super::schema::{BUSY_TIMEOUT_MS, SCHEMA_VERSION, migrate, user_version};
 use super::{Change, LedgerError};
 use crate::model::{EndpointOutputs, GroupId, LinkKey, PruneMark, Record};
@@ -510,7 +510,7 @@ impl Ledger {
     pub(super) fn apply_group(
         &mut self,
         changes: &[&Change],
-    ) -> Result<Vec<Result<(), LedgerError>>, rusqlite::Error> {
+    ) -> Result<Vec<Result<Written, LedgerError>>, rusqlite::Error> {
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -518,9 +518,9 @@ impl Ledger {
         for change in changes {
             let sp = tx.savepoint()?;
             match write_change(&sp, &self.path, change) {
-                Ok(()) => {
+                Ok(written) => {
                     sp.commit()?;
-                    results.push(Ok(()));
+                    results.push(Ok(written));
                 }
                 Err(e) => {
                     // Dropping the savepoint rolls it back.

@@ -468,7 +468,7 @@ impl Reconciler {
         if !shared.halt.may_create(&self.ledger) {
             return Ok(());
         }
-        futures::future::try_join_all(marks.into_iter().map(|c| self.ledger.apply(c))).await?;
+        self.apply_marks(marks, &shared.report).await?;
 
         // Adoptions before creates of the same project: a create's verification must not adopt
         // what a link of this plan adopted. Concurrently, so the ledger commits them in a few
@@ -540,6 +540,35 @@ impl Reconciler {
                 futures::future::ready(())
             })
             .await;
+        Ok(())
+    }
+
+    /// Writes a project's prune marks at once (the ledger commits them in a few transactions). A mark
+    /// the ledger refuses (its row is not what the plan saw) is reported, not a failure of the pass:
+    /// the writer reads its rows again for the next pass. Any other ledger error fails the pass.
+    async fn apply_marks(
+        &self,
+        marks: Vec<Change>,
+        report: &Mutex<PassReport>,
+    ) -> Result<(), LedgerError> {
+        let results = futures::future::join_all(marks.into_iter().map(|c| async move {
+            let key = c.key().clone();
+            (key, self.ledger.apply(c).await)
+        }))
+        .await;
+        for (key, result) in results {
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_refused() => {
+                    tracing::error!(link = %key, error = %e, "the ledger refused a change");
+                    report
+                        .lock_or_recover()
+                        .ledger_refused
+                        .push(FailedLink::new(&key, e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 

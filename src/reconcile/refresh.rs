@@ -140,8 +140,10 @@ pub(crate) fn remote_state_change(
     let changed = record.remote_state.as_ref() != Some(state)
         || record.remote_error.as_ref() != remote.error_message
         || record.outputs != *outputs;
+    let atlas_id = record.atlas_id.as_deref()?;
     changed.then(|| Change::RemoteState {
         key: record.key.clone(),
+        atlas_id: atlas_id.to_owned(),
         state: state.clone(),
         error: remote.error_message.cloned(),
         outputs: remote.outputs(),

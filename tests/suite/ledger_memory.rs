@@ -3,9 +3,14 @@
 
 use crate::support::harness::harness;
 use crate::support::test_env;
+use atlas_linkd::ledger::{Change, Ledger, LedgerHandle};
+use atlas_linkd::model::{
+    EndpointOutputs, GroupId, LinkKey, LinkSpec, Provider, RemoteState, Vendor,
+};
 use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::wiring;
 use fake_atlas::FakeConfig;
+use proptest::prelude::*;
 
 #[tokio::test]
 async fn the_rows_in_memory_equal_a_fresh_read_after_every_kind_of_write() {
@@ -45,4 +50,167 @@ async fn the_rows_in_memory_equal_a_fresh_read_after_every_kind_of_write() {
     );
     assert_eq!(*memory, disk);
     r.shutdown().await;
+}
+
+/// One step of `the_rows_in_memory_equal_a_fresh_read_whatever_the_order_of_writes`.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A change of kind `kind` (0..10) to link `name` of project `group`, carrying `n`.
+    Write {
+        kind: u8,
+        group: u8,
+        name: u8,
+        n: u8,
+    },
+    /// Several changes at once, so the writer commits them in one group.
+    Burst(Vec<(u8, u8, u8, u8)>),
+    /// A snapshot, compared with a fresh read, then let go.
+    Look,
+    /// A snapshot kept until the next `Release`, as a pass keeps its own.
+    Hold,
+    Release,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let write = (0u8..10, 0u8..3, 0u8..6, any::<u8>());
+    prop_oneof![
+        4 => write.prop_map(|(kind, group, name, n)| Step::Write { kind, group, name, n }),
+        2 => proptest::collection::vec((0u8..10, 0u8..3, 0u8..6, any::<u8>()), 1..12)
+            .prop_map(Step::Burst),
+        2 => Just(Step::Look),
+        1 => Just(Step::Hold),
+        1 => Just(Step::Release),
+    ]
+}
+
+fn change(kind: u8, group: u8, name: u8, n: u8) -> Change {
+    let key = LinkKey::new(
+        GroupId::parse(&format!("{:024x}", 0xb0 + u32::from(group))).unwrap(),
+        format!("link-{name}"),
+    );
+    let mut spec = LinkSpec::new(Provider::Aws, Vendor::S3);
+    spec.region = Some("us-east-1".into());
+    spec.service_endpoint_id = Some(format!(
+        "com.amazonaws.vpce.us-east-1.vpce-svc-{group}{name}{}",
+        n % 2
+    ));
+    let fingerprint = spec.fingerprint();
+    let at_unix = 1_000 + i64::from(n);
+    let atlas_id = format!("{n:024x}");
+    let outputs = EndpointOutputs {
+        interface_endpoint_id: n.is_multiple_of(3).then(|| format!("vpce-{n}")),
+        ..EndpointOutputs::default()
+    };
+    match kind {
+        0 => Change::Intent {
+            key,
+            spec,
+            fingerprint,
+            at_unix,
+        },
+        1 => Change::Created {
+            key,
+            atlas_id,
+            at_unix,
+        },
+        2 => Change::Adopted {
+            key,
+            spec,
+            fingerprint,
+            atlas_id,
+            remote_state: Some(RemoteState::Idle),
+            remote_error: None,
+            outputs,
+            at_unix,
+        },
+        3 => Change::Failed {
+            key,
+            spec,
+            fingerprint,
+            error: format!("failure {n}"),
+            next_attempt_unix: at_unix + 60,
+            at_unix,
+        },
+        4 => Change::RemoteState {
+            key,
+            atlas_id,
+            state: if n.is_multiple_of(2) {
+                RemoteState::Done
+            } else {
+                RemoteState::Working
+            },
+            error: None,
+            outputs,
+            at_unix,
+        },
+        5 => Change::SpecUpdated {
+            key,
+            spec,
+            fingerprint,
+            at_unix,
+        },
+        6 => Change::Undeclared {
+            key,
+            since_unix: n.is_multiple_of(2).then_some(at_unix),
+            at_unix,
+        },
+        7 => Change::Deleting { key, at_unix },
+        8 => Change::DeleteRefused {
+            key,
+            in_use: n.is_multiple_of(2),
+            error: "in use".into(),
+            next_attempt_unix: at_unix + 60,
+            at_unix,
+        },
+        _ => Change::Forget { key },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Whatever writes come in whatever groups, and whoever holds an older snapshot meanwhile, the
+    /// writer's copy in memory is what SQLite holds: sorted, each key once, row for row.
+    #[test]
+    fn the_rows_in_memory_equal_a_fresh_read_whatever_the_order_of_writes(
+        steps in proptest::collection::vec(step(), 1..40)
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ledger.db");
+            let ledger = LedgerHandle::spawn(Ledger::open(&path).unwrap());
+            // A first snapshot, so the writer keeps its copy from the start.
+            drop(ledger.snapshot().await.unwrap());
+            let mut held = None;
+            for step in steps {
+                match step {
+                    Step::Write { kind, group, name, n } => {
+                        // A change the ledger refuses (no row) is one of the cases.
+                        let _ = ledger.apply(change(kind, group, name, n)).await;
+                    }
+                    Step::Burst(changes) => {
+                        let writes = changes
+                            .into_iter()
+                            .map(|(k, g, m, n)| ledger.apply(change(k, g, m, n)));
+                        let _ = futures::future::join_all(writes).await;
+                    }
+                    Step::Look => {
+                        let memory = ledger.snapshot().await.unwrap();
+                        let disk = Ledger::read_only_records(&path).unwrap();
+                        prop_assert_eq!(&*memory, &disk);
+                    }
+                    Step::Hold => held = Some(ledger.snapshot().await.unwrap()),
+                    Step::Release => held = None,
+                }
+            }
+            drop(held);
+            let memory = ledger.snapshot().await.unwrap();
+            let disk = Ledger::read_only_records(&path).unwrap();
+            prop_assert_eq!(&*memory, &disk);
+            drop(memory);
+            ledger.close().await.unwrap();
+            Ok(())
+        })?;
+    }
 }

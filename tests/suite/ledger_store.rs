@@ -114,6 +114,7 @@ fn reopen_keeps_everything() {
             },
             Change::RemoteState {
                 key: key("a"),
+                atlas_id: "65a1b2c3d4e5f60718293a4b".into(),
                 state: RemoteState::Failed,
                 error: Some("no route".into()),
                 outputs: EndpointOutputs {
