@@ -10,9 +10,11 @@ mod error;
 pub mod ranges;
 mod raw;
 mod read;
+mod reload;
 mod types;
 
 pub use error::ConfigError;
+pub use reload::{RELOADED_KEYS, RESTART_ONLY_KEYS, Reloaded};
 pub(crate) use types::{
     AtlasSettings, LimitSettings, LogSettings, MetricsSettings, PruneConfig, RateLimitSettings,
     ReconcileSettings, RetrySettings,

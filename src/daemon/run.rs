@@ -18,7 +18,7 @@ use super::ready::ReadyCount;
 use super::{
     ManifestWatcher, Notifier, SignalEvent, Signals, Trigger, Triggers, Wake, watch_manifests,
 };
-use crate::config::Config;
+use crate::config::{Config, Reloaded};
 use crate::endpoint::{self, Readiness};
 use crate::exit::{Exit, refuse_while as refuse};
 use crate::lock::LockExt;
@@ -236,7 +236,7 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     Exit::Converged.into()
 }
 
-/// How soon a pass follows one that ran out of descriptors.
+/// How soon a pass follows one that ran out of descriptors, or whose changes the ledger refused.
 const STARVED_RETRY_SECS: i64 = 2;
 
 /// Whether an error's text is the OS saying the process (EMFILE) or the system (ENFILE) has no
@@ -280,7 +280,7 @@ struct Daemon {
     settle: Option<tokio::task::JoinHandle<()>>,
     /// The pass scheduled to look again at manifest files that were still being written, if any.
     recheck: Option<tokio::task::JoinHandle<()>>,
-    /// The pass scheduled after one that ran out of descriptors, if any.
+    /// The pass scheduled after one that ran out of descriptors or had changes refused, if any.
     starved_retry: Option<tokio::task::JoinHandle<()>>,
     last_converged: Option<i64>,
     /// The ledger or its lock file is no longer the one this process holds: no further pass runs,
@@ -315,7 +315,8 @@ impl Daemon {
                 wake = self.triggers.next() => wake,
             };
             if wake.needs_reload() {
-                self.reload();
+                // Logged by `reload`; the pass that follows runs on whatever config is in force.
+                let _outcome = self.reload();
             }
             // Inotify watches follow inodes: a root replaced in a way the watcher missed is watched
             // again from here. The watcher re-arms by itself when it sees a root replaced.
@@ -414,8 +415,10 @@ impl Daemon {
         self.metrics
             .reconcile_duration_seconds
             .observe(elapsed.as_secs_f64());
+        let mut refused = false;
         match result {
             Ok(report) => {
+                refused = !report.ledger_refused.is_empty();
                 starved |= report
                     .failed
                     .iter()
@@ -455,11 +458,18 @@ impl Daemon {
         }
         // Nothing else would wake the daemon for what failed for want of descriptors (a re-read file,
         // a create) until the next resync: try again shortly, once they may be back.
-        if starved && self.starved_retry.as_ref().is_none_or(|t| t.is_finished()) {
-            tracing::warn!(
-                retry_in_secs = STARVED_RETRY_SECS,
-                "the process ran out of open files during the pass; another pass follows shortly"
-            );
+        if (starved || refused) && self.starved_retry.as_ref().is_none_or(|t| t.is_finished()) {
+            if starved {
+                tracing::warn!(
+                    retry_in_secs = STARVED_RETRY_SECS,
+                    "the process ran out of open files during the pass; another pass follows shortly"
+                );
+            } else {
+                tracing::warn!(
+                    retry_in_secs = STARVED_RETRY_SECS,
+                    "the ledger refused changes of the pass; another pass follows shortly, on rows read again"
+                );
+            }
             self.starved_retry = Some(self.triggers.spawn_settle(
                 now_unix().saturating_add(STARVED_RETRY_SECS),
                 self.background.child_token(),
@@ -609,7 +619,19 @@ impl Daemon {
                 .set(now as f64);
             self.last_converged = Some(now);
         }
-        self.readiness.set_ready(true, "");
+        match report.ledger_refused.first() {
+            None => self.readiness.set_ready(true, ""),
+            Some(first) => self.readiness.set_ready(
+                false,
+                format!(
+                    "the ledger refused {} change(s) of the last pass, which planned from rows it does not hold; the rows are read again for the next pass (first: {}/{}: {})",
+                    report.ledger_refused.len(),
+                    first.group_id,
+                    first.name,
+                    first.reason
+                ),
+            ),
+        }
         // Creates that got no answer are decided by a pass after their settle window; one timer for
         // the earliest is enough, since that pass schedules the next.
         if let Some(old) = self.settle.take() {
@@ -795,59 +817,45 @@ impl Daemon {
     }
 
     /// SIGHUP: re-read the config. An invalid one is refused and the running one kept; settings that
-    /// only apply at start-up are named in a warning and keep their running values.
-    fn reload(&mut self) {
+    /// only apply at start-up are named in a warning and keep their running values
+    /// (`Config::reloaded` classifies every setting).
+    fn reload(&mut self) -> ReloadOutcome {
         warn_notify(self.notifier.reloading());
-        match Config::load(&self.config_path, &env) {
+        let outcome = match Config::load(&self.config_path, &env) {
             Ok(new) => self.apply(new),
-            Err(e) => tracing::error!(
+            Err(e) => ReloadOutcome::Refused(chain(&e)),
+        };
+        match &outcome {
+            ReloadOutcome::Applied { restart_only } => {
+                if !restart_only.is_empty() {
+                    tracing::warn!(
+                        settings = restart_only.join(", "),
+                        "these settings changed but apply only at start-up; restart atlas-linkd to use them (running values kept)"
+                    );
+                }
+                tracing::info!(config = %self.config.source.display(), "config reloaded");
+            }
+            ReloadOutcome::Refused(reason) => tracing::error!(
                 config = %self.config_path.display(),
-                error = %chain(&e),
+                error = %reason,
                 "refusing the new config; still running on the previous one"
             ),
         }
         warn_notify(self.notifier.ready());
+        outcome
     }
 
-    fn apply(&mut self, new: Config) {
-        let old = &self.config;
-        let mut restart_only = Vec::new();
-        if new.ledger != old.ledger {
-            restart_only.push("ledger");
-        }
-        if new.metrics != old.metrics {
-            restart_only.push("metrics.listen");
-        }
-        if new.atlas.base_url != old.atlas.base_url {
-            restart_only.push("atlas.base_url");
-        }
-        if new.atlas.auth != old.atlas.auth {
-            restart_only.push("atlas.auth");
-        }
-        if new.atlas.timeout_secs != old.atlas.timeout_secs {
-            restart_only.push("atlas.timeout_secs");
-        }
-        if new.log != old.log {
-            restart_only.push("log.format");
-        }
+    fn apply(&mut self, new: Config) -> ReloadOutcome {
         // Said again on each reload, whether or not the address changed: the warning is about what
         // the config asks for, and a reload is when an operator reads the log.
         if let Some(warning) = new.metrics.listen.and_then(endpoint::exposure_warning) {
             tracing::warn!("{warning}");
         }
-        if !restart_only.is_empty() {
-            tracing::warn!(
-                settings = restart_only.join(", "),
-                "these settings changed but apply only at start-up; restart atlas-linkd to use them (running values kept)"
-            );
-        }
-        let effective = Config {
-            ledger: old.ledger.clone(),
-            metrics: old.metrics,
-            atlas: old.atlas.clone(),
-            log: old.log,
-            ..new
-        };
+        let old = &self.config;
+        let Reloaded {
+            config: effective,
+            restart_only,
+        } = old.reloaded(new);
 
         if effective.manifests != old.manifests || debounce(&effective) != debounce(old) {
             let (quiet, max_wait) = debounce(&effective);
@@ -860,29 +868,34 @@ impl Daemon {
                     self.watcher = watcher;
                 }
                 Err(e) => {
-                    tracing::error!(
-                        error = %chain(&e),
-                        "refusing the new config: its manifests cannot be watched; still running on the previous one"
-                    );
-                    return;
+                    return ReloadOutcome::Refused(format!(
+                        "its manifests cannot be watched: {}",
+                        chain(&e)
+                    ));
                 }
             }
         }
-        if effective.reconcile != old.reconcile
-            || effective.rate_limit != old.rate_limit
-            || effective.retry != old.retry
-        {
-            self.reconciler.set_policy(Policy::from_config(&effective));
-        }
+        // The whole policy (limits, retries, settle window, prune) comes from the config: rebuilt on
+        // every reload, so no section can be left out of it.
+        self.reconciler.set_policy(Policy::from_config(&effective));
         if effective.reconcile.resync_interval_secs != old.reconcile.resync_interval_secs {
             self.resync_stop.cancel();
             self.resync_stop = self.background.child_token();
             self.triggers
                 .spawn_resync(resync_period(&effective), self.resync_stop.clone());
         }
-        tracing::info!(config = %effective.source.display(), "config reloaded");
         self.config = effective;
+        ReloadOutcome::Applied { restart_only }
     }
+}
+
+/// What a SIGHUP did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReloadOutcome {
+    /// The new config runs; these restart-only settings changed and keep their running values.
+    Applied { restart_only: Vec<&'static str> },
+    /// The new config was refused, for this reason; the running one is kept.
+    Refused(String),
 }
 
 #[cfg(test)]
