@@ -54,6 +54,26 @@ impl From<LinkKey> for ChangedLink {
     }
 }
 
+/// A link whose record moved from another name (a rename in the manifests): `{"groupId", "name",
+/// "renamedFrom"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenamedLink {
+    pub(crate) group_id: String,
+    pub name: String,
+    pub renamed_from: String,
+}
+
+impl RenamedLink {
+    pub(crate) fn new(key: &LinkKey, from: &LinkKey) -> RenamedLink {
+        RenamedLink {
+            group_id: key.group_id.to_string(),
+            name: key.name.clone(),
+            renamed_from: from.name.clone(),
+        }
+    }
+}
+
 /// A link in the JSON form of a report: `{"groupId", "name"}`, the keys `plan` and `ledger` use.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -85,6 +105,8 @@ pub struct PassReport {
     /// Found already in Atlas (before a create, or after a 409) and recorded without creating.
     #[serde(serialize_with = "key_entries")]
     pub adopted: Vec<LinkKey>,
+    /// Renamed in the manifests: the record of the old name moved to the new one, without a call.
+    pub renamed: Vec<RenamedLink>,
     /// 409 answers received (each then resolved by a listing).
     pub conflicts: u64,
     /// Gave up in this pass: a permanent error, or retries exhausted.
@@ -142,6 +164,15 @@ pub struct PassReport {
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// Why a link that several records could be, renamed, is neither moved nor created.
+pub(crate) fn rename_unclear_reason(candidates: &[LinkKey]) -> String {
+    let names: Vec<&str> = candidates.iter().map(|k| k.name.as_str()).collect();
+    format!(
+        "renamed from one of {} (same spec), or another declared link is: nothing moved and nothing created; declare each connection once",
+        names.join(", ")
+    )
 }
 
 /// RFC 3339 UTC, seconds precision.
@@ -205,6 +236,8 @@ impl PassReport {
     pub(crate) fn sort(&mut self) {
         self.created.sort();
         self.adopted.sort();
+        self.renamed
+            .sort_by(|a, b| (&a.group_id, &a.name).cmp(&(&b.group_id, &b.name)));
         self.updated.sort();
         self.changed
             .sort_by(|a, b| (&a.group_id, &a.name).cmp(&(&b.group_id, &b.name)));
@@ -249,11 +282,12 @@ impl PassReport {
         };
         let _ = writeln!(
             out,
-            "pass {verdict} in {:.1}s: {} declared, {} created, {} adopted, {} unchanged, {} updated, {} failed, {} waiting, {} not attempted, {} conflicts, {} in flight, {} unverified, {} changed, {} orphaned",
+            "pass {verdict} in {:.1}s: {} declared, {} created, {} adopted, {} renamed, {} unchanged, {} updated, {} failed, {} waiting, {} not attempted, {} conflicts, {} in flight, {} unverified, {} changed, {} orphaned",
             self.duration.as_secs_f64(),
             self.desired,
             self.created.len(),
             self.adopted.len(),
+            self.renamed.len(),
             self.unchanged,
             self.updated.len(),
             self.failed.len(),
@@ -301,6 +335,13 @@ impl PassReport {
             for l in links {
                 let _ = writeln!(out, "  {title}: {}/{}: {}", l.group_id, l.name, l.reason);
             }
+        }
+        for r in &self.renamed {
+            let _ = writeln!(
+                out,
+                "  renamed: {}/{}: renamed from {}; its record and connection moved, no call to Atlas",
+                r.group_id, r.name, r.renamed_from
+            );
         }
         for k in &self.updated {
             let _ = writeln!(out, "  updated: {k}: dnsDomain set in place");
@@ -366,6 +407,9 @@ pub(crate) fn hold_reason(hold: &Hold) -> String {
             "not deleted: a complete listing no longer shows it (already gone from Atlas)".to_owned()
         }
         Hold::Cap => "not deleted in this pass: prune.max_per_pass deletes reached".to_owned(),
+        Hold::MaybeRenamed => {
+            "not deleted: a declared link without a record has the same spec, so it may be this link renamed; name one link per connection to settle it".to_owned()
+        }
     }
 }
 
@@ -459,6 +503,13 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
                 "inflight   {key} (an earlier create may still be committed by Atlas; decided after {})",
                 format_unix(*until_unix)
             ),
+            Action::Rename { from, atlas_id, .. } => format!(
+                "rename     {key} (renamed from {}: its record and connection {atlas_id} move; no call to Atlas)",
+                from.name
+            ),
+            Action::RenameUnclear { candidates, .. } => {
+                format!("unclear    {key} ({})", rename_unclear_reason(candidates))
+            }
         };
         let _ = writeln!(out, "{line}");
     }
@@ -468,15 +519,16 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
     let c = plan.counts();
     let _ = writeln!(
         out,
-        "plan: {} to create, {} to adopt, {} unchanged, {} to update, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight, {} to delete, {} deleting, {} unmanaged",
+        "plan: {} to create, {} to adopt, {} to rename, {} unchanged, {} to update, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight, {} to delete, {} deleting, {} unmanaged",
         c.create,
         c.adopt,
+        c.rename,
         c.unchanged,
         c.update,
         c.changed,
         c.orphaned,
         c.waiting,
-        c.conflict,
+        c.conflict + c.rename_unclear,
         c.inflight,
         c.delete,
         c.deleting,
@@ -696,6 +748,7 @@ mod tests {
                 "notAttempted",
                 "orphaned",
                 "rateLimited",
+                "renamed",
                 "startedUnix",
                 "unchanged",
                 "unmanaged",

@@ -645,7 +645,8 @@ impl Daemon {
                     .spawn_settle(at.saturating_add(1), self.background.child_token()),
             );
         }
-        let good = report.created.len() + report.adopted.len() + report.unchanged;
+        let good =
+            report.created.len() + report.adopted.len() + report.renamed.len() + report.unchanged;
         tracing::info!(
             trigger = %wake,
             result,

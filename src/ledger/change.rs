@@ -80,6 +80,15 @@ pub enum Change {
     },
     /// A deleted link that a complete listing no longer shows: the row goes. The row must exist.
     Forget { key: LinkKey },
+    /// A link renamed in the manifests: the row of `from`, created or adopted and holding
+    /// `atlas_id`, becomes the row of `key` (same project, no row yet), declared again. Nothing is
+    /// sent to Atlas: the connection is the same.
+    Renamed {
+        key: LinkKey,
+        from: LinkKey,
+        atlas_id: String,
+        at_unix: i64,
+    },
 }
 
 impl Change {
@@ -94,8 +103,18 @@ impl Change {
             | Change::Undeclared { key, .. }
             | Change::Deleting { key, .. }
             | Change::DeleteRefused { key, .. }
-            | Change::Forget { key } => key,
+            | Change::Forget { key }
+            | Change::Renamed { key, .. } => key,
         }
+    }
+
+    /// Every row the change writes or removes: its key, and for a rename the old one too.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &LinkKey> {
+        let from = match self {
+            Change::Renamed { from, .. } => Some(from),
+            _ => None,
+        };
+        std::iter::once(self.key()).chain(from)
     }
 
     pub(super) fn kind(&self) -> &'static str {
@@ -110,6 +129,7 @@ impl Change {
             Change::Deleting { .. } => "deleting",
             Change::DeleteRefused { .. } => "delete refused",
             Change::Forget { .. } => "forget",
+            Change::Renamed { .. } => "renamed",
         }
     }
 }

@@ -194,29 +194,17 @@ impl Memory {
                 }
                 Err(_) => continue,
             }
-            let key = change.key();
-            let forgotten = matches!(change, Change::Forget { .. });
-            match ledger.record(key, Some(&key.group_id)) {
-                Ok(Some(record)) if !forgotten => {
-                    self.updates.insert(key.clone(), Some(record));
-                }
-                Ok(None) if forgotten => {
-                    self.updates.insert(key.clone(), None);
-                }
-                Ok(Some(_)) => {
-                    self.forget(&format!(
-                        "the row of {key} is still there after its deletion"
-                    ));
-                    return;
-                }
-                // A recorded change always leaves its row; without it, trust nothing kept.
-                Ok(None) => {
-                    self.forget(&format!("the row of {key} is missing after its change"));
-                    return;
-                }
-                Err(e) => {
-                    self.forget(&e.to_string());
-                    return;
+            // Each row the change touched, as committed: present, or gone (a forget, the old
+            // name of a rename).
+            for key in change.keys() {
+                match ledger.record(key, Some(&key.group_id)) {
+                    Ok(row) => {
+                        self.updates.insert(key.clone(), row);
+                    }
+                    Err(e) => {
+                        self.forget(&e.to_string());
+                        return;
+                    }
                 }
             }
         }

@@ -127,7 +127,7 @@ impl Links {
     }
 
     /// The links in name order.
-    pub fn values(&self) -> impl Iterator<Item = &DesiredLink> {
+    pub fn values(&self) -> impl Iterator<Item = &DesiredLink> + Clone {
         self.0.iter().map(|l| &l.0)
     }
 
@@ -170,7 +170,7 @@ impl DesiredState {
         self.projects.values().map(|p| p.links.len()).sum()
     }
 
-    pub fn links(&self) -> impl Iterator<Item = &DesiredLink> {
+    pub fn links(&self) -> impl Iterator<Item = &DesiredLink> + Clone {
         self.projects.values().flat_map(|p| p.links.values())
     }
 

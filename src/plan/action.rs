@@ -144,6 +144,21 @@ pub enum Action {
         link: Box<DesiredLink>,
         until_unix: i64,
     },
+    /// Declared without a record, and the undeclared record `from` of its project holds connection
+    /// `atlas_id`, made from exactly this spec: the link was renamed. The record moves to the new
+    /// name; nothing is sent to Atlas.
+    Rename {
+        link: Box<DesiredLink>,
+        from: LinkKey,
+        atlas_id: String,
+    },
+    /// Declared without a record, and more than one undeclared record of its project could be it
+    /// renamed (or its one candidate could be another link's too): nothing is moved and nothing
+    /// created until the manifests say which. Reported with the candidates.
+    RenameUnclear {
+        link: Box<DesiredLink>,
+        candidates: Vec<LinkKey>,
+    },
 }
 
 impl Action {
@@ -153,7 +168,9 @@ impl Action {
             | Action::Adopt { link, .. }
             | Action::Conflict { link, .. }
             | Action::InFlight { link, .. }
-            | Action::Update { link, .. } => &link.key,
+            | Action::Update { link, .. }
+            | Action::Rename { link, .. }
+            | Action::RenameUnclear { link, .. } => &link.key,
             Action::Unchanged { key, .. }
             | Action::Changed { key, .. }
             | Action::Orphaned { key, .. }
@@ -197,6 +214,8 @@ impl Action {
             Action::Waiting { .. } => "waiting",
             Action::Conflict { .. } => "conflict",
             Action::InFlight { .. } => "inflight",
+            Action::Rename { .. } => "rename",
+            Action::RenameUnclear { .. } => "renameunclear",
             Action::Delete { .. } => "delete",
             Action::Deleting { .. } => "deleting",
         }
@@ -218,6 +237,8 @@ impl Serialize for Action {
             Action::Waiting { .. } => 5,
             Action::Conflict { .. } => 5,
             Action::InFlight { .. } => 3,
+            Action::Rename { .. } => 5,
+            Action::RenameUnclear { .. } => 4,
         };
         let mut st = s.serialize_struct("Action", fields + 1)?;
         st.serialize_field("action", self.kind())?;
@@ -310,6 +331,22 @@ impl Serialize for Action {
             Action::InFlight { until_unix, .. } => {
                 st.serialize_field("untilUnix", until_unix)?;
             }
+            Action::Rename {
+                link,
+                from,
+                atlas_id,
+            } => {
+                st.serialize_field("atlasId", atlas_id)?;
+                st.serialize_field("renamedFrom", &from.name)?;
+                st.serialize_field("fingerprint", &link.fingerprint)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
+            Action::RenameUnclear { link, candidates } => {
+                let names: Vec<&str> = candidates.iter().map(|k| k.name.as_str()).collect();
+                st.serialize_field("candidates", &names)?;
+                st.serialize_field("fingerprint", &link.fingerprint)?;
+                st.serialize_field("source", &link.source.to_string())?;
+            }
         }
         st.end()
     }
@@ -329,6 +366,8 @@ pub struct PlanCounts {
     pub(crate) inflight: usize,
     pub(crate) delete: usize,
     pub(crate) deleting: usize,
+    pub(crate) rename: usize,
+    pub(crate) rename_unclear: usize,
 }
 
 /// Every action of a pass, sorted by key, and the unmanaged connections of the listed projects.
@@ -367,6 +406,9 @@ pub enum Hold {
     NotListed,
     Gone,
     Cap,
+    /// A declared link without a record has this record's spec, and so does another record or
+    /// link: it may be that link renamed (`RenameUnclear`).
+    MaybeRenamed,
 }
 
 impl Hold {
@@ -380,6 +422,7 @@ impl Hold {
             Hold::NotListed => "not_listed",
             Hold::Gone => "gone",
             Hold::Cap => "cap",
+            Hold::MaybeRenamed => "maybe_renamed",
         }
     }
 }
@@ -432,6 +475,8 @@ impl Plan {
                 Action::InFlight { .. } => c.inflight += 1,
                 Action::Delete { .. } => c.delete += 1,
                 Action::Deleting { .. } => c.deleting += 1,
+                Action::Rename { .. } => c.rename += 1,
+                Action::RenameUnclear { .. } => c.rename_unclear += 1,
             }
         }
         c

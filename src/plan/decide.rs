@@ -6,7 +6,8 @@ use super::{
     unmanaged_in,
 };
 use crate::model::{
-    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, Phase, Record, RemoteState,
+    DesiredLink, DesiredProject, DesiredState, Fingerprint, FxMap, FxSet, GroupId, LinkKey, Phase,
+    Record, RemoteState,
 };
 
 /// Whether a record was made from the spec a link now declares.
@@ -191,6 +192,7 @@ fn undeclared(
     now_unix: i64,
     settings: &PlanSettings,
     prune: &mut PruneRun,
+    rename_candidate: bool,
 ) -> Action {
     let key = r.key.clone();
     if r.phase == Phase::Deleting {
@@ -207,6 +209,7 @@ fn undeclared(
         };
     }
     let hold = match (r.atlas_id.as_deref(), r.phase) {
+        (Some(_), Phase::Created | Phase::Adopted) if rename_candidate => Some(Hold::MaybeRenamed),
         (Some(id), Phase::Created | Phase::Adopted) => {
             match prune_hold(r, id, index, now_unix, settings, prune) {
                 None => {
@@ -285,10 +288,86 @@ fn sorted(records: &[Record]) -> Vec<&Record> {
     sorted
 }
 
+/// Renames: a declared link with no record that takes over the row of an undeclared one of its
+/// project, because that row holds a connection made from exactly the link's spec.
+#[derive(Default)]
+struct Renames<'a> {
+    /// New key -> the record it takes over (one candidate, wanted by no other link).
+    to: FxMap<&'a LinkKey, &'a Record>,
+    /// The keys of the records taken over: no longer orphans.
+    from: FxSet<&'a LinkKey>,
+    /// A link that more than one record could be, or whose record another link could be too:
+    /// nothing is moved and nothing created; the candidates are named.
+    unclear: FxMap<&'a LinkKey, Vec<LinkKey>>,
+    /// Records that an unclear link could be: prune holds them back.
+    candidates: FxSet<&'a LinkKey>,
+}
+
+impl<'a> Renames<'a> {
+    /// From `links` and `sorted` records, both in key order: one merge walk finds the declared
+    /// links without a record and the undeclared records holding a connection; only when both
+    /// exist (rare) are they paired by project and fingerprint.
+    fn find(links: impl Iterator<Item = &'a DesiredLink>, sorted: &[&'a Record]) -> Renames<'a> {
+        let mut new_links: Vec<&'a DesiredLink> = Vec::new();
+        let mut undeclared: Vec<&'a Record> = Vec::new();
+        let holds =
+            |r: &Record| matches!(r.phase, Phase::Created | Phase::Adopted) && r.atlas_id.is_some();
+        let mut pending = sorted.iter().copied().peekable();
+        for link in links {
+            while let Some(r) = pending.next_if(|r| r.key < link.key) {
+                if holds(r) {
+                    undeclared.push(r);
+                }
+            }
+            if pending.next_if(|r| r.key == link.key).is_none() {
+                new_links.push(link);
+            }
+            while pending.next_if(|r| r.key == link.key).is_some() {}
+        }
+        undeclared.extend(pending.filter(|r| holds(r)));
+        let mut renames = Renames::default();
+        if new_links.is_empty() || undeclared.is_empty() {
+            return renames;
+        }
+        let mut by_spec: FxMap<(&GroupId, Fingerprint), Vec<&'a Record>> = FxMap::default();
+        for r in undeclared {
+            by_spec
+                .entry((&r.key.group_id, r.fingerprint))
+                .or_default()
+                .push(r);
+        }
+        let mut wanted_by: FxMap<&LinkKey, usize> = FxMap::default();
+        for link in &new_links {
+            let wanted = by_spec.get(&(&link.key.group_id, link.fingerprint));
+            for r in wanted.into_iter().flatten() {
+                *wanted_by.entry(&r.key).or_default() += 1;
+            }
+        }
+        for link in new_links {
+            let Some(candidates) = by_spec.get(&(&link.key.group_id, link.fingerprint)) else {
+                continue;
+            };
+            match candidates.as_slice() {
+                [only] if wanted_by.get(&only.key) == Some(&1) => {
+                    renames.to.insert(&link.key, only);
+                    renames.from.insert(&only.key);
+                }
+                several => {
+                    renames.candidates.extend(several.iter().map(|r| &r.key));
+                    renames
+                        .unclear
+                        .insert(&link.key, several.iter().map(|r| r.key.clone()).collect());
+                }
+            }
+        }
+        renames
+    }
+}
+
 /// The plan of `links` (in key order) against `sorted` records (in key order).
 #[allow(clippy::too_many_arguments)]
 fn plan_links<'a, 'i>(
-    links: impl Iterator<Item = &'a DesiredLink>,
+    links: impl Iterator<Item = &'a DesiredLink> + Clone,
     sorted: &[&'a Record],
     index_of: impl Fn(&GroupId) -> Option<&'i ProjectIndex<'a>>,
     claimed: &mut Claimed<'a>,
@@ -302,25 +381,48 @@ fn plan_links<'a, 'i>(
     // Desired links come in key order (nested BTreeMaps); with records in key order too (as
     // `Ledger::records` returns them), one merge pass pairs them, finds the orphans and yields a
     // sorted plan, with no hashing and no sort.
+    let renames = Renames::find(links.clone(), sorted);
     let mut orphan = |r: &Record| {
-        undeclared(
+        if renames.from.contains(&r.key) {
+            // Planned as its new name's `Rename`.
+            return None;
+        }
+        Some(undeclared(
             r,
             index_of(&r.key.group_id),
             now_unix,
             settings,
             &mut *prune,
-        )
+            renames.candidates.contains(&r.key),
+        ))
     };
     let mut pending = sorted.iter().copied().peekable();
     for link in links {
         while let Some(r) = pending.next_if(|r| r.key < link.key) {
-            each(orphan(r));
+            if let Some(a) = orphan(r) {
+                each(a);
+            }
         }
         // A duplicated key in `records` cannot come from the ledger (it is the primary key);
         // the first one wins and the rest are skipped.
         let record = pending.next_if(|r| r.key == link.key);
         while pending.next_if(|r| r.key == link.key).is_some() {}
         let index = index_of(&link.key.group_id);
+        if let Some(from) = renames.to.get(&link.key) {
+            each(Action::Rename {
+                link: Box::new(link.clone()),
+                from: from.key.clone(),
+                atlas_id: from.atlas_id.clone().unwrap_or_default(),
+            });
+            continue;
+        }
+        if let Some(candidates) = renames.unclear.get(&link.key) {
+            each(Action::RenameUnclear {
+                link: Box::new(link.clone()),
+                candidates: candidates.clone(),
+            });
+            continue;
+        }
         let reason = match record {
             None => CreateReason::New,
             Some(r) => match r.phase {
@@ -404,5 +506,9 @@ fn plan_links<'a, 'i>(
             });
         }
     }
-    pending.for_each(|r| each(orphan(r)));
+    for r in pending {
+        if let Some(a) = orphan(r) {
+            each(a);
+        }
+    }
 }

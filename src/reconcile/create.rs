@@ -10,7 +10,7 @@ use crate::atlas::{ApiError, ErrorClass};
 use crate::ledger::{Change, LedgerError};
 use crate::lock::LockExt;
 use crate::metrics;
-use crate::model::{DesiredLink, RemoteConnection};
+use crate::model::{DesiredLink, Record, RemoteConnection};
 use crate::plan::CreateReason;
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -26,6 +26,8 @@ pub(super) struct CreateJob<'a> {
     /// seconds): nothing is sent before a listing that starts after it has decided.
     pub(super) in_flight_until: Option<i64>,
     pub(super) claimed: &'a Mutex<HashSet<String>>,
+    /// Every record of the pass, in key order: which one holds a connection a 409 is about.
+    pub(super) records: &'a [Record],
     pub(super) conflicts: &'a AtomicU64,
     /// Checked before each intent is written: a create is never sent once the ledger this process
     /// holds was replaced.
@@ -77,6 +79,7 @@ impl Reconciler {
             prior_attempts,
             in_flight_until,
             claimed,
+            records,
             conflicts,
             halt,
         } = job;
@@ -125,6 +128,12 @@ impl Reconciler {
                     return self.record_verified(link, &remote, d.after_conflict).await;
                 }
                 if let Some(why) = near_match_in(link, &listing, claimed) {
+                    tracing::error!(link = %link.key, "{why}");
+                    return Ok(CreateOutcome::NearMatch(why));
+                }
+                // The match exists, and another record of ours holds it: the link is that one
+                // under another name (a rename the plan could not pair), not missing.
+                if let Some(why) = held_match(link, &listing, records) {
                     tracing::error!(link = %link.key, "{why}");
                     return Ok(CreateOutcome::NearMatch(why));
                 }
@@ -343,6 +352,28 @@ fn near_match_in(
             let fields = link.spec.near_match(c)?;
             Some(near_match_reason(&c.id, &fields))
         })
+}
+
+/// Why `link` is not created when a listed connection that matches it exactly is held by another
+/// record of ours; `None` when none is.
+fn held_match(
+    link: &DesiredLink,
+    listing: &[RemoteConnection],
+    records: &[Record],
+) -> Option<String> {
+    let remote = listing.iter().find(|c| link.spec.matches(c))?;
+    let holder = records
+        .iter()
+        .find(|r| r.key != link.key && r.atlas_id.as_deref() == Some(remote.id.as_str()))?;
+    Some(format!(
+        "conflict: connection {} matches this link exactly but is held by {} ({}); atlas-linkd \
+         neither creates another nor takes it over: if this link is {} renamed, remove the old \
+         name from the manifests and its record moves on the next pass",
+        remote.id,
+        holder.key,
+        holder.phase.as_str(),
+        holder.key.name
+    ))
 }
 
 /// The report's words for a near-match conflict.

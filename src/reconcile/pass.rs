@@ -25,7 +25,9 @@ use crate::plan::{
     RemoteListing, unmanaged_in,
 };
 use crate::progress::Progress;
-use crate::report::{ChangedLink, FailedLink, PassReport, hold_reason};
+use crate::report::{
+    ChangedLink, FailedLink, PassReport, RenamedLink, hold_reason, rename_unclear_reason,
+};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use std::borrow::Cow;
@@ -424,6 +426,21 @@ impl Reconciler {
                         tracing::error!(link = %link.key, "{why}");
                         report.conflicted.push(FailedLink::new(&link.key, why));
                     }
+                    Action::Rename {
+                        link,
+                        from,
+                        atlas_id,
+                    } => marks.push(Change::Renamed {
+                        key: link.key,
+                        from,
+                        atlas_id,
+                        at_unix: shared.now,
+                    }),
+                    Action::RenameUnclear { link, candidates } => {
+                        let why = rename_unclear_reason(&candidates);
+                        tracing::error!(link = %link.key, "{why}");
+                        report.conflicted.push(FailedLink::new(&link.key, why));
+                    }
                     Action::InFlight { link, until_unix } => {
                         if options.wait_for_settle {
                             // Decided by a listing after the window, inside this pass.
@@ -503,6 +520,7 @@ impl Reconciler {
                     prior_attempts: job.prior_attempts,
                     in_flight_until: job.in_flight_until,
                     claimed,
+                    records: shared.records,
                     conflicts: &shared.conflicts,
                     halt: &shared.halt,
                 };
@@ -543,7 +561,7 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Writes a project's prune marks at once (the ledger commits them in a few transactions). A mark
+    /// Writes a project's prune marks and renames at once (the ledger commits them in a few transactions). A mark
     /// the ledger refuses (its row is not what the plan saw) is reported, not a failure of the pass:
     /// the writer reads its rows again for the next pass. Any other ledger error fails the pass.
     async fn apply_marks(
@@ -552,19 +570,30 @@ impl Reconciler {
         report: &Mutex<PassReport>,
     ) -> Result<(), LedgerError> {
         let results = futures::future::join_all(marks.into_iter().map(|c| async move {
-            let key = c.key().clone();
-            (key, self.ledger.apply(c).await)
+            // The ledger takes its own copy; this one names the outcome.
+            let result = self.ledger.apply(c.clone()).await;
+            (c, result)
         }))
         .await;
-        for (key, result) in results {
+        for (change, result) in results {
+            let key = change.key();
             match result {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Change::Renamed { from, atlas_id, .. } = &change {
+                        tracing::info!(link = %key, from = %from.name, atlas_id,
+                            "renamed: the record moves to the new name; nothing sent to Atlas");
+                        report
+                            .lock_or_recover()
+                            .renamed
+                            .push(RenamedLink::new(key, from));
+                    }
+                }
                 Err(e) if e.is_refused() => {
                     tracing::error!(link = %key, error = %e, "the ledger refused a change");
                     report
                         .lock_or_recover()
                         .ledger_refused
-                        .push(FailedLink::new(&key, e.to_string()));
+                        .push(FailedLink::new(key, e.to_string()));
                 }
                 Err(e) => return Err(e),
             }
@@ -604,7 +633,11 @@ impl Reconciler {
         set(metrics::link_status::DESIRED, desired.link_count());
         set(
             metrics::link_status::CONVERGED,
-            report.created.len() + report.adopted.len() + report.unchanged + report.updated.len(),
+            report.created.len()
+                + report.adopted.len()
+                + report.renamed.len()
+                + report.unchanged
+                + report.updated.len(),
         );
         set(
             metrics::link_status::PENDING,

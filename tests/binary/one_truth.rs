@@ -363,3 +363,60 @@ async fn an_empty_file_is_refused_and_deletes_nothing() {
     })
     .await;
 }
+
+/// Case 3: a link renamed with the same spec keeps its connection. Its record moves to the new
+/// name with no call to Atlas; prune (on, no grace) deletes nothing, and nothing is created.
+#[tokio::test]
+async fn a_renamed_link_moves_its_record_and_never_touches_atlas() {
+    // Atlas answers 409 to an identical create, as the real one does.
+    let fake = FakeAtlas::start(FakeConfig::default()).await.unwrap();
+    let s = Setup::new(
+        &fake,
+        "prune:\n  enabled: true\n  grace_secs: 0\n  max_per_pass: 10\n",
+    );
+    s.manifest(
+        "p0.yaml",
+        0,
+        &[("orders-old", "orders"), ("other", "other")],
+    );
+    let report = s.dir.path().join("report.json");
+    let once = |s: &Setup| {
+        let mut cmd = tokio::process::Command::from(harness::binary(&s.config));
+        cmd.arg("--once")
+            .arg("--report-file")
+            .arg(&report)
+            .kill_on_drop(true);
+        cmd.output()
+    };
+    let out = once(&s).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let id = records(&s.ledger())
+        .into_iter()
+        .find(|r| r.key.name == "orders-old")
+        .and_then(|r| r.atlas_id)
+        .unwrap();
+    let creates = creates_sent(&fake);
+
+    s.manifest("p0.yaml", 0, &[("orders", "orders"), ("other", "other")]);
+    let out = once(&s).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout.contains("renamed from orders-old"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["renamed"][0]["name"], "orders", "{json}");
+    assert_eq!(json["renamed"][0]["renamedFrom"], "orders-old", "{json}");
+    assert_eq!(json["deleted"], serde_json::json!([]), "{json}");
+    assert_eq!(creates_sent(&fake), creates, "no create for a rename");
+    assert_eq!(deletes_sent(&fake), 0, "no delete for a rename");
+    let rows = records(&s.ledger());
+    let names: Vec<&str> = rows.iter().map(|r| r.key.name.as_str()).collect();
+    assert_eq!(names, ["orders", "other"]);
+    assert_eq!(rows[0].atlas_id.as_deref(), Some(id.as_str()));
+    assert_eq!(live(&fake, 0).len(), 2);
+
+    // And the next run finds it unchanged.
+    let out = once(&s).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["unchanged"], 2, "{json}");
+}

@@ -146,10 +146,30 @@ proptest! {
         }
         prop_assert_eq!(&p, &plan(&desired, &records, &reduced, NOW, &SETTINGS));
 
-        // Every declared or recorded key exactly once, in order.
+        // Every declared or recorded key exactly once, in order; a record renamed appears only
+        // as its new name's `rename`. A rename takes an undeclared record of the link's project
+        // that holds a connection made from exactly its spec, each record at most once.
         let keys: Vec<&LinkKey> = p.actions.iter().map(Action::key).collect();
         prop_assert!(keys.windows(2).all(|w| w[0] < w[1]));
-        let expected: HashSet<&LinkKey> = desired.links().map(|l| &l.key).chain(records.iter().map(|r| &r.key)).collect();
+        let mut renamed_from: HashSet<&LinkKey> = HashSet::new();
+        for a in &p.actions {
+            if let Action::Rename { link, from, atlas_id } = a {
+                prop_assert!(renamed_from.insert(from), "renamed twice from {}", from);
+                prop_assert!(desired.get(from).is_none(), "renamed from a declared link {}", from);
+                let r = records.iter().find(|r| &r.key == from).expect("renamed from a record");
+                prop_assert_eq!(&r.key.group_id, &link.key.group_id);
+                prop_assert_eq!(r.fingerprint, link.fingerprint);
+                prop_assert!(matches!(r.phase, Phase::Created | Phase::Adopted));
+                prop_assert_eq!(r.atlas_id.as_deref(), Some(atlas_id.as_str()));
+                prop_assert!(!records.iter().any(|r| r.key == link.key), "renamed onto a record");
+            }
+        }
+        let expected: HashSet<&LinkKey> = desired
+            .links()
+            .map(|l| &l.key)
+            .chain(records.iter().map(|r| &r.key))
+            .filter(|k| !renamed_from.contains(k))
+            .collect();
         prop_assert_eq!(keys.len(), expected.len());
 
         let held: HashSet<&str> = records.iter().filter_map(|r| r.atlas_id.as_deref()).collect();

@@ -435,9 +435,17 @@ fn adoption_is_one_to_one_in_key_order() {
 
 #[test]
 fn a_connection_held_by_any_record_is_not_adoptable() {
-    let held = link(1, "held", msk("a"));
+    // `held` is orphaned (no longer declared) but still holds r1; its recorded spec is another
+    // than `a`'s, so `a` is not `held` renamed (see `rename`).
+    let held = link(
+        1,
+        "held",
+        LinkSpec {
+            authentication_scheme: Some(AuthScheme::Tls),
+            ..msk("a")
+        },
+    );
     let a = link(1, "a", msk("a"));
-    // `held` is orphaned (no longer declared) but still holds r1.
     let recs = [record(&held, Phase::Adopted, Some("r1"))];
     let p = plan(
         &desired(std::slice::from_ref(&a)),
@@ -613,4 +621,5 @@ mod in_flight;
 mod near_match;
 mod per_project;
 mod prune;
+mod rename;
 mod update;

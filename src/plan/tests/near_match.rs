@@ -62,8 +62,15 @@ fn near_matches_lowest_id_first_and_a_match_wins_over_any() {
 #[test]
 fn claimed_and_deleting_connections_are_not_near_matches() {
     let a = link(1, "a", msk("a"));
-    // r1 is held by an orphaned record.
-    let held = link(1, "held", msk("a"));
+    // r1 is held by an orphaned record (of another spec, so not a rename).
+    let held = link(
+        1,
+        "held",
+        LinkSpec {
+            authentication_scheme: Some(AuthScheme::Tls),
+            ..msk("a")
+        },
+    );
     let recs = [record(&held, Phase::Created, Some("r1"))];
     let p = plan(
         &desired(std::slice::from_ref(&a)),
