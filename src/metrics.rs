@@ -2,8 +2,8 @@
 //!
 //! Metric names are part of the contract (DESIGN.md); they are spelled here and nowhere else.
 //! Label values are bounded: operations, outcomes, statuses and states are small fixed sets,
-//! never link names; `unmanaged_links` alone is labelled by project (a group id), so its series are
-//! bounded by the managed projects.
+//! never link names; `unmanaged_links` and `duplicate_connections` alone are labelled by project
+//! (a group id), so their series are bounded by the managed projects.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,7 +102,10 @@ pub struct Metrics {
     pub deletes_total: IntCounterVec,
     /// Per project (`project` = group id): bounded by the managed projects.
     pub(crate) unmanaged_links: IntGaugeVec,
-    /// The projects `unmanaged_links` has a series for, so that a project no longer managed loses its.
+    /// Per project, as `unmanaged_links`.
+    pub duplicate_connections: IntGaugeVec,
+    /// The projects `unmanaged_links` and `duplicate_connections` have series for, so that a
+    /// project no longer managed loses its.
     unmanaged_projects: Arc<Mutex<BTreeSet<String>>>,
     pub api_requests_total: IntCounterVec,
     pub api_request_duration_seconds: HistogramVec,
@@ -193,6 +196,13 @@ impl Metrics {
             ),
             &["project"],
         )?;
+        let duplicate_connections = IntGaugeVec::new(
+            opts(
+                "duplicate_connections",
+                "Connections listed in a managed project that are exact copies of a declared link whose record already holds another connection, by project (as of its last complete listing). Billed; never deleted by atlas-linkd.",
+            ),
+            &["project"],
+        )?;
         let api_requests_total = IntCounterVec::new(
             opts(
                 "api_requests_total",
@@ -275,6 +285,7 @@ impl Metrics {
         registry.register(Box::new(updates_total.clone()))?;
         registry.register(Box::new(deletes_total.clone()))?;
         registry.register(Box::new(unmanaged_links.clone()))?;
+        registry.register(Box::new(duplicate_connections.clone()))?;
         registry.register(Box::new(api_requests_total.clone()))?;
         registry.register(Box::new(api_request_duration_seconds.clone()))?;
         registry.register(Box::new(api_retries_total.clone()))?;
@@ -320,6 +331,7 @@ impl Metrics {
             updates_total,
             deletes_total,
             unmanaged_links,
+            duplicate_connections,
             unmanaged_projects: Arc::default(),
             api_requests_total,
             api_request_duration_seconds,
@@ -418,12 +430,24 @@ impl Metrics {
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    /// Drops the `atlas_linkd_unmanaged_links` series of projects that `managed` no longer holds.
+    /// Sets `atlas_linkd_duplicate_connections{project}` from a complete listing of `project`.
+    pub(crate) fn set_duplicates(&self, project: &str, n: usize) {
+        self.unmanaged_projects
+            .lock_or_recover()
+            .insert(project.to_owned());
+        self.duplicate_connections
+            .with_label_values(&[project])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Drops the `atlas_linkd_unmanaged_links` and `atlas_linkd_duplicate_connections` series of
+    /// projects that `managed` no longer holds.
     pub(crate) fn retain_unmanaged(&self, managed: impl Fn(&str) -> bool) {
         self.unmanaged_projects.lock_or_recover().retain(|p| {
             let keep = managed(p);
             if !keep {
                 let _ = self.unmanaged_links.remove_label_values(&[p]);
+                let _ = self.duplicate_connections.remove_label_values(&[p]);
             }
             keep
         });
@@ -452,6 +476,7 @@ mod tests {
     fn unmanaged_series_go_with_their_project() {
         let m = Metrics::new();
         m.set_unmanaged("aaaaaaaaaaaaaaaaaaaaaaaa", 1);
+        m.set_duplicates("aaaaaaaaaaaaaaaaaaaaaaaa", 2);
         m.set_unmanaged("bbbbbbbbbbbbbbbbbbbbbbbb", 3);
         m.retain_unmanaged(|p| p.starts_with('b'));
         let text = m.render();
@@ -478,12 +503,14 @@ mod tests {
             .inc();
         m.remote_links.with_label_values(&["DONE"]).set(1);
         m.set_unmanaged("32b6e34b3d91647abb20e7b8", 2);
+        m.set_duplicates("32b6e34b3d91647abb20e7b8", 1);
         m.reconcile_duration_seconds.observe(1.0);
         let text = m.render();
         for name in [
             "atlas_linkd_creates_total",
             "atlas_linkd_deletes_total",
             "atlas_linkd_unmanaged_links",
+            "atlas_linkd_duplicate_connections",
             "atlas_linkd_adoptions_total",
             "atlas_linkd_updates_total",
             "atlas_linkd_api_requests_total",

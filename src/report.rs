@@ -1,8 +1,8 @@
 //! Pass reports: what one reconcile pass did, as a summary a user reads (text) or a script reads (JSON).
 
 use crate::exit::Exit;
-use crate::model::LinkKey;
-use crate::plan::{Action, Hold, Plan, Unmanaged};
+use crate::model::{LinkKey, RemoteState};
+use crate::plan::{Action, Duplicate, Hold, Plan, Unmanaged};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
@@ -157,6 +157,10 @@ pub struct PassReport {
     /// Connections in a listed project that no manifest declares and the ledger does not hold.
     /// Never deleted; each is billed. Not a failure of the pass.
     pub(crate) unmanaged: Vec<Unmanaged>,
+    /// Connections in a listed project that are exact copies of a declared link whose record holds
+    /// another connection: billed twice over. Never deleted by atlas-linkd; not converged while one
+    /// exists.
+    pub(crate) duplicates: Vec<Duplicate>,
     pub api_calls: u64,
     pub rate_limited: u64,
     pub(crate) interrupted: bool,
@@ -201,6 +205,7 @@ impl PassReport {
             && self.in_flight.is_empty()
             && self.unverified.is_empty()
             && self.ledger_refused.is_empty()
+            && self.duplicates.is_empty()
             && !self.interrupted
     }
 
@@ -245,6 +250,8 @@ impl PassReport {
         self.deleted.sort();
         self.deleting.sort();
         self.unmanaged
+            .sort_by(|a, b| (&a.group_id, &a.atlas_id).cmp(&(&b.group_id, &b.atlas_id)));
+        self.duplicates
             .sort_by(|a, b| (&a.group_id, &a.atlas_id).cmp(&(&b.group_id, &b.atlas_id)));
         for list in [
             &mut self.in_use,
@@ -373,6 +380,9 @@ impl PassReport {
         for u in &self.unmanaged {
             let _ = writeln!(out, "  unmanaged: {}", unmanaged_line(u));
         }
+        for d in &self.duplicates {
+            let _ = writeln!(out, "  duplicate: {}", duplicate_line(d));
+        }
         out
     }
 }
@@ -411,6 +421,18 @@ pub(crate) fn hold_reason(hold: &Hold) -> String {
             "not deleted: a declared link without a record has the same spec, so it may be this link renamed; name one link per connection to settle it".to_owned()
         }
     }
+}
+
+/// One duplicate connection, in words.
+fn duplicate_line(d: &Duplicate) -> String {
+    format!(
+        "{}/{}: connection {} ({}) is an exact copy of the link, whose connection is {}; billed twice, never deleted by atlas-linkd: delete the copy in Atlas",
+        d.group_id,
+        d.name,
+        d.atlas_id,
+        d.state.as_ref().map_or("no state", RemoteState::as_str),
+        d.held_atlas_id
+    )
 }
 
 /// One unmanaged connection, in words.
@@ -516,10 +538,13 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
     for u in &plan.unmanaged {
         let _ = writeln!(out, "unmanaged  {}", unmanaged_line(u));
     }
+    for d in &plan.duplicates {
+        let _ = writeln!(out, "duplicate  {}", duplicate_line(d));
+    }
     let c = plan.counts();
     let _ = writeln!(
         out,
-        "plan: {} to create, {} to adopt, {} to rename, {} unchanged, {} to update, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight, {} to delete, {} deleting, {} unmanaged",
+        "plan: {} to create, {} to adopt, {} to rename, {} unchanged, {} to update, {} changed, {} orphaned, {} waiting, {} conflict, {} in flight, {} to delete, {} deleting, {} unmanaged, {} duplicates",
         c.create,
         c.adopt,
         c.rename,
@@ -532,7 +557,8 @@ pub(crate) fn plan_text(plan: &Plan) -> String {
         c.inflight,
         c.delete,
         c.deleting,
-        plan.unmanaged.len()
+        plan.unmanaged.len(),
+        plan.duplicates.len()
     );
     out
 }
@@ -608,6 +634,13 @@ mod tests {
                 vendor: Some("S3".into()),
                 state: None,
             }],
+            duplicates: vec![Duplicate {
+                group_id: key("f").group_id,
+                name: "f".into(),
+                atlas_id: "65f0c0ffee0000000000000f".into(),
+                held_atlas_id: "65f0c0ffee00000000000001".into(),
+                state: None,
+            }],
         };
         let text = plan_text(&plan);
         for expected in [
@@ -616,7 +649,8 @@ mod tests {
             "orphaned   32b6e34b3d91647abb20e7b8/c (connection - no longer declared; never created",
             "deleting   32b6e34b3d91647abb20e7b8/d",
             "unmanaged  32b6e34b3d91647abb20e7b8/65f0c0ffee0000000000000e (AWS S3, no state)",
-            "1 to delete, 1 deleting, 1 unmanaged",
+            "duplicate  32b6e34b3d91647abb20e7b8/f: connection 65f0c0ffee0000000000000f (no state) is an exact copy of the link, whose connection is 65f0c0ffee00000000000001",
+            "1 to delete, 1 deleting, 1 unmanaged, 1 duplicates",
         ] {
             assert!(text.contains(expected), "{expected}\n{text}");
         }
@@ -737,6 +771,7 @@ mod tests {
                 "deleted",
                 "deleting",
                 "desired",
+                "duplicates",
                 "duration",
                 "failed",
                 "followUpUnix",

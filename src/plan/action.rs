@@ -1,7 +1,7 @@
 //! What a plan says to do: the actions (`Action`, `CreateReason`), the plan and its counts, and
 //! their stable JSON form (the shape is in the module documentation of `plan`).
 
-use super::Unmanaged;
+use super::{Duplicate, Unmanaged};
 use crate::model::{
     DesiredLink, Fingerprint, GroupId, LinkKey, Phase, RemoteConnection, RemoteState,
 };
@@ -376,14 +376,17 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Sorted by project, then id.
     pub unmanaged: Vec<Unmanaged>,
+    /// Copies of declared links that a record already holds, sorted by project, then id.
+    pub duplicates: Vec<Duplicate>,
 }
 
 impl Serialize for Plan {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Plan", 3)?;
+        let mut st = s.serialize_struct("Plan", 4)?;
         st.serialize_field("counts", &self.counts())?;
         st.serialize_field("actions", &self.actions)?;
         st.serialize_field("unmanaged", &self.unmanaged)?;
+        st.serialize_field("duplicates", &self.duplicates)?;
         st.end()
     }
 }

@@ -2,8 +2,7 @@
 
 use super::index::{Claimed, ProjectIndex};
 use super::{
-    Action, ChangedWhy, CreateReason, Hold, Listings, Plan, PlanSettings, RemoteListing,
-    unmanaged_in,
+    Action, ChangedWhy, CreateReason, Hold, Listings, Plan, PlanSettings, RemoteListing, unheld_in,
 };
 use crate::model::{
     DesiredLink, DesiredProject, DesiredState, Fingerprint, FxMap, FxSet, GroupId, LinkKey, Phase,
@@ -96,11 +95,30 @@ pub fn plan(
         Action::Adopt { remote, .. } => Some(remote.id.as_str()),
         _ => None,
     }));
-    let unmanaged = listings
+    // What each declared link's record holds, for telling a copy of it from an unmanaged one.
+    let held: FxMap<&LinkKey, &str> = records
         .iter()
-        .flat_map(|(group, listing)| unmanaged_in(group, listing, |id| managed.contains(id)))
+        .filter(|r| matches!(r.phase, Phase::Created | Phase::Adopted))
+        .filter_map(|r| Some((&r.key, r.atlas_id.as_deref()?)))
         .collect();
-    Plan { actions, unmanaged }
+    let mut unmanaged = Vec::new();
+    let mut duplicates = Vec::new();
+    for (group, listing) in listings {
+        let (u, d) = unheld_in(
+            group,
+            listing,
+            |id| managed.contains(id),
+            desired.projects.get(group),
+            |key| held.get(key).copied(),
+        );
+        unmanaged.extend(u);
+        duplicates.extend(d);
+    }
+    Plan {
+        actions,
+        unmanaged,
+        duplicates,
+    }
 }
 
 /// `plan`, handing each action to `each` in the plan's order instead of collecting them: a pass

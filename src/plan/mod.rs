@@ -100,8 +100,8 @@ pub(crate) use action::Plan;
 pub use action::{Action, ChangedWhy, CreateReason, Hold};
 pub(crate) use decide::plan_project_each;
 pub use decide::{plan, plan_each};
-pub use unmanaged::Unmanaged;
-pub(crate) use unmanaged::unmanaged_in;
+pub(crate) use unmanaged::unheld_in;
+pub use unmanaged::{Duplicate, Unmanaged};
 
 use crate::model::{EndpointOutputs, GroupId, RemoteConnection, RemoteState};
 use std::collections::BTreeMap;

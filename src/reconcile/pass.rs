@@ -16,13 +16,13 @@ use crate::ledger::{Change, LedgerError, LedgerReplaced};
 use crate::lock::LockExt;
 use crate::metrics;
 use crate::model::{
-    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, LinkKey, Record,
+    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, LinkKey, Phase, Record,
     RemoteConnection,
 };
 use crate::phases;
 use crate::plan::{
     self, Action, ChangedWhy, CreateReason, Hold, ListedState, Listings, PlanSettings,
-    RemoteListing, unmanaged_in,
+    RemoteListing, unheld_in,
 };
 use crate::progress::Progress;
 use crate::report::{
@@ -461,15 +461,32 @@ impl Reconciler {
         if let Some(listing) = &listing {
             // Adopted by this plan: managed from now on. Held ids were moved out by `reduce`.
             let adopted: HashSet<&str> = adoptions.iter().map(|(_, r)| r.id.as_str()).collect();
-            let found = unmanaged_in(group, listing, |id| {
-                adopted.contains(id) || shared.held.contains(id)
-            });
+            let (found, copies) = unheld_in(
+                group,
+                listing,
+                |id| adopted.contains(id) || shared.held.contains(id),
+                project,
+                |key| {
+                    let i = records.binary_search_by(|r| r.key.cmp(key)).ok()?;
+                    let r = &records[i];
+                    matches!(r.phase, Phase::Created | Phase::Adopted)
+                        .then_some(r.atlas_id.as_deref())
+                        .flatten()
+                },
+            );
             self.metrics.set_unmanaged(group.as_str(), found.len());
+            self.metrics.set_duplicates(group.as_str(), copies.len());
             for u in &found {
                 tracing::warn!(project = %group, atlas_id = %u.atlas_id,
                     "unmanaged connection: in Atlas, neither declared nor recorded (billed; never touched)");
             }
-            shared.report.lock_or_recover().unmanaged.extend(found);
+            for d in &copies {
+                tracing::error!(project = %group, link = %d.name, atlas_id = %d.atlas_id, held = %d.held_atlas_id,
+                    "duplicate connection: an exact copy of a declared link that already has its connection (billed; never deleted by atlas-linkd: delete it in Atlas)");
+            }
+            let mut report = shared.report.lock_or_recover();
+            report.unmanaged.extend(found);
+            report.duplicates.extend(copies);
         }
         drop(listing);
         shared.progress.planned(jobs.len());

@@ -420,3 +420,82 @@ async fn a_renamed_link_moves_its_record_and_never_touches_atlas() {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(json["unchanged"], 2, "{json}");
 }
+
+/// Case 5: a connection that exactly copies a declared link already held by a record (here, as
+/// if Atlas committed a lost create after its settle window) is a duplicate: named in the report
+/// and `plan`, counted in `atlas_linkd_duplicate_connections`, `--once` exits 1 while it exists,
+/// and atlas-linkd never deletes it, prune on or not.
+#[tokio::test]
+async fn a_duplicate_connection_is_reported_counted_and_never_deleted() {
+    let fake = FakeAtlas::start(FakeConfig::default()).await.unwrap();
+    let s = Setup::new(
+        &fake,
+        "prune:\n  enabled: true\n  grace_secs: 0\n  max_per_pass: 10\n",
+    );
+    s.manifest("p0.yaml", 0, &[("orders", "orders"), ("other", "other")]);
+    let report = s.dir.path().join("report.json");
+    let metrics = s.dir.path().join("metrics.prom");
+    let once = |s: &Setup| {
+        let mut cmd = tokio::process::Command::from(harness::binary(&s.config));
+        cmd.arg("--once")
+            .arg("--report-file")
+            .arg(&report)
+            .arg("--metrics-file")
+            .arg(&metrics)
+            .kill_on_drop(true);
+        cmd.output()
+    };
+    let out = once(&s).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let held = records(&s.ledger())
+        .into_iter()
+        .find(|r| r.key.name == "orders")
+        .and_then(|r| r.atlas_id)
+        .unwrap();
+    let copy = fake.insert(
+        &group_id(0),
+        serde_json::json!({
+            "provider": "AWS", "vendor": "S3", "region": "us-east-1",
+            "serviceEndpointId": "com.amazonaws.vpce.us-east-1.vpce-svc-orders",
+        }),
+    );
+    let series = format!(
+        "atlas_linkd_duplicate_connections{{project=\"{}\"}}",
+        group_id(0)
+    );
+    for _ in 0..2 {
+        let out = once(&s).await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains(&format!("duplicate: {}/orders", group_id(0))),
+            "{stdout}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(json["duplicates"][0]["atlasId"], copy.as_str(), "{json}");
+        assert_eq!(
+            json["duplicates"][0]["heldAtlasId"],
+            held.as_str(),
+            "{json}"
+        );
+        assert_eq!(json["duplicates"][0]["name"], "orders", "{json}");
+        assert_eq!(json["unmanaged"], serde_json::json!([]), "{json}");
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        assert!(text.contains(&format!("{series} 1")), "{text}");
+        assert_eq!(deletes_sent(&fake), 0);
+        assert_eq!(live(&fake, 0).len(), 3);
+    }
+    let mut cmd = tokio::process::Command::from(harness::binary(&s.config));
+    cmd.args(["plan", "--output", "json"]).kill_on_drop(true);
+    let out = cmd.output().await.unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["duplicates"][0]["atlasId"], copy.as_str(), "{plan}");
+
+    // Deleted in Atlas by a person: converged again, and the series says 0.
+    assert!(fake.remove(&group_id(0), &copy));
+    let out = once(&s).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains(&format!("{series} 0")), "{text}");
+}

@@ -58,6 +58,9 @@ fn touched() -> Metrics {
     m.reconcile_duration_seconds.observe(2.0);
     m.last_converged_timestamp_seconds.set(1.7e9);
     m.manifest_errors.set(1);
+    m.duplicate_connections
+        .with_label_values(&["32b6e34b3d91647abb20e7b8"])
+        .set(1);
     m
 }
 

@@ -1,4 +1,4 @@
-//! Renames: a declared link without a record takes over the row of an undeclared record of its
+//! Renames and duplicates. A declared link without a record takes over the row of an undeclared record of its
 //! project made from exactly its spec, with no call to Atlas; when that is not clear, nothing moves
 //! and nothing is created.
 
@@ -144,6 +144,50 @@ fn two_candidates_or_two_claimants_move_nothing_create_nothing_and_hold_prune() 
     assert_eq!(
         kinds,
         ["orphaned", "renameunclear", "renameunclear"],
+        "{:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn an_exact_copy_of_a_held_link_is_a_duplicate_and_anything_else_unmanaged() {
+    let a = link(1, "a", msk("a"));
+    let intent = link(1, "b", msk("b"));
+    let recs = [
+        record(&a, Phase::Created, Some("r1")),
+        record(&intent, Phase::Intent, None),
+    ];
+    let listings = listing(
+        1,
+        vec![
+            remote("r1", &msk("a")),
+            // An exact copy of `a`, whose record holds r1.
+            remote("r2", &msk("a")),
+            // Same far end, another scheme: not a copy.
+            scram("r3", "a"),
+            // A match of `b`, whose record holds nothing: adopted, not a duplicate.
+            remote("r4", &msk("b")),
+            // Nothing declared.
+            remote("r5", &msk("z")),
+        ],
+    );
+    let p = plan(&desired(&[a, intent]), &recs, &listings, NOW, &S);
+    let dups: Vec<(&str, &str, &str)> = p
+        .duplicates
+        .iter()
+        .map(|d| {
+            (
+                d.name.as_str(),
+                d.atlas_id.as_str(),
+                d.held_atlas_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(dups, [("a", "r2", "r1")]);
+    let unmanaged: Vec<&str> = p.unmanaged.iter().map(|u| u.atlas_id.as_str()).collect();
+    assert_eq!(unmanaged, ["r3", "r5"]);
+    assert!(
+        matches!(&p.actions[1], Action::Adopt { remote, .. } if remote.id == "r4"),
         "{:?}",
         p.actions
     );
