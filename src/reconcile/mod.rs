@@ -53,6 +53,7 @@ pub(crate) use observer::{CallCounters, MetricsObserver};
 pub use pass::PassError;
 pub use policy::Policy;
 pub(crate) use policy::prune_settings;
+pub use refresh::Refreshed;
 pub(crate) use refresh::{Unlisted, refresh_projects};
 
 use crate::atlas::{ApiError, AtlasClient};

@@ -18,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 /// What a refresh saw of the projects it was asked to list.
 #[derive(Debug, Default)]
-pub(crate) struct Refreshed {
+pub struct Refreshed {
     /// Each project listed completely, with the ids its listing showed: a recorded id missing from
     /// it is gone from Atlas.
-    pub(crate) listed: BTreeMap<GroupId, HashSet<String>>,
+    pub listed: BTreeMap<GroupId, HashSet<String>>,
     /// Each project that could not be listed, and why; its rows keep what was last recorded.
-    pub(crate) failures: BTreeMap<GroupId, String>,
+    pub failures: BTreeMap<GroupId, String>,
 }
 
 /// A connection that this many complete listings in a row did not show is taken as gone (deleted
@@ -153,8 +153,9 @@ pub(crate) fn remote_state_change(
 
 impl Reconciler {
     /// `refresh_projects` with this reconciler's ledger and caps, each listing through its
-    /// project's gate (bucket, slots, 429 pause) and the error policy, as the pass's listings go.
-    pub(crate) async fn refresh_projects(
+    /// project's gate (bucket, slots, 429 pause) and the error policy, as the pass's listings go:
+    /// the daemon's readiness poll, `--once --wait` and `outputs --refresh`.
+    pub async fn refresh_projects(
         &self,
         groups: BTreeSet<GroupId>,
         cancel: &CancellationToken,

@@ -55,7 +55,7 @@ async fn the_rows_in_memory_equal_a_fresh_read_after_every_kind_of_write() {
 /// One step of `the_rows_in_memory_equal_a_fresh_read_whatever_the_order_of_writes`.
 #[derive(Debug, Clone)]
 enum Step {
-    /// A change of kind `kind` (0..10) to link `name` of project `group`, carrying `n`.
+    /// A change of kind `kind` (0..11) to link `name` of project `group`, carrying `n`.
     Write {
         kind: u8,
         group: u8,
@@ -72,10 +72,10 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let write = (0u8..10, 0u8..3, 0u8..6, any::<u8>());
+    let write = (0u8..11, 0u8..3, 0u8..6, any::<u8>());
     prop_oneof![
         4 => write.prop_map(|(kind, group, name, n)| Step::Write { kind, group, name, n }),
-        2 => proptest::collection::vec((0u8..10, 0u8..3, 0u8..6, any::<u8>()), 1..12)
+        2 => proptest::collection::vec((0u8..11, 0u8..3, 0u8..6, any::<u8>()), 1..12)
             .prop_map(Step::Burst),
         2 => Just(Step::Look),
         1 => Just(Step::Hold),
@@ -162,7 +162,17 @@ fn change(kind: u8, group: u8, name: u8, n: u8) -> Change {
             next_attempt_unix: at_unix + 60,
             at_unix,
         },
-        _ => Change::Forget { key },
+        9 => Change::Forget { key },
+        // From another name of the same project (`n` picks it), holding connection `atlas_id`.
+        _ => {
+            let from = LinkKey::new(key.group_id.clone(), format!("link-{}", n % 6));
+            Change::Renamed {
+                key,
+                from,
+                atlas_id,
+                at_unix,
+            }
+        }
     }
 }
 
@@ -213,4 +223,47 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// A rename writes two rows' worth: the old name goes and the new one comes, in memory as on disk;
+/// a rename onto a name that has a row, or of a row that does not hold the connection, is refused.
+#[tokio::test]
+async fn a_rename_moves_the_row_in_memory_as_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let ledger = LedgerHandle::spawn(Ledger::open(&path).unwrap());
+    drop(ledger.snapshot().await.unwrap());
+    let id = format!("{:024x}", 7);
+    ledger.apply(change(0, 0, 1, 7)).await.unwrap();
+    ledger.apply(change(1, 0, 1, 7)).await.unwrap();
+    ledger.apply(change(0, 0, 2, 7)).await.unwrap();
+    let key = |name: u8| {
+        LinkKey::new(
+            GroupId::parse(&format!("{:024x}", 0xb0)).unwrap(),
+            format!("link-{name}"),
+        )
+    };
+    let rename = |to: u8, from: u8, atlas_id: &str| Change::Renamed {
+        key: key(to),
+        from: key(from),
+        atlas_id: atlas_id.to_owned(),
+        at_unix: 2_000,
+    };
+    // Onto a name with a row (link-2's intent), and of a row holding another connection.
+    assert!(ledger.apply(rename(2, 1, &id)).await.is_err());
+    assert!(
+        ledger
+            .apply(rename(3, 1, "ffffffffffffffffffffffff"))
+            .await
+            .is_err()
+    );
+    ledger.apply(rename(3, 1, &id)).await.unwrap();
+    let memory = ledger.snapshot().await.unwrap();
+    let disk = Ledger::read_only_records(&path).unwrap();
+    assert_eq!(*memory, disk);
+    let names: Vec<&str> = disk.iter().map(|r| r.key.name.as_str()).collect();
+    assert_eq!(names, ["link-2", "link-3"]);
+    assert_eq!(disk[1].atlas_id.as_deref(), Some(id.as_str()));
+    drop(memory);
+    ledger.close().await.unwrap();
 }

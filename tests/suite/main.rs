@@ -18,6 +18,7 @@ mod fake_auth;
 mod fake_commit;
 mod fake_faults;
 mod fake_lifecycle;
+mod ledger_interleave;
 mod ledger_memory;
 mod ledger_prune;
 mod ledger_store;
