@@ -21,13 +21,6 @@ const STEADY: usize = 8;
 const CHURN: usize = 4;
 const GRACE_SECS: u64 = 3;
 
-fn env_or(k: &str, d: u64) -> u64 {
-    std::env::var(k)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(d)
-}
-
 fn far_end(project: usize, link: &str) -> String {
     format!("com.amazonaws.vpce.us-east-1.vpce-svc-soak{project:02}{link}")
 }
@@ -209,9 +202,12 @@ async fn a_daemon_under_faults_edits_polls_prune_and_reloads_keeps_atlas_exactly
         idle_ms: 1500,
         working_ms: 1500,
         delete_ms: 1000,
+        // Faults on every call, and creates that Atlas commits although the client got no answer.
         faults: Faults {
             seed,
             p_500: 0.05,
+            p_reset_create: 0.02,
+            p_504_create: 0.02,
             ..Faults::default()
         },
         ..FakeConfig::default()
@@ -237,12 +233,10 @@ async fn a_daemon_under_faults_edits_polls_prune_and_reloads_keeps_atlas_exactly
         format!(
             "atlas:\n  base_url: {}\n  timeout_secs: 3\nmanifests: [manifests/]\nledger: state/ledger.db\n\
              metrics:\n  listen: 127.0.0.1:{port}\nlog:\n  format: json\n\
-             reconcile:\n  settle_secs: 3\n  ready_poll_secs: {poll}\n  resync_interval_secs: {resync}\n  debounce_ms: 100\n\
+             reconcile:\n  settle_secs: 3\n  ready_poll_secs: 1\n  resync_interval_secs: 2\n  debounce_ms: 100\n\
              retry:\n  max_attempts: 6\n  initial_backoff_ms: 20\n  max_backoff_secs: 1\n  failure_delay_secs: 1\n\
              prune:\n  enabled: true\n  grace_secs: {grace}\n  max_per_pass: 10\n",
             fake.base_url(),
-            poll = env_or("SOAK_POLL", 1),
-            resync = env_or("SOAK_RESYNC", 2),
         )
     };
     std::fs::write(&config_path, config(GRACE_SECS)).unwrap();
