@@ -422,20 +422,20 @@ impl Metrics {
 
     /// Sets `atlas_linkd_unmanaged_links{project}` from a complete listing of `project`.
     pub(crate) fn set_unmanaged(&self, project: &str, n: usize) {
-        self.unmanaged_projects
-            .lock_or_recover()
-            .insert(project.to_owned());
-        self.unmanaged_links
-            .with_label_values(&[project])
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.set_per_project(&self.unmanaged_links, project, n);
     }
 
     /// Sets `atlas_linkd_duplicate_connections{project}` from a complete listing of `project`.
     pub(crate) fn set_duplicates(&self, project: &str, n: usize) {
+        self.set_per_project(&self.duplicate_connections, project, n);
+    }
+
+    /// One of the gauges labelled by project, whose series `retain_unmanaged` drops with it.
+    fn set_per_project(&self, gauge: &IntGaugeVec, project: &str, n: usize) {
         self.unmanaged_projects
             .lock_or_recover()
             .insert(project.to_owned());
-        self.duplicate_connections
+        gauge
             .with_label_values(&[project])
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }

@@ -10,6 +10,7 @@ use atlas_linkd::ledger::Ledger;
 use atlas_linkd::model::Phase;
 use fake_atlas::{DuplicateMode, FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A folder with a config on `fake`, the metrics endpoint on `port`, and `extra` appended.
@@ -63,6 +64,33 @@ impl Setup {
 
     fn ledger(&self) -> PathBuf {
         self.dir.path().join("state/ledger.db")
+    }
+
+    /// The binary with `args` on this config.
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::from(harness::binary(&self.config));
+        cmd.args(args).kill_on_drop(true);
+        cmd.output().await.unwrap()
+    }
+
+    /// `--once`, its report in `report.json` and its metrics in `metrics.prom`.
+    async fn once(&self) -> Output {
+        let report = self.dir.path().join("report.json");
+        let metrics = self.dir.path().join("metrics.prom");
+        let (report, metrics) = (report.to_str().unwrap(), metrics.to_str().unwrap());
+        self.run(&["--once", "--report-file", report, "--metrics-file", metrics])
+            .await
+    }
+
+    /// The last `once`'s report.
+    fn report(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.dir.path().join("report.json")).unwrap())
+            .unwrap()
+    }
+
+    /// The last `once`'s metrics.
+    fn metrics(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("metrics.prom")).unwrap()
     }
 }
 
@@ -302,12 +330,7 @@ async fn an_empty_file_is_refused_and_deletes_nothing() {
     s.manifest("team.yaml", 0, &team);
     let team_file = s.dir.path().join("manifests/team.yaml");
 
-    let once = |s: &Setup| {
-        let mut cmd = tokio::process::Command::from(harness::binary(&s.config));
-        cmd.arg("--once").kill_on_drop(true);
-        cmd.output()
-    };
-    let out = once(&s).await.unwrap();
+    let out = s.once().await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(live(&fake, 0).len(), 4);
     for text in [
@@ -323,7 +346,7 @@ async fn an_empty_file_is_refused_and_deletes_nothing() {
             .values()
             .flat_map(|m| m.values())
             .sum::<u64>();
-        let out = once(&s).await.unwrap();
+        let out = s.once().await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
         assert!(stderr.contains("team.yaml"), "{stderr}");
@@ -379,16 +402,7 @@ async fn a_renamed_link_moves_its_record_and_never_touches_atlas() {
         0,
         &[("orders-old", "orders"), ("other", "other")],
     );
-    let report = s.dir.path().join("report.json");
-    let once = |s: &Setup| {
-        let mut cmd = tokio::process::Command::from(harness::binary(&s.config));
-        cmd.arg("--once")
-            .arg("--report-file")
-            .arg(&report)
-            .kill_on_drop(true);
-        cmd.output()
-    };
-    let out = once(&s).await.unwrap();
+    let out = s.once().await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let id = records(&s.ledger())
         .into_iter()
@@ -398,11 +412,11 @@ async fn a_renamed_link_moves_its_record_and_never_touches_atlas() {
     let creates = creates_sent(&fake);
 
     s.manifest("p0.yaml", 0, &[("orders", "orders"), ("other", "other")]);
-    let out = once(&s).await.unwrap();
+    let out = s.once().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(stdout.contains("renamed from orders-old"), "{stdout}");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let json = s.report();
     assert_eq!(json["renamed"][0]["name"], "orders", "{json}");
     assert_eq!(json["renamed"][0]["renamedFrom"], "orders-old", "{json}");
     assert_eq!(json["deleted"], serde_json::json!([]), "{json}");
@@ -415,9 +429,9 @@ async fn a_renamed_link_moves_its_record_and_never_touches_atlas() {
     assert_eq!(live(&fake, 0).len(), 2);
 
     // And the next run finds it unchanged.
-    let out = once(&s).await.unwrap();
+    let out = s.once().await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let json = s.report();
     assert_eq!(json["unchanged"], 2, "{json}");
 }
 
@@ -433,19 +447,7 @@ async fn a_duplicate_connection_is_reported_counted_and_never_deleted() {
         "prune:\n  enabled: true\n  grace_secs: 0\n  max_per_pass: 10\n",
     );
     s.manifest("p0.yaml", 0, &[("orders", "orders"), ("other", "other")]);
-    let report = s.dir.path().join("report.json");
-    let metrics = s.dir.path().join("metrics.prom");
-    let once = |s: &Setup| {
-        let mut cmd = tokio::process::Command::from(harness::binary(&s.config));
-        cmd.arg("--once")
-            .arg("--report-file")
-            .arg(&report)
-            .arg("--metrics-file")
-            .arg(&metrics)
-            .kill_on_drop(true);
-        cmd.output()
-    };
-    let out = once(&s).await.unwrap();
+    let out = s.once().await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let held = records(&s.ledger())
         .into_iter()
@@ -464,15 +466,14 @@ async fn a_duplicate_connection_is_reported_counted_and_never_deleted() {
         group_id(0)
     );
     for _ in 0..2 {
-        let out = once(&s).await.unwrap();
+        let out = s.once().await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{stdout}");
         assert!(
             stdout.contains(&format!("duplicate: {}/orders", group_id(0))),
             "{stdout}"
         );
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let json = s.report();
         assert_eq!(json["duplicates"][0]["atlasId"], copy.as_str(), "{json}");
         assert_eq!(
             json["duplicates"][0]["heldAtlasId"],
@@ -481,21 +482,19 @@ async fn a_duplicate_connection_is_reported_counted_and_never_deleted() {
         );
         assert_eq!(json["duplicates"][0]["name"], "orders", "{json}");
         assert_eq!(json["unmanaged"], serde_json::json!([]), "{json}");
-        let text = std::fs::read_to_string(&metrics).unwrap();
+        let text = s.metrics();
         assert!(text.contains(&format!("{series} 1")), "{text}");
         assert_eq!(deletes_sent(&fake), 0);
         assert_eq!(live(&fake, 0).len(), 3);
     }
-    let mut cmd = tokio::process::Command::from(harness::binary(&s.config));
-    cmd.args(["plan", "--output", "json"]).kill_on_drop(true);
-    let out = cmd.output().await.unwrap();
+    let out = s.run(&["plan", "--output", "json"]).await;
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["duplicates"][0]["atlasId"], copy.as_str(), "{plan}");
 
     // Deleted in Atlas by a person: converged again, and the series says 0.
     assert!(fake.remove(&group_id(0), &copy));
-    let out = once(&s).await.unwrap();
+    let out = s.once().await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let text = std::fs::read_to_string(&metrics).unwrap();
+    let text = s.metrics();
     assert!(text.contains(&format!("{series} 0")), "{text}");
 }

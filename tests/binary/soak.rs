@@ -1,5 +1,5 @@
 //! The daemon soak: the real binary against a faulty fake Atlas that accepts duplicates, with prune
-//! on, readiness polls, manifest edits and reloads all at once, for `ATLAS_LINKD_SOAK_SECS` (20 s by
+//! on, readiness polls, manifest edits and reloads all at once, for `ATLAS_LINKD_SOAK_SECS` (45 s by
 //! default). At the end Atlas must hold every declared link exactly once and nothing undeclared, no
 //! far end may ever have had two live connections, every delete must be legitimate by the edit
 //! timeline, and no pass may have failed. `cargo bench --bench soak` runs the same for longer and
@@ -183,7 +183,7 @@ fn soak_secs() -> u64 {
     std::env::var("ATLAS_LINKD_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20)
+        .unwrap_or(45)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
