@@ -151,4 +151,48 @@ mod tests {
             "applied beside the restart-only ones"
         );
     }
+
+    #[test]
+    fn readme_lists_every_key_as_reloaded_or_restart_only() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("| key | on SIGHUP |")
+            .nth(1)
+            .expect("README has the reload table");
+        for key in RELOADED_KEYS {
+            let row = table
+                .lines()
+                .map(str::trim_start)
+                .find(|l| l.starts_with(&format!("| `{key}`")))
+                .unwrap_or_else(|| panic!("no row for {key}"));
+            assert!(row.contains("| applied"), "{row}");
+        }
+        for key in RESTART_ONLY_KEYS {
+            let row = table
+                .lines()
+                .map(str::trim_start)
+                .find(|l| l.starts_with("| `") && l.contains(&format!("`{key}`")))
+                .unwrap_or_else(|| panic!("no row for {key}"));
+            assert!(row.contains("| restart"), "{row}");
+        }
+    }
+
+    #[test]
+    fn each_restart_only_key_is_named_when_it_changes() {
+        let old = config("");
+        for (key, extra) in [
+            (
+                "atlas.base_url",
+                "atlas:\n  base_url: https://atlas.example.net\n",
+            ),
+            ("atlas.auth", "atlas:\n  auth: api_key\n"),
+            ("atlas.timeout_secs", "atlas:\n  timeout_secs: 9\n"),
+            ("ledger", "ledger: other.db\n"),
+            ("metrics.listen", "metrics:\n  listen: 127.0.0.1:9999\n"),
+            ("log.format", "log:\n  format: json\n"),
+        ] {
+            assert!(RESTART_ONLY_KEYS.contains(&key));
+            assert_eq!(old.reloaded(config(extra)).restart_only, [key], "{extra}");
+        }
+    }
 }
