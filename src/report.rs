@@ -127,6 +127,11 @@ pub struct PassReport {
     pub(crate) unverified: Vec<FailedLink>,
     /// The earliest instant (unix seconds) at which a pass can decide an in-flight create.
     pub(crate) follow_up_unix: Option<i64>,
+    /// The earliest instant (unix seconds) at which a link this pass left waiting is due: a failed
+    /// create's next attempt, the end of prune's grace, a refused delete's next try. The daemon
+    /// runs a pass then.
+    #[serde(skip)]
+    pub(crate) due_unix: Option<i64>,
     pub unchanged: usize,
     /// Existed with another `dnsDomain`; Atlas took the PATCH and the ledger records the declared spec.
     #[serde(serialize_with = "key_entries")]
@@ -207,6 +212,11 @@ impl PassReport {
             && self.ledger_refused.is_empty()
             && self.duplicates.is_empty()
             && !self.interrupted
+    }
+
+    /// Something a pass should act on from `at_unix` on (see `due_unix`).
+    pub(crate) fn note_due(&mut self, at_unix: i64) {
+        self.due_unix = Some(self.due_unix.map_or(at_unix, |t| t.min(at_unix)));
     }
 
     /// A link whose create may still be committed by Atlas until `until_unix`.

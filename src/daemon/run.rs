@@ -632,14 +632,22 @@ impl Daemon {
                 ),
             ),
         }
-        // Creates that got no answer are decided by a pass after their settle window; one timer for
-        // the earliest is enough, since that pass schedules the next.
+        // Creates that got no answer are decided by a pass after their settle window, and a link
+        // left waiting (a failed create's retry, prune's grace, a refused delete's retry) is acted
+        // on by a pass once it is due: one timer for the earliest is enough, since that pass
+        // schedules the next.
         if let Some(old) = self.settle.take() {
             old.abort();
         }
         if let Some(at) = report.follow_up_unix {
             tracing::info!(in_flight = report.in_flight.len(), at = %format_unix(at),
                 "creates without an answer may still be committed by Atlas; a pass after their settle window decides them");
+        }
+        let next = [report.follow_up_unix, report.due_unix]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(at) = next {
             self.settle = Some(
                 self.triggers
                     .spawn_settle(at.saturating_add(1), self.background.child_token()),

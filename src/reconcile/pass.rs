@@ -374,6 +374,14 @@ impl Reconciler {
                         if hold.is_some() && undeclared_since_unix.is_none() {
                             marks.push(mark_undeclared(&key, shared.now));
                         }
+                        if let Some(
+                            Hold::Grace { until_unix }
+                            | Hold::InUse { until_unix }
+                            | Hold::Failed { until_unix, .. },
+                        ) = &hold
+                        {
+                            report.note_due(*until_unix);
+                        }
                         match hold {
                             None | Some(Hold::Disabled) => {
                                 tracing::warn!(link = %key, "recorded in the ledger but no longer declared; left in place");
@@ -409,14 +417,17 @@ impl Reconciler {
                         until_unix,
                         last_error,
                         ..
-                    } => report.waiting.push(FailedLink::new(
-                        &key,
-                        format!(
-                            "waiting until {} after failure: {}",
-                            crate::report::format_unix(until_unix),
-                            last_error.unwrap_or_default()
-                        ),
-                    )),
+                    } => {
+                        report.note_due(until_unix);
+                        report.waiting.push(FailedLink::new(
+                            &key,
+                            format!(
+                                "waiting until {} after failure: {}",
+                                crate::report::format_unix(until_unix),
+                                last_error.unwrap_or_default()
+                            ),
+                        ));
+                    }
                     Action::Conflict {
                         link,
                         remote_id,

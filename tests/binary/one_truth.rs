@@ -498,3 +498,26 @@ async fn a_duplicate_connection_is_reported_counted_and_never_deleted() {
     let text = s.metrics();
     assert!(text.contains(&format!("{series} 0")), "{text}");
 }
+
+/// The daemon runs a pass when prune's grace ends (and when a failed create's retry is due): the
+/// delete comes then, not at the next resync.
+#[tokio::test]
+async fn the_daemon_deletes_when_the_grace_ends_not_at_the_next_resync() {
+    let fake = FakeAtlas::start(FakeConfig::default()).await.unwrap();
+    let s = Setup::new(
+        &fake,
+        "reconcile:\n  resync_interval_secs: 3600\nprune:\n  enabled: true\n  grace_secs: 2\n  max_per_pass: 10\n",
+    );
+    s.manifest("p0.yaml", 0, &[("keep", "keep"), ("gone", "gone")]);
+    let d = s.start("daemon.log");
+    d.wait_metric("atlas_linkd_creates_total{outcome=\"success\"}", 2.0)
+        .await;
+    s.manifest("p0.yaml", 0, &[("keep", "keep")]);
+    eventually(
+        "the undeclared link deleted after its grace",
+        DEADLINE,
+        async || (live(&fake, 0) == ["com.amazonaws.vpce.us-east-1.vpce-svc-keep"]).then_some(()),
+    )
+    .await;
+    assert_eq!(deletes_sent(&fake), 1, "{}", d.log());
+}
