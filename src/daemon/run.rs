@@ -682,7 +682,7 @@ impl Daemon {
         if !report.orphaned.is_empty() {
             tracing::warn!(
                 orphaned = report.orphaned.len(),
-                "links in the ledger are no longer declared; atlas-linkd never deletes them (see `atlas-linkd plan`)"
+                "links in the ledger are no longer declared and left in place: prune is off, or they were never created (see `atlas-linkd plan`)"
             );
         }
         let mut status = format!(

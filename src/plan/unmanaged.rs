@@ -60,10 +60,12 @@ pub(crate) fn unheld_in<'a>(
     project: Option<&DesiredProject>,
     held_by: impl Fn(&LinkKey) -> Option<&'a str>,
 ) -> (Vec<Unmanaged>, Vec<Duplicate>) {
+    // A connection being deleted is on its way out, billed no longer: neither unmanaged nor a
+    // copy (prune's own delete of a link declared again at once would otherwise show as both).
     let mut unheld: Vec<&RemoteConnection> = listing
         .connections
         .iter()
-        .filter(|c| !managed(&c.id))
+        .filter(|c| !managed(&c.id) && !c.state.as_ref().is_some_and(RemoteState::is_deleting))
         .collect();
     unheld.sort_by(|a, b| a.id.cmp(&b.id));
     unheld.dedup_by(|a, b| a.id == b.id);

@@ -9,6 +9,7 @@ pub(crate) mod daemon;
 pub(crate) mod fake;
 pub(crate) mod harness;
 pub(crate) mod hostile;
+pub(crate) mod soak;
 
 use std::fmt::Display;
 use std::time::Duration;

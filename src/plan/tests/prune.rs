@@ -335,6 +335,11 @@ fn unmanaged_are_listed_connections_neither_recorded_nor_adopted() {
             remote("rb", &b.spec),
             remote("x2", &msk("other")),
             remote("x1", &pubsub("europe-west1")),
+            // On its way out (a connection prune just deleted, say): not reported.
+            RemoteConnection {
+                state: Some(RemoteState::DeleteRequested),
+                ..remote("x3", &msk("gone"))
+            },
         ],
     );
     let p = plan(&desired(&[a, b]), &recs, &l, NOW, &S);
