@@ -25,7 +25,7 @@
 
 use anyhow::{Context, Result, bail};
 use fake_atlas::FakeAtlas;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -40,8 +40,8 @@ use support::mb;
 #[path = "../tests/support/soak.rs"]
 mod soak;
 use soak::{
-    CHURN, EDIT_EVERY, PROJECTS, RELOAD_EVERY, STEADY, Timeline, WATCH_EVERY, config_yaml,
-    differences, fake_config, far_end, group, link_name, live_far_ends, wanted, write_project,
+    CHURN, EDIT_EVERY, Edits, PROJECTS, RELOAD_EVERY, STEADY, Timeline, WATCH_EVERY, config_yaml,
+    differences, fake_config, far_end, group, link_name, live_far_ends,
 };
 
 const DEFAULT_SECS: u64 = 600;
@@ -201,15 +201,8 @@ async fn run() -> Result<bool> {
     // Where each (project, link name) is, for the log lines of a far end that went wrong.
     let mut key_of: HashMap<String, String> = HashMap::new();
     let mut timeline = Timeline::default();
-    let mut declared: Vec<BTreeSet<usize>> = vec![(0..CHURN).collect(); PROJECTS];
-    for (p, d) in declared.iter().enumerate() {
-        write_project(&dir, p, d)?;
-        for l in 0..STEADY {
-            timeline.edit(far_end(p, &link_name(false, l)), true);
-        }
-        for &c in d {
-            timeline.edit(far_end(p, &link_name(true, c)), true);
-        }
+    let mut edits = Edits::start(&dir, seed, &mut timeline)?;
+    for p in 0..PROJECTS {
         for (churn, count) in [(false, STEADY), (true, CHURN)] {
             for l in 0..count {
                 let name = link_name(churn, l);
@@ -225,20 +218,13 @@ async fn run() -> Result<bool> {
     let pid = daemon.pid();
     let http = reqwest::Client::builder().no_proxy().build()?;
 
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
     let started = Instant::now();
     let end = started + duration;
     let mut next_edit = started + EDIT_EVERY;
     let mut next_reload = started + RELOAD_EVERY;
     let mut next_sample = started;
     let mut samples: Vec<Sample> = Vec::new();
-    let (mut edits, mut declares, mut reloads) = (0u64, 0u64, 0u64);
+    let mut reloads = 0u64;
     let mut tick = tokio::time::interval(WATCH_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     while Instant::now() < end {
@@ -257,16 +243,7 @@ async fn run() -> Result<bool> {
             next_sample += SAMPLE_EVERY;
         }
         if now >= next_edit {
-            let p = (next() % PROJECTS as u64) as usize;
-            let c = (next() % CHURN as u64) as usize;
-            let now_declared = !declared[p].remove(&c);
-            if now_declared {
-                declared[p].insert(c);
-                declares += 1;
-            }
-            write_project(&dir, p, &declared[p])?;
-            timeline.edit(far_end(p, &link_name(true, c)), now_declared);
-            edits += 1;
+            edits.flip(&dir, &mut timeline)?;
             next_edit += EDIT_EVERY;
         }
         if now >= next_reload {
@@ -279,7 +256,7 @@ async fn run() -> Result<bool> {
     let edits_stopped = Instant::now();
 
     // Quiet: the fake keeps its faults; the daemon converges by its resyncs and prune's grace.
-    let want = wanted(&declared);
+    let want = edits.wanted();
     let converged_after = loop {
         tick.tick().await;
         timeline.observe(&fake);
@@ -337,8 +314,10 @@ async fn run() -> Result<bool> {
         duration.as_secs()
     );
     println!(
-        "  edits: {edits} ({declares} declares, {} undeclares); reloads (SIGHUP): {reloads}",
-        edits - declares
+        "  edits: {} ({} declares, {} undeclares); reloads (SIGHUP): {reloads}",
+        edits.count,
+        edits.declares,
+        edits.count - edits.declares
     );
     println!(
         "  creates sent: {}; committed by the fake: {}",

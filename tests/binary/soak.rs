@@ -9,12 +9,10 @@ use crate::support::daemon::{DEADLINE, Daemon};
 use crate::support::harness::{self, free_port};
 use crate::support::lazy;
 use crate::support::soak::{
-    CHURN, EDIT_EVERY, GRACE_SECS, PROJECTS, RELOAD_EVERY, STEADY, Timeline, WATCH_EVERY,
-    config_yaml, differences, fake_config, far_end, link_name, live_far_ends, wanted,
-    write_project,
+    EDIT_EVERY, Edits, GRACE_SECS, RELOAD_EVERY, Timeline, WATCH_EVERY, config_yaml, differences,
+    fake_config, live_far_ends,
 };
 use fake_atlas::FakeAtlas;
-use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -38,18 +36,8 @@ async fn a_daemon_under_faults_edits_polls_prune_and_reloads_keeps_atlas_exactly
         });
     let fake = FakeAtlas::start(fake_config(seed)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
     let mut timeline = Timeline::default();
-    let mut declared: Vec<BTreeSet<usize>> = vec![(0..CHURN).collect(); PROJECTS];
-    for (p, d) in declared.iter().enumerate() {
-        write_project(dir.path(), p, d).unwrap();
-        for l in 0..STEADY {
-            timeline.edit(far_end(p, &link_name(false, l)), true);
-        }
-        for &c in d {
-            timeline.edit(far_end(p, &link_name(true, c)), true);
-        }
-    }
+    let mut edits = Edits::start(dir.path(), seed, &mut timeline).unwrap();
     let port = free_port();
     let config_path = dir.path().join("config.yaml");
     let config = config_yaml(&fake.base_url(), port);
@@ -62,13 +50,6 @@ async fn a_daemon_under_faults_edits_polls_prune_and_reloads_keeps_atlas_exactly
 
     // Edits: every 3 s one churn link of one project flips; every 7 s a SIGHUP (the config
     // rewritten the same); the fake watched every 50 ms throughout.
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
     let started = Instant::now();
     let end = started + Duration::from_secs(soak_secs());
     let mut next_edit = started + EDIT_EVERY;
@@ -83,14 +64,7 @@ async fn a_daemon_under_faults_edits_polls_prune_and_reloads_keeps_atlas_exactly
         }
         let now = Instant::now();
         if now >= next_edit {
-            let p = (next() % PROJECTS as u64) as usize;
-            let c = (next() % CHURN as u64) as usize;
-            let now_declared = !declared[p].remove(&c);
-            if now_declared {
-                declared[p].insert(c);
-            }
-            write_project(dir.path(), p, &declared[p]).unwrap();
-            timeline.edit(far_end(p, &link_name(true, c)), now_declared);
+            edits.flip(dir.path(), &mut timeline).unwrap();
             next_edit = now + EDIT_EVERY;
         }
         if now >= next_reload {
@@ -102,7 +76,7 @@ async fn a_daemon_under_faults_edits_polls_prune_and_reloads_keeps_atlas_exactly
     }
 
     // Quiet: the fake keeps its faults, the daemon converges by its own passes and prune's grace.
-    let want = wanted(&declared);
+    let want = edits.wanted();
     let deadline = Instant::now() + DEADLINE + Duration::from_secs(GRACE_SECS);
     loop {
         timeline.observe(&fake);

@@ -57,31 +57,82 @@ pub(crate) fn project_yaml(project: usize, declared: &BTreeSet<usize>) -> String
     y
 }
 
-pub(crate) fn write_project(
-    dir: &Path,
-    project: usize,
-    declared: &BTreeSet<usize>,
-) -> std::io::Result<()> {
+fn write_project(dir: &Path, project: usize, declared: &BTreeSet<usize>) -> std::io::Result<()> {
     std::fs::write(
         dir.join("manifests").join(format!("p{project}.yaml")),
         project_yaml(project, declared),
     )
 }
 
-/// The far ends `declared` (churn links per project) asks for, each once.
-pub(crate) fn wanted(declared: &[BTreeSet<usize>]) -> BTreeMap<String, usize> {
-    (0..PROJECTS)
-        .flat_map(|p| {
-            (0..STEADY)
-                .map(move |l| far_end(p, &link_name(false, l)))
-                .chain(
-                    declared[p]
-                        .iter()
-                        .map(move |&c| far_end(p, &link_name(true, c))),
-                )
-        })
-        .map(|e| (e, 1))
-        .collect()
+/// The manifests in `dir`: the churn links each project declares now, and the edits that flip
+/// them, each told to a `Timeline`.
+pub(crate) struct Edits {
+    declared: Vec<BTreeSet<usize>>,
+    /// xorshift64: the edits of a seed are the same every run.
+    rng: u64,
+    pub(crate) count: u64,
+    pub(crate) declares: u64,
+}
+
+impl Edits {
+    /// Every link of every project declared: the manifests written and `timeline` told.
+    pub(crate) fn start(dir: &Path, seed: u64, timeline: &mut Timeline) -> std::io::Result<Edits> {
+        std::fs::create_dir_all(dir.join("manifests"))?;
+        let edits = Edits {
+            declared: vec![(0..CHURN).collect(); PROJECTS],
+            rng: seed | 1,
+            count: 0,
+            declares: 0,
+        };
+        for (p, d) in edits.declared.iter().enumerate() {
+            write_project(dir, p, d)?;
+            for l in 0..STEADY {
+                timeline.edit(far_end(p, &link_name(false, l)), true);
+            }
+            for &c in d {
+                timeline.edit(far_end(p, &link_name(true, c)), true);
+            }
+        }
+        Ok(edits)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// One churn link of one project, drawn at random, flips: its file rewritten in place.
+    pub(crate) fn flip(&mut self, dir: &Path, timeline: &mut Timeline) -> std::io::Result<()> {
+        let p = (self.next() % PROJECTS as u64) as usize;
+        let c = (self.next() % CHURN as u64) as usize;
+        let now_declared = !self.declared[p].remove(&c);
+        if now_declared {
+            self.declared[p].insert(c);
+            self.declares += 1;
+        }
+        write_project(dir, p, &self.declared[p])?;
+        timeline.edit(far_end(p, &link_name(true, c)), now_declared);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The far ends declared now, each wanted once.
+    pub(crate) fn wanted(&self) -> BTreeMap<String, usize> {
+        (0..PROJECTS)
+            .flat_map(|p| {
+                (0..STEADY)
+                    .map(move |l| far_end(p, &link_name(false, l)))
+                    .chain(
+                        self.declared[p]
+                            .iter()
+                            .map(move |&c| far_end(p, &link_name(true, c))),
+                    )
+            })
+            .map(|e| (e, 1))
+            .collect()
+    }
 }
 
 /// The daemon's config: prune on with a short grace, fast settle windows, readiness polls and
