@@ -101,7 +101,7 @@ pub struct Metrics {
     pub updates_total: IntCounterVec,
     pub deletes_total: IntCounterVec,
     /// Per project (`project` = group id): bounded by the managed projects.
-    pub(crate) unmanaged_links: IntGaugeVec,
+    pub unmanaged_links: IntGaugeVec,
     /// Per project, as `unmanaged_links`.
     pub duplicate_connections: IntGaugeVec,
     /// The projects `unmanaged_links` and `duplicate_connections` have series for, so that a

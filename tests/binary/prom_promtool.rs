@@ -61,6 +61,9 @@ fn touched() -> Metrics {
     m.duplicate_connections
         .with_label_values(&["32b6e34b3d91647abb20e7b8"])
         .set(1);
+    m.unmanaged_links
+        .with_label_values(&["32b6e34b3d91647abb20e7b8"])
+        .set(2);
     m
 }
 
