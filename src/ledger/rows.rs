@@ -195,14 +195,22 @@ pub(super) fn write_change(
             atlas_id,
             at_unix,
             ..
-        } => cached(conn,
-            // The new name has no row (the plan renames only then; the primary key refuses it
-            // otherwise). Declared under its new name: no longer undeclared, no refused delete.
-            "UPDATE links SET name = ?2, undeclared_since_unix = NULL, delete_in_use = 0,
-                attempts = 0, last_error = NULL, next_attempt_unix = NULL, updated_unix = ?5
-             WHERE group_id = ?1 AND name = ?3 AND atlas_id = ?4 AND phase IN ('created', 'adopted')",
-            params![g, n, from.name, atlas_id, at_unix],
-        ),
+        } => {
+            // The new name's row, if any, holds nothing to keep: a failed create, or an old
+            // connection whose delete Atlas accepted. It goes first (the savepoint puts it back if
+            // the rename is refused); any other row makes the primary key refuse the rename.
+            cached(conn,
+                "DELETE FROM links WHERE group_id = ?1 AND name = ?2 AND phase IN ('failed', 'deleting')",
+                params![g, n],
+            )
+            .and_then(|_| cached(conn,
+                // Declared under its new name: no longer undeclared, no refused delete.
+                "UPDATE links SET name = ?2, undeclared_since_unix = NULL, delete_in_use = 0,
+                    attempts = 0, last_error = NULL, next_attempt_unix = NULL, updated_unix = ?5
+                 WHERE group_id = ?1 AND name = ?3 AND atlas_id = ?4 AND phase IN ('created', 'adopted')",
+                params![g, n, from.name, atlas_id, at_unix],
+            ))
+        }
     }
     .map_err(sql_err)?;
     if changed == 0 && matches!(change, Change::SpecUpdated { .. }) {

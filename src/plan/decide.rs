@@ -306,8 +306,9 @@ fn sorted(records: &[Record]) -> Vec<&Record> {
     sorted
 }
 
-/// Renames: a declared link with no record that takes over the row of an undeclared one of its
-/// project, because that row holds a connection made from exactly the link's spec.
+/// Renames: a declared link with no record (or only a failed create's, or one whose connection is
+/// being deleted) that takes over the row of an undeclared one of its project, because that row
+/// holds a connection made from exactly the link's spec.
 #[derive(Default)]
 struct Renames<'a> {
     /// New key -> the record it takes over (one candidate, wanted by no other link).
@@ -337,8 +338,16 @@ impl<'a> Renames<'a> {
                     undeclared.push(r);
                 }
             }
-            if pending.next_if(|r| r.key == link.key).is_none() {
-                new_links.push(link);
+            // A link without a record, or whose record holds no connection of ours that is not
+            // on its way out (a failed create, or an old connection being deleted): declared
+            // again under a name whose row is still seeing its deletion through, it is a rename
+            // back, and creating it would duplicate the connection the other name holds.
+            match pending.next_if(|r| r.key == link.key) {
+                None => new_links.push(link),
+                Some(r) if matches!(r.phase, Phase::Failed | Phase::Deleting) => {
+                    new_links.push(link)
+                }
+                Some(_) => {}
             }
             while pending.next_if(|r| r.key == link.key).is_some() {}
         }

@@ -5,7 +5,7 @@ use crate::support::harness::harness;
 use crate::support::test_env;
 use atlas_linkd::ledger::{Change, Ledger, LedgerHandle};
 use atlas_linkd::model::{
-    EndpointOutputs, GroupId, LinkKey, LinkSpec, Provider, RemoteState, Vendor,
+    EndpointOutputs, GroupId, LinkKey, LinkSpec, Phase, Provider, RemoteState, Vendor,
 };
 use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::wiring;
@@ -249,7 +249,8 @@ async fn a_rename_moves_the_row_in_memory_as_on_disk() {
         atlas_id: atlas_id.to_owned(),
         at_unix: 2_000,
     };
-    // Onto a name with a row (link-2's intent), and of a row holding another connection.
+    // Onto a name with a row that may hold a connection (link-2's intent), and of a row holding
+    // another connection.
     assert!(ledger.apply(rename(2, 1, &id)).await.is_err());
     assert!(
         ledger
@@ -258,12 +259,20 @@ async fn a_rename_moves_the_row_in_memory_as_on_disk() {
             .is_err()
     );
     ledger.apply(rename(3, 1, &id)).await.unwrap();
+    // Onto a failed create's row, which holds nothing to keep: it is replaced.
+    let other = format!("{:024x}", 9);
+    ledger.apply(change(0, 0, 5, 9)).await.unwrap();
+    ledger.apply(change(1, 0, 5, 9)).await.unwrap();
+    ledger.apply(change(3, 0, 4, 9)).await.unwrap();
+    ledger.apply(rename(4, 5, &other)).await.unwrap();
     let memory = ledger.snapshot().await.unwrap();
     let disk = Ledger::read_only_records(&path).unwrap();
     assert_eq!(*memory, disk);
     let names: Vec<&str> = disk.iter().map(|r| r.key.name.as_str()).collect();
-    assert_eq!(names, ["link-2", "link-3"]);
+    assert_eq!(names, ["link-2", "link-3", "link-4"]);
     assert_eq!(disk[1].atlas_id.as_deref(), Some(id.as_str()));
+    assert_eq!(disk[2].atlas_id.as_deref(), Some(other.as_str()));
+    assert_eq!(disk[2].phase, Phase::Created);
     drop(memory);
     ledger.close().await.unwrap();
 }

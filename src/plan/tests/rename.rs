@@ -192,3 +192,40 @@ fn an_exact_copy_of_a_held_link_is_a_duplicate_and_anything_else_unmanaged() {
         p.actions
     );
 }
+
+#[test]
+fn a_link_declared_again_while_its_old_connection_is_deleted_takes_back_the_renamed_record() {
+    // `orders` was renamed to `orders-b` after its first connection's delete was accepted: its row
+    // still sees that delete through. Renamed back, it takes over `orders-b`'s record (and r2)
+    // rather than creating a third connection beside r2.
+    let back = link(1, "orders", msk("a"));
+    let renamed = link(1, "orders-b", msk("a"));
+    for phase in [Phase::Deleting, Phase::Failed] {
+        let recs = [
+            record(&back, phase, (phase == Phase::Deleting).then_some("r1")),
+            record(&renamed, Phase::Created, Some("r2")),
+        ];
+        let remotes = listing(1, vec![remote("r2", &msk("a"))]);
+        let p = plan(
+            &desired(std::slice::from_ref(&back)),
+            &recs,
+            &remotes,
+            NOW,
+            &S,
+        );
+        assert_eq!(
+            renames(&p),
+            [("orders", "orders-b")],
+            "{phase:?}: {:?}",
+            p.actions
+        );
+        assert_eq!(p.actions.len(), 1, "{:?}", p.actions);
+    }
+    // An intent may still be committed: never renamed onto.
+    let recs = [
+        record(&back, Phase::Intent, None),
+        record(&renamed, Phase::Created, Some("r2")),
+    ];
+    let p = plan(&desired(&[back]), &recs, &Listings::new(), NOW, &S);
+    assert!(renames(&p).is_empty(), "{:?}", p.actions);
+}
