@@ -6,7 +6,7 @@
 
 use crate::exit::{Exit, refuse};
 use crate::logging::TERMINAL_BAR;
-use crate::model::{DesiredState, GroupId, LinkKey, Phase, Record, RemoteState};
+use crate::model::{DesiredState, GroupId, LinkKey, Record, RemoteState};
 use crate::progress::WaitProgress;
 use crate::reconcile::{Reconciler, Unlisted};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -62,9 +62,7 @@ pub(crate) enum LinkWait {
 /// A link's standing: its row (if any), and whether a complete listing taken during the wait no
 /// longer showed its connection.
 pub(crate) fn link_wait(record: Option<&Record>, gone: bool) -> LinkWait {
-    let Some(record) = record
-        .filter(|r| r.atlas_id.is_some() && matches!(r.phase, Phase::Created | Phase::Adopted))
-    else {
+    let Some(record) = record.filter(|r| r.connection().is_some()) else {
         return LinkWait::Pending {
             state: "not created".to_owned(),
         };
@@ -323,7 +321,7 @@ fn ledger_failed(e: &crate::ledger::LedgerError) -> Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{LinkSpec, Provider, Vendor};
+    use crate::model::{LinkSpec, Phase, Provider, Vendor};
 
     const G: &str = "32b6e34b3d91647abb20e7b8";
 

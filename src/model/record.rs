@@ -93,6 +93,15 @@ pub struct PruneMark {
 }
 
 impl Record {
+    /// The connection this record holds as its link's: its Atlas id, once created or adopted. An
+    /// intent, a failed create and a connection being deleted hold none.
+    pub(crate) fn connection(&self) -> Option<&str> {
+        match self.phase {
+            Phase::Created | Phase::Adopted => self.atlas_id.as_deref(),
+            _ => None,
+        }
+    }
+
     /// A record of nothing, in project `group`: a place to hold, to be overwritten by a row read
     /// later. Allocates nothing (`group` is shared).
     pub(crate) fn stand_in(group: GroupId) -> Record {

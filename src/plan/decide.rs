@@ -95,12 +95,16 @@ pub fn plan(
         Action::Adopt { remote, .. } => Some(remote.id.as_str()),
         _ => None,
     }));
-    // What each declared link's record holds, for telling a copy of it from an unmanaged one.
-    let held: FxMap<&LinkKey, &str> = records
-        .iter()
-        .filter(|r| matches!(r.phase, Phase::Created | Phase::Adopted))
-        .filter_map(|r| Some((&r.key, r.atlas_id.as_deref()?)))
-        .collect();
+    // What each declared link's record holds, for telling a copy of it from an unmanaged one;
+    // only a listing can show a copy.
+    let held: FxMap<&LinkKey, &str> = if listings.is_empty() {
+        FxMap::default()
+    } else {
+        records
+            .iter()
+            .filter_map(|r| Some((&r.key, r.connection()?)))
+            .collect()
+    };
     let mut unmanaged = Vec::new();
     let mut duplicates = Vec::new();
     for (group, listing) in listings {
@@ -329,8 +333,7 @@ impl<'a> Renames<'a> {
     fn find(links: impl Iterator<Item = &'a DesiredLink>, sorted: &[&'a Record]) -> Renames<'a> {
         let mut new_links: Vec<&'a DesiredLink> = Vec::new();
         let mut undeclared: Vec<&'a Record> = Vec::new();
-        let holds =
-            |r: &Record| matches!(r.phase, Phase::Created | Phase::Adopted) && r.atlas_id.is_some();
+        let holds = |r: &Record| r.connection().is_some();
         let mut pending = sorted.iter().copied().peekable();
         for link in links {
             while let Some(r) = pending.next_if(|r| r.key < link.key) {

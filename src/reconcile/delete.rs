@@ -8,7 +8,7 @@ use super::list::count_attempt;
 use super::{PassOptions, Reconciler};
 use crate::ledger::{Change, LedgerError};
 use crate::metrics::delete_outcome;
-use crate::model::{LinkKey, Phase};
+use crate::model::LinkKey;
 
 /// One delete the plan asks for.
 pub(super) struct DeleteJob<'a> {
@@ -145,12 +145,7 @@ impl Reconciler {
             .ok()
             .map(|i| &records[i]);
         Ok(match current {
-            Some(r)
-                if matches!(r.phase, Phase::Created | Phase::Adopted)
-                    && r.atlas_id.as_deref() == Some(atlas_id) =>
-            {
-                None
-            }
+            Some(r) if r.connection() == Some(atlas_id) => None,
             _ => Some("the ledger no longer records it as this connection; not deleted".to_owned()),
         })
     }

@@ -16,7 +16,7 @@ use crate::ledger::{Change, LedgerError, LedgerReplaced};
 use crate::lock::LockExt;
 use crate::metrics;
 use crate::model::{
-    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, LinkKey, Phase, Record,
+    DesiredLink, DesiredProject, DesiredState, FxMap, FxSet, GroupId, LinkKey, Record,
     RemoteConnection,
 };
 use crate::phases;
@@ -479,10 +479,7 @@ impl Reconciler {
                 project,
                 |key| {
                     let i = records.binary_search_by(|r| r.key.cmp(key)).ok()?;
-                    let r = &records[i];
-                    matches!(r.phase, Phase::Created | Phase::Adopted)
-                        .then_some(r.atlas_id.as_deref())
-                        .flatten()
+                    records[i].connection()
                 },
             );
             self.metrics.set_unmanaged(group.as_str(), found.len());
