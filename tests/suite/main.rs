@@ -27,6 +27,7 @@ mod manifest_files;
 mod manifest_fingerprint;
 mod manifest_schema;
 mod plan_props;
+mod postgres_harness;
 mod reconcile_pass;
 mod reconcile_prune;
 mod reconcile_update;

@@ -9,6 +9,8 @@ pub(crate) mod daemon;
 pub(crate) mod fake;
 pub(crate) mod harness;
 pub(crate) mod hostile;
+pub(crate) mod postgres;
+pub(crate) mod proxy;
 pub(crate) mod soak;
 
 use std::fmt::Display;
