@@ -287,7 +287,12 @@ async fn poll_until_ready(
             Err(e) => return ledger_failed(&e),
         };
         if cancel.is_cancelled() {
-            return interrupted(&status);
+            // What this poll recorded is the latest word on each link: report that.
+            let records = match reconciler.ledger().snapshot().await {
+                Ok(r) => r,
+                Err(e) => return ledger_failed(&e),
+            };
+            return interrupted(&WaitStatus::new(desired, &records, &gone));
         }
         for (group, e) in &refreshed.failures {
             // The rows keep their last state; the next poll tries again, up to the deadline.

@@ -6,6 +6,8 @@
 
 use crate::support::eventually;
 use crate::support::harness::{Harness, group_id, harness, once};
+use atlas_linkd::ledger::Ledger;
+use atlas_linkd::model::RemoteState;
 use fake_atlas::FakeConfig;
 use serde_json::Value;
 use std::process::{Output, Stdio};
@@ -178,11 +180,18 @@ async fn a_signal_during_the_wait_ends_it_promptly_with_1() {
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    // The pass lists once; a second list is the wait's first poll.
+    // The pass lists once; a second list is the wait's first poll, and its state is in the ledger
+    // once the poll has recorded it (a signal before that would find the link not listed yet).
     eventually(
-        "the wait's first poll",
+        "the wait's first poll recorded",
         Duration::from_secs(60),
-        async || (lists(&h) >= 2).then_some(()),
+        async || {
+            let idle = Ledger::read_only_records(&h.ledger_path())
+                .ok()?
+                .iter()
+                .any(|r| r.remote_state == Some(RemoteState::Idle));
+            (lists(&h) >= 2 && idle).then_some(())
+        },
     )
     .await;
     let signalled = Instant::now();
@@ -204,7 +213,11 @@ async fn a_signal_during_the_wait_ends_it_promptly_with_1() {
         "{}",
         explain(&out)
     );
-    assert!(stdout.contains(&format!("{}/link-0: IDLE", group_id(0))));
+    assert!(
+        stdout.contains(&format!("{}/link-0: IDLE", group_id(0))),
+        "{}",
+        explain(&out)
+    );
 }
 
 #[tokio::test]
