@@ -133,7 +133,7 @@ async fn run_inner(show_bar: bool) -> anyhow::Result<ExitCode> {
         fake.base_url(),
         desired.link_count(),
         desired.projects.len(),
-        config.ledger.display()
+        config.ledger
     );
     let code = run_once_pass(&reconciler, &desired, show_bar).await;
     reconciler.shutdown().await;

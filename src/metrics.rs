@@ -117,6 +117,11 @@ pub struct Metrics {
     pub reconcile_duration_seconds: Histogram,
     pub last_converged_timestamp_seconds: Gauge,
     pub manifest_errors: IntGauge,
+    /// 1 on the process that may create (the lease holder of a shared ledger; always, on SQLite).
+    pub leader: IntGauge,
+    pub leader_transitions_total: IntCounter,
+    /// By `store` (`sqlite`, `postgres`): passes, polls and writes the ledger failed.
+    pub ledger_errors_total: IntCounterVec,
     paused_projects: IntGauge,
     conditions: Arc<Conditions>,
 }
@@ -271,6 +276,21 @@ impl Metrics {
             "manifest_errors",
             "Manifest files that are currently invalid (their last good version stays in force).",
         ))?;
+        let leader = IntGauge::with_opts(opts(
+            "leader",
+            "1 while this process is the active one (it holds the lease of a shared PostgreSQL ledger; always on SQLite), 0 on a standby.",
+        ))?;
+        let leader_transitions_total = IntCounter::with_opts(opts(
+            "leader_transitions_total",
+            "Times this process became active or stopped being active on a shared ledger.",
+        ))?;
+        let ledger_errors_total = IntCounterVec::new(
+            opts(
+                "ledger_errors_total",
+                "Ledger operations (a pass's reads and writes, a readiness poll's) that failed, by store.",
+            ),
+            &["store"],
+        )?;
         let paused_projects = IntGauge::with_opts(opts(
             "paused_projects",
             "Projects whose calls are paused because Atlas answered 429 (until its Retry-After, capped at retry.max_backoff_secs); /readyz names them.",
@@ -297,6 +317,9 @@ impl Metrics {
         registry.register(Box::new(last_converged_timestamp_seconds.clone()))?;
         registry.register(Box::new(manifest_errors.clone()))?;
         registry.register(Box::new(paused_projects.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(leader_transitions_total.clone()))?;
+        registry.register(Box::new(ledger_errors_total.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -318,6 +341,9 @@ impl Metrics {
         }
         for r in pass_result::ALL {
             reconcile_passes_total.with_label_values(&[r]);
+        }
+        for store in ["sqlite", "postgres"] {
+            ledger_errors_total.with_label_values(&[store]);
         }
         // Registered and set once; nothing updates it, so the struct need not keep it.
         build_info
@@ -343,6 +369,9 @@ impl Metrics {
             reconcile_duration_seconds,
             last_converged_timestamp_seconds,
             manifest_errors,
+            leader,
+            leader_transitions_total,
+            ledger_errors_total,
             paused_projects,
             conditions: Arc::new(Conditions::default()),
         })
@@ -524,6 +553,9 @@ mod tests {
             "atlas_linkd_last_converged_timestamp_seconds",
             "atlas_linkd_manifest_errors",
             "atlas_linkd_paused_projects",
+            "atlas_linkd_leader",
+            "atlas_linkd_leader_transitions_total",
+            "atlas_linkd_ledger_errors_total",
             "atlas_linkd_build_info",
         ] {
             assert!(

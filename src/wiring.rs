@@ -5,7 +5,7 @@ use crate::atlas::{
     AtlasClient, ClientBuildError, ClientSettings, Credentials, CredentialsError, Observer,
 };
 use crate::config::Config;
-use crate::ledger::{Ledger, LedgerError, LedgerHandle};
+use crate::ledger::{LedgerError, Take};
 use crate::metrics::Metrics;
 use crate::reconcile::{MetricsObserver, Policy, Reconciler};
 use std::sync::Arc;
@@ -37,15 +37,27 @@ pub(crate) fn client_from_config(
     Ok(AtlasClient::new(settings, credentials, observer)?)
 }
 
-/// Everything a pass needs, from the config: credentials, client, the ledger (locked), the metrics hook.
+/// Everything a pass needs, from the config: credentials, client, the ledger (locked, or its lease
+/// taken at once), the metrics hook.
 pub fn start(
     config: &Config,
     metrics: Metrics,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Reconciler, StartError> {
+    start_taking(config, metrics, env, Take::Now)
+}
+
+/// `start`, with a shared ledger's lease taken as `take` says: the daemon takes it in the
+/// background and stands by until then; `--once --wait-for-lease` waits for it.
+pub fn start_taking(
+    config: &Config,
+    metrics: Metrics,
+    env: &dyn Fn(&str) -> Option<String>,
+    take: Take,
+) -> Result<Reconciler, StartError> {
     let (observer, counters) = MetricsObserver::new(metrics.clone());
     let client = client_from_config(config, Some(observer), env)?;
-    let ledger = LedgerHandle::spawn(Ledger::open(&config.ledger)?);
+    let ledger = config.ledger.open(env, config.leadership.lease(), take)?;
     Ok(Reconciler::new(
         client,
         ledger,

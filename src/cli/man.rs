@@ -170,7 +170,27 @@ fn extra_sections() -> Roff {
         &mut r,
         [bold("CREDENTIALS_DIRECTORY")],
         "Set by systemd for LoadCredential=. The files client-id, client-secret, public-key and \
-         private-key there win over the variables above.",
+         private-key there win over the variables above; ledger-password there is a PostgreSQL \
+         ledger's password.",
+    );
+    entry(
+        &mut r,
+        [bold("PGPASSWORD"), roman(", "), bold("PGPASSFILE")],
+        "A PostgreSQL ledger's password, or the password file (libpq's format) to find it in, when \
+         $CREDENTIALS_DIRECTORY holds no ledger-password file. Without either, ~/.pgpass under HOME \
+         is read.",
+    );
+    entry(
+        &mut r,
+        [
+            bold("HOME"),
+            roman(", "),
+            bold("USER"),
+            roman(", "),
+            bold("LOGNAME"),
+        ],
+        "A PostgreSQL ledger: where ~/.pgpass is, and the user to connect as when the URL names none \
+         (as libpq).",
     );
     entry(
         &mut r,

@@ -59,6 +59,12 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", requires = "once", value_parser = crate::wait::parse_wait)]
     pub(crate) wait: Option<std::time::Duration>,
 
+    /// With --once on a PostgreSQL ledger: when another atlas-linkd holds the ledger's lease, wait
+    /// up to DURATION (90s, 10m; 1s to 7d) for it to let go, instead of exiting 2 at once (cron on
+    /// several hosts).
+    #[arg(long, value_name = "DURATION", requires = "once", value_parser = crate::wait::parse_wait)]
+    pub(crate) wait_for_lease: Option<std::time::Duration>,
+
     /// With --once: write the pass report here as JSON, atomically, after the pass.
     #[arg(long, value_name = "PATH", requires = "once")]
     pub(crate) report_file: Option<PathBuf>,
@@ -81,10 +87,12 @@ pub(crate) enum Command {
     },
     /// Print the JSON Schema of the manifest format (for editors; `validate` stays the authority).
     Schema,
-    /// Show the ledger: every link atlas-linkd has recorded.
+    /// Show the ledger: every link atlas-linkd has recorded. `ledger copy` moves it to another store.
     Ledger {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        #[command(subcommand)]
+        action: Option<LedgerAction>,
     },
     /// Print each declared link's Atlas id, state and read-only outputs, for the next step.
     ///
@@ -120,6 +128,22 @@ pub(crate) enum Command {
     Man,
 }
 
+/// What `ledger` does besides showing the rows.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum LedgerAction {
+    /// Copy every row into another, empty ledger (SQLite to PostgreSQL or back), then check that
+    /// the copy holds the same rows. Holds both ledgers (lock or lease) meanwhile: stop the daemon
+    /// first.
+    Copy {
+        /// The ledger to copy from (a path or a postgres:// URL); default: `ledger:` in the config.
+        #[arg(long, value_name = "PATH|URL")]
+        from: Option<String>,
+        /// The empty ledger to copy into (a path or a postgres:// URL).
+        #[arg(long, value_name = "PATH|URL")]
+        to: String,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Output {
     Text,
@@ -141,7 +165,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Demo) => demo::run().await,
         Some(Command::Validate) => validate::run(cli.config.as_deref()),
         Some(Command::Schema) => schema::run(),
-        Some(Command::Ledger { output }) => ledger::run(cli.config.as_deref(), output),
+        Some(Command::Ledger {
+            action: Some(LedgerAction::Copy { from, to }),
+            ..
+        }) => ledger::copy(cli.config.as_deref(), from.as_deref(), &to).await,
+        Some(Command::Ledger { output, .. }) => ledger::run(cli.config.as_deref(), output),
         Some(Command::Plan { output, offline }) => {
             plan::run(cli.config.as_deref(), output, offline).await
         }
@@ -157,7 +185,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 report: cli.report_file.as_deref(),
             };
             let (config, metrics) = (cli.config.as_deref(), cli.metrics_file.as_deref());
-            once::run(config, metrics, files, cli.wait).await
+            once::run(config, metrics, files, cli.wait, cli.wait_for_lease).await
         }
         None => {
             let path = load::config_path(cli.config.as_deref());

@@ -4,6 +4,7 @@
 
 use super::load::{env, merge, parse};
 use crate::exit::{Exit, refuse, refuse_while};
+use crate::ledger::Take;
 use crate::logging::init_logging;
 use crate::metrics::Metrics;
 use crate::model::DesiredState;
@@ -13,7 +14,7 @@ use crate::phases;
 use crate::reconcile::Reconciler;
 use crate::report::PassReport;
 use crate::wait::WaitOptions;
-use crate::wiring::start;
+use crate::wiring::start_taking;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ pub(crate) async fn run(
     metrics_file: Option<&Path>,
     files: OnceFiles<'_>,
     wait: Option<Duration>,
+    wait_for_lease: Option<Duration>,
 ) -> ExitCode {
     phases::begin();
     let Some((config, parsed)) = parse(flag) else {
@@ -63,7 +65,9 @@ pub(crate) async fn run(
     // Logging starts only now: the parse's figures are what the process holds at this point.
     phases::mark("parse");
     let metrics = Metrics::new();
-    let reconciler = match start(&config, metrics.clone(), &env) {
+    // A shared ledger's lease is held for the run, or the run is refused naming its holder.
+    let take = wait_for_lease.map_or(Take::Now, Take::Within);
+    let reconciler = match start_taking(&config, metrics.clone(), &env, take) {
         Ok(r) => r,
         Err(e) => return refuse(&e),
     };

@@ -5,7 +5,7 @@
 use super::load::{env, load};
 use crate::config::Config;
 use crate::exit::{Exit, refuse};
-use crate::ledger::{Ledger, LedgerError, LedgerHandle};
+use crate::ledger::{LedgerError, LedgerHandle, Take};
 use crate::logging::init_logging;
 use crate::model::{DesiredState, GroupId, LinkKey, Record};
 use crate::reconcile::refresh_projects;
@@ -193,10 +193,7 @@ fn to_env(entries: &[OutputEntry<'_>], prefixes: &[String]) -> String {
 
 /// The ledger's rows, read-only (beside a running daemon); none when there is no ledger yet.
 fn read_records(config: &Config) -> Result<Vec<Record>, LedgerError> {
-    if !config.ledger.exists() {
-        return Ok(Vec::new());
-    }
-    Ledger::open_read_only(&config.ledger).and_then(|l| l.records())
+    config.ledger.read_only_records_or_none(&env)
 }
 
 /// What a refresh left: the ledger's rows afterwards, and each project that could not be listed.
@@ -211,16 +208,18 @@ struct Refreshed {
 /// refused while a daemon runs.
 async fn refresh(config: &Config, desired: &DesiredState) -> Result<Refreshed, ExitCode> {
     let client = client_from_config(config, None, &env).map_err(|e| refuse(&e))?;
-    let ledger = Ledger::open(&config.ledger).map_err(|e| {
+    let handle = config
+        .ledger
+        .open(&env, config.leadership.lease(), Take::Now)
+        .map_err(|e| {
         let code = refuse(&e);
-        if matches!(e, LedgerError::Locked { .. }) {
+        if matches!(e, LedgerError::Locked { .. } | LedgerError::LeaseHeld { .. }) {
             eprintln!(
                 "atlas-linkd: `outputs` without --refresh reads the ledger beside a running daemon, which records what Atlas shows on every resync"
             );
         }
         code
     })?;
-    let handle = LedgerHandle::spawn(ledger);
     let result = refresh_with(config, desired, &client, &handle).await;
     client.shutdown().await;
     let closed = handle.close().await;

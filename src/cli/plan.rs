@@ -3,7 +3,6 @@
 use super::Output;
 use super::load::{env, load};
 use crate::exit::{Exit, refuse};
-use crate::ledger::Ledger;
 use crate::logging::init_logging;
 use crate::model::GroupId;
 use crate::plan;
@@ -22,13 +21,9 @@ pub(crate) async fn run(flag: Option<&Path>, output: Output, offline: bool) -> E
     };
     init_logging(config.log.format, false);
     // A ledger that does not exist yet is an empty one: the first plan of a new installation.
-    let records = if config.ledger.exists() {
-        match Ledger::read_only_records(&config.ledger) {
-            Ok(r) => r,
-            Err(e) => return refuse(&e),
-        }
-    } else {
-        Vec::new()
+    let records = match config.ledger.read_only_records_or_none(&env) {
+        Ok(r) => r,
+        Err(e) => return refuse(&e),
     };
     let settings = plan::PlanSettings::from_settle_secs(config.reconcile.settle_secs)
         .with_prune(crate::reconcile::prune_settings(&config));

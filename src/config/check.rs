@@ -6,9 +6,10 @@ use super::raw::DEFAULT_RESERVE;
 use super::read::{Read, read};
 use super::{
     AtlasSettings, BASE_URL_ENV, CONFIG_ENV, Config, ConfigError, DEFAULT_CONFIG_PATH,
-    LimitSettings, LogSettings, MetricsSettings, PruneConfig, RateLimitSettings, ReconcileSettings,
-    RetrySettings, ranges,
+    LeadershipSettings, LimitSettings, LogSettings, MetricsSettings, PruneConfig,
+    RateLimitSettings, ReconcileSettings, RetrySettings, ranges,
 };
+use crate::ledger::{LedgerLocation, SEND_MARGIN_SECS};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -464,9 +465,70 @@ impl Config {
                 "is empty: list at least one manifest file or directory",
             );
         }
-        if raw.ledger.as_os_str().is_empty() {
-            c.push("ledger", "is empty: give the ledger database's path");
+        let ledger = match raw.ledger.to_str() {
+            _ if raw.ledger.as_os_str().is_empty() => {
+                c.push(
+                    "ledger",
+                    "is empty: give the ledger database's path, or a postgres:// URL",
+                );
+                None
+            }
+            Some(text) => match LedgerLocation::parse(text, resolve, env) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    c.push("ledger", format!("(a PostgreSQL URL) {e}"));
+                    None
+                }
+            },
+            // Not UTF-8: a path all the same (a URL is always UTF-8).
+            None => Some(LedgerLocation::File(resolve(&raw.ledger))),
+        };
+        let lp = &raw.leadership;
+        let lease_ok = c.range(
+            "leadership.lease_secs",
+            lp.lease_secs,
+            &ranges::LEASE_SECS,
+            Unit::Secs,
+        );
+        let renew_ok = c.range(
+            "leadership.renew_secs",
+            lp.renew_secs,
+            &ranges::RENEW_SECS,
+            Unit::Secs,
+        );
+        // The active process stops sending one renewal period before its lease ends by its own
+        // clock; three renewals per lease leave it two attempts before it has to stand down.
+        if lease_ok && renew_ok && lp.renew_secs.saturating_mul(3) > lp.lease_secs {
+            c.push(
+                "leadership.renew_secs",
+                format!(
+                    "({} s) is more than a third of leadership.lease_secs ({} s): a lease must outlast three renewals; lower renew_secs or raise lease_secs",
+                    lp.renew_secs, lp.lease_secs
+                ),
+            );
         }
+        // On a shared ledger a create leaves at most `SEND_MARGIN_SECS` after its intent began, and
+        // may reach Atlas up to the timeout after that: the settle window must cover both, or a
+        // successor could list "absent" a create still coming.
+        let shared = matches!(ledger, Some(LedgerLocation::Postgres(_)));
+        let settle_secs = match (shared, r.settle_secs) {
+            (true, None) => raw.atlas.timeout_secs.saturating_add(SEND_MARGIN_SECS),
+            (true, Some(settle))
+                if !c.is_unreadable("atlas.timeout_secs")
+                    && settle < raw.atlas.timeout_secs.saturating_add(SEND_MARGIN_SECS) =>
+            {
+                c.push(
+                    "reconcile.settle_secs",
+                    format!(
+                        "({settle} s) is shorter than atlas.timeout_secs ({} s) plus the {SEND_MARGIN_SECS} s a create may leave after its intent, on a PostgreSQL ledger: raise it to at least {} s, or leave it out",
+                        raw.atlas.timeout_secs,
+                        raw.atlas.timeout_secs.saturating_add(SEND_MARGIN_SECS)
+                    ),
+                );
+                settle
+            }
+            _ => settle_secs,
+        };
         let listen = match raw.metrics.listen.as_deref().map(str::trim) {
             None => Some(None),
             Some(addr) => match addr.parse::<SocketAddr>() {
@@ -497,7 +559,9 @@ impl Config {
             });
         }
         // Every `None` above recorded a problem, so this refuses exactly when something was wrong.
-        let (Some(base_url), Some(listen), true) = (base_url, listen, c.problems.is_empty()) else {
+        let (Some(base_url), Some(listen), Some(ledger), true) =
+            (base_url, listen, ledger, c.problems.is_empty())
+        else {
             return Err(c.into_error(source));
         };
 
@@ -509,7 +573,11 @@ impl Config {
                 timeout_secs: raw.atlas.timeout_secs,
             },
             manifests: raw.manifests.iter().map(|p| resolve(p)).collect(),
-            ledger: resolve(&raw.ledger),
+            ledger,
+            leadership: LeadershipSettings {
+                lease_secs: raw.leadership.lease_secs,
+                renew_secs: raw.leadership.renew_secs,
+            },
             reconcile: ReconcileSettings {
                 resync_interval_secs: raw.reconcile.resync_interval_secs,
                 concurrency: raw.reconcile.concurrency,

@@ -19,7 +19,7 @@ pub(crate) use types::{
     AtlasSettings, LimitSettings, LogSettings, MetricsSettings, PruneConfig, RateLimitSettings,
     ReconcileSettings, RetrySettings,
 };
-pub use types::{Config, LogFormat};
+pub use types::{Config, LeadershipSettings, LogFormat};
 
 /// Where the config is read from when `--config` is not given and `$ATLAS_LINKD_CONFIG` is unset.
 pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/atlas-linkd/config.yaml";

@@ -25,6 +25,10 @@ pub const PER_PROJECT_CONCURRENCY: RangeInclusive<u64> = 1..=1_024;
 /// whose links are not `DONE` yet. An hour between looks would make a wait pointless.
 pub const READY_POLL_SECS: RangeInclusive<u64> = 1..=HOUR;
 /// `reconcile.settle_secs`.
+/// `leadership.lease_secs`.
+pub const LEASE_SECS: RangeInclusive<u64> = 3..=HOUR;
+/// `leadership.renew_secs`.
+pub const RENEW_SECS: RangeInclusive<u64> = 1..=20 * 60;
 pub const SETTLE_SECS: RangeInclusive<u64> = 1..=DAY;
 /// `rate_limit.capacity` (Atlas's is 1,200).
 pub const CAPACITY: RangeInclusive<u64> = 1..=10_000_000;

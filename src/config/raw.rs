@@ -15,6 +15,7 @@ pub(super) struct RawConfig {
     pub(super) atlas: RawAtlas,
     pub(super) manifests: Vec<PathBuf>,
     pub(super) ledger: PathBuf,
+    pub(super) leadership: RawLeadership,
     pub(super) reconcile: RawReconcile,
     pub(super) rate_limit: RawRateLimit,
     pub(super) retry: RawRetry,
@@ -30,6 +31,7 @@ impl Default for RawConfig {
             atlas: RawAtlas::default(),
             manifests: vec![PathBuf::from("manifests/")],
             ledger: PathBuf::from("/var/lib/atlas-linkd/ledger.db"),
+            leadership: RawLeadership::default(),
             reconcile: RawReconcile::default(),
             rate_limit: RawRateLimit::default(),
             retry: RawRetry::default(),
@@ -37,6 +39,22 @@ impl Default for RawConfig {
             log: RawLog::default(),
             limits: RawLimits::default(),
             prune: RawPrune::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLeadership {
+    pub(super) lease_secs: u64,
+    pub(super) renew_secs: u64,
+}
+
+impl Default for RawLeadership {
+    fn default() -> Self {
+        RawLeadership {
+            lease_secs: 15,
+            renew_secs: 5,
         }
     }
 }

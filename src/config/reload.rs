@@ -27,6 +27,7 @@ pub const RESTART_ONLY_KEYS: &[&str] = &[
     "atlas.auth",
     "atlas.timeout_secs",
     "ledger",
+    "leadership.*",
     "metrics.listen",
     "log.format",
 ];
@@ -45,6 +46,7 @@ impl Config {
                 },
             manifests,
             ledger,
+            leadership,
             reconcile,
             rate_limit,
             retry,
@@ -68,12 +70,15 @@ impl Config {
             timeout_secs != self.atlas.timeout_secs,
         );
         keep("ledger", ledger != self.ledger);
+        // The lease thread runs with the settings it started with.
+        keep("leadership.*", leadership != self.leadership);
         keep("metrics.listen", metrics != self.metrics);
         keep("log.format", log != self.log);
         let config = Config {
             source,
             atlas: self.atlas.clone(),
             ledger: self.ledger.clone(),
+            leadership: self.leadership,
             metrics: self.metrics,
             log: self.log,
             // Applied: the watcher is set up again, the policy rebuilt, the resync timer restarted,

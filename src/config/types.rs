@@ -1,5 +1,6 @@
 //! The validated configuration and its sections, as the rest of the daemon reads them.
 
+use crate::ledger::LedgerLocation;
 use crate::model::AuthKind;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -13,8 +14,10 @@ pub struct Config {
     pub atlas: AtlasSettings,
     /// Manifest files and directories, resolved against the config file's folder.
     pub manifests: Vec<PathBuf>,
-    /// The SQLite ledger, resolved likewise.
-    pub ledger: PathBuf,
+    /// The ledger: a SQLite file (resolved likewise), or a PostgreSQL database.
+    pub ledger: LedgerLocation,
+    /// `leadership.*`: the lease of a shared (PostgreSQL) ledger.
+    pub leadership: LeadershipSettings,
     pub reconcile: ReconcileSettings,
     pub rate_limit: RateLimitSettings,
     pub retry: RetrySettings,
@@ -22,6 +25,24 @@ pub struct Config {
     pub log: LogSettings,
     pub limits: LimitSettings,
     pub prune: PruneConfig,
+}
+
+/// `leadership.*`: which one of the processes sharing a PostgreSQL ledger is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadershipSettings {
+    /// A lease not renewed for this long may be taken by a standby.
+    pub lease_secs: u64,
+    /// The active process renews its lease this often.
+    pub renew_secs: u64,
+}
+
+impl LeadershipSettings {
+    pub fn lease(&self) -> crate::ledger::LeaseSettings {
+        crate::ledger::LeaseSettings {
+            lease: std::time::Duration::from_secs(self.lease_secs),
+            renew: std::time::Duration::from_secs(self.renew_secs),
+        }
+    }
 }
 
 /// `prune.*`: guarded prune of links atlas-linkd created or adopted and no manifest declares.

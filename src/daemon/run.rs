@@ -21,6 +21,7 @@ use super::{
 use crate::config::{Config, Reloaded};
 use crate::endpoint::{self, Readiness};
 use crate::exit::{Exit, refuse_while as refuse};
+use crate::ledger::{NotHeld, Role, Take};
 use crate::lock::LockExt;
 use crate::logging::init_logging;
 use crate::manifest::{ManifestSet, ReadLimits, Refresh, Settling};
@@ -106,7 +107,8 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         Err(e) => return refuse("cannot start", &e),
     };
 
-    let reconciler = match wiring::start(&config, metrics.clone(), &env) {
+    // On a shared ledger the daemon starts as a standby and becomes active once it holds the lease.
+    let reconciler = match wiring::start_taking(&config, metrics.clone(), &env, Take::Background) {
         Ok(r) => r,
         Err(e) => return refuse("cannot start", &e),
     };
@@ -143,6 +145,13 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
     let resync_stop = background.child_token();
     let resync = triggers.spawn_resync(resync_period(&config), resync_stop.clone());
     let watchdog = notifier.spawn_watchdog(background.clone());
+    let leadership = match reconciler.ledger().lease() {
+        Some(lease) => Some(triggers.spawn_leadership(lease.role(), background.child_token())),
+        None => {
+            metrics.leader.set(1);
+            None
+        }
+    };
 
     // Dropped before the first refresh: see `Daemon::manifests`.
     let desired = manifests.desired();
@@ -157,7 +166,7 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         config = %config.source.display(),
         links = desired.link_count(),
         projects = desired.projects.len(),
-        ledger = %config.ledger.display(),
+        ledger = %config.ledger,
         "atlas-linkd started"
     );
     drop(desired);
@@ -181,6 +190,7 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         starved_retry: None,
         last_converged: None,
         ledger_replaced: false,
+        transitions_seen: 0,
         ready_poll: None,
         unlisted: Unlisted::default(),
         ready_count: ReadyCount::default(),
@@ -211,9 +221,15 @@ pub(crate) async fn run(config_path: PathBuf) -> ExitCode {
         ..
     } = daemon;
     drop(watcher);
-    for task in [Some(forward), Some(resync), ready_poll, watchdog]
-        .into_iter()
-        .flatten()
+    for task in [
+        Some(forward),
+        Some(resync),
+        ready_poll,
+        watchdog,
+        leadership,
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = task.await;
     }
@@ -286,6 +302,8 @@ struct Daemon {
     /// The ledger or its lock file is no longer the one this process holds: no further pass runs,
     /// and the daemon exits 1.
     ledger_replaced: bool,
+    /// The lease's transitions already counted in `atlas_linkd_leader_transitions_total`.
+    transitions_seen: u64,
     /// The timer of the next readiness poll, while declared links are on their way to `DONE`.
     ready_poll: Option<tokio::task::JoinHandle<()>>,
     /// Connections the readiness polls' listings no longer showed; forgotten at each pass.
@@ -362,6 +380,61 @@ impl Daemon {
         }
     }
 
+    /// On a shared ledger whose lease this process does not hold: who is active (or that nobody
+    /// is yet). `None` when this process may pass: it holds the lease, or the ledger is SQLite.
+    /// Brings the leadership metrics up to date on the way.
+    fn standby(&mut self) -> Option<String> {
+        let lease = self.reconciler.ledger().lease()?.clone();
+        let transitions = lease.transitions();
+        self.metrics
+            .leader_transitions_total
+            .inc_by(transitions.saturating_sub(self.transitions_seen));
+        self.transitions_seen = transitions;
+        let active = lease.epoch().is_some();
+        self.metrics.leader.set(i64::from(active));
+        if active {
+            return None;
+        }
+        Some(match &*lease.role().borrow() {
+            Role::Standby {
+                holder: Some(holder),
+            } if !holder.is_empty() => holder.clone(),
+            _ => "none yet".to_owned(),
+        })
+    }
+
+    /// Reports a standby: ready (it is ready to take over; a 503 would stall every rolling update
+    /// of a two-replica Deployment), with the active holder named.
+    fn stand_by(&mut self, active: &str) {
+        let status = format!("standby; active: {active}");
+        self.readiness.set_ready(true, "");
+        self.readiness.set_detail(status.clone());
+        if let Some(old) = self.ready_poll.take() {
+            old.abort();
+        }
+        self.status_base = status.clone();
+        warn_notify(self.notifier.status(&status));
+    }
+
+    /// The lease was lost during a pass: nothing more is sent, and the daemon stands by.
+    fn step_down(&mut self, wake: &Wake) {
+        tracing::error!(trigger = %wake,
+            "the ledger's lease is no longer this process's: the pass stopped creating; standing by");
+        self.metrics
+            .reconcile_passes_total
+            .with_label_values(&[pass_result::ERROR])
+            .inc();
+        let active = self.standby().unwrap_or_else(|| "none yet".to_owned());
+        self.stand_by(&active);
+    }
+
+    fn count_ledger_error(&self) {
+        self.metrics
+            .ledger_errors_total
+            .with_label_values(&[self.config.ledger.store()])
+            .inc();
+    }
+
     fn stopping(&self, during: &str) {
         tracing::info!(during, "stopping");
         warn_notify(self.notifier.stopping());
@@ -370,6 +443,10 @@ impl Daemon {
     /// One pass: re-read the manifests, reconcile, report. True when the daemon must stop because
     /// its ledger was replaced.
     async fn pass(&mut self, wake: &Wake, cancel: CancellationToken) -> bool {
+        if let Some(active) = self.standby() {
+            self.stand_by(&active);
+            return false;
+        }
         let started = Instant::now();
         warn_notify(self.notifier.status(&format!(
             "pass running ({wake}); {}",
@@ -399,6 +476,7 @@ impl Daemon {
         // Atlas states and notice connections deleted behind our back. A file change only needs the
         // projects with something to create.
         let list_all = wake.contains(Trigger::Startup)
+            || wake.contains(Trigger::Leadership)
             || wake.contains(Trigger::Resync)
             || wake.contains(Trigger::Reload);
         let options = PassOptions {
@@ -426,7 +504,7 @@ impl Daemon {
                     .any(|f| out_of_descriptors(&f.reason));
                 self.after_pass(wake, &report, &refresh, elapsed);
             }
-            Err(PassError::LedgerReplaced(e)) => {
+            Err(PassError::NotHeld(NotHeld::Replaced(e))) => {
                 // Another process may hold a fresh lock at the same path: this one must not create
                 // again, and a restart (exit 1; systemd's `Restart=on-failure`) takes the lock anew.
                 let reason = chain(&e);
@@ -442,9 +520,20 @@ impl Daemon {
                 warn_notify(self.notifier.stopping());
                 self.ledger_replaced = true;
             }
+            Err(PassError::NotHeld(NotHeld::LeaseLost { .. })) => {
+                self.step_down(wake);
+            }
+            Err(PassError::Ledger(e)) if e.is_fenced() => {
+                self.step_down(wake);
+            }
             Err(e) => {
                 let reason = chain(&e);
                 starved |= out_of_descriptors(&reason);
+                if let PassError::Ledger(ledger) = &e {
+                    self.count_ledger_error();
+                    // The database is down or restarting: try again shortly, as for descriptors.
+                    starved |= ledger.is_unreachable();
+                }
                 tracing::error!(trigger = %wake, error = %reason, "pass failed");
                 self.metrics
                     .reconcile_passes_total
@@ -475,7 +564,7 @@ impl Daemon {
                 self.background.child_token(),
             ));
         }
-        if !self.ledger_replaced && !cancel.is_cancelled() {
+        if !self.ledger_replaced && !cancel.is_cancelled() && self.standby().is_none() {
             // The pass listed what it listed: the polls' count of missing connections starts over.
             self.unlisted.clear();
             self.track_readiness().await;
@@ -488,6 +577,10 @@ impl Daemon {
     /// updates what the daemon reports. No pass: nothing is planned or created. Never stops the
     /// daemon (a ledger that cannot be read ends the polling until the next pass, which decides).
     async fn ready_poll(&mut self, cancel: &CancellationToken) -> bool {
+        // A standby spends none of the shared rate budget.
+        if self.standby().is_some() {
+            return false;
+        }
         let desired = self.manifests.lock_or_recover().desired();
         let records = match self.reconciler.ledger().snapshot().await {
             Ok(r) => r,

@@ -30,6 +30,9 @@ pub(crate) enum Trigger {
     /// Declared links are still `IDLE` or `WORKING`: list their projects again. Alone, it runs a
     /// readiness poll, not a pass; folded with another reason, the pass does instead.
     ReadyPoll,
+    /// This process became the active one on a shared ledger (or stopped being it): a full pass,
+    /// as at start-up, or the standby's status.
+    Leadership,
 }
 
 impl Trigger {
@@ -41,6 +44,7 @@ impl Trigger {
             Trigger::Reload => "reload",
             Trigger::Settle => "settle",
             Trigger::ReadyPoll => "ready-poll",
+            Trigger::Leadership => "leadership",
         }
     }
 }
@@ -250,6 +254,28 @@ impl Triggers {
 
     /// Turns every event of a manifest watcher (the instant its burst began) into
     /// [`Trigger::FileChange`] until the channel closes or `shutdown`.
+    /// Wakes the loop each time the lease's role changes, until `stop`.
+    pub(crate) fn spawn_leadership(
+        &self,
+        mut role: tokio::sync::watch::Receiver<crate::ledger::Role>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let triggers = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = role.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        triggers.trigger(Trigger::Leadership);
+                    }
+                }
+            }
+        })
+    }
+
     pub(crate) fn spawn_forward(
         &self,
         mut events: mpsc::Receiver<Instant>,

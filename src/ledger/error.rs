@@ -91,9 +91,73 @@ pub enum LedgerError {
     NotUpdatable { path: PathBuf, key: LinkKey },
     #[error("ledger {}: the ledger writer has stopped; restart atlas-linkd", path.display())]
     Closed { path: PathBuf },
+    #[error("ledger {}: cannot {action}: {source}{}", path.display(), postgres_advice(source))]
+    Postgres {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: Arc<postgres::Error>,
+    },
+    #[error(transparent)]
+    Connect(Arc<super::pg::ConnectError>),
+    #[error("ledger {}: this process no longer holds the ledger's lease (another atlas-linkd took over, or the lease could not be renewed in time): nothing was written, and no create is sent", path.display())]
+    Fenced { path: PathBuf },
+    #[error("another atlas-linkd ({holder}) is active on the ledger {} (its lease runs {remaining_secs} s more); stop it, or wait for it with `--once --wait-for-lease DURATION`", path.display())]
+    LeaseHeld {
+        path: PathBuf,
+        holder: String,
+        remaining_secs: u64,
+    },
+    #[error("the ledger {} already holds {rows} row(s): a copy goes only into an empty ledger; point --to at a new one, or empty it first", path.display())]
+    NotEmpty { path: PathBuf, rows: u64 },
+    #[error("ledger {}: cannot start a thread: {source}", path.display())]
+    Thread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl LedgerError {
+    /// This process may no longer write: it lost the lease of a shared ledger.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, LedgerError::Fenced { .. })
+    }
+
+    /// The database could not be reached, or the connection broke: worth trying again.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            LedgerError::Connect(_) => true,
+            LedgerError::Postgres { source, .. } => {
+                source.is_closed() || source.as_db_error().is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// The same error, for another waiter of a group commit that failed as a whole; `None` for
+    /// the kinds a group commit does not fail with.
+    pub(super) fn shared(&self) -> Option<LedgerError> {
+        Some(match self {
+            LedgerError::Postgres {
+                path,
+                action,
+                source,
+            } => LedgerError::Postgres {
+                path: path.clone(),
+                action,
+                source: Arc::clone(source),
+            },
+            LedgerError::Connect(e) => LedgerError::Connect(Arc::clone(e)),
+            LedgerError::Fenced { path } => LedgerError::Fenced { path: path.clone() },
+            LedgerError::GroupCommit { path, source } => LedgerError::GroupCommit {
+                path: path.clone(),
+                source: Arc::clone(source),
+            },
+            _ => return None,
+        })
+    }
+
     /// A change the ledger refused because the row it is about is not what the caller believed
     /// (missing, or not in a phase the change applies to): the caller planned from a view of the
     /// ledger that was wrong, which is a bug to surface, not a fault of the database.
@@ -102,6 +166,15 @@ impl LedgerError {
             self,
             LedgerError::UnknownLink { .. } | LedgerError::NotUpdatable { .. }
         )
+    }
+}
+
+/// What to do about a PostgreSQL error, with its leading "; ".
+fn postgres_advice(e: &postgres::Error) -> &'static str {
+    if e.is_closed() || e.as_db_error().is_none() {
+        "; the database is unreachable or restarted: atlas-linkd connects again and retries, and sends no create meanwhile"
+    } else {
+        ""
     }
 }
 

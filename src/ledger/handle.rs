@@ -2,8 +2,9 @@
 //! writer's copy of every row in memory (`snapshot`), which a pass plans from.
 
 use super::identity::HeldFiles;
+use super::pg::{Lease, PgLedger};
 use super::rows::Written;
-use super::{Change, Ledger, LedgerError, LedgerReplaced};
+use super::{Change, Ledger, LedgerError, NotHeld};
 use crate::model::{LinkKey, Record};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +18,7 @@ enum Request {
     Apply(Box<Change>, oneshot::Sender<Result<(), LedgerError>>),
     Records(oneshot::Sender<Result<Vec<Record>, LedgerError>>),
     Snapshot(oneshot::Sender<Result<Arc<Vec<Record>>, LedgerError>>),
+    Import(Vec<Record>, oneshot::Sender<Result<(), LedgerError>>),
     Close(oneshot::Sender<Result<(), LedgerError>>),
 }
 
@@ -34,6 +36,87 @@ pub struct LedgerHandle {
     commits: Arc<AtomicU64>,
     /// The ledger and lock files as they were when the ledger was opened; `None` for a read-only one.
     held: Option<Arc<HeldFiles>>,
+    /// The lease of a shared (PostgreSQL) ledger.
+    lease: Option<Arc<Lease>>,
+}
+
+/// The store behind the writer thread: the two implementations of one ledger model.
+enum Store {
+    Sqlite(Ledger),
+    Postgres(Box<PgLedger>),
+}
+
+impl Store {
+    fn name(&self) -> PathBuf {
+        match self {
+            Store::Sqlite(l) => l.path.clone(),
+            Store::Postgres(l) => l.name().clone(),
+        }
+    }
+
+    /// Under which lease epoch the rows read now stay true: a SQLite ledger is locked for the
+    /// process's life (always the same); a shared one only while this process holds its lease.
+    fn epoch(&self) -> Option<i64> {
+        match self {
+            Store::Sqlite(_) => Some(0),
+            Store::Postgres(l) => l.lease().and_then(|lease| lease.epoch()),
+        }
+    }
+
+    fn records(&mut self) -> Result<Vec<Record>, LedgerError> {
+        match self {
+            Store::Sqlite(l) => l.records(),
+            Store::Postgres(l) => l.records(),
+        }
+    }
+
+    /// A writer's first read of every row.
+    fn first_read(&mut self) -> Result<Vec<Record>, LedgerError> {
+        match self {
+            Store::Sqlite(l) => l.records_in_parallel(),
+            Store::Postgres(l) => l.records(),
+        }
+    }
+
+    fn record(
+        &mut self,
+        key: &LinkKey,
+        group: Option<&crate::model::GroupId>,
+    ) -> Result<Option<Record>, LedgerError> {
+        match self {
+            Store::Sqlite(l) => l.record(key, group),
+            Store::Postgres(l) => l.record(key, group),
+        }
+    }
+
+    fn apply_group(
+        &mut self,
+        changes: &[&Change],
+    ) -> Result<Vec<Result<Written, LedgerError>>, LedgerError> {
+        match self {
+            Store::Sqlite(l) => l
+                .apply_group(changes)
+                .map_err(|source| LedgerError::GroupCommit {
+                    path: l.path.clone(),
+                    source: Arc::new(source),
+                }),
+            Store::Postgres(l) => l.apply_group(changes),
+        }
+    }
+
+    fn import(&mut self, records: &[Record]) -> Result<(), LedgerError> {
+        match self {
+            Store::Sqlite(l) => l.import(records),
+            Store::Postgres(l) => l.import(records),
+        }
+    }
+
+    fn close(self) -> Result<(), LedgerError> {
+        match self {
+            Store::Sqlite(l) => l.close(),
+            Store::Postgres(l) => l.close(),
+        }
+    }
 }
 
 impl fmt::Debug for LedgerHandle {
@@ -47,13 +130,29 @@ impl fmt::Debug for LedgerHandle {
 impl LedgerHandle {
     /// Moves the ledger onto its own thread. Works inside or outside a tokio runtime.
     pub fn spawn(ledger: Ledger) -> LedgerHandle {
-        let (tx, rx) = mpsc::channel();
-        let path = ledger.path.clone();
         let commits = Arc::clone(&ledger.commits);
         let held = ledger.held_files().map(Arc::new);
+        LedgerHandle::spawn_store(Store::Sqlite(ledger), commits, held, None)
+    }
+
+    /// Moves a PostgreSQL ledger onto its own thread; its lease thread runs beside it.
+    pub fn spawn_postgres(ledger: PgLedger) -> LedgerHandle {
+        let commits = Arc::clone(&ledger.commits);
+        let lease = ledger.lease().cloned();
+        LedgerHandle::spawn_store(Store::Postgres(Box::new(ledger)), commits, None, lease)
+    }
+
+    fn spawn_store(
+        store: Store,
+        commits: Arc<AtomicU64>,
+        held: Option<Arc<HeldFiles>>,
+        lease: Option<Arc<Lease>>,
+    ) -> LedgerHandle {
+        let (tx, rx) = mpsc::channel();
+        let path = store.name();
         let spawned = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || writer(ledger, rx));
+            .spawn(move || writer(store, rx));
         if let Err(e) = spawned {
             // The receiver is gone with the closure, so every call reports `Closed`.
             tracing::error!(ledger = %path.display(), error = %e, "cannot start the ledger thread");
@@ -63,7 +162,18 @@ impl LedgerHandle {
             path,
             commits,
             held,
+            lease,
         }
+    }
+
+    /// The lease, when the ledger is shared (PostgreSQL).
+    pub fn lease(&self) -> Option<&Arc<Lease>> {
+        self.lease.as_ref()
+    }
+
+    /// The ledger as messages name it: its path, or its database without secrets.
+    pub fn name(&self) -> &std::path::Path {
+        &self.path
     }
 
     fn closed(&self) -> LedgerError {
@@ -104,19 +214,51 @@ impl LedgerHandle {
         rx.await.map_err(|_| self.closed())?
     }
 
-    /// Whether the ledger and its lock file at their paths are still the ones this process opened
-    /// and locked (device and inode); a missing path counts as replaced. Always true of a read-only
-    /// ledger, which holds no lock. Two `stat`s, no call to the writer thread.
-    pub fn check_held(&self) -> Result<(), LedgerReplaced> {
+    /// Whether this process may still send creates from this ledger: a SQLite ledger and its lock
+    /// file at their paths are still the ones it opened and locked (device and inode; a missing
+    /// path counts as replaced); a shared ledger's lease is still its own by its monotonic clock.
+    /// Two `stat`s or one clock read, no call to the writer thread.
+    pub fn check_held(&self) -> Result<(), NotHeld> {
+        if let Some(lease) = &self.lease
+            && lease.epoch().is_none()
+        {
+            return Err(NotHeld::LeaseLost {
+                ledger: self.path.display().to_string(),
+            });
+        }
         match &self.held {
-            Some(held) => held.check(),
+            Some(held) => Ok(held.check()?),
             None => Ok(()),
+        }
+    }
+
+    /// Whether a create whose intent began to be written at `intent_began` may leave now: always
+    /// on SQLite; on a shared ledger only while the lease holds by this process's clock and within
+    /// `SEND_MARGIN_SECS` of the intent (`reconcile.settle_secs` covers that margin).
+    pub fn may_send(&self, intent_began: std::time::Instant) -> bool {
+        match &self.lease {
+            None => true,
+            Some(lease) => {
+                lease.epoch().is_some()
+                    && intent_began.elapsed()
+                        <= std::time::Duration::from_secs(super::SEND_MARGIN_SECS)
+            }
         }
     }
 
     /// How many transactions the writer has committed.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Inserts every row as it is, into a ledger that holds none (`ledger copy`); refused
+    /// (`NotEmpty`) otherwise.
+    pub async fn import(&self, records: Vec<Record>) -> Result<(), LedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Import(records, tx))
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
     }
 
     /// Flushes what is queued, stops the thread, closes the database and releases the lock.
@@ -147,16 +289,24 @@ struct Memory {
     /// Kept apart so that a pass holding the last snapshot does not make every commit copy it.
     /// `None`: the row was deleted (`Change::Forget`).
     updates: BTreeMap<LinkKey, Option<Record>>,
+    /// The lease epoch `records` were read under: on a shared ledger, rows read before this
+    /// process last became active may have been changed by the process active meanwhile.
+    epoch: Option<i64>,
 }
 
 impl Memory {
-    fn snapshot(&mut self, ledger: &Ledger) -> Result<Arc<Vec<Record>>, LedgerError> {
+    fn snapshot(&mut self, ledger: &mut Store) -> Result<Arc<Vec<Record>>, LedgerError> {
+        let epoch = ledger.epoch();
+        if epoch.is_none() || epoch != self.epoch {
+            self.records = None;
+            self.epoch = epoch;
+        }
         let records = match &mut self.records {
             Some(r) => r,
             None => {
                 // Everything committed so far is in this read.
                 self.updates.clear();
-                self.records.insert(Arc::new(ledger.records_in_parallel()?))
+                self.records.insert(Arc::new(ledger.first_read()?))
             }
         };
         if !self.updates.is_empty() {
@@ -176,7 +326,7 @@ impl Memory {
     /// After a commit: reads back the rows of the changes that were recorded.
     fn committed(
         &mut self,
-        ledger: &Ledger,
+        ledger: &mut Store,
         changes: &[&Change],
         results: &[Result<Written, LedgerError>],
     ) {
@@ -249,7 +399,7 @@ fn fold(rows: &mut Vec<Record>, updates: BTreeMap<LinkKey, Option<Record>>) -> b
 }
 
 fn commit_group(
-    ledger: &mut Ledger,
+    ledger: &mut Store,
     memory: &mut Memory,
     batch: &mut Vec<(Change, oneshot::Sender<Result<(), LedgerError>>)>,
 ) {
@@ -266,20 +416,28 @@ fn commit_group(
                 let _ = reply.send(result.map(|_| ()));
             }
         }
-        Err(source) => {
+        Err(error) => {
             drop(changes);
-            let source = Arc::new(source);
+            if error.is_fenced() || error.is_unreachable() {
+                // Rows this process planned from may have changed under another holder, or
+                // while the connection was down.
+                memory.forget(&error.to_string());
+            }
+            let mut first = Some(error);
             for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(LedgerError::GroupCommit {
-                    path: ledger.path.clone(),
-                    source: Arc::clone(&source),
-                }));
+                let e = match first.as_ref().and_then(LedgerError::shared) {
+                    Some(shared) => shared,
+                    None => first.take().unwrap_or_else(|| LedgerError::Closed {
+                        path: ledger.name(),
+                    }),
+                };
+                let _ = reply.send(Err(e));
             }
         }
     }
 }
 
-fn writer(mut ledger: Ledger, rx: mpsc::Receiver<Request>) {
+fn writer(mut ledger: Store, rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::new();
     let mut memory = Memory::default();
     while let Ok(first) = rx.recv() {
@@ -294,7 +452,14 @@ fn writer(mut ledger: Ledger, rx: mpsc::Receiver<Request>) {
                 }
                 Request::Snapshot(reply) => {
                     commit_group(&mut ledger, &mut memory, &mut batch);
-                    let _ = reply.send(memory.snapshot(&ledger));
+                    let _ = reply.send(memory.snapshot(&mut ledger));
+                }
+                Request::Import(records, reply) => {
+                    commit_group(&mut ledger, &mut memory, &mut batch);
+                    let result = ledger.import(&records);
+                    // Rows came in behind the copy in memory.
+                    memory.forget("rows were copied in");
+                    let _ = reply.send(result);
                 }
                 Request::Close(reply) => {
                     commit_group(&mut ledger, &mut memory, &mut batch);

@@ -14,7 +14,10 @@
 mod change;
 mod error;
 mod handle;
+mod held;
 mod identity;
+mod location;
+mod pg;
 mod rows;
 mod schema;
 mod store;
@@ -22,7 +25,13 @@ mod store;
 pub use change::Change;
 pub use error::LedgerError;
 pub use handle::LedgerHandle;
+pub use held::NotHeld;
 pub use identity::LedgerReplaced;
+pub use location::LedgerLocation;
+pub use pg::{
+    ConnectError, Env, Lease, LeaseSettings, PASSWORD_CREDENTIAL, PgLedger, PgTarget, Role,
+    SEND_MARGIN_SECS, SslMode, Take, TargetError, is_postgres_url,
+};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Ledger, lock_path};
 

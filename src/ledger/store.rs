@@ -1,7 +1,7 @@
 //! `Ledger`: the SQLite store of one row per link, behind a one-process lock: open, read, apply.
 
 use super::identity::{FileId, HeldFiles};
-use super::rows::{RawRecord, Written, write_change};
+use super::rows::{RawRecord, Written, insert_record, write_change};
 use super::schema::{BUSY_TIMEOUT_MS, SCHEMA_VERSION, migrate, user_version};
 use super::{Change, LedgerError};
 use crate::model::{EndpointOutputs, GroupId, LinkKey, PruneMark, Record};
@@ -532,6 +532,38 @@ impl Ledger {
         tx.commit()?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(results)
+    }
+
+    /// Inserts every row as it is, in one transaction, into a ledger with none (`ledger copy`).
+    pub(super) fn import(&mut self, records: &[Record]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let sql_err = |source| LedgerError::Sql {
+            path: path.clone(),
+            action: "copy rows in",
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
+        let rows: i64 = tx
+            .query_row("SELECT count(*) FROM links", [], |r| r.get(0))
+            .map_err(sql_err)?;
+        if rows > 0 {
+            return Err(LedgerError::NotEmpty {
+                path,
+                rows: rows.unsigned_abs(),
+            });
+        }
+        for r in records {
+            let s = insert_record(r);
+            tx.prepare_cached(s.sql)
+                .and_then(|mut st| st.execute(rusqlite::params_from_iter(&s.params)))
+                .map_err(sql_err)?;
+        }
+        tx.commit().map_err(sql_err)?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Closes the connection, checkpointing the WAL, then releases the lock.

@@ -161,6 +161,7 @@ impl Reconciler {
                 }
                 // Durable before the request leaves, and stamped as late as possible: the settle
                 // window of an unanswered create counts from here.
+                let intent_began = std::time::Instant::now();
                 let sent_unix = now_unix_ceil();
                 self.ledger
                     .apply(Change::Intent {
@@ -170,6 +171,15 @@ impl Reconciler {
                         at_unix: sent_unix,
                     })
                     .await?;
+                // On a shared ledger the request leaves only while the lease holds and soon after
+                // its intent: a successor's settle window counts from `sent_unix`.
+                if !self.ledger.may_send(intent_began) {
+                    if halt.may_create(&self.ledger) {
+                        tracing::warn!(link = %link.key,
+                            "the intent took longer than the send margin to commit: the create is not sent, and is settled like an unanswered one");
+                    }
+                    return Ok(CreateOutcome::Interrupted);
+                }
                 let sent = tokio::time::Instant::now();
                 let result = self.client.create(group, &link.spec).await;
                 permit.observe(match &result {

@@ -1,8 +1,8 @@
-//! Stopping a pass's creates for good when the ledger or its lock file is no longer the one this
-//! process holds (`LedgerHandle::check_held`): another process may hold a fresh lock at the same
-//! path, and both creating would duplicate connections.
+//! Stopping a pass's creates for good when the ledger is no longer this process's to create from
+//! (`LedgerHandle::check_held`): another process may hold a fresh lock at the same path, or the
+//! lease of a shared ledger, and both creating would duplicate connections.
 
-use crate::ledger::{LedgerHandle, LedgerReplaced};
+use crate::ledger::{LedgerHandle, NotHeld};
 use std::sync::OnceLock;
 use tokio_util::sync::CancellationToken;
 
@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 /// ledger files, which also keeps why.
 pub(super) struct Halt {
     token: CancellationToken,
-    replaced: OnceLock<LedgerReplaced>,
+    replaced: OnceLock<NotHeld>,
 }
 
 impl Halt {
@@ -44,16 +44,15 @@ impl Halt {
     }
 
     /// Stops the pass because the held ledger files were replaced.
-    pub(super) fn stop(&self, e: LedgerReplaced) {
+    pub(super) fn stop(&self, e: NotHeld) {
         if self.replaced.set(e.clone()).is_ok() {
-            tracing::error!(ledger = %e.ledger.display(), lock = %e.lock.display(), error = %e,
-                "the ledger is no longer the file this process holds; no further create is sent");
+            tracing::error!(error = %e, "the ledger is no longer this process's; no further create is sent");
         }
         self.token.cancel();
     }
 
-    /// Why the pass was stopped, if the held ledger files were replaced.
-    pub(super) fn replaced(&self) -> Option<LedgerReplaced> {
+    /// Why the pass was stopped, if the ledger is no longer this process's.
+    pub(super) fn replaced(&self) -> Option<NotHeld> {
         self.replaced.get().cloned()
     }
 

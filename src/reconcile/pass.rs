@@ -12,7 +12,7 @@ use super::halt::Halt;
 use super::list::Abandon;
 use super::refresh::remote_state_change;
 use super::update::UpdateJob;
-use crate::ledger::{Change, LedgerError, LedgerReplaced};
+use crate::ledger::{Change, LedgerError, NotHeld};
 use crate::lock::LockExt;
 use crate::metrics;
 use crate::model::{
@@ -40,10 +40,11 @@ use std::time::Instant;
 pub enum PassError {
     #[error("could not read the ledger")]
     Ledger(#[from] LedgerError),
-    /// The ledger or its lock file was deleted or replaced under this process: it must stop
-    /// creating and exit (status 1), so that a restart takes the lock again.
+    /// The ledger is no longer this process's to create from: its SQLite files were deleted or
+    /// replaced (it must exit 1, so that a restart takes the lock again), or it lost the lease of
+    /// a shared ledger (it stands by).
     #[error(transparent)]
-    LedgerReplaced(#[from] LedgerReplaced),
+    NotHeld(#[from] NotHeld),
 }
 
 /// How many remote-state changes wait for the ledger at once: two of its group commits' worth

@@ -11,6 +11,7 @@ mod daemon_ready;
 mod daemon_run;
 mod demo;
 mod exactly_once;
+mod failover;
 mod fake_cli;
 mod hostile_files;
 mod hostile_host;

@@ -66,7 +66,7 @@ fn relative_paths_resolve_against_the_config_folder() {
             PathBuf::from("/abs/m.yaml")
         ]
     );
-    assert_eq!(c.ledger, PathBuf::from("/srv/linkd/ledger.db"));
+    assert_eq!(c.ledger.file(), Some(Path::new("/srv/linkd/ledger.db")));
 }
 
 #[test]
@@ -74,7 +74,10 @@ fn documented_default_config_loads_as_is() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config.yaml");
     let c = Config::load(&path, &no_env).unwrap();
     assert_eq!(c.manifests, vec![path.parent().unwrap().join("manifests/")]);
-    assert_eq!(c.ledger, PathBuf::from("/var/lib/atlas-linkd/ledger.db"));
+    assert_eq!(
+        c.ledger.file(),
+        Some(Path::new("/var/lib/atlas-linkd/ledger.db"))
+    );
     let defaults = load("").unwrap();
     assert_eq!(c.reconcile, defaults.reconcile);
     assert_eq!(c.rate_limit, defaults.rate_limit);

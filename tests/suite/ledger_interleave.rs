@@ -190,7 +190,7 @@ async fn start(declared: u16) -> Case {
     write_links(dir.path(), declared, 0);
     let config_path = dir.path().join("config.yaml");
     let config = write_config(&config_path, &fake.base_url(), false, LONG_GRACE_SECS, 1);
-    let ledger = config.ledger.clone();
+    let ledger = config.ledger.file().unwrap().to_path_buf();
     Case {
         fake,
         dir,

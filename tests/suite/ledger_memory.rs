@@ -1,9 +1,11 @@
-//! The ledger rows a pass plans from are kept in memory by the writer: after passes with creates,
-//! adoptions, failures and remote-state updates, that copy equals a fresh read of SQLite.
+//! The ledger's contract, on both stores (a SQLite file, a throwaway PostgreSQL): the rows a pass
+//! plans from are kept in memory by the writer, and after every kind of write, in any order and
+//! grouping, that copy equals a fresh read of the store.
 
 use crate::support::harness::harness;
+use crate::support::postgres::TestPostgres;
 use crate::support::test_env;
-use atlas_linkd::ledger::{Change, Ledger, LedgerHandle};
+use atlas_linkd::ledger::{Change, LeaseSettings, LedgerHandle, LedgerLocation, Take};
 use atlas_linkd::model::{
     EndpointOutputs, GroupId, LinkKey, LinkSpec, Phase, Provider, RemoteState, Vendor,
 };
@@ -11,6 +13,50 @@ use atlas_linkd::reconcile::PassOptions;
 use atlas_linkd::wiring;
 use fake_atlas::FakeConfig;
 use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use std::time::Duration;
+
+/// A ledger to hold to the contract: a SQLite file in a temporary folder, or a database of a
+/// throwaway PostgreSQL server.
+pub(crate) struct TestLedger {
+    pub(crate) location: LedgerLocation,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A lease long enough that no test runs into its renewal.
+pub(crate) const LEASE: LeaseSettings = LeaseSettings {
+    lease: Duration::from_secs(30),
+    renew: Duration::from_secs(5),
+};
+
+impl TestLedger {
+    pub(crate) fn sqlite() -> TestLedger {
+        let dir = tempfile::tempdir().unwrap();
+        TestLedger {
+            location: LedgerLocation::File(dir.path().join("ledger.db")),
+            _dir: Some(dir),
+        }
+    }
+
+    /// A new database of `pg`.
+    pub(crate) fn postgres(pg: &TestPostgres) -> TestLedger {
+        TestLedger {
+            location: LedgerLocation::parse(&pg.new_database(), |p| p.to_path_buf(), &test_env)
+                .unwrap(),
+            _dir: None,
+        }
+    }
+
+    /// Opened for writing: locked, or with the lease taken.
+    pub(crate) fn open(&self) -> LedgerHandle {
+        self.location.open(&test_env, LEASE, Take::Now).unwrap()
+    }
+
+    /// Every row, read afresh by another connection.
+    pub(crate) fn read(&self) -> Vec<atlas_linkd::model::Record> {
+        self.location.read_only_records(&test_env).unwrap()
+    }
+}
 
 #[tokio::test]
 async fn the_rows_in_memory_equal_a_fresh_read_after_every_kind_of_write() {
@@ -176,52 +222,88 @@ fn change(kind: u8, group: u8, name: u8, n: u8) -> Change {
     }
 }
 
+/// Whatever writes come in whatever groups, and whoever holds an older snapshot meanwhile, the
+/// writer's copy in memory is what the store holds: sorted, each key once, row for row.
+async fn memory_equals_the_store(
+    ledger: &TestLedger,
+    steps: Vec<Step>,
+) -> Result<(), TestCaseError> {
+    let handle = ledger.open();
+    // A first snapshot, so the writer keeps its copy from the start.
+    drop(handle.snapshot().await.unwrap());
+    let mut held = None;
+    for step in steps {
+        match step {
+            Step::Write {
+                kind,
+                group,
+                name,
+                n,
+            } => {
+                // A change the ledger refuses (no row) is one of the cases.
+                let _ = handle.apply(change(kind, group, name, n)).await;
+            }
+            Step::Burst(changes) => {
+                let writes = changes
+                    .into_iter()
+                    .map(|(k, g, m, n)| handle.apply(change(k, g, m, n)));
+                let _ = futures::future::join_all(writes).await;
+            }
+            Step::Look => {
+                let memory = handle.snapshot().await.unwrap();
+                prop_assert_eq!(&*memory, &ledger.read());
+            }
+            Step::Hold => held = Some(handle.snapshot().await.unwrap()),
+            Step::Release => held = None,
+        }
+    }
+    drop(held);
+    let memory = handle.snapshot().await.unwrap();
+    prop_assert_eq!(&*memory, &ledger.read());
+    drop(memory);
+    handle.close().await.unwrap();
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
-    /// Whatever writes come in whatever groups, and whoever holds an older snapshot meanwhile, the
-    /// writer's copy in memory is what SQLite holds: sorted, each key once, row for row.
     #[test]
     fn the_rows_in_memory_equal_a_fresh_read_whatever_the_order_of_writes(
         steps in proptest::collection::vec(step(), 1..40)
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("ledger.db");
-            let ledger = LedgerHandle::spawn(Ledger::open(&path).unwrap());
-            // A first snapshot, so the writer keeps its copy from the start.
-            drop(ledger.snapshot().await.unwrap());
-            let mut held = None;
-            for step in steps {
-                match step {
-                    Step::Write { kind, group, name, n } => {
-                        // A change the ledger refuses (no row) is one of the cases.
-                        let _ = ledger.apply(change(kind, group, name, n)).await;
-                    }
-                    Step::Burst(changes) => {
-                        let writes = changes
-                            .into_iter()
-                            .map(|(k, g, m, n)| ledger.apply(change(k, g, m, n)));
-                        let _ = futures::future::join_all(writes).await;
-                    }
-                    Step::Look => {
-                        let memory = ledger.snapshot().await.unwrap();
-                        let disk = Ledger::read_only_records(&path).unwrap();
-                        prop_assert_eq!(&*memory, &disk);
-                    }
-                    Step::Hold => held = Some(ledger.snapshot().await.unwrap()),
-                    Step::Release => held = None,
-                }
-            }
-            drop(held);
-            let memory = ledger.snapshot().await.unwrap();
-            let disk = Ledger::read_only_records(&path).unwrap();
-            prop_assert_eq!(&*memory, &disk);
-            drop(memory);
-            ledger.close().await.unwrap();
-            Ok(())
-        })?;
+        rt.block_on(memory_equals_the_store(&TestLedger::sqlite(), steps))?;
+    }
+}
+
+/// The same on PostgreSQL: one server, one database, the schema dropped between cases; fewer
+/// cases, since each is a round trip per write.
+#[test]
+fn the_rows_in_memory_equal_a_fresh_read_on_postgres() {
+    let pg = TestPostgres::start();
+    let ledger = TestLedger::postgres(&pg);
+    let db = crate::support::postgres::database_of(&ledger_url(&ledger)).to_owned();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runner
+        .run(&proptest::collection::vec(step(), 1..40), |steps| {
+            pg.sql(&db, "DROP SCHEMA IF EXISTS atlas_linkd CASCADE");
+            rt.block_on(memory_equals_the_store(&ledger, steps))
+        })
+        .unwrap();
+}
+
+fn ledger_url(ledger: &TestLedger) -> String {
+    match &ledger.location {
+        LedgerLocation::Postgres(t) => t.to_string(),
+        LedgerLocation::File(p) => p.display().to_string(),
     }
 }
 
@@ -229,9 +311,17 @@ proptest! {
 /// a rename onto a name that has a row, or of a row that does not hold the connection, is refused.
 #[tokio::test]
 async fn a_rename_moves_the_row_in_memory_as_on_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let ledger = LedgerHandle::spawn(Ledger::open(&path).unwrap());
+    a_rename_moves_the_row(&TestLedger::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_rename_moves_the_row_in_memory_as_on_postgres() {
+    let pg = TestPostgres::start();
+    a_rename_moves_the_row(&TestLedger::postgres(&pg)).await;
+}
+
+async fn a_rename_moves_the_row(store: &TestLedger) {
+    let ledger = store.open();
     drop(ledger.snapshot().await.unwrap());
     let id = format!("{:024x}", 7);
     ledger.apply(change(0, 0, 1, 7)).await.unwrap();
@@ -266,7 +356,7 @@ async fn a_rename_moves_the_row_in_memory_as_on_disk() {
     ledger.apply(change(3, 0, 4, 9)).await.unwrap();
     ledger.apply(rename(4, 5, &other)).await.unwrap();
     let memory = ledger.snapshot().await.unwrap();
-    let disk = Ledger::read_only_records(&path).unwrap();
+    let disk = store.read();
     assert_eq!(*memory, disk);
     let names: Vec<&str> = disk.iter().map(|r| r.key.name.as_str()).collect();
     assert_eq!(names, ["link-2", "link-3", "link-4"]);

@@ -3,7 +3,7 @@
 
 use crate::support::harness::{Harness, group_id, harness};
 use crate::support::{eventually, test_env};
-use atlas_linkd::ledger::Ledger;
+use atlas_linkd::ledger::{Ledger, NotHeld};
 use atlas_linkd::model::Phase;
 use atlas_linkd::reconcile::{PassError, PassOptions};
 use atlas_linkd::wiring;
@@ -393,7 +393,10 @@ async fn a_pass_over_a_deleted_state_folder_sends_no_create() {
     };
     let err = r.run_pass(&h.desired, &options).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, PassError::LedgerReplaced(_)), "{text}");
+    assert!(
+        matches!(err, PassError::NotHeld(NotHeld::Replaced(_))),
+        "{text}"
+    );
     assert!(
         text.contains(&h.ledger_path().display().to_string()),
         "{text}"
@@ -430,7 +433,10 @@ async fn a_state_folder_deleted_mid_pass_stops_the_creates_of_the_projects_still
     std::fs::remove_dir_all(h.ledger_path().parent().unwrap()).unwrap();
     let err = (&mut pass).await.unwrap_err();
     drop(pass);
-    assert!(matches!(err, PassError::LedgerReplaced(_)), "{err}");
+    assert!(
+        matches!(err, PassError::NotHeld(NotHeld::Replaced(_))),
+        "{err}"
+    );
     assert!(h.fake.connections(&group_id(0)).is_empty());
     assert_eq!(h.fake.counters().creates_committed, 5);
     r.shutdown().await;

@@ -164,8 +164,13 @@ impl Harness {
         }
     }
 
+    /// The SQLite ledger's file (the harness always writes one).
     pub(crate) fn ledger_path(&self) -> PathBuf {
-        self.config.ledger.clone()
+        self.config
+            .ledger
+            .file()
+            .expect("the harness's ledger is a SQLite file")
+            .to_path_buf()
     }
 }
 

@@ -1,0 +1,534 @@
+//! The ledger on PostgreSQL: the same rows and changes as the SQLite store, in the `atlas_linkd`
+//! schema of a database several atlas-linkd processes share, one of them active by a lease.
+//!
+//! Every write transaction first checks, under a share lock on the lease row, that the lease is
+//! still this process's, under the epoch it holds (fencing): a process that lost the lease writes
+//! nothing, so it commits no intent, so it sends no create.
+
+mod lease;
+mod schema;
+mod target;
+
+pub use lease::{Lease, LeaseSettings, Role};
+pub use target::{
+    ConnectError, PASSWORD_CREDENTIAL, PgTarget, SslMode, TargetError, is_postgres_url,
+};
+
+use super::SCHEMA_VERSION;
+use super::rows::{Param, RawRecord, Written, insert_record, outcome, statements};
+use super::{Change, LedgerError};
+use crate::model::{EndpointOutputs, GroupId, LinkKey, PruneMark, Record};
+use bytes::BytesMut;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long after its intent began to be written a create may still leave, on a shared ledger:
+/// an intent whose commit took longer (a slow database, a process frozen between the commit and
+/// the send) is not sent, and is settled like any other unanswered create. `reconcile.settle_secs`
+/// must cover `atlas.timeout_secs` plus this margin, so that a create the previous holder sent
+/// reaches Atlas before its successor's settle window ends.
+pub const SEND_MARGIN_SECS: u64 = 2;
+
+/// The environment variables a connection reads (the password's sources, the default user),
+/// taken once, so that the writer and lease threads reconnect without the caller's closure.
+#[derive(Debug, Clone, Default)]
+pub struct Env(HashMap<&'static str, String>);
+
+impl Env {
+    pub fn capture(env: &dyn Fn(&str) -> Option<String>) -> Env {
+        let keys = [
+            "CREDENTIALS_DIRECTORY",
+            "PGPASSWORD",
+            "PGPASSFILE",
+            "HOME",
+            "USER",
+            "LOGNAME",
+        ];
+        Env(keys
+            .into_iter()
+            .filter_map(|k| Some((k, env(k)?)))
+            .collect())
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+}
+
+/// How a process that opens the ledger takes its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// At once, or not at all (`--once`): the open fails naming the holder.
+    Now,
+    /// Waiting up to this long for the holder to let go (`--once --wait-for-lease`).
+    Within(Duration),
+    /// In the background, whenever it is free (the daemon, which stands by until then).
+    Background,
+}
+
+impl ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Text(t) => t.to_sql(ty, out),
+            Param::Int(i) => i.to_sql(ty, out),
+            Param::Bool(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <String as ToSql>::accepts(ty)
+            || <i64 as ToSql>::accepts(ty)
+            || <bool as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+const COLUMNS: &str = "group_id, name, spec_json, fingerprint, atlas_id, phase, remote_state,
+    remote_error, attempts, last_error, next_attempt_unix, created_unix, updated_unix,
+    sent_unix, interface_endpoint_id, interface_endpoint_name, provider_account_id,
+    undeclared_since_unix, delete_in_use";
+
+/// The ledger in a PostgreSQL database.
+pub struct PgLedger {
+    target: PgTarget,
+    /// The target as errors name it (`LedgerError`'s `path`).
+    name: PathBuf,
+    env: Env,
+    client: Option<postgres::Client>,
+    /// Prepared statements of `client`, by their SQL; dropped with it.
+    prepared: HashMap<&'static str, postgres::Statement>,
+    lease: Option<Arc<Lease>>,
+    lease_thread: Option<lease::LeaseThread>,
+    pub(super) commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for PgLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLedger")
+            .field("target", &self.target.to_string())
+            .finish()
+    }
+}
+
+impl PgLedger {
+    /// Connects, migrates the schema, and takes the lease as `take` says (with `settings`).
+    pub fn open(
+        target: &PgTarget,
+        env: Env,
+        settings: LeaseSettings,
+        take: Take,
+    ) -> Result<PgLedger, LedgerError> {
+        let name = PathBuf::from(target.to_string());
+        let connect = |purpose| {
+            target
+                .connect(&|k| env.get(k), purpose)
+                .map_err(|e| LedgerError::Connect(Arc::new(e)))
+        };
+        let mut client = connect("ledger")?;
+        let found = schema::migrate(&mut client).map_err(|source| LedgerError::Postgres {
+            path: name.clone(),
+            action: "migrate the schema",
+            source: Arc::new(source),
+        })?;
+        if found > i64::from(SCHEMA_VERSION) {
+            return Err(LedgerError::TooNew {
+                path: name,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let lease = Lease::new(settings);
+        let mut lease_client = connect("lease")?;
+        let lease_err = |source| LedgerError::Postgres {
+            path: name.clone(),
+            action: "take the lease",
+            source: Arc::new(source),
+        };
+        let deadline = match take {
+            Take::Now => Some(Instant::now()),
+            Take::Within(d) => Some(Instant::now() + d),
+            Take::Background => None,
+        };
+        if let Some(deadline) = deadline {
+            loop {
+                match lease.step(&mut lease_client).map_err(lease_err)? {
+                    None => break,
+                    Some(held) if Instant::now() >= deadline => {
+                        return Err(LedgerError::LeaseHeld {
+                            path: name,
+                            holder: held.holder,
+                            remaining_secs: held.remaining_secs,
+                        });
+                    }
+                    Some(held) => {
+                        tracing::info!(holder = %held.holder, expires_in_secs = held.remaining_secs,
+                            "waiting for the ledger's lease");
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        std::thread::sleep(
+                            settings.renew.min(left).max(Duration::from_millis(100)),
+                        );
+                    }
+                }
+            }
+        } else if let Err(e) = lease.step(&mut lease_client) {
+            // The lease thread tries again; the daemon stands by meanwhile.
+            tracing::warn!(ledger = %target, error = %e, "cannot take the ledger's lease yet; trying again");
+        }
+        let lease_thread = lease::spawn(
+            Arc::clone(&lease),
+            target.clone(),
+            env.clone(),
+            Some(lease_client),
+        )
+        .map_err(|source| LedgerError::Thread {
+            path: name.clone(),
+            source,
+        })?;
+        Ok(PgLedger {
+            target: target.clone(),
+            name,
+            env,
+            client: Some(client),
+            prepared: HashMap::new(),
+            lease: Some(lease),
+            lease_thread: Some(lease_thread),
+            commits: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Connects for reading only: no lease, no migration (a schema this build does not read is
+    /// refused, an absent one is an empty ledger's `NotFound`).
+    pub fn open_read_only(target: &PgTarget, env: Env) -> Result<PgLedger, LedgerError> {
+        let name = PathBuf::from(target.to_string());
+        let mut client = target
+            .connect(&|k| env.get(k), "reader")
+            .map_err(|e| LedgerError::Connect(Arc::new(e)))?;
+        let version = client
+            .query_opt(
+                "SELECT version FROM atlas_linkd.schema_version WHERE to_regclass('atlas_linkd.schema_version') IS NOT NULL",
+                &[],
+            )
+            .map(|row| row.map(|r| r.get::<_, i64>(0)));
+        let found = match version {
+            Ok(Some(v)) => v,
+            Ok(None) => return Err(LedgerError::NotFound { path: name }),
+            // The table itself is missing: `to_regclass` is checked per row, after the FROM.
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                return Err(LedgerError::NotFound { path: name });
+            }
+            Err(source) => {
+                return Err(LedgerError::Postgres {
+                    path: name,
+                    action: "read the schema version",
+                    source: Arc::new(source),
+                });
+            }
+        };
+        if found != i64::from(SCHEMA_VERSION) {
+            return Err(if found > i64::from(SCHEMA_VERSION) {
+                LedgerError::TooNew {
+                    path: name,
+                    found,
+                    supported: SCHEMA_VERSION,
+                }
+            } else {
+                LedgerError::NotMigrated {
+                    path: name,
+                    found,
+                    supported: SCHEMA_VERSION,
+                }
+            });
+        }
+        Ok(PgLedger {
+            target: target.clone(),
+            name,
+            env,
+            client: Some(client),
+            prepared: HashMap::new(),
+            lease: None,
+            lease_thread: None,
+            commits: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The lease, on a ledger opened for writing.
+    pub fn lease(&self) -> Option<&Arc<Lease>> {
+        self.lease.as_ref()
+    }
+
+    pub(super) fn name(&self) -> &PathBuf {
+        &self.name
+    }
+
+    fn pg_err(&self, action: &'static str) -> impl Fn(postgres::Error) -> LedgerError + '_ {
+        move |source| LedgerError::Postgres {
+            path: self.name.clone(),
+            action,
+            source: Arc::new(source),
+        }
+    }
+
+    fn fenced(&self) -> LedgerError {
+        LedgerError::Fenced {
+            path: self.name.clone(),
+        }
+    }
+
+    /// The connection, made again when the last one broke (a restarted or unreachable server).
+    fn connected(&mut self) -> Result<&mut postgres::Client, LedgerError> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = None;
+            self.prepared.clear();
+            let env = &self.env;
+            let client = self
+                .target
+                .connect(&|k| env.get(k), "ledger")
+                .map_err(|e| LedgerError::Connect(Arc::new(e)))?;
+            tracing::info!(ledger = %self.target, "connected to the ledger's database again");
+            self.client = Some(client);
+        }
+        Ok(self.client.as_mut().expect("connected just above"))
+    }
+
+    /// Every row, sorted by key.
+    pub fn records(&mut self) -> Result<Vec<Record>, LedgerError> {
+        let sql = format!("SELECT {COLUMNS} FROM atlas_linkd.links ORDER BY group_id, name");
+        let name = self.name.clone();
+        let rows = self
+            .connected()?
+            .query(&sql, &[])
+            .map_err(|source| LedgerError::Postgres {
+                path: name,
+                action: "read the records",
+                source: Arc::new(source),
+            })?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut group: Option<GroupId> = None;
+        for row in &rows {
+            let record = self.decode(row, group.as_ref())?;
+            if group.as_ref() != Some(&record.key.group_id) {
+                group = Some(record.key.group_id.clone());
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// The row of one link, if there is one.
+    pub(super) fn record(
+        &mut self,
+        key: &LinkKey,
+        group: Option<&GroupId>,
+    ) -> Result<Option<Record>, LedgerError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM atlas_linkd.links WHERE group_id = $1 AND name = $2");
+        let name = self.name.clone();
+        let row = self
+            .connected()?
+            .query_opt(&sql, &[&key.group_id.as_str(), &key.name])
+            .map_err(|source| LedgerError::Postgres {
+                path: name,
+                action: "read a record",
+                source: Arc::new(source),
+            })?;
+        row.map(|r| self.decode(&r, group)).transpose()
+    }
+
+    fn decode(&self, r: &postgres::Row, previous: Option<&GroupId>) -> Result<Record, LedgerError> {
+        let pg = self.pg_err("read the records");
+        let raw = RawRecord {
+            group_id: r.try_get(0).map_err(&pg)?,
+            name: r.try_get(1).map_err(&pg)?,
+            spec_json: r.try_get(2).map_err(&pg)?,
+            fingerprint: r.try_get(3).map_err(&pg)?,
+            atlas_id: r.try_get(4).map_err(&pg)?,
+            phase: r.try_get(5).map_err(&pg)?,
+            remote_state: r.try_get(6).map_err(&pg)?,
+            remote_error: r.try_get(7).map_err(&pg)?,
+            attempts: r.try_get(8).map_err(&pg)?,
+            last_error: r.try_get(9).map_err(&pg)?,
+            next_attempt_unix: r.try_get(10).map_err(&pg)?,
+            created_unix: r.try_get(11).map_err(&pg)?,
+            updated_unix: r.try_get(12).map_err(&pg)?,
+            sent_unix: r.try_get(13).map_err(&pg)?,
+            outputs: EndpointOutputs {
+                interface_endpoint_id: r.try_get(14).map_err(&pg)?,
+                interface_endpoint_name: r.try_get(15).map_err(&pg)?,
+                provider_account_id: r.try_get(16).map_err(&pg)?,
+            },
+            prune: PruneMark {
+                undeclared_since_unix: r.try_get(17).map_err(&pg)?,
+                in_use: r.try_get(18).map_err(&pg)?,
+            },
+        };
+        raw.decode(&self.name, previous)
+    }
+
+    /// Commits a group of changes in one transaction, each under its own savepoint so that one
+    /// refused change fails alone, after checking (under a share lock on the lease row, which a
+    /// takeover's update waits for) that this process still holds the lease under its epoch.
+    /// A process that does not writes nothing (`Fenced`).
+    pub(super) fn apply_group(
+        &mut self,
+        changes: &[&Change],
+    ) -> Result<Vec<Result<Written, LedgerError>>, LedgerError> {
+        let epoch = match &self.lease {
+            Some(lease) => Some(lease.epoch().ok_or_else(|| self.fenced())?),
+            None => None,
+        };
+        let name = self.name.clone();
+        let pg = |action: &'static str| {
+            let name = name.clone();
+            move |source| LedgerError::Postgres {
+                path: name,
+                action,
+                source: Arc::new(source),
+            }
+        };
+        self.connected()?;
+        let client = self.client.as_mut().expect("connected just above");
+        let prepared = &mut self.prepared;
+        let mut tx = client.transaction().map_err(pg("begin a transaction"))?;
+        if let Some(epoch) = epoch {
+            let current = tx
+                .query_opt(
+                    "SELECT epoch FROM atlas_linkd.lease WHERE id = 1 AND expires_at > now() FOR SHARE",
+                    &[],
+                )
+                .map_err(pg("check the lease"))?
+                .map(|r| r.get::<_, i64>(0));
+            if current != Some(epoch) {
+                // Dropping the transaction rolls it back.
+                return Err(LedgerError::Fenced { path: name });
+            }
+        }
+        let mut results = Vec::with_capacity(changes.len());
+        for change in changes {
+            tx.batch_execute("SAVEPOINT change")
+                .map_err(pg("write a change"))?;
+            let mut written = Ok(0);
+            for s in statements(change) {
+                let statement = match prepared.get(s.sql) {
+                    Some(st) => st.clone(),
+                    None => {
+                        let st = tx
+                            .prepare(&s.sql.replace('?', "$"))
+                            .map_err(pg("prepare a statement"))?;
+                        prepared.insert(s.sql, st.clone());
+                        st
+                    }
+                };
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                match tx.execute(&statement, &params) {
+                    Ok(n) => written = Ok(n),
+                    // The database refused this change (a constraint): it alone fails.
+                    Err(e) if e.as_db_error().is_some() => {
+                        written = Err(e);
+                        break;
+                    }
+                    Err(e) => return Err(pg("write a change")(e)),
+                }
+            }
+            let result = match written {
+                Ok(n) => outcome(change, &name, usize::try_from(n).unwrap_or(usize::MAX)),
+                Err(source) => Err(pg("write a change")(source)),
+            };
+            let end = if result.is_ok() {
+                "RELEASE SAVEPOINT change"
+            } else {
+                "ROLLBACK TO SAVEPOINT change"
+            };
+            tx.batch_execute(end).map_err(pg("write a change"))?;
+            results.push(result);
+        }
+        tx.commit().map_err(pg("commit a group of changes"))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(results)
+    }
+
+    /// Inserts every row as it is, in one transaction under the lease, into a ledger with none
+    /// (`ledger copy`).
+    pub(super) fn import(&mut self, records: &[Record]) -> Result<(), LedgerError> {
+        let epoch = match &self.lease {
+            Some(lease) => Some(lease.epoch().ok_or_else(|| self.fenced())?),
+            None => None,
+        };
+        let name = self.name.clone();
+        let pg = |source| LedgerError::Postgres {
+            path: name.clone(),
+            action: "copy rows in",
+            source: Arc::new(source),
+        };
+        let mut tx = self.connected()?.transaction().map_err(pg)?;
+        if let Some(epoch) = epoch {
+            let current = tx
+                .query_opt(
+                    "SELECT epoch FROM atlas_linkd.lease WHERE id = 1 AND expires_at > now() FOR SHARE",
+                    &[],
+                )
+                .map_err(pg)?
+                .map(|r| r.get::<_, i64>(0));
+            if current != Some(epoch) {
+                return Err(LedgerError::Fenced { path: name });
+            }
+        }
+        let rows: i64 = tx
+            .query_one("SELECT count(*) FROM atlas_linkd.links", &[])
+            .map_err(pg)?
+            .get(0);
+        if rows > 0 {
+            return Err(LedgerError::NotEmpty {
+                path: name,
+                rows: rows.unsigned_abs(),
+            });
+        }
+        if let Some(first) = records.first() {
+            let statement = tx
+                .prepare(&insert_record(first).sql.replace('?', "$"))
+                .map_err(pg)?;
+            for r in records {
+                let s = insert_record(r);
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                tx.execute(&statement, &params).map_err(pg)?;
+            }
+        }
+        tx.commit().map_err(pg)?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stops the lease thread (releasing the lease) and closes the connection.
+    pub fn close(mut self) -> Result<(), LedgerError> {
+        if let Some(t) = self.lease_thread.take() {
+            t.stop();
+        }
+        if let Some(client) = self.client.take() {
+            client.close().map_err(|source| LedgerError::Postgres {
+                path: self.name.clone(),
+                action: "close",
+                source: Arc::new(source),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PgLedger {
+    fn drop(&mut self) {
+        if let Some(t) = self.lease_thread.take() {
+            t.stop();
+        }
+    }
+}
