@@ -169,6 +169,9 @@ pub struct PassReport {
     pub api_calls: u64,
     pub rate_limited: u64,
     pub(crate) interrupted: bool,
+    /// Ledger writes of this pass that failed (the database unreachable, a lost lease): their links
+    /// are among `failed`; the daemon passes again shortly.
+    pub ledger_errors: u64,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -496,7 +496,15 @@ impl Daemon {
         let mut refused = false;
         match result {
             Ok(report) => {
-                refused = !report.ledger_refused.is_empty();
+                // A write the ledger refused, or one it could not take (the database down), is
+                // tried again shortly, on rows read again.
+                refused = !report.ledger_refused.is_empty() || report.ledger_errors > 0;
+                if report.ledger_errors > 0 {
+                    self.metrics
+                        .ledger_errors_total
+                        .with_label_values(&[self.config.ledger.store()])
+                        .inc_by(report.ledger_errors);
+                }
                 starved |= report
                     .failed
                     .iter()
@@ -556,7 +564,7 @@ impl Daemon {
             } else {
                 tracing::warn!(
                     retry_in_secs = STARVED_RETRY_SECS,
-                    "the ledger refused changes of the pass; another pass follows shortly, on rows read again"
+                    "the ledger refused or could not take changes of the pass; another pass follows shortly, on rows read again"
                 );
             }
             self.starved_retry = Some(self.triggers.spawn_settle(
@@ -713,6 +721,14 @@ impl Daemon {
             self.last_converged = Some(now);
         }
         match report.ledger_refused.first() {
+            None if report.ledger_errors > 0 => self.readiness.set_ready(
+                false,
+                format!(
+                    "{} ledger write(s) of the last pass failed ({}); another pass follows shortly",
+                    report.ledger_errors,
+                    self.config.ledger
+                ),
+            ),
             None => self.readiness.set_ready(true, ""),
             Some(first) => self.readiness.set_ready(
                 false,

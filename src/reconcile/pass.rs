@@ -755,9 +755,12 @@ fn report_delete(
             &key,
             "interrupted before its delete was sent".to_owned(),
         )),
-        Err(e) => report
-            .failed
-            .push(FailedLink::new(&key, format!("ledger write failed: {e}"))),
+        Err(e) => {
+            report.ledger_errors += 1;
+            report
+                .failed
+                .push(FailedLink::new(&key, format!("ledger write failed: {e}")))
+        }
     }
 }
 
@@ -788,9 +791,12 @@ fn report_outcome(
             &key,
             "interrupted before its create completed".to_string(),
         )),
-        Err(e) => report
-            .failed
-            .push(FailedLink::new(&key, format!("ledger write failed: {e}"))),
+        Err(e) => {
+            report.ledger_errors += 1;
+            report
+                .failed
+                .push(FailedLink::new(&key, format!("ledger write failed: {e}")))
+        }
     }
 }
 
