@@ -17,6 +17,7 @@ mod hostile_files;
 mod hostile_host;
 mod hostile_manifests;
 mod hostile_server;
+mod ledger_copy;
 mod ledger_replaced;
 mod lifecycle;
 mod notify_socket;

@@ -254,6 +254,8 @@ fn every_number_has_a_range_and_both_ends_are_checked() {
             "max_failure_delay_secs",
             &ranges::MAX_FAILURE_DELAY_SECS,
         ),
+        ("leadership", "lease_secs", &ranges::LEASE_SECS),
+        ("leadership", "renew_secs", &ranges::RENEW_SECS),
     ];
     for (section, key, range) in cases {
         let full = format!("{section}.{key}");
@@ -283,6 +285,8 @@ fn every_number_has_a_range_and_both_ends_are_checked() {
                 ("retry", "failure_delay_secs") => "\n  max_failure_delay_secs: 2592000",
                 ("retry", "max_failure_delay_secs") => "\n  failure_delay_secs: 1",
                 ("reconcile", "settle_secs") => "\natlas:\n  timeout_secs: 1",
+                ("leadership", "lease_secs") => "\n  renew_secs: 1",
+                ("leadership", "renew_secs") => "\n  lease_secs: 3600",
                 _ => "",
             };
             let yaml = format!("{section}:\n  {key}: {value}{extra}\n");
@@ -646,4 +650,60 @@ fn a_base_url_with_a_path_and_a_port_is_still_accepted() {
         c.atlas.base_url.as_str(),
         "https://atlas.example.com:8443/proxy"
     );
+}
+
+#[test]
+fn a_lease_must_outlast_three_renewals() {
+    let (key, message, _) = single_problem("leadership: {lease_secs: 10, renew_secs: 4}\n");
+    assert_eq!(key, "leadership.renew_secs");
+    assert!(
+        message.contains("a third of leadership.lease_secs"),
+        "{message}"
+    );
+    let ok = load("leadership: {lease_secs: 12, renew_secs: 4}\n").unwrap();
+    assert_eq!(
+        (ok.leadership.lease_secs, ok.leadership.renew_secs),
+        (12, 4)
+    );
+    let default = load("").unwrap();
+    assert_eq!(
+        (default.leadership.lease_secs, default.leadership.renew_secs),
+        (15, 5)
+    );
+}
+
+#[test]
+fn a_postgres_ledger_takes_a_url_and_widens_the_settle_window_by_the_send_margin() {
+    let c =
+        load("ledger: postgresql://linkd@db.example.net:6543/atlas\natlas: {timeout_secs: 12}\n")
+            .unwrap();
+    assert_eq!(
+        c.ledger.to_string(),
+        "postgresql://linkd@db.example.net:6543/atlas"
+    );
+    assert!(c.ledger.file().is_none());
+    assert_eq!(c.reconcile.settle_secs, 14, "timeout + the 2 s send margin");
+    // A window that does not cover the margin is refused on PostgreSQL, taken on SQLite.
+    let (key, message, _) = single_problem(
+        "ledger: postgres://linkd@db/atlas\natlas: {timeout_secs: 12}\nreconcile: {settle_secs: 13}\n",
+    );
+    assert_eq!(key, "reconcile.settle_secs");
+    assert!(message.contains("at least 14 s"), "{message}");
+    assert!(load("atlas: {timeout_secs: 12}\nreconcile: {settle_secs: 13}\n").is_ok());
+}
+
+#[test]
+fn a_postgres_url_with_a_password_or_a_weak_sslmode_is_refused_without_echoing_it() {
+    for yaml in [
+        "ledger: postgres://linkd:hunter2@db/atlas\n",
+        "ledger: postgres://linkd@db/atlas?password=hunter2\n",
+    ] {
+        let (key, message, text) = single_problem(yaml);
+        assert_eq!(key, "ledger");
+        assert!(message.contains("holds a password"), "{message}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+    let (key, message, _) = single_problem("ledger: postgres://db/atlas?sslmode=verify-ca\n");
+    assert_eq!(key, "ledger");
+    assert!(message.contains("verify-full"), "{message}");
 }

@@ -1,8 +1,10 @@
 //! The ledger's part in guarded prune: schema 3 migrates a version-2 file keeping its rows, and the
-//! prune changes (undeclared since, a refused delete, deleting, forget) land on disk and in the
-//! writer's copy in memory alike.
+//! prune changes (undeclared since, a refused delete, deleting, forget) land in the store (SQLite and
+//! PostgreSQL) and in the writer's copy in memory alike.
 
-use atlas_linkd::ledger::{Change, Ledger, LedgerHandle, SCHEMA_VERSION};
+use crate::ledger_memory::TestLedger;
+use crate::support::postgres::TestPostgres;
+use atlas_linkd::ledger::{Change, Ledger, SCHEMA_VERSION};
 use atlas_linkd::model::{GroupId, LinkKey, LinkSpec, Phase, Provider, PruneMark, Vendor};
 
 fn key(name: &str) -> LinkKey {
@@ -79,9 +81,17 @@ fn a_version_2_ledger_is_migrated_keeping_its_rows_and_accepts_the_deleting_phas
 
 #[tokio::test]
 async fn prune_changes_reach_disk_and_memory_and_forget_drops_the_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let handle = LedgerHandle::spawn(Ledger::open(&path).unwrap());
+    prune_changes_reach_the_store(&TestLedger::sqlite()).await;
+}
+
+#[tokio::test]
+async fn prune_changes_reach_postgres_and_memory_and_forget_drops_the_row() {
+    let pg = TestPostgres::start();
+    prune_changes_reach_the_store(&TestLedger::postgres(&pg)).await;
+}
+
+async fn prune_changes_reach_the_store(store: &TestLedger) {
+    let handle = store.open();
     // The writer's copy in memory exists from the first snapshot on.
     let _ = handle.snapshot().await.unwrap();
     for name in ["a", "b"] {

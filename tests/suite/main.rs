@@ -22,6 +22,7 @@ mod ledger_interleave;
 mod ledger_memory;
 mod ledger_prune;
 mod ledger_store;
+mod ledger_tls;
 mod manifest_corpus;
 mod manifest_files;
 mod manifest_fingerprint;

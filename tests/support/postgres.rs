@@ -116,6 +116,43 @@ impl TestPostgres {
         unreachable!("the last attempt returns or panics")
     }
 
+    /// Turns TLS on with the PEM certificate `cert` and key `key`, copied into the server's folder
+    /// (owned by its user, the key 0600, as PostgreSQL demands), and returns once the server says
+    /// `ssl` is on. Plain connections are still accepted.
+    pub(crate) fn enable_tls(&self, cert: &Path, key: &Path) {
+        let (c, k) = (
+            self.dir.path().join("server.pem"),
+            self.dir.path().join("server.key"),
+        );
+        std::fs::copy(cert, &c).expect("copy the server certificate");
+        std::fs::copy(key, &k).expect("copy the server key");
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))
+            .expect("make the key owner-only");
+        if let Some(user) = server_user() {
+            for f in [&c, &k] {
+                chown(f, Some(user.uid), Some(user.gid)).expect("hand the TLS files to postgres");
+            }
+        }
+        // ALTER SYSTEM may not run in a transaction block: one statement per call.
+        for setting in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", c.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", k.display()),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            self.sql("postgres", &setting);
+        }
+        let deadline = Instant::now() + READY_DEADLINE;
+        while self.sql("postgres", "SHOW ssl") != "on" {
+            assert!(
+                Instant::now() < deadline,
+                "TLS did not come on\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Its TCP port on 127.0.0.1 (the same after `start_again`).
     pub(crate) fn port(&self) -> u16 {
         self.port

@@ -374,14 +374,32 @@ impl PgLedger {
         raw.decode(&self.name, previous)
     }
 
-    /// Commits a group of changes in one transaction, each under its own savepoint so that one
-    /// refused change fails alone, after checking (under a share lock on the lease row, which a
-    /// takeover's update waits for) that this process still holds the lease under its epoch.
-    /// A process that does not writes nothing (`Fenced`).
+    /// Commits a group of changes in one transaction, after checking (under a share lock on the
+    /// lease row, which a takeover's update waits for) that this process still holds the lease
+    /// under its epoch: a process that does not writes nothing (`Fenced`). One refused change fails
+    /// alone: a change that finds no row changed nothing; a change of two statements (a rename)
+    /// runs under a savepoint; and should the database refuse a statement (a constraint), which
+    /// aborts the whole transaction, the group is run again with every change under its own
+    /// savepoint. Savepoints cost two round trips each, so the common group runs without them.
     pub(super) fn apply_group(
         &mut self,
         changes: &[&Change],
     ) -> Result<Vec<Result<Written, LedgerError>>, LedgerError> {
+        match self.try_group(changes, false)? {
+            Some(results) => Ok(results),
+            None => Ok(self
+                .try_group(changes, true)?
+                .expect("with a savepoint per change, a refused statement fails only its change")),
+        }
+    }
+
+    /// One attempt at `apply_group`; `None` when a statement was refused without a savepoint to
+    /// roll back to (the transaction is rolled back; run it again with `each_savepoint`).
+    fn try_group(
+        &mut self,
+        changes: &[&Change],
+        each_savepoint: bool,
+    ) -> Result<Option<Vec<Result<Written, LedgerError>>>, LedgerError> {
         let epoch = match &self.lease {
             Some(lease) => Some(lease.epoch().ok_or_else(|| self.fenced())?),
             None => None,
@@ -414,10 +432,14 @@ impl PgLedger {
         }
         let mut results = Vec::with_capacity(changes.len());
         for change in changes {
-            tx.batch_execute("SAVEPOINT change")
-                .map_err(pg("write a change"))?;
+            let statements = statements(change);
+            let savepoint = each_savepoint || statements.len() > 1;
+            if savepoint {
+                tx.batch_execute("SAVEPOINT change")
+                    .map_err(pg("write a change"))?;
+            }
             let mut written = Ok(0);
-            for s in statements(change) {
+            for s in statements {
                 let statement = match prepared.get(s.sql) {
                     Some(st) => st.clone(),
                     None => {
@@ -432,8 +454,12 @@ impl PgLedger {
                     s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
                 match tx.execute(&statement, &params) {
                     Ok(n) => written = Ok(n),
-                    // The database refused this change (a constraint): it alone fails.
+                    // The database refused this change (a constraint): it alone fails, once it
+                    // has a savepoint to roll back to.
                     Err(e) if e.as_db_error().is_some() => {
+                        if !savepoint {
+                            return Ok(None);
+                        }
                         written = Err(e);
                         break;
                     }
@@ -444,17 +470,19 @@ impl PgLedger {
                 Ok(n) => outcome(change, &name, usize::try_from(n).unwrap_or(usize::MAX)),
                 Err(source) => Err(pg("write a change")(source)),
             };
-            let end = if result.is_ok() {
-                "RELEASE SAVEPOINT change"
-            } else {
-                "ROLLBACK TO SAVEPOINT change"
-            };
-            tx.batch_execute(end).map_err(pg("write a change"))?;
+            if savepoint {
+                let end = if result.is_ok() {
+                    "RELEASE SAVEPOINT change"
+                } else {
+                    "ROLLBACK TO SAVEPOINT change"
+                };
+                tx.batch_execute(end).map_err(pg("write a change"))?;
+            }
             results.push(result);
         }
         tx.commit().map_err(pg("commit a group of changes"))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(results)
+        Ok(Some(results))
     }
 
     /// Inserts every row as it is, in one transaction under the lease, into a ledger with none
