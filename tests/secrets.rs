@@ -1,6 +1,7 @@
 //! No credential or token leaks: every operation, with both schemes and with failures, and servers
-//! that echo our requests back, under a trace-level subscriber; the captured logs, every error's
-//! Display and Debug, and the Debug of credentials and clients must not contain a secret or a token.
+//! that echo our requests back, and a PostgreSQL ledger's password, right and wrong, under a
+//! trace-level subscriber; the captured logs, every error's Display and Debug, and the Debug of
+//! credentials, clients and ledgers must not contain a secret or a token.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,11 +11,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use atlas_linkd::atlas::Credentials;
+use atlas_linkd::ledger::{LeaseSettings, LedgerError, LedgerLocation, PASSWORD_CREDENTIAL, Take};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use fake_atlas::{FakeAtlas, FakeConfig, FakeOp, Fault, ScriptedFault};
+use std::time::Duration;
 use support::atlas::*;
 use support::hostile::{Hostile, HostileConfig, Token, basic_credential};
+use support::postgres::TestPostgres;
 use support::{CLIENT_ID, CLIENT_SECRET, PRIVATE_KEY, PUBLIC_KEY};
 
 #[derive(Clone, Default)]
@@ -44,6 +48,19 @@ fn keep(seen: &mut Vec<String>, e: &atlas_linkd::atlas::ApiError) {
 }
 
 const STUB_TOKEN: &str = "stub-TOKEN-7f3a9c";
+const LEDGER_PASSWORD: &str = "ledger-PASSWORD-5e81b7";
+const WRONG_LEDGER_PASSWORD: &str = "wrong-LEDGER-c09d44";
+
+/// An error and its causes, as `exit::refuse` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    out
+}
 const ECHOED_TOKEN: &str = "echoed-TOKEN-41d0e2";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +211,41 @@ async fn no_secret_or_token_in_logs_errors_or_debug() {
     seen.push(format!("{:?}", sa_credentials()));
     seen.push(format!("{:?}", key_credentials()));
 
+    // A PostgreSQL ledger behind a password: from PGPASSWORD and from the `ledger-password`
+    // credential, right and wrong; connection errors, the ledger's Debug and the logs never
+    // carry it.
+    let pg = TestPostgres::start();
+    pg.require_password("linkd", LEDGER_PASSWORD);
+    let url = pg.new_database().replace("postgres@", "linkd@");
+    let location = LedgerLocation::parse(&url, |p| p.to_path_buf(), &|_| None).unwrap();
+    let lease = LeaseSettings {
+        lease: Duration::from_secs(30),
+        renew: Duration::from_secs(5),
+    };
+    let from_env = |k: &str| (k == "PGPASSWORD").then(|| LEDGER_PASSWORD.to_owned());
+    let handle = location.open(&from_env, lease, Take::Now).unwrap();
+    seen.push(format!("{handle:?}"));
+    handle.close().await.unwrap();
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(
+        credentials.path().join(PASSWORD_CREDENTIAL),
+        format!("{LEDGER_PASSWORD}\n"),
+    )
+    .unwrap();
+    let dir = credentials.path().to_str().unwrap().to_owned();
+    let from_credential = move |k: &str| (k == "CREDENTIALS_DIRECTORY").then(|| dir.clone());
+    location
+        .open(&from_credential, lease, Take::Now)
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let wrong = |k: &str| (k == "PGPASSWORD").then(|| WRONG_LEDGER_PASSWORD.to_owned());
+    let e = location.open(&wrong, lease, Take::Now).unwrap_err();
+    assert!(matches!(e, LedgerError::Connect(_)), "{e}");
+    seen.push(chain(&e));
+    seen.push(format!("{e:?}"));
+
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("atlas exchange"),
@@ -214,6 +266,8 @@ async fn no_secret_or_token_in_logs_errors_or_debug() {
         PRIVATE_KEY,
         "nope-wrong",
         "wrong-private",
+        LEDGER_PASSWORD,
+        WRONG_LEDGER_PASSWORD,
         STUB_TOKEN,
         ECHOED_TOKEN,
         &basic_credential(CLIENT_ID, CLIENT_SECRET),

@@ -116,6 +116,24 @@ impl TestPostgres {
         unreachable!("the last attempt returns or panics")
     }
 
+    /// Makes role `user` log in with `password` over TCP (SCRAM), as a production server would;
+    /// every other role keeps trust authentication.
+    pub(crate) fn require_password(&self, user: &str, password: &str) {
+        self.sql(
+            "postgres",
+            &format!("CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}'"),
+        );
+        let hba = self.data.join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        // The first matching line wins: this one before initdb's trust lines.
+        std::fs::write(
+            &hba,
+            format!("host all {user} 127.0.0.1/32 scram-sha-256\n{rest}"),
+        )
+        .expect("write pg_hba.conf");
+        self.sql("postgres", "SELECT pg_reload_conf()");
+    }
+
     /// Turns TLS on with the PEM certificate `cert` and key `key`, copied into the server's folder
     /// (owned by its user, the key 0600, as PostgreSQL demands), and returns once the server says
     /// `ssl` is on. Plain connections are still accepted.

@@ -21,7 +21,7 @@ use crate::model::{EndpointOutputs, GroupId, LinkKey, PruneMark, Record};
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -104,9 +104,12 @@ pub struct PgLedger {
     /// The target as errors name it (`LedgerError`'s `path`).
     name: PathBuf,
     env: Env,
-    client: Option<postgres::Client>,
+    /// Drives `client`'s connection, on the writer's own thread (the ledger is synchronous to its
+    /// callers; the asynchronous client is what pipelines a group's statements).
+    rt: tokio::runtime::Runtime,
+    client: Option<tokio_postgres::Client>,
     /// Prepared statements of `client`, by their SQL; dropped with it.
-    prepared: HashMap<&'static str, postgres::Statement>,
+    prepared: HashMap<&'static str, tokio_postgres::Statement>,
     lease: Option<Arc<Lease>>,
     lease_thread: Option<lease::LeaseThread>,
     pub(super) commits: Arc<AtomicU64>,
@@ -134,12 +137,12 @@ impl PgLedger {
                 .connect(&|k| env.get(k), purpose)
                 .map_err(|e| LedgerError::Connect(Arc::new(e)))
         };
-        let mut client = connect("ledger")?;
-        let found = schema::migrate(&mut client).map_err(|source| LedgerError::Postgres {
-            path: name.clone(),
-            action: "migrate the schema",
-            source: Arc::new(source),
-        })?;
+        let found =
+            schema::migrate(&mut connect("migrate")?).map_err(|source| LedgerError::Postgres {
+                path: name.clone(),
+                action: "migrate the schema",
+                source: Arc::new(source),
+            })?;
         if found > i64::from(SCHEMA_VERSION) {
             return Err(LedgerError::TooNew {
                 path: name,
@@ -194,10 +197,15 @@ impl PgLedger {
             path: name.clone(),
             source,
         })?;
+        let rt = runtime(&name)?;
+        let client = target
+            .connect_on(&rt, &|k| env.get(k), "ledger")
+            .map_err(|e| LedgerError::Connect(Arc::new(e)))?;
         Ok(PgLedger {
             target: target.clone(),
             name,
             env,
+            rt,
             client: Some(client),
             prepared: HashMap::new(),
             lease: Some(lease),
@@ -210,14 +218,15 @@ impl PgLedger {
     /// refused, an absent one is an empty ledger's `NotFound`).
     pub fn open_read_only(target: &PgTarget, env: Env) -> Result<PgLedger, LedgerError> {
         let name = PathBuf::from(target.to_string());
-        let mut client = target
-            .connect(&|k| env.get(k), "reader")
+        let rt = runtime(&name)?;
+        let client = target
+            .connect_on(&rt, &|k| env.get(k), "reader")
             .map_err(|e| LedgerError::Connect(Arc::new(e)))?;
-        let version = client
-            .query_opt(
+        let version = rt
+            .block_on(client.query_opt(
                 "SELECT version FROM atlas_linkd.schema_version WHERE to_regclass('atlas_linkd.schema_version') IS NOT NULL",
                 &[],
-            )
+            ))
             .map(|row| row.map(|r| r.get::<_, i64>(0)));
         let found = match version {
             Ok(Some(v)) => v,
@@ -253,6 +262,7 @@ impl PgLedger {
             target: target.clone(),
             name,
             env,
+            rt,
             client: Some(client),
             prepared: HashMap::new(),
             lease: None,
@@ -285,14 +295,14 @@ impl PgLedger {
     }
 
     /// The connection, made again when the last one broke (a restarted or unreachable server).
-    fn connected(&mut self) -> Result<&mut postgres::Client, LedgerError> {
+    fn connected(&mut self) -> Result<&mut tokio_postgres::Client, LedgerError> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             self.client = None;
             self.prepared.clear();
             let env = &self.env;
             let client = self
                 .target
-                .connect(&|k| env.get(k), "ledger")
+                .connect_on(&self.rt, &|k| env.get(k), "ledger")
                 .map_err(|e| LedgerError::Connect(Arc::new(e)))?;
             tracing::info!(ledger = %self.target, "connected to the ledger's database again");
             self.client = Some(client);
@@ -300,13 +310,30 @@ impl PgLedger {
         Ok(self.client.as_mut().expect("connected just above"))
     }
 
+    /// The runtime, the connection (made again if it broke) and its prepared statements, apart.
+    fn session(&mut self) -> Result<Session<'_>, LedgerError> {
+        self.connected()?;
+        let PgLedger {
+            rt,
+            client,
+            prepared,
+            ..
+        } = self;
+        Ok(Session {
+            rt,
+            client: client.as_mut().expect("connected just above"),
+            prepared,
+        })
+    }
+
     /// Every row, sorted by key.
     pub fn records(&mut self) -> Result<Vec<Record>, LedgerError> {
         let sql = format!("SELECT {COLUMNS} FROM atlas_linkd.links ORDER BY group_id, name");
         let name = self.name.clone();
-        let rows = self
-            .connected()?
-            .query(&sql, &[])
+        let session = self.session()?;
+        let rows = session
+            .rt
+            .block_on(session.client.query(&sql, &[]))
             .map_err(|source| LedgerError::Postgres {
                 path: name,
                 action: "read the records",
@@ -333,9 +360,14 @@ impl PgLedger {
         let sql =
             format!("SELECT {COLUMNS} FROM atlas_linkd.links WHERE group_id = $1 AND name = $2");
         let name = self.name.clone();
-        let row = self
-            .connected()?
-            .query_opt(&sql, &[&key.group_id.as_str(), &key.name])
+        let session = self.session()?;
+        let row = session
+            .rt
+            .block_on(
+                session
+                    .client
+                    .query_opt(&sql, &[&key.group_id.as_str(), &key.name]),
+            )
             .map_err(|source| LedgerError::Postgres {
                 path: name,
                 action: "read a record",
@@ -405,84 +437,19 @@ impl PgLedger {
             None => None,
         };
         let name = self.name.clone();
-        let pg = |action: &'static str| {
-            let name = name.clone();
-            move |source| LedgerError::Postgres {
-                path: name,
-                action,
-                source: Arc::new(source),
-            }
-        };
-        self.connected()?;
-        let client = self.client.as_mut().expect("connected just above");
-        let prepared = &mut self.prepared;
-        let mut tx = client.transaction().map_err(pg("begin a transaction"))?;
-        if let Some(epoch) = epoch {
-            let current = tx
-                .query_opt(
-                    "SELECT epoch FROM atlas_linkd.lease WHERE id = 1 AND expires_at > now() FOR SHARE",
-                    &[],
-                )
-                .map_err(pg("check the lease"))?
-                .map(|r| r.get::<_, i64>(0));
-            if current != Some(epoch) {
-                // Dropping the transaction rolls it back.
-                return Err(LedgerError::Fenced { path: name });
-            }
+        let session = self.session()?;
+        let committed = session.rt.block_on(write_group(
+            session.client,
+            session.prepared,
+            changes,
+            epoch,
+            each_savepoint,
+            &name,
+        ))?;
+        if committed.is_some() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
         }
-        let mut results = Vec::with_capacity(changes.len());
-        for change in changes {
-            let statements = statements(change);
-            let savepoint = each_savepoint || statements.len() > 1;
-            if savepoint {
-                tx.batch_execute("SAVEPOINT change")
-                    .map_err(pg("write a change"))?;
-            }
-            let mut written = Ok(0);
-            for s in statements {
-                let statement = match prepared.get(s.sql) {
-                    Some(st) => st.clone(),
-                    None => {
-                        let st = tx
-                            .prepare(&s.sql.replace('?', "$"))
-                            .map_err(pg("prepare a statement"))?;
-                        prepared.insert(s.sql, st.clone());
-                        st
-                    }
-                };
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                match tx.execute(&statement, &params) {
-                    Ok(n) => written = Ok(n),
-                    // The database refused this change (a constraint): it alone fails, once it
-                    // has a savepoint to roll back to.
-                    Err(e) if e.as_db_error().is_some() => {
-                        if !savepoint {
-                            return Ok(None);
-                        }
-                        written = Err(e);
-                        break;
-                    }
-                    Err(e) => return Err(pg("write a change")(e)),
-                }
-            }
-            let result = match written {
-                Ok(n) => outcome(change, &name, usize::try_from(n).unwrap_or(usize::MAX)),
-                Err(source) => Err(pg("write a change")(source)),
-            };
-            if savepoint {
-                let end = if result.is_ok() {
-                    "RELEASE SAVEPOINT change"
-                } else {
-                    "ROLLBACK TO SAVEPOINT change"
-                };
-                tx.batch_execute(end).map_err(pg("write a change"))?;
-            }
-            results.push(result);
-        }
-        tx.commit().map_err(pg("commit a group of changes"))?;
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(results))
+        Ok(committed)
     }
 
     /// Inserts every row as it is, in one transaction under the lease, into a ledger with none
@@ -493,46 +460,10 @@ impl PgLedger {
             None => None,
         };
         let name = self.name.clone();
-        let pg = |source| LedgerError::Postgres {
-            path: name.clone(),
-            action: "copy rows in",
-            source: Arc::new(source),
-        };
-        let mut tx = self.connected()?.transaction().map_err(pg)?;
-        if let Some(epoch) = epoch {
-            let current = tx
-                .query_opt(
-                    "SELECT epoch FROM atlas_linkd.lease WHERE id = 1 AND expires_at > now() FOR SHARE",
-                    &[],
-                )
-                .map_err(pg)?
-                .map(|r| r.get::<_, i64>(0));
-            if current != Some(epoch) {
-                return Err(LedgerError::Fenced { path: name });
-            }
-        }
-        let rows: i64 = tx
-            .query_one("SELECT count(*) FROM atlas_linkd.links", &[])
-            .map_err(pg)?
-            .get(0);
-        if rows > 0 {
-            return Err(LedgerError::NotEmpty {
-                path: name,
-                rows: rows.unsigned_abs(),
-            });
-        }
-        if let Some(first) = records.first() {
-            let statement = tx
-                .prepare(&insert_record(first).sql.replace('?', "$"))
-                .map_err(pg)?;
-            for r in records {
-                let s = insert_record(r);
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                tx.execute(&statement, &params).map_err(pg)?;
-            }
-        }
-        tx.commit().map_err(pg)?;
+        let session = self.session()?;
+        session
+            .rt
+            .block_on(import_rows(session.client, records, epoch, &name))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -542,13 +473,8 @@ impl PgLedger {
         if let Some(t) = self.lease_thread.take() {
             t.stop();
         }
-        if let Some(client) = self.client.take() {
-            client.close().map_err(|source| LedgerError::Postgres {
-                path: self.name.clone(),
-                action: "close",
-                source: Arc::new(source),
-            })?;
-        }
+        // Dropping the client ends its connection; the runtime goes with the ledger.
+        self.client = None;
         Ok(())
     }
 }
@@ -559,4 +485,203 @@ impl Drop for PgLedger {
             t.stop();
         }
     }
+}
+
+/// The writer's runtime, connection and prepared statements, borrowed apart.
+struct Session<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    client: &'a mut tokio_postgres::Client,
+    prepared: &'a mut HashMap<&'static str, tokio_postgres::Statement>,
+}
+
+/// A runtime of the writer's own, on its thread.
+fn runtime(name: &Path) -> Result<tokio::runtime::Runtime, LedgerError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| LedgerError::Thread {
+            path: name.to_owned(),
+            source,
+        })
+}
+
+fn pg_error<'a>(
+    name: &'a Path,
+    action: &'static str,
+) -> impl Fn(postgres::Error) -> LedgerError + 'a {
+    move |source| LedgerError::Postgres {
+        path: name.to_owned(),
+        action,
+        source: Arc::new(source),
+    }
+}
+
+/// Checks, inside `tx` and under a share lock on the lease row (a takeover's update waits for
+/// it), that the lease is still held under `epoch`.
+async fn check_epoch(
+    tx: &tokio_postgres::Transaction<'_>,
+    epoch: i64,
+    name: &Path,
+) -> Result<(), LedgerError> {
+    let current = tx
+        .query_opt(
+            "SELECT epoch FROM atlas_linkd.lease WHERE id = 1 AND expires_at > now() FOR SHARE",
+            &[],
+        )
+        .await
+        .map_err(pg_error(name, "check the lease"))?
+        .map(|r| r.get::<_, i64>(0));
+    if current == Some(epoch) {
+        Ok(())
+    } else {
+        Err(LedgerError::Fenced {
+            path: name.to_owned(),
+        })
+    }
+}
+
+fn as_params(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+/// One group commit (see `PgLedger::apply_group`). When no change needs a savepoint, every
+/// statement is sent at once, pipelined: one round trip for the group, not one per change.
+async fn write_group(
+    client: &mut tokio_postgres::Client,
+    prepared: &mut HashMap<&'static str, tokio_postgres::Statement>,
+    changes: &[&Change],
+    epoch: Option<i64>,
+    each_savepoint: bool,
+    name: &Path,
+) -> Result<Option<Vec<Result<Written, LedgerError>>>, LedgerError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(pg_error(name, "begin a transaction"))?;
+    if let Some(epoch) = epoch {
+        // Dropping the transaction rolls it back.
+        check_epoch(&tx, epoch, name).await?;
+    }
+    let all: Vec<_> = changes.iter().map(|c| statements(c)).collect();
+    for s in all.iter().flatten() {
+        if !prepared.contains_key(s.sql) {
+            let st = tx
+                .prepare(&s.sql.replace('?', "$"))
+                .await
+                .map_err(pg_error(name, "prepare a statement"))?;
+            prepared.insert(s.sql, st);
+        }
+    }
+    let statement = |sql: &str| prepared[sql].clone();
+    let mut results = Vec::with_capacity(changes.len());
+    if !each_savepoint && all.iter().all(|st| st.len() == 1) {
+        let answers = futures::future::join_all(all.iter().map(|st| {
+            let (s, tx) = (&st[0], &tx);
+            let statement = statement(s.sql);
+            async move { tx.execute(&statement, &as_params(&s.params)).await }
+        }))
+        .await;
+        for (change, answer) in changes.iter().zip(answers) {
+            match answer {
+                Ok(n) => results.push(outcome(
+                    change,
+                    name,
+                    usize::try_from(n).unwrap_or(usize::MAX),
+                )),
+                // Refused by the database: the transaction is aborted; again, with savepoints.
+                Err(e) if e.as_db_error().is_some() => return Ok(None),
+                Err(e) => return Err(pg_error(name, "write a change")(e)),
+            }
+        }
+    } else {
+        for (change, statements) in changes.iter().zip(&all) {
+            let savepoint = each_savepoint || statements.len() > 1;
+            if savepoint {
+                tx.batch_execute("SAVEPOINT change")
+                    .await
+                    .map_err(pg_error(name, "write a change"))?;
+            }
+            let mut written = Ok(0);
+            for s in statements {
+                match tx.execute(&statement(s.sql), &as_params(&s.params)).await {
+                    Ok(n) => written = Ok(n),
+                    // The database refused this change (a constraint): it alone fails, once it
+                    // has a savepoint to roll back to.
+                    Err(e) if e.as_db_error().is_some() => {
+                        if !savepoint {
+                            return Ok(None);
+                        }
+                        written = Err(e);
+                        break;
+                    }
+                    Err(e) => return Err(pg_error(name, "write a change")(e)),
+                }
+            }
+            let result = match written {
+                Ok(n) => outcome(change, name, usize::try_from(n).unwrap_or(usize::MAX)),
+                Err(source) => Err(pg_error(name, "write a change")(source)),
+            };
+            if savepoint {
+                let end = if result.is_ok() {
+                    "RELEASE SAVEPOINT change"
+                } else {
+                    "ROLLBACK TO SAVEPOINT change"
+                };
+                tx.batch_execute(end)
+                    .await
+                    .map_err(pg_error(name, "write a change"))?;
+            }
+            results.push(result);
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(pg_error(name, "commit a group of changes"))?;
+    Ok(Some(results))
+}
+
+/// `ledger copy`'s insert of every row, pipelined, into a ledger that must hold none.
+async fn import_rows(
+    client: &mut tokio_postgres::Client,
+    records: &[Record],
+    epoch: Option<i64>,
+    name: &Path,
+) -> Result<(), LedgerError> {
+    let pg = pg_error(name, "copy rows in");
+    let tx = client.transaction().await.map_err(&pg)?;
+    if let Some(epoch) = epoch {
+        check_epoch(&tx, epoch, name).await?;
+    }
+    let rows: i64 = tx
+        .query_one("SELECT count(*) FROM atlas_linkd.links", &[])
+        .await
+        .map_err(&pg)?
+        .get(0);
+    if rows > 0 {
+        return Err(LedgerError::NotEmpty {
+            path: name.to_owned(),
+            rows: rows.unsigned_abs(),
+        });
+    }
+    if let Some(first) = records.first() {
+        let statement = tx
+            .prepare(&insert_record(first).sql.replace('?', "$"))
+            .await
+            .map_err(&pg)?;
+        // Pipelined a few thousand at a time, so that a million rows do not wait at once.
+        for chunk in records.chunks(4096) {
+            let inserts = chunk.iter().map(|r| {
+                let (tx, statement) = (&tx, &statement);
+                async move {
+                    let s = insert_record(r);
+                    tx.execute(statement, &as_params(&s.params)).await
+                }
+            });
+            for answer in futures::future::join_all(inserts).await {
+                answer.map_err(&pg)?;
+            }
+        }
+    }
+    tx.commit().await.map_err(&pg)?;
+    Ok(())
 }

@@ -214,20 +214,21 @@ impl PgTarget {
             })
     }
 
-    /// Connects, with the password found outside the config, TLS as `sslmode` says, and the
-    /// session's `search_path` set to the `atlas_linkd` schema.
-    pub(crate) fn connect(
+    /// The connection's settings (the password found outside the config, the session's
+    /// `search_path` set to the `atlas_linkd` schema) and its TLS, as `sslmode` says (`None`: in
+    /// clear).
+    fn settings(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
         purpose: &str,
-    ) -> Result<postgres::Client, ConnectError> {
+    ) -> Result<(tokio_postgres::Config, Option<rustls::ClientConfig>), ConnectError> {
         let password = self
             .password(env)
             .map_err(|source| ConnectError::Password {
                 target: self.to_string(),
                 source,
             })?;
-        let mut config = postgres::Config::new();
+        let mut config = tokio_postgres::Config::new();
         match &self.host {
             Host::Tcp(h) => config.host(h),
             Host::Socket(dir) => config.host_path(dir),
@@ -236,7 +237,7 @@ impl PgTarget {
             .port(self.port)
             .user(&self.user)
             .dbname(&self.dbname)
-            .application_name(&format!("{} ({purpose})", self.application_name))
+            .application_name(format!("{} ({purpose})", self.application_name))
             .connect_timeout(Duration::from_secs(self.connect_timeout_secs))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
@@ -245,25 +246,72 @@ impl PgTarget {
         if let Some(p) = &password {
             config.password(p.expose_secret());
         }
-        let connected = match self.ssl {
+        let tls = match self.ssl {
             SslMode::Disable => {
-                config.ssl_mode(postgres::config::SslMode::Disable);
-                config.connect(postgres::NoTls)
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                None
             }
             mode => {
                 config.ssl_mode(if mode == SslMode::Prefer {
-                    postgres::config::SslMode::Prefer
+                    tokio_postgres::config::SslMode::Prefer
                 } else {
-                    postgres::config::SslMode::Require
+                    tokio_postgres::config::SslMode::Require
                 });
-                let tls = self.tls(mode)?;
-                config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                Some(self.tls(mode)?)
             }
         };
-        connected.map_err(|source| ConnectError::Connect {
+        Ok((config, tls))
+    }
+
+    fn connect_err(&self) -> impl Fn(postgres::Error) -> ConnectError + '_ {
+        move |source| ConnectError::Connect {
             target: self.to_string(),
             source,
-        })
+        }
+    }
+
+    /// A blocking connection (the lease thread's, a reader's).
+    pub(crate) fn connect(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        purpose: &str,
+    ) -> Result<postgres::Client, ConnectError> {
+        let (config, tls) = self.settings(env, purpose)?;
+        let config = postgres::Config::from(config);
+        match tls {
+            None => config.connect(postgres::NoTls),
+            Some(tls) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
+        }
+        .map_err(self.connect_err())
+    }
+
+    /// An asynchronous connection driven by `rt` (the ledger writer's own runtime), whose
+    /// statements a caller may send pipelined, many in one round trip.
+    pub(crate) fn connect_on(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        env: &dyn Fn(&str) -> Option<String>,
+        purpose: &str,
+    ) -> Result<tokio_postgres::Client, ConnectError> {
+        let (config, tls) = self.settings(env, purpose)?;
+        let client = match tls {
+            None => {
+                let (client, connection) = rt
+                    .block_on(config.connect(tokio_postgres::NoTls))
+                    .map_err(self.connect_err())?;
+                rt.spawn(drive(connection));
+                client
+            }
+            Some(tls) => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                let (client, connection) = rt
+                    .block_on(config.connect(tls))
+                    .map_err(self.connect_err())?;
+                rt.spawn(drive(connection));
+                client
+            }
+        };
+        Ok(client)
     }
 
     fn tls(&self, mode: SslMode) -> Result<rustls::ClientConfig, ConnectError> {
@@ -310,6 +358,13 @@ impl PgTarget {
             ));
         }
         Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    }
+}
+
+/// Runs a connection's I/O until it ends; the client sees the end as a closed connection.
+async fn drive(connection: impl std::future::Future<Output = Result<(), tokio_postgres::Error>>) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "a connection to the ledger's database ended");
     }
 }
 
