@@ -445,7 +445,11 @@ impl PgLedger {
             epoch,
             each_savepoint,
             &name,
-        ))?;
+        ));
+        if !matches!(committed, Ok(Some(_))) {
+            session.end_transaction();
+        }
+        let committed = committed?;
         if committed.is_some() {
             self.commits.fetch_add(1, Ordering::Relaxed);
         }
@@ -461,9 +465,13 @@ impl PgLedger {
         };
         let name = self.name.clone();
         let session = self.session()?;
-        session
+        let imported = session
             .rt
-            .block_on(import_rows(session.client, records, epoch, &name))?;
+            .block_on(import_rows(session.client, records, epoch, &name));
+        if imported.is_err() {
+            session.end_transaction();
+        }
+        imported?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -492,6 +500,18 @@ struct Session<'a> {
     rt: &'a tokio::runtime::Runtime,
     client: &'a mut tokio_postgres::Client,
     prepared: &'a mut HashMap<&'static str, tokio_postgres::Statement>,
+}
+
+impl Session<'_> {
+    /// Ends a transaction an error left open. A dropped transaction only queues its ROLLBACK,
+    /// which this runtime sends at its next use; until then the transaction keeps its share lock on
+    /// the lease row, and the lease thread's release (or a successor's takeover) waits for it. A
+    /// ROLLBACK with none open is only a warning.
+    fn end_transaction(&self) {
+        if let Err(e) = self.rt.block_on(self.client.batch_execute("ROLLBACK")) {
+            tracing::debug!(error = %e, "rolling back after a failed write");
+        }
+    }
 }
 
 /// A runtime of the writer's own, on its thread.
