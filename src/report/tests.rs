@@ -214,6 +214,7 @@ fn json_keys_are_camel_case_and_every_link_has_group_id_and_name() {
             "inFlight",
             "inUse",
             "interrupted",
+            "ledgerErrors",
             "ledgerRefused",
             "notAttempted",
             "orphaned",
