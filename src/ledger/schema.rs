@@ -81,8 +81,9 @@ pub(super) fn user_version(conn: &Connection, path: &Path) -> Result<i64, Ledger
         })
 }
 
-pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
-    let found = user_version(conn, path)?;
+/// Whether a writer may open a ledger at schema version `found` (either store): any version up to
+/// this build's, which it migrates; a newer one is refused.
+pub(super) fn check_writable(found: i64, path: &Path) -> Result<(), LedgerError> {
     if found > i64::from(SCHEMA_VERSION) {
         return Err(LedgerError::TooNew {
             path: path.to_owned(),
@@ -90,6 +91,26 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerEr
             supported: SCHEMA_VERSION,
         });
     }
+    Ok(())
+}
+
+/// Whether a reader (which migrates nothing) may read a ledger at schema version `found` (either
+/// store): exactly this build's.
+pub(super) fn check_readable(found: i64, path: &Path) -> Result<(), LedgerError> {
+    check_writable(found, path)?;
+    if found < i64::from(SCHEMA_VERSION) {
+        return Err(LedgerError::NotMigrated {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
+    let found = user_version(conn, path)?;
+    check_writable(found, path)?;
     let start = usize::try_from(found).unwrap_or(0);
     for (index, step) in MIGRATIONS.iter().enumerate().skip(start) {
         let version = (index + 1) as u32;

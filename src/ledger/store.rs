@@ -2,7 +2,7 @@
 
 use super::identity::{FileId, HeldFiles};
 use super::rows::{RawRecord, Written, insert_record, write_change};
-use super::schema::{BUSY_TIMEOUT_MS, SCHEMA_VERSION, migrate, user_version};
+use super::schema::{BUSY_TIMEOUT_MS, check_readable, migrate, user_version};
 use super::{Change, LedgerError};
 use crate::model::{EndpointOutputs, GroupId, LinkKey, PruneMark, Record};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -301,21 +301,7 @@ impl Ledger {
         .map_err(open_err)?;
         conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(open_err)?;
-        let found = user_version(&conn, path)?;
-        if found > i64::from(SCHEMA_VERSION) {
-            return Err(LedgerError::TooNew {
-                path: path.to_owned(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if found < i64::from(SCHEMA_VERSION) {
-            return Err(LedgerError::NotMigrated {
-                path: path.to_owned(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        check_readable(user_version(&conn, path)?, path)?;
         Ok(Ledger {
             conn,
             path: path.to_owned(),

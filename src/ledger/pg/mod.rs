@@ -14,8 +14,8 @@ pub use target::{
     ConnectError, PASSWORD_CREDENTIAL, PgTarget, SslMode, TargetError, is_postgres_url,
 };
 
-use super::SCHEMA_VERSION;
 use super::rows::{Param, RawRecord, Written, insert_record, outcome, statements};
+use super::schema::{check_readable, check_writable};
 use super::{Change, LedgerError};
 use crate::model::{EndpointOutputs, GroupId, LinkKey, PruneMark, Record};
 use bytes::BytesMut;
@@ -143,13 +143,7 @@ impl PgLedger {
                 action: "migrate the schema",
                 source: Arc::new(source),
             })?;
-        if found > i64::from(SCHEMA_VERSION) {
-            return Err(LedgerError::TooNew {
-                path: name,
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        check_writable(found, &name)?;
         let lease = Lease::new(settings);
         let mut lease_client = connect("lease")?;
         let lease_err = |source| LedgerError::Postgres {
@@ -201,17 +195,36 @@ impl PgLedger {
         let client = target
             .connect_on(&rt, &|k| env.get(k), "ledger")
             .map_err(|e| LedgerError::Connect(Arc::new(e)))?;
-        Ok(PgLedger {
+        Ok(PgLedger::new(
+            target,
+            name,
+            env,
+            rt,
+            client,
+            Some((lease, lease_thread)),
+        ))
+    }
+
+    fn new(
+        target: &PgTarget,
+        name: PathBuf,
+        env: Env,
+        rt: tokio::runtime::Runtime,
+        client: tokio_postgres::Client,
+        lease: Option<(Arc<Lease>, lease::LeaseThread)>,
+    ) -> PgLedger {
+        let (lease, lease_thread) = lease.unzip();
+        PgLedger {
             target: target.clone(),
             name,
             env,
             rt,
             client: Some(client),
             prepared: HashMap::new(),
-            lease: Some(lease),
-            lease_thread: Some(lease_thread),
+            lease,
+            lease_thread,
             commits: Arc::new(AtomicU64::new(0)),
-        })
+        }
     }
 
     /// Connects for reading only: no lease, no migration (a schema this build does not read is
@@ -243,32 +256,8 @@ impl PgLedger {
                 });
             }
         };
-        if found != i64::from(SCHEMA_VERSION) {
-            return Err(if found > i64::from(SCHEMA_VERSION) {
-                LedgerError::TooNew {
-                    path: name,
-                    found,
-                    supported: SCHEMA_VERSION,
-                }
-            } else {
-                LedgerError::NotMigrated {
-                    path: name,
-                    found,
-                    supported: SCHEMA_VERSION,
-                }
-            });
-        }
-        Ok(PgLedger {
-            target: target.clone(),
-            name,
-            env,
-            rt,
-            client: Some(client),
-            prepared: HashMap::new(),
-            lease: None,
-            lease_thread: None,
-            commits: Arc::new(AtomicU64::new(0)),
-        })
+        check_readable(found, &name)?;
+        Ok(PgLedger::new(target, name, env, rt, client, None))
     }
 
     /// The lease, on a ledger opened for writing.
@@ -288,10 +277,17 @@ impl PgLedger {
         }
     }
 
-    fn fenced(&self) -> LedgerError {
-        LedgerError::Fenced {
-            path: self.name.clone(),
-        }
+    /// The lease epoch a write runs under: `None` without a lease (a reader), `Fenced` when
+    /// this process no longer holds it by its own clock.
+    fn write_epoch(&self) -> Result<Option<i64>, LedgerError> {
+        self.lease
+            .as_ref()
+            .map(|lease| {
+                lease.epoch().ok_or_else(|| LedgerError::Fenced {
+                    path: self.name.clone(),
+                })
+            })
+            .transpose()
     }
 
     /// The connection, made again when the last one broke (a restarted or unreachable server).
@@ -432,10 +428,7 @@ impl PgLedger {
         changes: &[&Change],
         each_savepoint: bool,
     ) -> Result<Option<Vec<Result<Written, LedgerError>>>, LedgerError> {
-        let epoch = match &self.lease {
-            Some(lease) => Some(lease.epoch().ok_or_else(|| self.fenced())?),
-            None => None,
-        };
+        let epoch = self.write_epoch()?;
         let name = self.name.clone();
         let session = self.session()?;
         let committed = session.rt.block_on(write_group(
@@ -459,10 +452,7 @@ impl PgLedger {
     /// Inserts every row as it is, in one transaction under the lease, into a ledger with none
     /// (`ledger copy`).
     pub(super) fn import(&mut self, records: &[Record]) -> Result<(), LedgerError> {
-        let epoch = match &self.lease {
-            Some(lease) => Some(lease.epoch().ok_or_else(|| self.fenced())?),
-            None => None,
-        };
+        let epoch = self.write_epoch()?;
         let name = self.name.clone();
         let session = self.session()?;
         let imported = session
